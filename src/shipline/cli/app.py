@@ -1,0 +1,408 @@
+"""The `shipline` command line. It parses, calls the engine, and prints; no business logic."""
+
+from __future__ import annotations
+
+import os
+import sys
+from contextlib import nullcontext
+from typing import TYPE_CHECKING, Annotated, Any
+
+import click
+import typer
+
+from shipline.cli.output import Output
+from shipline.domain.masking import Masker
+from shipline.errors import ShiplineError, UserError
+
+if TYPE_CHECKING:
+    from shipline.engine.workspace import Workspace
+
+app = typer.Typer(
+    name="shipline",
+    help="shipline: continuous delivery from commit to production.",
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+services_app = typer.Typer(help="The services of the project.", no_args_is_help=True)
+envs_app = typer.Typer(help="The environments of the ladder.", no_args_is_help=True)
+vars_app = typer.Typer(help="Resolved variables.", no_args_is_help=True)
+secrets_app = typer.Typer(
+    help="Secrets in the configured stores (values via stdin).", no_args_is_help=True
+)
+audit_app = typer.Typer(help="The audit log.", no_args_is_help=True)
+app.add_typer(services_app, name="services")
+app.add_typer(envs_app, name="envs")
+app.add_typer(vars_app, name="vars")
+app.add_typer(secrets_app, name="secrets")
+app.add_typer(audit_app, name="audit")
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+
+
+class State:
+    """Per-invocation state shared by the commands."""
+
+    def __init__(self, output: Output) -> None:
+        self.output = output
+        self.config: str | None = None
+        self._workspace: Workspace | None = None
+
+    def workspace(self) -> Workspace:
+        """The project, loaded on first use."""
+        if self._workspace is None:
+            from shipline.config.loader import find_config
+            from shipline.engine.workspace import Workspace
+
+            path = find_config(self.config)
+            self._workspace = Workspace.open(path, masker=self.output.masker)
+        return self._workspace
+
+
+def _state(ctx: typer.Context) -> State:
+    state: State = ctx.ensure_object(State)
+    return state
+
+
+@app.callback()
+def root(
+    ctx: typer.Context,
+    config: Annotated[
+        str | None,
+        typer.Option("--config", "-c", help="Path to shipline.yaml (default: search upwards)."),
+    ] = None,
+) -> None:
+    """shipline: continuous delivery from commit to production."""
+    _state(ctx).config = config
+
+
+@app.command()
+def validate(ctx: typer.Context, as_json: JsonFlag = False) -> None:
+    """Check the configuration; print every problem as file:line:col."""
+    from shipline.config.loader import find_config, load_config
+    from shipline.errors import ConfigError, ConfigErrors
+
+    state = _state(ctx)
+    path = find_config(state.config)
+    try:
+        config = load_config(path)
+    except ConfigError as exc:
+        if not as_json:
+            raise
+        errors = exc.errors if isinstance(exc, ConfigErrors) else [exc]
+        state.output.json({"valid": False, "errors": [_error_json(e) for e in errors]})
+        raise typer.Exit(2) from None
+    summary = {
+        "valid": True,
+        "config": str(path),
+        "services": len(config.services),
+        "stacks": len(config.stacks),
+        "environments": len(config.environments),
+        "variableGroups": len(config.variable_groups),
+    }
+    if as_json:
+        state.output.json(summary)
+    else:
+        state.output.line(
+            f"{path}: ok ({summary['services']} services, {summary['stacks']} stacks, "
+            f"{summary['environments']} environments, {summary['variableGroups']} variable groups)"
+        )
+
+
+def _error_json(error: Any) -> dict[str, Any]:
+    loc = error.location
+    return {
+        "file": loc.file if loc else None,
+        "line": loc.line if loc else None,
+        "column": loc.column if loc else None,
+        "message": error.message,
+        "hint": error.hint,
+    }
+
+
+@app.command()
+def schema(ctx: typer.Context) -> None:
+    """Print the JSON Schema of shipline.yaml (for editors)."""
+    from shipline.domain.models import Config
+
+    data = Config.model_json_schema(by_alias=True)
+    data["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    data["title"] = "shipline configuration"
+    _state(ctx).output.json(data)
+
+
+@services_app.command("list")
+def services_list(ctx: typer.Context, as_json: JsonFlag = False) -> None:
+    """List services with stack, port and health path."""
+    from shipline.cli import views
+
+    state = _state(ctx)
+    rows = views.services(state.workspace().config)
+    if as_json:
+        state.output.json(rows)
+        return
+    state.output.table(
+        f"{len(rows)} services",
+        ["service", "stack", "port", "health path", "image"],
+        [[r["name"], r["stack"], r["port"], r["healthPath"], r["image"]] for r in rows],
+    )
+
+
+@envs_app.command("list")
+def envs_list(ctx: typer.Context, as_json: JsonFlag = False) -> None:
+    """List environments in ladder order with approvers and checks."""
+    from shipline.cli import views
+
+    state = _state(ctx)
+    rows = views.environments(state.workspace().config)
+    if as_json:
+        state.output.json(rows)
+        return
+    state.output.table(
+        "ladder",
+        [
+            "#",
+            "environment",
+            "aliases",
+            "cluster",
+            "namespace",
+            "tier",
+            "strategy",
+            "approvals",
+            "checks",
+        ],
+        [
+            [
+                r["order"],
+                r["name"],
+                ", ".join(r["aliases"]),
+                r["cluster"],
+                r["namespace"],
+                r["tier"],
+                r["strategy"]["type"],
+                views.approvals_text(r["approvals"]),
+                views.checks_text(r["checks"]),
+            ]
+            for r in rows
+        ],
+    )
+
+
+@vars_app.command("show")
+def vars_show(
+    ctx: typer.Context,
+    env: Annotated[str, typer.Option("--env", "-e", help="Environment name or alias.")],
+    service: Annotated[str | None, typer.Option("--service", "-s", help="Service name.")] = None,
+    pipeline: Annotated[str, typer.Option(help="Pipeline asking (group permissions).")] = "deploy",
+    reveal: Annotated[bool, typer.Option("--reveal", help="Show secret values (audited).")] = False,
+    skip_secrets: Annotated[
+        bool, typer.Option("--skip-secrets", help="Do not read the secret stores.")
+    ] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Show every resolved variable and the group it came from."""
+    from shipline.cli import views
+    from shipline.engine.identity import current_user
+    from shipline.engine.variables import find_scope, resolve
+
+    if reveal and skip_secrets:
+        raise UserError("--reveal and --skip-secrets contradict each other")
+    state = _state(ctx)
+    ws = state.workspace()
+    scope = find_scope(ws.config, env, service, pipeline)
+    variables = resolve(ws.config, scope, ws.store, fetch_secrets=not skip_secrets)
+    rows = views.variables(variables, reveal=reveal)
+    if reveal:
+        ws.audit.append(
+            current_user(None, os.environ),
+            "vars.reveal",
+            environment=scope.environment.name,
+            service=service,
+            variables=[v.name for v in variables if v.secret],
+        )
+    with state.output.unmasked() if reveal else nullcontext():
+        if as_json:
+            state.output.json(rows)
+        else:
+            title = f"{scope.environment.name}" + (f" / {service}" if service else "")
+            state.output.table(
+                f"variables of {title} ({len(rows)})",
+                ["name", "value", "source", "secret"],
+                [[r["name"], r["value"], r["source"], "yes" if r["secret"] else ""] for r in rows],
+            )
+
+
+def _read_secret_value(name: str) -> str:
+    if sys.stdin is None:
+        raise UserError("no standard input to read the secret value from")
+    if sys.stdin.isatty():
+        import getpass
+
+        value = getpass.getpass(f"value for {name} (input hidden): ")
+    else:
+        value = sys.stdin.read()
+        if value.endswith("\n"):
+            value = value[:-1]
+            if value.endswith("\r"):
+                value = value[:-1]
+    if not value:
+        raise UserError(
+            f"no value given for secret '{name}'",
+            hint=f'pipe it in: printf %s "$VALUE" | shipline secrets set {name}',
+        )
+    return value
+
+
+StoreOpt = Annotated[
+    str | None, typer.Option("--store", help="Secret store (default: the configured default).")
+]
+
+
+@secrets_app.command("set")
+def secrets_set(ctx: typer.Context, name: str, store: StoreOpt = None) -> None:
+    """Store a secret; the value is read from stdin, never from the command line."""
+    from shipline.engine.identity import current_user
+
+    state = _state(ctx)
+    ws = state.workspace()
+    target = ws.store(store)
+    value = _read_secret_value(name)
+    target.set(name, value)
+    chosen = store or ws.config.default_secret_store
+    ws.audit.append(current_user(None, os.environ), "secret.set", name=name, store=chosen)
+    state.output.error(f"secret '{name}' set in store '{chosen}'")
+
+
+@secrets_app.command("list")
+def secrets_list(ctx: typer.Context, store: StoreOpt = None, as_json: JsonFlag = False) -> None:
+    """List secret names (never values)."""
+    state = _state(ctx)
+    ws = state.workspace()
+    names = ws.store(store).names()
+    chosen = store or ws.config.default_secret_store
+    if as_json:
+        state.output.json({"store": chosen, "names": names})
+    else:
+        state.output.table(f"secrets in store '{chosen}'", ["name"], [[n] for n in names])
+
+
+@secrets_app.command("rm")
+def secrets_rm(ctx: typer.Context, name: str, store: StoreOpt = None) -> None:
+    """Remove a secret."""
+    from shipline.engine.identity import current_user
+    from shipline.errors import NotFoundError
+
+    state = _state(ctx)
+    ws = state.workspace()
+    chosen = store or ws.config.default_secret_store
+    if not ws.store(store).delete(name):
+        raise NotFoundError(f"no secret '{name}' in store '{chosen}'")
+    ws.audit.append(current_user(None, os.environ), "secret.rm", name=name, store=chosen)
+    state.output.error(f"secret '{name}' removed from store '{chosen}'")
+
+
+@secrets_app.command("generate")
+def secrets_generate(
+    ctx: typer.Context,
+    env: Annotated[str, typer.Option("--env", "-e", help="Environment name or alias.")],
+    as_json: JsonFlag = False,
+) -> None:
+    """Fill every missing required secret of an environment with a random value."""
+    from shipline.engine.identity import current_user
+    from shipline.engine.secrets import generate_missing
+
+    state = _state(ctx)
+    ws = state.workspace()
+    made = generate_missing(ws, env)
+    ws.audit.append(
+        current_user(None, os.environ),
+        "secret.generate",
+        environment=env,
+        names=[m[1] for m in made],
+    )
+    if as_json:
+        state.output.json([{"store": s, "name": n} for s, n in made])
+    else:
+        state.output.line(f"generated {len(made)} secret(s) for '{env}'")
+        for store_name, key in made:
+            state.output.line(f"  {store_name}: {key}")
+
+
+@audit_app.command("verify")
+def audit_verify(ctx: typer.Context, as_json: JsonFlag = False) -> None:
+    """Check the audit log's hash chain; exit 1 when a record was changed or removed."""
+    state = _state(ctx)
+    log = state.workspace().audit
+    problems = log.verify()
+    count = len(log.records())
+    if as_json:
+        state.output.json(
+            {"records": count, "intact": not problems, "problems": [p.__dict__ for p in problems]}
+        )
+    elif problems:
+        for problem in problems:
+            state.output.line(f"{log.path}:{problem.line}: {problem.message}")
+    else:
+        state.output.line(f"{log.path}: {count} records, chain intact")
+    if problems:
+        raise typer.Exit(1)
+
+
+@audit_app.command("list")
+def audit_list(ctx: typer.Context, as_json: JsonFlag = False) -> None:
+    """Show the audit records, oldest first."""
+    state = _state(ctx)
+    records = state.workspace().audit.records()
+    if as_json:
+        state.output.json(records)
+        return
+    state.output.table(
+        f"{len(records)} audit records",
+        ["#", "time", "actor", "action", "details"],
+        [[r["seq"], r["time"], r["actor"], r["action"], r["details"]] for r in records],
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; return the exit code. No traceback reaches a user."""
+    masker = Masker()
+    output = Output(masker)
+    state = State(output)
+    command = typer.main.get_command(app)
+    args = sys.argv[1:] if argv is None else argv
+    try:
+        command.main(args=args, prog_name="shipline", standalone_mode=False, obj=state)
+    except click.exceptions.NoArgsIsHelpError as exc:
+        output.line(exc.ctx.get_help() if exc.ctx else "")
+        return 2
+    except click.UsageError as exc:
+        where = exc.ctx.command_path if exc.ctx else "shipline"
+        output.error(f"{where}: error: {exc.format_message()} (see '{where} --help')")
+        return 2
+    except click.exceptions.Exit as exc:
+        return int(exc.exit_code)
+    except click.Abort:
+        output.error("shipline: aborted")
+        return 130
+    except ShiplineError as exc:
+        for line in exc.lines():
+            output.error(line)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        output.error("shipline: interrupted")
+        return 130
+    except Exception as exc:  # the last guard: one line, never a traceback
+        if os.environ.get("SHIPLINE_DEBUG"):
+            import traceback
+
+            output.error(traceback.format_exc())
+        output.error(f"shipline: internal error: {type(exc).__name__}: {exc}")
+        output.error("  hint: rerun with SHIPLINE_DEBUG=1 and report it")
+        return 1
+    return 0
+
+
+def run() -> None:
+    """Console-script entry point."""
+    sys.exit(main())

@@ -1,0 +1,142 @@
+"""Load a configuration: YAML with positions → pydantic models → cross-reference checks.
+
+Every problem is collected and raised at once as ConfigErrors, each at file:line:column.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from shipline.config.source import PathKey, Source, load_source
+from shipline.config.validate import check_references
+from shipline.domain.models import Config
+from shipline.errors import ConfigError, ConfigErrors, NotFoundError
+
+CONFIG_NAME = "shipline.yaml"
+
+
+def find_config(explicit: str | None = None, start: Path | None = None) -> Path:
+    """The configuration to use: explicit path, then SHIPLINE_CONFIG, then walking up for one."""
+    chosen = explicit or os.environ.get("SHIPLINE_CONFIG")
+    if chosen:
+        path = Path(chosen)
+        if path.is_dir():
+            path = path / CONFIG_NAME
+        if not path.is_file():
+            raise NotFoundError(
+                f"configuration not found: {chosen}", hint="pass --config PATH to a shipline.yaml"
+            )
+        return path
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        candidate = folder / CONFIG_NAME
+        if candidate.is_file():
+            return candidate
+    raise NotFoundError(
+        f"no {CONFIG_NAME} here or in any parent folder",
+        hint="run in a project, or pass --config PATH (or set SHIPLINE_CONFIG)",
+    )
+
+
+def load_config(path: Path) -> Config:
+    """Read, validate and cross-check the configuration at `path` and its includes."""
+    source = load_source(path)
+    try:
+        config = Config.model_validate(source.data)
+    except ValidationError as exc:
+        raise ConfigErrors(schema_errors(exc, source)) from None
+    problems = check_references(config, source)
+    if problems:
+        raise ConfigErrors(problems)
+    return config
+
+
+_KNOWN_KEYS: set[str] | None = None
+
+
+def _known_keys() -> set[str]:
+    global _KNOWN_KEYS  # noqa: PLW0603 - computed once from the schema
+    if _KNOWN_KEYS is None:
+        keys: set[str] = set()
+
+        def walk(node: Any) -> None:
+            if isinstance(node, dict):
+                props = node.get("properties")
+                if isinstance(props, dict):
+                    keys.update(props)
+                for value in node.values():
+                    walk(value)
+            elif isinstance(node, list):
+                for value in node:
+                    walk(value)
+
+        walk(Config.model_json_schema(by_alias=True))
+        _KNOWN_KEYS = keys
+    return _KNOWN_KEYS
+
+
+def schema_errors(exc: ValidationError, source: Source) -> list[ConfigError]:
+    """Turn pydantic's errors into located ConfigErrors with a hint each."""
+    out: list[ConfigError] = []
+    for error in exc.errors(include_url=False):
+        loc: PathKey = tuple(error["loc"])
+        kind = error["type"]
+        field = next((str(p) for p in reversed(loc) if isinstance(p, str)), "value")
+        hint: str | None = None
+        if kind == "extra_forbidden":
+            message = f"unknown key '{field}'"
+            close = difflib.get_close_matches(field, sorted(_known_keys()), n=1)
+            hint = f"did you mean '{close[0]}'?" if close else "remove it; see `shipline schema`"
+            location = source.locate(loc, key=True)
+        elif kind == "missing":
+            message = f"missing required key '{field}'"
+            hint = f"add '{field}: ...' here"
+            location = source.locate(loc[:-1])
+        else:
+            message = f"{_dotted(loc)}: {_clean(error['msg'])}"
+            if "input" in error and not isinstance(error["input"], dict | list):
+                message += f" (got {error['input']!r})"
+            hint = _hint_for(kind)
+            location = source.locate(loc)
+        out.append(ConfigError(message, location=location, hint=hint))
+    return out
+
+
+def _dotted(loc: PathKey) -> str:
+    parts = []
+    for part in loc:
+        if isinstance(part, int):
+            parts.append(f"[{part}]")
+        elif part in {"rolling", "canary"} or "[" in part:
+            continue
+        else:
+            parts.append(("." if parts else "") + part)
+    return "".join(parts) or "configuration"
+
+
+def _clean(message: str) -> str:
+    return message.removeprefix("Value error, ").removeprefix("Assertion failed, ")
+
+
+def _hint_for(kind: str) -> str | None:
+    hints = {
+        "string_type": "quote the value to make it text",
+        "int_type": "write a whole number",
+        "int_parsing": "write a whole number",
+        "list_type": "write a list ('- item' lines or [a, b])",
+        "dict_type": "write a mapping of 'key: value' lines",
+        "model_type": "write a mapping of 'key: value' lines",
+        "literal_error": "use one of the values listed",
+        "enum": "use one of the values listed",
+        "string_pattern_mismatch": "use lowercase letters, digits and '-'",
+        "union_tag_invalid": "set 'type' to one of the values listed",
+        "too_short": "add at least one entry",
+        "greater_than_equal": "use a larger number",
+        "less_than_equal": "use a smaller number",
+    }
+    return hints.get(kind)

@@ -1,0 +1,264 @@
+"""Cross-reference checks that the schema cannot express, each located in the files."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+from importlib.metadata import entry_points
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from shipline.config.source import PathKey, Source
+from shipline.domain.models import ApprovalMode, ApprovalPolicy, Config, PipelineKind
+from shipline.errors import ConfigError
+
+BUILTIN_STORE_TYPES = {"file", "env", "azure-keyvault", "vault", "memory"}
+
+
+class _Checker:
+    def __init__(self, config: Config, source: Source) -> None:
+        self.config = config
+        self.source = source
+        self.errors: list[ConfigError] = []
+
+    def error(
+        self, path: PathKey, message: str, hint: str | None = None, *, key: bool = False
+    ) -> None:
+        self.errors.append(
+            ConfigError(message, location=self.source.locate(path, key=key), hint=hint)
+        )
+
+    def known(self, path: PathKey, kind: str, name: str, choices: Iterable[str]) -> bool:
+        options = sorted(choices)
+        if name in options:
+            return True
+        close = difflib.get_close_matches(name, options, n=1)
+        if close:
+            hint = f"did you mean '{close[0]}'?"
+        elif options:
+            hint = f"known {kind}s: {', '.join(options[:12])}" + (
+                " ..." if len(options) > 12 else ""
+            )
+        else:
+            hint = f"define it under '{kind_key(kind)}'"
+        self.error(path, f"unknown {kind} '{name}'", hint)
+        return False
+
+    def groups(self, path: PathKey, names: list[str]) -> None:
+        for i, name in enumerate(names):
+            self.known((*path, i), "variable group", name, self.config.variable_groups)
+
+
+def kind_key(kind: str) -> str:
+    return {
+        "stack": "stacks",
+        "variable group": "variableGroups",
+        "tier": "tiers",
+        "target": "targets",
+        "approver group": "approverGroups",
+        "environment": "environments",
+        "secret store": "secretStores",
+    }.get(kind, kind)
+
+
+def check_references(config: Config, source: Source) -> list[ConfigError]:
+    """Every cross-reference problem in `config`, located through `source`."""
+    c = _Checker(config, source)
+    _check_services(c)
+    _check_environments(c)
+    _check_ladder(c)
+    _check_variables(c)
+    for name, group in config.approver_groups.items():
+        if not group.members:
+            c.error(
+                ("approverGroups", name),
+                f"approver group '{name}' has no members",
+                "add 'members: [user, ...]' or remove the group",
+                key=True,
+            )
+    for i, trigger in enumerate(config.triggers):
+        if not trigger.branch and not trigger.tag and not trigger.pull_request:
+            c.error(
+                ("triggers", i), "trigger matches nothing", "set 'branch', 'tag' or 'pullRequest'"
+            )
+        if trigger.deploy_to:
+            envs = _env_names(config)
+            c.known(("triggers", i, "deployTo"), "environment", trigger.deploy_to, envs)
+    return c.errors
+
+
+def _env_names(config: Config) -> set[str]:
+    names = {env.name for env in config.environments}
+    for env in config.environments:
+        names.update(env.aliases)
+    return names
+
+
+def _check_services(c: _Checker) -> None:
+    config = c.config
+    for name, stack in config.stacks.items():
+        c.groups(("stacks", name, "variableGroups"), stack.variable_groups)
+    seen: dict[str, int] = {}
+    for i, service in enumerate(config.services):
+        if service.name in seen:
+            first = c.source.locate(("services", seen[service.name], "name"))
+            c.error(
+                ("services", i, "name"),
+                f"duplicate service '{service.name}' (first defined at {first})",
+                "service names must be unique; rename or remove one",
+            )
+        else:
+            seen[service.name] = i
+        c.known(("services", i, "stack"), "stack", service.stack, config.stacks)
+        c.groups(("services", i, "variableGroups"), service.variable_groups)
+        for var, spec in service.variables.items():
+            if spec.secret:
+                c.error(
+                    ("services", i, "variables", var),
+                    f"secret variable '{var}' must live in a variable group",
+                    "move it to a group with a secret store",
+                )
+
+
+def _check_policy(c: _Checker, path: PathKey, policy: ApprovalPolicy) -> None:
+    for j, group in enumerate(policy.groups):
+        c.known((*path, "groups", j), "approver group", group, c.config.approver_groups)
+    if len(set(policy.groups)) != len(policy.groups):
+        c.error((*path, "groups"), "an approver group is listed twice", "list each group once")
+    if policy.mode == ApprovalMode.MINIMUM:
+        if policy.minimum is None:
+            c.error((*path, "mode"), "mode 'minimum' needs 'minimum: N'", "add 'minimum: 2'")
+        elif policy.minimum > len(policy.groups):
+            c.error(
+                (*path, "minimum"),
+                f"minimum {policy.minimum} is more than the {len(policy.groups)} groups listed",
+                "lower 'minimum' or list more groups",
+            )
+    elif policy.minimum is not None:
+        c.error((*path, "minimum"), "'minimum' only applies to mode 'minimum'", "remove it")
+
+
+def _check_environments(c: _Checker) -> None:
+    config = c.config
+    owners: dict[str, tuple[str, PathKey]] = {}
+    for i, env in enumerate(config.environments):
+        base: PathKey = ("environments", i)
+        if env.name in owners:
+            c.error(
+                (*base, "name"),
+                f"duplicate environment '{env.name}'",
+                "environment names must be unique",
+            )
+        else:
+            owners[env.name] = (env.name, (*base, "name"))
+        c.known((*base, "tier"), "tier", env.tier, config.tiers)
+        c.known((*base, "target"), "target", env.target, config.targets)
+        c.groups((*base, "variableGroups"), env.variable_groups)
+        if env.approvals:
+            _check_policy(c, (*base, "approvals"), env.approvals)
+        hours = env.checks.business_hours
+        if hours:
+            try:
+                ZoneInfo(hours.timezone)
+            except (ZoneInfoNotFoundError, ValueError):
+                c.error(
+                    (*base, "checks", "businessHours", "timezone"),
+                    f"unknown timezone '{hours.timezone}'",
+                    "use an IANA name such as 'America/New_York' or 'UTC'",
+                )
+            if hours.emergency:
+                _check_policy(c, (*base, "checks", "businessHours", "emergency"), hours.emergency)
+    for i, env in enumerate(config.environments):
+        for j, alias in enumerate(env.aliases):
+            path: PathKey = ("environments", i, "aliases", j)
+            if alias in owners and owners[alias][0] != env.name:
+                other = owners[alias][0]
+                what = "the name" if alias == other else "an alias"
+                c.error(
+                    path,
+                    f"alias '{alias}' clashes with {what} of environment '{other}'",
+                    "aliases must be unique across all environment names and aliases",
+                )
+            else:
+                owners[alias] = (env.name, path)
+
+
+def _check_ladder(c: _Checker) -> None:
+    config = c.config
+    names = {env.name for env in config.environments}
+    aliases = {alias: env.name for env in config.environments for alias in env.aliases}
+    seen: set[str] = set()
+    for i, name in enumerate(config.ladder):
+        if name in aliases:
+            c.error(
+                ("ladder", i),
+                f"'{name}' is an alias; the ladder lists environment names",
+                f"write '{aliases[name]}'",
+            )
+            continue
+        if not c.known(("ladder", i), "environment", name, names):
+            continue
+        if name in seen:
+            c.error(("ladder", i), f"'{name}' appears twice on the ladder", "list it once")
+        seen.add(name)
+    if config.environments and not config.ladder:
+        c.error(("environments",), "no ladder", "add 'ladder: [dev, qa, ...]' in promotion order")
+        return
+    for i, env in enumerate(config.environments):
+        if env.name not in seen and config.ladder:
+            c.error(
+                ("environments", i, "name"),
+                f"environment '{env.name}' is not on the ladder",
+                "add it to 'ladder' where it belongs in promotion order",
+            )
+
+
+def _store_types() -> set[str]:
+    types = set(BUILTIN_STORE_TYPES)
+    types.update(ep.name for ep in entry_points(group="shipline.secret_stores"))
+    return types
+
+
+def _check_variables(c: _Checker) -> None:
+    config = c.config
+    c.groups(("globalVariableGroups",), config.global_variable_groups)
+    for name, tier in config.tiers.items():
+        c.groups(("tiers", name, "variableGroups"), tier.variable_groups)
+    stores = config.secret_stores
+    if stores:
+        types = _store_types()
+        for store_name, store_spec in stores.items():
+            c.known(
+                ("secretStores", store_name, "type"), "secret store type", store_spec.type, types
+            )
+    if config.default_secret_store:
+        c.known(("defaultSecretStore",), "secret store", config.default_secret_store, stores)
+    kinds = {kind.value for kind in PipelineKind}
+    for name, group in config.variable_groups.items():
+        base: PathKey = ("variableGroups", name)
+        if group.secret_store:
+            c.known((*base, "secretStore"), "secret store", group.secret_store, stores)
+        for j, pipeline in enumerate(group.pipelines or []):
+            c.known((*base, "pipelines", j), "pipeline", pipeline, kinds)
+        has_secret = False
+        for var, spec in group.variables.items():
+            if spec.secret and spec.value:
+                c.error(
+                    (*base, "variables", var, "value"),
+                    f"secret variable '{var}' has its value written in the configuration",
+                    "remove the value and store it: "
+                    f"shipline secrets set {group.secret_ref(var, spec)}",
+                )
+            if not spec.secret and spec.ref:
+                c.error(
+                    (*base, "variables", var, "ref"),
+                    f"'{var}' has a store reference but is not secret",
+                    "add 'secret: true' or remove 'ref'",
+                )
+            has_secret = has_secret or spec.secret
+        if has_secret and not (group.secret_store or config.default_secret_store):
+            c.error(
+                base,
+                f"variable group '{name}' has secrets but no secret store",
+                "set 'secretStore: NAME' on the group or 'defaultSecretStore' at the top",
+                key=True,
+            )

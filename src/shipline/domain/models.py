@@ -1,0 +1,338 @@
+"""The domain's types: what a shipline configuration describes.
+
+These pydantic models are both the validated configuration and the domain objects that the
+engine works with. Cross-references (a service's stack, a ladder's environments, ...) are checked
+by `shipline.config.validate`, which knows where each value came from in the files.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    WithJsonSchema,
+)
+from pydantic.alias_generators import to_camel
+
+from shipline.domain.windows import Window, WindowSyntaxError, parse_window
+
+NAME_PATTERN = r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$"
+Name = Annotated[str, Field(pattern=NAME_PATTERN, max_length=63)]
+
+
+class Model(BaseModel):
+    """Base of every config model: camelCase keys in YAML, unknown keys refused, immutable."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True
+    )
+
+
+class VariableSpec(Model):
+    """One variable: a plain value, or a secret that lives in a store under `ref`."""
+
+    value: str | None = None
+    secret: bool = False
+    ref: str | None = None
+    optional: bool = False
+
+
+def _coerce_variable(raw: object) -> object:
+    """YAML scalars become plain values, written as Azure DevOps would show them."""
+    if isinstance(raw, bool):
+        return {"value": "true" if raw else "false"}
+    if isinstance(raw, int | float | str):
+        return {"value": str(raw)}
+    if raw is None:
+        return {"value": ""}
+    return raw
+
+
+Variables = dict[str, Annotated[VariableSpec, BeforeValidator(_coerce_variable)]]
+
+
+class Stack(Model):
+    """A tech stack: defaults for its services and its stack variable groups."""
+
+    display_name: str | None = None
+    port: int = Field(ge=1, le=65535)
+    health_path: str = Field(pattern=r"^/")
+    dockerfile: str | None = None
+    paths: list[str] = []
+    variable_groups: list[str] = []
+
+
+class Service(Model):
+    """A deployable unit. Port and health path default to its stack's."""
+
+    name: Name
+    stack: str
+    port: int | None = Field(default=None, ge=1, le=65535)
+    health_path: str | None = Field(default=None, pattern=r"^/")
+    paths: list[str] = []
+    shared_paths: list[str] = []
+    image: str | None = None
+    variable_groups: list[str] = []
+    variables: Variables = {}
+
+
+class Resources(Model):
+    """Resource defaults of a tier (the spec's quikapp-kubernetes-* groups)."""
+
+    cpu_request: str = "100m"
+    memory_request: str = "256Mi"
+    min_replicas: int = Field(default=1, ge=0)
+    max_replicas: int = Field(default=3, ge=1)
+    cpu_target_utilization: int = Field(default=80, ge=1, le=100)
+    pod_disruption_budget: bool = False
+
+
+class Tier(Model):
+    """A class of environments (nonprod, preprod, prod) sharing defaults and variable groups."""
+
+    resources: Resources = Resources()
+    variable_groups: list[str] = []
+
+
+class Target(Model):
+    """Where an environment deploys to."""
+
+    type: Literal["local", "kubernetes", "memory"]
+    cluster: str | None = None
+    context: str | None = None
+    service_connection: str | None = None
+
+
+class ApproverGroup(Model):
+    """A named set of people who may approve."""
+
+    display_name: str | None = None
+    members: list[str] = []
+
+
+class ApprovalMode(StrEnum):
+    """How several approver groups combine."""
+
+    ANY = "any"
+    ALL = "all"
+    ORDERED = "ordered"
+    MINIMUM = "minimum"
+
+
+class ApprovalPolicy(Model):
+    """The approvals a stage needs before it runs."""
+
+    groups: list[str] = Field(min_length=1)
+    mode: ApprovalMode = ApprovalMode.ANY
+    minimum: int | None = Field(default=None, ge=1)
+    timeout_minutes: int = Field(default=1440, ge=1)
+    instructions: str | None = None
+    allow_requester: bool = False
+
+
+def _window(raw: object) -> object:
+    if isinstance(raw, str):
+        try:
+            return parse_window(raw)
+        except WindowSyntaxError as exc:
+            raise ValueError(str(exc)) from None
+    return raw
+
+
+WindowText = Annotated[
+    Window,
+    BeforeValidator(_window),
+    PlainSerializer(str, return_type=str),
+    WithJsonSchema({"type": "string", "examples": ["Mon-Thu 09:00-16:00"]}),
+]
+
+
+class BusinessHours(Model):
+    """Deployment windows; outside them a stage waits (or fails), except in an emergency."""
+
+    timezone: str = "UTC"
+    windows: list[WindowText] = Field(min_length=1)
+    outside: Literal["wait", "fail"] = "wait"
+    emergency: ApprovalPolicy | None = None
+
+
+class LockPolicy(StrEnum):
+    """What happens to runs queued on one (environment, service)."""
+
+    SEQUENTIAL = "sequential"
+    LATEST_ONLY = "latest-only"
+
+
+class Checks(Model):
+    """Automatic gates of an environment."""
+
+    business_hours: BusinessHours | None = None
+    lock: LockPolicy = LockPolicy.SEQUENTIAL
+    health: bool = True
+
+
+class RollingStrategy(Model):
+    """Replace replicas a few at a time, never below the minimum available."""
+
+    type: Literal["rolling"] = "rolling"
+    max_surge: int = Field(default=1, ge=0)
+    max_unavailable: int = Field(default=0, ge=0)
+
+
+class AnalysisThresholds(Model):
+    """When a canary interval counts as failed."""
+
+    max_error_rate: float = Field(default=0.05, ge=0, le=1)
+    max_p95_latency_ms: float | None = Field(default=None, gt=0)
+    failure_limit: int = Field(default=2, ge=1)
+    interval_seconds: float = Field(default=60, gt=0)
+
+
+class CanaryStrategy(Model):
+    """Shift traffic by weight steps, bake and analyse at each step, then promote."""
+
+    type: Literal["canary"] = "canary"
+    steps: list[Annotated[int, Field(ge=1, le=100)]] = [10, 50, 100]
+    bake_seconds: float = Field(default=300, ge=0)
+    analysis: AnalysisThresholds = AnalysisThresholds()
+
+
+Strategy = Annotated[RollingStrategy | CanaryStrategy, Field(discriminator="type")]
+
+
+class Environment(Model):
+    """A rung of the ladder."""
+
+    name: Name
+    display_name: str | None = None
+    purpose: str | None = None
+    aliases: list[Name] = []
+    cluster: str
+    namespace: str
+    tier: str
+    target: str
+    strategy: Strategy = RollingStrategy()
+    approvals: ApprovalPolicy | None = None
+    checks: Checks = Checks()
+    variable_groups: list[str] = []
+    variables: Variables = {}
+
+
+class VariableGroup(Model):
+    """Named variables, some secret, shared by the pipelines it allows."""
+
+    description: str | None = None
+    source: str | None = None
+    secret_store: str | None = None
+    secret_prefix: str | None = None
+    pipelines: list[str] | None = None
+    variables: Variables = {}
+
+    def secret_ref(self, name: str, spec: VariableSpec) -> str:
+        """The key of a secret variable in its store: `ref`, or the spec's ENV-SECRET-NAME form."""
+        if spec.ref:
+            return spec.ref
+        kebab = "".join(f"-{c}" if c.isupper() else c for c in name).upper()
+        return f"{self.secret_prefix}-{kebab}" if self.secret_prefix else kebab
+
+
+class SecretStoreSpec(Model):
+    """A configured secret store; settings beyond `type` go to its adapter."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    type: str
+
+
+class Notification(Model):
+    """Where run events are announced."""
+
+    name: Name
+    type: Literal["slack", "webhook"]
+    url_secret: str
+    signing_secret: str | None = None
+    events: list[Literal["started", "waiting", "succeeded", "failed"]] = [
+        "started",
+        "waiting",
+        "succeeded",
+        "failed",
+    ]
+
+
+class Trigger(Model):
+    """A rule that starts a pipeline when a branch or tag moves."""
+
+    branch: str | None = None
+    tag: str | None = None
+    pull_request: bool = False
+    deploy_to: str | None = None
+    push: bool = True
+
+
+class PipelineKind(StrEnum):
+    """Kinds of runs; variable groups name the ones they allow."""
+
+    CI = "ci"
+    DEPLOY = "deploy"
+    PREVIEW = "preview"
+    PROMOTE = "promote"
+    ROLLBACK = "rollback"
+    RESTART = "restart"
+    SCALE = "scale"
+    TERRAFORM = "terraform"
+
+
+class Config(Model):
+    """A whole, validated shipline configuration."""
+
+    api_version: Literal["shipline/v1"] = "shipline/v1"
+    project: Name
+    include: list[str] = []
+    stacks: dict[str, Stack] = {}
+    services: list[Service] = []
+    tiers: dict[str, Tier] = {}
+    targets: dict[str, Target] = {}
+    approver_groups: dict[str, ApproverGroup] = {}
+    environments: list[Environment] = []
+    ladder: list[str] = []
+    global_variable_groups: list[str] = []
+    variable_groups: dict[str, VariableGroup] = {}
+    secret_stores: dict[str, SecretStoreSpec] = {}
+    default_secret_store: str | None = None
+    notifications: list[Notification] = []
+    triggers: list[Trigger] = []
+
+    def service(self, name: str) -> Service:
+        """The service called `name`; KeyError when there is none."""
+        for service in self.services:
+            if service.name == name:
+                return service
+        raise KeyError(name)
+
+    def environment(self, name: str) -> Environment:
+        """The environment called `name` or aliased so; KeyError when there is none."""
+        for env in self.environments:
+            if env.name == name or name in env.aliases:
+                return env
+        raise KeyError(name)
+
+    def ladder_environments(self) -> list[Environment]:
+        """Environments in ladder order."""
+        by_name = {env.name: env for env in self.environments}
+        return [by_name[name] for name in self.ladder if name in by_name]
+
+    def service_port(self, service: Service) -> int:
+        """The service's port, or its stack's."""
+        return service.port if service.port is not None else self.stacks[service.stack].port
+
+    def service_health_path(self, service: Service) -> str:
+        """The service's health path, or its stack's."""
+        if service.health_path is not None:
+            return service.health_path
+        return self.stacks[service.stack].health_path

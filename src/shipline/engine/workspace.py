@@ -1,0 +1,91 @@
+"""A workspace: one loaded configuration, its state folder, its secret stores and its masker."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from shipline.config.loader import load_config
+from shipline.domain.masking import Masker
+from shipline.domain.models import Config
+from shipline.domain.ports import SecretStore
+from shipline.engine.audit import AuditLog
+from shipline.errors import NotFoundError, UserError
+from shipline.secrets.base import StoreContext, open_store
+
+STATE_ENV = "SHIPLINE_HOME"
+
+
+@dataclass
+class Workspace:
+    """Everything a command needs about the project it runs in."""
+
+    config_path: Path
+    config: Config
+    environ: Mapping[str, str]
+    masker: Masker = field(default_factory=Masker)
+    _stores: dict[str, SecretStore] = field(default_factory=dict)
+
+    @classmethod
+    def open(
+        cls,
+        config_path: Path,
+        environ: Mapping[str, str] | None = None,
+        masker: Masker | None = None,
+    ) -> Workspace:
+        """Load the configuration at `config_path`."""
+        env = dict(os.environ if environ is None else environ)
+        return cls(config_path, load_config(config_path), env, masker or Masker())
+
+    @property
+    def state_dir(self) -> Path:
+        """`.shipline/` beside the configuration, or SHIPLINE_HOME."""
+        chosen = self.environ.get(STATE_ENV)
+        return Path(chosen) if chosen else self.config_path.parent / ".shipline"
+
+    @property
+    def audit(self) -> AuditLog:
+        """The project's audit log."""
+        return AuditLog(self.state_dir / "audit.jsonl")
+
+    def store(self, name: str | None = None) -> SecretStore:
+        """The secret store `name` (default: the configured default), built once."""
+        chosen = name or self.config.default_secret_store
+        if not chosen:
+            raise UserError("no secret store configured", hint="add 'secretStores' to the config")
+        if chosen not in self._stores:
+            spec = self.config.secret_stores.get(chosen)
+            if spec is None:
+                known = ", ".join(sorted(self.config.secret_stores)) or "none"
+                raise NotFoundError(f"unknown secret store '{chosen}'", hint=f"known: {known}")
+            settings = {k: v for k, v in (spec.model_extra or {}).items()}
+            context = StoreContext(self.state_dir, self.environ)
+            self._stores[chosen] = _MaskingStore(
+                open_store(chosen, spec.type, settings, context), self.masker
+            )
+        return self._stores[chosen]
+
+
+class _MaskingStore:
+    """Wraps a store so that every value read or written is registered with the masker."""
+
+    def __init__(self, inner: SecretStore, masker: Masker) -> None:
+        self._inner = inner
+        self._masker = masker
+
+    def get(self, name: str) -> str | None:
+        value = self._inner.get(name)
+        self._masker.add(value)
+        return value
+
+    def set(self, name: str, value: str) -> None:
+        self._masker.add(value)
+        self._inner.set(name, value)
+
+    def delete(self, name: str) -> bool:
+        return self._inner.delete(name)
+
+    def names(self) -> list[str]:
+        return self._inner.names()

@@ -1,0 +1,153 @@
+"""shipline's error types: one root, two families.
+
+    ShiplineError
+    ├── UserError                  bad input; the CLI prints it in one line and exits 2
+    │   ├── ConfigError            a problem in shipline.yaml; carries file, line, column and a hint
+    │   │   └── ConfigErrors       every ConfigError found, reported together
+    │   ├── NotFoundError          a named thing (environment, service, secret, run) does not exist
+    │   └── PermissionDenied       a rule refuses this actor or pipeline (variable group, approval)
+    ├── RuleError                  a rule said no (non-technical: the run *failed*)
+    │   ├── ApprovalRequired       the stage waits for people
+    │   └── CheckFailed            an automatic check said no
+    │       └── SecretMissing      a secret an environment needs is missing or empty
+    └── TechnicalError             something broke (technical: the run *errored*)
+        ├── StoreError             the state store or a secret store failed
+        └── TargetError            a deploy target failed
+
+Errors never carry secret values: they name variables, groups and stores instead.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class ShiplineError(Exception):
+    """Root of every error shipline raises on purpose."""
+
+    exit_code = 1
+    terminal = False  # True: retrying cannot help
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def lines(self) -> list[str]:
+        """The error as the lines a user reads."""
+        out = [self.message]
+        if self.hint:
+            out.append(f"  hint: {self.hint}")
+        return out
+
+
+class UserError(ShiplineError):
+    """Bad input: a malformed command, an unknown name, a broken configuration."""
+
+    exit_code = 2
+    terminal = True
+
+
+class NotFoundError(UserError):
+    """A named thing does not exist."""
+
+
+class PermissionDenied(UserError):
+    """A rule refuses this actor or this pipeline."""
+
+
+@dataclass(frozen=True)
+class Location:
+    """A place in a configuration file; line and column count from 1."""
+
+    file: str
+    line: int
+    column: int
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}:{self.column}"
+
+
+class ConfigError(UserError):
+    """A problem in the configuration, located at file:line:column."""
+
+    def __init__(self, message: str, *, location: Location | None = None, hint: str | None = None):
+        super().__init__(message, hint=hint)
+        self.location = location
+
+    def lines(self) -> list[str]:
+        where = f"{self.location}: " if self.location else ""
+        out = [f"{where}{self.message}"]
+        if self.hint:
+            out.append(f"    hint: {self.hint}")
+        return out
+
+
+class ConfigErrors(ConfigError):
+    """Every problem found in one configuration, in file order."""
+
+    def __init__(self, errors: list[ConfigError]) -> None:
+        self.errors = sorted(errors, key=_error_order)
+        count = len(self.errors)
+        super().__init__(f"{count} configuration error{'s' if count != 1 else ''}")
+
+    def lines(self) -> list[str]:
+        out: list[str] = []
+        for error in self.errors:
+            out.extend(error.lines())
+        return out
+
+
+def _error_order(error: ConfigError) -> tuple[str, int, int, str]:
+    loc = error.location
+    if loc is None:
+        return ("", 0, 0, error.message)
+    return (loc.file, loc.line, loc.column, error.message)
+
+
+class RuleError(ShiplineError):
+    """A rule said no: the run fails (not errors)."""
+
+    terminal = True
+
+
+class ApprovalRequired(RuleError):
+    """The stage waits for an approval."""
+
+
+class CheckFailed(RuleError):
+    """An automatic check said no."""
+
+
+class SecretMissing(CheckFailed):
+    """Secrets an environment needs are missing or empty; names them, never values."""
+
+
+class TechnicalError(ShiplineError):
+    """Something broke: the run errors. May be retried unless terminal."""
+
+
+class StoreError(TechnicalError):
+    """The state store or a secret store failed."""
+
+
+class TargetError(TechnicalError):
+    """A deploy target failed."""
+
+
+__all__ = [
+    "ApprovalRequired",
+    "CheckFailed",
+    "ConfigError",
+    "ConfigErrors",
+    "Location",
+    "NotFoundError",
+    "PermissionDenied",
+    "RuleError",
+    "SecretMissing",
+    "ShiplineError",
+    "StoreError",
+    "TargetError",
+    "TechnicalError",
+    "UserError",
+]
