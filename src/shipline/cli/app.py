@@ -7,8 +7,8 @@ import sys
 from contextlib import nullcontext
 from typing import TYPE_CHECKING, Annotated, Any
 
-import click
 import typer
+from typer._click import exceptions as click  # typer vendors click; its errors live here
 
 from shipline.cli.output import Output
 from shipline.domain.masking import Masker
@@ -372,17 +372,17 @@ def main(argv: list[str] | None = None) -> int:
     command = typer.main.get_command(app)
     args = sys.argv[1:] if argv is None else argv
     try:
-        command.main(args=args, prog_name="shipline", standalone_mode=False, obj=state)
-    except click.exceptions.NoArgsIsHelpError as exc:
+        code = command.main(args=args, prog_name="shipline", standalone_mode=False, obj=state)
+    except click.NoArgsIsHelpError as exc:
         output.line(exc.ctx.get_help() if exc.ctx else "")
         return 2
     except click.UsageError as exc:
         where = exc.ctx.command_path if exc.ctx else "shipline"
         output.error(f"{where}: error: {exc.format_message()} (see '{where} --help')")
         return 2
-    except click.exceptions.Exit as exc:
+    except typer.Exit as exc:
         return int(exc.exit_code)
-    except click.Abort:
+    except typer.Abort:
         output.error("shipline: aborted")
         return 130
     except ShiplineError as exc:
@@ -400,7 +400,7 @@ def main(argv: list[str] | None = None) -> int:
         output.error(f"shipline: internal error: {type(exc).__name__}: {exc}")
         output.error("  hint: rerun with SHIPLINE_DEBUG=1 and report it")
         return 1
-    return 0
+    return code if isinstance(code, int) else 0
 
 
 def run() -> None:

@@ -99,9 +99,10 @@ def schema_errors(exc: ValidationError, source: Source) -> list[ConfigError]:
             location = source.locate(loc[:-1])
         else:
             message = f"{_dotted(loc)}: {_clean(error['msg'])}"
-            if "input" in error and not isinstance(error["input"], dict | list):
+            shown = "input" in error and not isinstance(error["input"], dict | list)
+            if shown and kind != "value_error":
                 message += f" (got {error['input']!r})"
-            hint = _hint_for(kind)
+            hint = _hint_for(kind, error.get("ctx") or {}, loc)
             location = source.locate(loc)
         out.append(ConfigError(message, location=location, hint=hint))
     return out
@@ -123,7 +124,11 @@ def _clean(message: str) -> str:
     return message.removeprefix("Value error, ").removeprefix("Assertion failed, ")
 
 
-def _hint_for(kind: str) -> str | None:
+def _hint_for(kind: str, ctx: dict[str, Any], loc: PathKey) -> str | None:
+    if kind == "string_pattern_mismatch" and ctx.get("pattern") == "^/":
+        return "start the path with '/'"
+    if kind == "value_error" and "windows" in loc:
+        return "write windows like 'Mon-Thu 09:00-16:00' or 'Sat,Sun 10:00-14:00'"
     hints = {
         "string_type": "quote the value to make it text",
         "int_type": "write a whole number",

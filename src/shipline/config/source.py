@@ -6,6 +6,7 @@ the path of each value (a tuple of keys and list indexes) maps to its file, line
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -112,9 +113,13 @@ def _read_one(path: Path, name: str, origin: Location | None) -> tuple[Any, Sour
     try:
         node = yaml.load(text)
     except DuplicateKeyError as exc:
+        found = re.search(r'duplicate key "([^"]*)"', exc.problem or "")
+        key = found.group(1) if found else "?"
         raise ConfigError(
-            f"duplicate key: {exc.problem}".replace('found duplicate key "', "'").rstrip(),
-            location=_mark(exc, name),
+            f"duplicate key '{key}' in this mapping",
+            location=Location(name, exc.problem_mark.line + 1, exc.problem_mark.column + 1)
+            if exc.problem_mark
+            else None,
             hint="each key may appear once in a mapping; remove or rename one",
         ) from None
     except MarkedYAMLError as exc:

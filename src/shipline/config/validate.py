@@ -188,12 +188,13 @@ def _check_ladder(c: _Checker) -> None:
     aliases = {alias: env.name for env in config.environments for alias in env.aliases}
     seen: set[str] = set()
     for i, name in enumerate(config.ladder):
-        if name in aliases:
+        if name not in names and name in aliases:
             c.error(
                 ("ladder", i),
                 f"'{name}' is an alias; the ladder lists environment names",
                 f"write '{aliases[name]}'",
             )
+            seen.add(aliases[name])
             continue
         if not c.known(("ladder", i), "environment", name, names):
             continue

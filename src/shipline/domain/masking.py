@@ -1,13 +1,14 @@
 """The one masker every output path uses: secret values never reach a reader.
 
-Each value is replaced together with its base64 (standard and URL-safe, padded or not) and
-URL-encoded forms. Values shorter than MIN_LENGTH are not masked: masking "1" or "on" would
-mangle every line while protecting nothing.
+Each value is replaced together with its base64 (standard and URL-safe, padded or not),
+URL-encoded and JSON-escaped forms. Values shorter than MIN_LENGTH are not masked: masking
+"1" or "on" would mangle every line while protecting nothing.
 """
 
 from __future__ import annotations
 
 import base64
+import json
 import re
 from urllib.parse import quote, quote_plus
 
@@ -18,6 +19,7 @@ MIN_LENGTH = 4
 def _forms(value: str) -> set[str]:
     raw = value.encode()
     forms = {value, quote(value, safe=""), quote_plus(value), quote(value)}
+    forms |= {json.dumps(value)[1:-1], json.dumps(value, ensure_ascii=False)[1:-1]}
     for encoded in (base64.b64encode(raw), base64.urlsafe_b64encode(raw)):
         text = encoded.decode()
         forms.update({text, text.rstrip("=")})

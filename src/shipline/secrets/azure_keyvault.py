@@ -1,14 +1,18 @@
 """Secrets in Azure Key Vault, through azure-keyvault-secrets (the `azure` extra).
 
-Settings: `vaultUrl` (required). Authentication uses DefaultAzureCredential: a managed identity,
-the Azure CLI login, or AZURE_CLIENT_ID / AZURE_TENANT_ID / AZURE_CLIENT_SECRET.
+Settings: `vaultUrl` (required). Authentication uses DefaultAzureCredential (a managed identity,
+the Azure CLI login, or AZURE_CLIENT_ID / AZURE_TENANT_ID / AZURE_CLIENT_SECRET), or, with
+`tokenEnv: NAME`, an access token that the CI system put in that environment variable.
+`caFile` trusts a private CA (private endpoints behind a TLS-inspecting proxy).
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from typing import Any
 
+from azure.core.credentials import AccessToken
 from azure.core.exceptions import (
     AzureError,
     ClientAuthenticationError,
@@ -17,6 +21,16 @@ from azure.core.exceptions import (
 from azure.keyvault.secrets import SecretClient
 
 from shipline.errors import ConfigError, StoreError
+
+
+class _TokenCredential:
+    """A credential holding one access token obtained elsewhere (e.g. by the CI system)."""
+
+    def __init__(self, token: str) -> None:
+        self._token = token
+
+    def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
+        return AccessToken(self._token, int(time.time()) + 3600)
 
 
 class AzureKeyVaultSecretStore:
@@ -34,9 +48,25 @@ class AzureKeyVaultSecretStore:
         url = settings.get("vaultUrl")
         if not url:
             raise ConfigError(f"secret store '{name}' needs 'vaultUrl'")
-        from azure.identity import DefaultAzureCredential
+        credential: Any
+        token_env = settings.get("tokenEnv")
+        if token_env:
+            token = context.environ.get(str(token_env))
+            if not token:
+                raise StoreError(
+                    f"secret store '{name}': no access token", hint=f"export {token_env}=<token>"
+                )
+            credential = _TokenCredential(token)
+        else:
+            from azure.identity import DefaultAzureCredential
 
-        return cls(SecretClient(vault_url=str(url), credential=DefaultAzureCredential()), name)
+            credential = DefaultAzureCredential()
+        options: dict[str, Any] = {}
+        if settings.get("caFile"):
+            options["connection_verify"] = str(settings["caFile"])
+        if settings.get("verifyChallengeResource") is False:
+            options["verify_challenge_resource"] = False
+        return cls(SecretClient(vault_url=str(url), credential=credential, **options), name)
 
     def _fail(self, action: str, secret: str, exc: Exception) -> StoreError:
         reason = type(exc).__name__
