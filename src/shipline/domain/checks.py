@@ -1,0 +1,106 @@
+"""Check verdicts: business-hours windows and the exclusive lock queue. Pure functions."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta, tzinfo
+from enum import StrEnum
+
+from shipline.domain.models import BusinessHours, LockPolicy
+from shipline.domain.windows import in_window
+
+
+class Verdict(StrEnum):
+    """What a check says."""
+
+    PASS = "pass"
+    WAIT = "wait"
+    FAIL = "fail"
+    OVERRIDE = "override"  # outside the window, allowed as an emergency with extra approvals
+
+
+@dataclass(frozen=True)
+class WindowVerdict:
+    """A business-hours verdict and, when it is closed, when it opens next."""
+
+    verdict: Verdict
+    reason: str
+    opens_at: datetime | None = None
+
+
+def next_opening(hours: BusinessHours, now: datetime, tz: tzinfo) -> datetime | None:
+    """The first moment at or after `now` that lies inside a window (None if none within 8 days)."""
+    local = now.astimezone(tz)
+    best: datetime | None = None
+    for offset in range(8):
+        day = (local + timedelta(days=offset)).date()
+        for window in hours.windows:
+            if day.weekday() not in window.days:
+                continue
+            start = datetime.combine(day, window.start, tzinfo=tz)
+            end = datetime.combine(day, window.end, tzinfo=tz)
+            if end <= now:
+                continue
+            candidate = max(start, now)
+            if best is None or candidate < best:
+                best = candidate
+        if best is not None:
+            return best
+    return best
+
+
+def check_window(
+    hours: BusinessHours, now: datetime, tz: tzinfo, *, emergency: bool = False
+) -> WindowVerdict:
+    """Inside a window: pass. Outside: override (emergency), else wait or fail as configured."""
+    if in_window(list(hours.windows), now, tz):
+        return WindowVerdict(Verdict.PASS, "inside the deployment window")
+    opens = next_opening(hours, now, tz)
+    when = f"; next window opens {opens.astimezone(tz):%a %Y-%m-%d %H:%M %Z}" if opens else ""
+    if emergency:
+        if hours.emergency is None:
+            return WindowVerdict(
+                Verdict.FAIL,
+                "outside the deployment window and no emergency override is configured",
+            )
+        return WindowVerdict(
+            Verdict.OVERRIDE,
+            "outside the deployment window: emergency override needs "
+            + ", ".join(hours.emergency.groups),
+            opens,
+        )
+    if hours.outside == "fail":
+        return WindowVerdict(Verdict.FAIL, "outside the deployment window" + when, opens)
+    return WindowVerdict(Verdict.WAIT, "outside the deployment window" + when, opens)
+
+
+@dataclass(frozen=True)
+class QueuedRun:
+    """A run that wants the lock of one (environment, service)."""
+
+    run_id: str
+    queued_at: datetime
+    holding: bool = False
+
+
+@dataclass(frozen=True)
+class LockDecision:
+    """Who may take the lock now, and which waiting runs are superseded."""
+
+    grant: str | None
+    superseded: tuple[str, ...] = ()
+
+
+def assess_lock(policy: LockPolicy, queue: Sequence[QueuedRun]) -> LockDecision:
+    """Sequential: first come, first served. Latest-only: the newest waiting run supersedes the
+    older waiting ones (also those still waiting for approval); a holder is never pre-empted."""
+    holder = next((r for r in queue if r.holding), None)
+    waiting = sorted((r for r in queue if not r.holding), key=lambda r: (r.queued_at, r.run_id))
+    superseded: tuple[str, ...] = ()
+    if policy == LockPolicy.LATEST_ONLY and len(waiting) > 1:
+        superseded = tuple(r.run_id for r in waiting[:-1])
+        waiting = waiting[-1:]
+    if holder is not None:
+        return LockDecision(None, superseded)
+    return LockDecision(waiting[0].run_id if waiting else None, superseded)
