@@ -12,7 +12,8 @@
     │       └── SecretMissing      a secret an environment needs is missing or empty
     └── TechnicalError             something broke (technical: the run *errored*)
         ├── StoreError             the state store or a secret store failed
-        └── TargetError            a deploy target failed
+        ├── TargetError            a deploy target failed
+        └── NotifyError            a notification could not be delivered
 
 Errors never carry secret values: they name variables, groups and stores instead.
 """
@@ -135,6 +136,10 @@ class TargetError(TechnicalError):
     """A deploy target failed."""
 
 
+class NotifyError(TechnicalError):
+    """A notification could not be delivered (never fails a run)."""
+
+
 __all__ = [
     "ApprovalRequired",
     "CheckFailed",
@@ -142,6 +147,7 @@ __all__ = [
     "ConfigErrors",
     "Location",
     "NotFoundError",
+    "NotifyError",
     "PermissionDenied",
     "RuleError",
     "SecretMissing",

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Protocol, runtime_checkable
 
+from shipline.domain.events import RunEvent
+
 
 @runtime_checkable
 class SecretStore(Protocol):
@@ -23,4 +25,15 @@ class SecretStore(Protocol):
 
     def names(self) -> list[str]:
         """The stored names, sorted."""
+        ...
+
+
+@runtime_checkable
+class Notifier(Protocol):
+    """Announces run events somewhere (Slack, a webhook). Raises NotifyError when it fails."""
+
+    name: str
+
+    def send(self, event: RunEvent) -> None:
+        """Deliver one event once; retrying is the caller's business."""
         ...

@@ -1,0 +1,1 @@
+"""Notification adapters: Slack incoming webhooks and signed JSON webhooks."""
