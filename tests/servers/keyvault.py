@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import json
 import ssl
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from tests.servers.serve import serve
 from tests.servers.tls import make_certificate
 
 TOKEN = "test-access-token"
@@ -127,15 +127,8 @@ def key_vault_server(folder: Path) -> Iterator[tuple[str, Path, _Vault]]:
     cert, key = make_certificate(folder)
     vault = _Vault()
     base: list[str] = [""]
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(vault, base))
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert, key)
-    server.socket = context.wrap_socket(server.socket, server_side=True)
-    base[0] = f"https://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield base[0], cert, vault
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serve(_handler(vault, base), context) as url:
+        base[0] = url
+        yield url, cert, vault

@@ -6,12 +6,13 @@ No Vault server is installable here, so the real hvac client talks to this HTTP 
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import urlparse
+
+from tests.servers.serve import serve
 
 TOKEN = "s.test-token"
 MOUNT = "secret"
@@ -102,11 +103,5 @@ def _handler(store: dict[str, dict[str, Any]]) -> type[BaseHTTPRequestHandler]:
 def vault_server() -> Iterator[tuple[str, dict[str, dict[str, Any]]]]:
     """Serve a fake Vault on http://127.0.0.1:PORT; yield (url, state)."""
     store: dict[str, dict[str, Any]] = {}
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(store))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", store
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serve(_handler(store)) as base:
+        yield base, store
