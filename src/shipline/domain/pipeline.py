@@ -1,0 +1,142 @@
+"""Pipelines as data: stages with dependencies and conditions, steps with timeouts and retries.
+
+A run executes a PipelineSpec. The pure helpers here decide the stage order, whether a stage
+runs given its dependencies' results, and the run's final phase.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+from shipline.domain.models import ApprovalPolicy, BusinessHours, LockPolicy
+
+
+class Phase(StrEnum):
+    """Where a run, stage or step is. failed = a rule said no; errored = something broke."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    WAITING = "waiting"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    ERRORED = "errored"
+    CANCELLED = "cancelled"
+    SKIPPED = "skipped"
+
+    @property
+    def done(self) -> bool:
+        """True for the phases a run never leaves."""
+        return self in TERMINAL
+
+
+TERMINAL = frozenset({Phase.SUCCEEDED, Phase.FAILED, Phase.ERRORED, Phase.CANCELLED, Phase.SKIPPED})
+
+
+class Spec(BaseModel):
+    """Base of the pipeline models: immutable, unknown keys refused."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True
+    )
+
+
+class RetryPolicy(Spec):
+    """How often a step is tried again after a technical error (never after a terminal one)."""
+
+    attempts: int = Field(default=1, ge=1, le=20)
+    backoff_seconds: float = Field(default=1.0, ge=0)
+
+
+class StepSpec(Spec):
+    """One step: an action with parameters, or a durable timer."""
+
+    name: str
+    kind: Literal["action", "timer"] = "action"
+    action: str = "noop"
+    params: dict[str, Any] = {}
+    timeout_seconds: float | None = Field(default=None, gt=0)
+    retry: RetryPolicy = RetryPolicy()
+
+
+class StageSpec(Spec):
+    """A stage: gates (window, approvals, lock), then its steps in order."""
+
+    name: str
+    depends_on: list[str] | None = None  # None: the previous stage, as in Azure Pipelines
+    condition: Literal["succeeded", "failed", "always"] = "succeeded"
+    steps: list[StepSpec] = []
+    approval: ApprovalPolicy | None = None
+    window: BusinessHours | None = None
+    locks: list[str] = []
+    lock_policy: LockPolicy = LockPolicy.SEQUENTIAL
+
+
+class PipelineSpec(Spec):
+    """What a run executes."""
+
+    kind: str
+    stages: list[StageSpec]
+
+
+def dependencies(spec: PipelineSpec) -> dict[str, list[str]]:
+    """Each stage's dependencies, with the implicit 'previous stage' made explicit."""
+    out: dict[str, list[str]] = {}
+    previous: str | None = None
+    for stage in spec.stages:
+        if stage.depends_on is None:
+            out[stage.name] = [previous] if previous else []
+        else:
+            out[stage.name] = list(stage.depends_on)
+        previous = stage.name
+    return out
+
+
+class PipelineError(ValueError):
+    """A pipeline that cannot run: unknown dependency, cycle, duplicate stage."""
+
+
+def stage_order(spec: PipelineSpec) -> list[str]:
+    """Stages in an order that respects dependencies (stable: file order among equals)."""
+    deps = dependencies(spec)
+    names = [s.name for s in spec.stages]
+    if len(set(names)) != len(names):
+        raise PipelineError("duplicate stage names")
+    for stage, needs in deps.items():
+        for need in needs:
+            if need not in deps:
+                raise PipelineError(f"stage '{stage}' depends on unknown stage '{need}'")
+    order: list[str] = []
+    done: set[str] = set()
+    while len(order) < len(names):
+        ready = [n for n in names if n not in done and all(d in done for d in deps[n])]
+        if not ready:
+            raise PipelineError("stages depend on each other in a cycle")
+        order.append(ready[0])
+        done.add(ready[0])
+    return order
+
+
+def should_run(condition: str, needs: list[str], results: Mapping[str, Phase]) -> bool:
+    """Azure Pipelines' succeeded() / failed() / always() over the dependencies' results."""
+    phases = [results[n] for n in needs]
+    if condition == "always":
+        return True
+    if condition == "failed":
+        return any(p in (Phase.FAILED, Phase.ERRORED) for p in phases)
+    return all(p == Phase.SUCCEEDED for p in phases)
+
+
+def run_phase(results: Mapping[str, Phase], cancelled: bool = False) -> Phase:
+    """The run's phase from its stages' phases."""
+    if cancelled or Phase.CANCELLED in results.values():
+        return Phase.CANCELLED
+    if Phase.ERRORED in results.values():
+        return Phase.ERRORED
+    if Phase.FAILED in results.values():
+        return Phase.FAILED
+    return Phase.SUCCEEDED

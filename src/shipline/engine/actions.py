@@ -1,0 +1,155 @@
+"""Step actions: what a step does. Built-ins here; plugins by entry point `shipline.actions`.
+
+An action is `fn(ctx: StepContext, params: dict) -> dict` (its outputs). It raises a RuleError
+when a rule says no (the step fails), any other exception when something breaks (it errors and
+may be retried). Long actions call `ctx.check_cancelled()` now and then.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import subprocess
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Any
+
+from shipline.errors import CheckFailed, ShiplineError, TechnicalError, UserError
+
+
+class StepCancelled(ShiplineError):
+    """The run was cancelled while this step ran."""
+
+    terminal = True
+
+
+class StepTimedOut(TechnicalError):
+    """The step ran past its timeout."""
+
+    terminal = True
+
+
+@dataclass
+class StepContext:
+    """What an action may use: who it runs for, inputs from earlier stages, a log, cancel checks."""
+
+    run_id: int
+    stage: str
+    step: str
+    attempt: int
+    inputs: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    log: Callable[[str], None] = lambda line: None
+    cancelled: Callable[[], bool] = lambda: False
+    deadline: float | None = None
+
+    @property
+    def idempotency_key(self) -> str:
+        """Stable across replays of this step: use it to make side effects happen once."""
+        return f"run-{self.run_id}/{self.stage}/{self.step}"
+
+    def check_cancelled(self) -> None:
+        """Raise when the run was cancelled or the step's time is up."""
+        if self.deadline is not None and time.monotonic() > self.deadline:
+            raise StepTimedOut(f"step '{self.step}' timed out")
+        if self.cancelled():
+            raise StepCancelled(f"step '{self.step}' stopped: the run was cancelled")
+
+
+Action = Callable[[StepContext, dict[str, Any]], dict[str, Any]]
+
+
+def _noop(ctx: StepContext, params: dict[str, Any]) -> dict[str, Any]:
+    return dict(params.get("outputs", {}))
+
+
+def _fail(ctx: StepContext, params: dict[str, Any]) -> dict[str, Any]:
+    if params.get("technical"):
+        raise TechnicalError(str(params.get("message", "failed on purpose")))
+    raise CheckFailed(str(params.get("message", "failed on purpose")))
+
+
+def _flaky(ctx: StepContext, params: dict[str, Any]) -> dict[str, Any]:
+    """Errors on the first `failures` attempts, then succeeds (for retry policies)."""
+    if ctx.attempt <= int(params.get("failures", 1)):
+        raise TechnicalError(f"attempt {ctx.attempt} broke")
+    return {"attempts": ctx.attempt}
+
+
+def _wait(ctx: StepContext, params: dict[str, Any]) -> dict[str, Any]:
+    """Busy for `seconds`, checking for cancellation and timeout."""
+    end = time.monotonic() + float(params.get("seconds", 1))
+    while time.monotonic() < end:
+        ctx.check_cancelled()
+        time.sleep(0.02)
+    return {}
+
+
+def _record(ctx: StepContext, params: dict[str, Any]) -> dict[str, Any]:
+    """Append this step's idempotency key to a file once, however often the step is replayed.
+
+    Every attempt is also appended to `<file>.attempts`, so that re-executions stay visible.
+    """
+    path = Path(str(params["file"]))
+    with open(f"{path}.attempts", "a", encoding="utf-8") as attempts:
+        attempts.write(ctx.idempotency_key + "\n")
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    with os.fdopen(fd, "r+", encoding="utf-8") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        seen = set(handle.read().splitlines())
+        if ctx.idempotency_key not in seen:
+            handle.write(ctx.idempotency_key + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+    delay = float(params.get("seconds", 0))
+    if delay:
+        time.sleep(delay)
+    return {"recorded": ctx.idempotency_key}
+
+
+def _script(ctx: StepContext, params: dict[str, Any]) -> dict[str, Any]:
+    """Run a command (argv list) and log its output; a non-zero exit fails the step."""
+    argv = params.get("argv")
+    if not isinstance(argv, list) or not argv:
+        raise UserError("script step needs 'argv': a non-empty list")
+    env = {
+        **os.environ,
+        "SHIPLINE_RUN_ID": str(ctx.run_id),
+        "SHIPLINE_STAGE": ctx.stage,
+        "SHIPLINE_STEP": ctx.step,
+    }
+    with subprocess.Popen(
+        [str(a) for a in argv], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
+    ) as process:
+        assert process.stdout is not None
+        for line in process.stdout:
+            ctx.log(line.rstrip("\n"))
+        code = process.wait()
+    if code != 0:
+        raise CheckFailed(f"script exited with {code}")
+    return {"exitCode": code}
+
+
+BUILTIN: dict[str, Action] = {
+    "noop": _noop,
+    "fail": _fail,
+    "flaky": _flaky,
+    "wait": _wait,
+    "record": _record,
+    "script": _script,
+}
+
+
+def find_action(name: str, extra: Mapping[str, Action] | None = None) -> Action:
+    """The action called `name`: registered extras, built-ins, then entry points."""
+    if extra and name in extra:
+        return extra[name]
+    if name in BUILTIN:
+        return BUILTIN[name]
+    for ep in entry_points(group="shipline.actions"):
+        if ep.name == name:
+            loaded: Action = ep.load()
+            return loaded
+    raise UserError(f"unknown step action '{name}'", hint=f"built-in: {', '.join(sorted(BUILTIN))}")

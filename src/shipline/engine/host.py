@@ -1,0 +1,85 @@
+"""Hosting the durable engine in a process: DBOS launch and shutdown, and a client for the CLI."""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+from dbos import DBOS, DBOSClient, DBOSConfig
+
+from shipline.engine import runner  # noqa: F401 - registers the workflow and its steps
+from shipline.engine.runtime import APP_VERSION, RUN_QUEUE, Runtime, install
+from shipline.errors import StoreError
+
+WORKER_ENV = "SHIPLINE_WORKER_ID"
+
+
+def ensure_system_database(url: str) -> None:
+    """Create or migrate DBOS's tables (idempotent)."""
+    try:
+        DBOS.migrate(url, schema="dbos")
+    except Exception as exc:
+        raise StoreError(
+            f"cannot prepare the engine database: {type(exc).__name__}: {exc}"
+        ) from exc
+
+
+def launch(
+    runtime: Runtime,
+    system_url: str,
+    *,
+    executor_id: str | None = None,
+    poll_seconds: float = 0.05,
+    concurrency: int | None = None,
+) -> None:
+    """Start the engine in this process: recover this executor's runs, then serve the queue."""
+    install(runtime)
+    logging.getLogger("dbos").setLevel(logging.WARNING)
+    config: DBOSConfig = {
+        "name": "shipline",
+        "system_database_url": system_url,
+        "application_version": APP_VERSION,
+        "executor_id": executor_id or os.environ.get(WORKER_ENV) or "local",
+        "log_level": "WARNING",
+        "notification_listener_polling_interval_sec": 0.05,
+    }
+    DBOS(config=config)
+    DBOS.launch()
+    DBOS.register_queue(
+        RUN_QUEUE, worker_concurrency=concurrency, polling_interval_sec=poll_seconds
+    )
+
+
+def shutdown() -> None:
+    """Stop the engine in this process (runs stay durable and resume on the next launch)."""
+    DBOS.destroy(destroy_registry=False)
+    install(None)
+
+
+class EngineClient:
+    """What the CLI needs from the engine without running it: enqueue runs, send messages."""
+
+    def __init__(self, system_url: str) -> None:
+        ensure_system_database(system_url)
+        self._client = DBOSClient(system_database_url=system_url, dbos_system_schema="dbos")
+
+    def enqueue(self, workflow_id: str, run_id: int) -> None:
+        """Queue run `run_id` for a worker."""
+        from shipline.engine.runtime import WORKFLOW_NAME
+
+        options: Any = {
+            "queue_name": RUN_QUEUE,
+            "workflow_name": WORKFLOW_NAME,
+            "workflow_id": workflow_id,
+            "app_version": APP_VERSION,
+        }
+        self._client.enqueue(options, run_id)
+
+    def send(self, workflow_id: str, message: dict[str, Any], topic: str) -> None:
+        """Put `message` in a run's inbox."""
+        self._client.send(workflow_id, message, topic)
+
+    def close(self) -> None:
+        """Release connections."""
+        self._client.destroy()

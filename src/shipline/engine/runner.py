@@ -1,0 +1,591 @@
+"""The durable run workflow, on DBOS.
+
+A run is one DBOS workflow (id `shipline-run-N`). Everything that touches the world or the
+clock is a DBOS step, so a worker killed at any moment resumes where it was and no completed
+step runs again. People and other runs reach a waiting run through its inbox (`DBOS.send`):
+votes, cancellation, "the lock is free". Decisions are the domain's pure functions.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from datetime import datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from dbos import DBOS
+
+from shipline.domain.approvals import Decision, Outcome, Vote, evaluate_approvals
+from shipline.domain.checks import QueuedRun, Verdict, assess_lock, check_window
+from shipline.domain.events import EventKind, RunEvent
+from shipline.domain.models import ApprovalPolicy, BusinessHours, LockPolicy
+from shipline.domain.pipeline import (
+    Phase,
+    PipelineSpec,
+    StageSpec,
+    StepSpec,
+    dependencies,
+    run_phase,
+    should_run,
+    stage_order,
+)
+from shipline.engine.actions import StepCancelled, StepContext, StepTimedOut, find_action
+from shipline.engine.notifications import deliver
+from shipline.engine.runtime import INBOX, WORKFLOW_NAME, current, log
+from shipline.errors import RuleError, ShiplineError
+
+
+def _iso(moment: datetime) -> str:
+    return moment.isoformat()
+
+
+def _parse(text: str) -> datetime:
+    return datetime.fromisoformat(text)
+
+
+# --- steps: every effect on the world and every reading of the clock -------------------------
+
+
+@DBOS.step(name="shipline.now")
+def _now() -> str:
+    return _iso(current().clock())
+
+
+@DBOS.step(name="shipline.load")
+def _load(run_id: int) -> dict[str, Any]:
+    record = current().store.get_run(run_id)
+    if record is None:
+        raise ShiplineError(f"run {run_id} is not in the state store")
+    return {"spec": record.spec, "params": record.params, "cancel": record.cancel_requested}
+
+
+def _announce(
+    run_id: int,
+    kind: EventKind,
+    *,
+    stage: str | None = None,
+    reason: str | None = None,
+    approve: str | None = None,
+) -> None:
+    rt = current()
+    notifiers = rt.notifiers(kind)
+    if not notifiers:
+        return
+    record = rt.store.get_run(run_id)
+    if record is None:
+        return
+    event = RunEvent(
+        kind=kind,
+        run_id=str(run_id),
+        pipeline=record.pipeline,
+        environment=record.environment or "-",
+        actor=record.requested_by,
+        at=rt.clock(),
+        services=record.services,
+        stage=stage,
+        reason=reason,
+        approve_command=approve,
+    )
+    deliver(list(notifiers), event, rt.masker, backoff=rt.notify_backoff_seconds)
+
+
+@DBOS.step(name="shipline.begin")
+def _begin(run_id: int, lock_sets: list[list[str]], latest_only: list[str]) -> None:
+    rt = current()
+    store = rt.store
+    record = store.get_run(run_id)
+    if record is not None and record.started_at is not None:
+        started = record.started_at
+    else:
+        started = rt.clock()
+    store.record(
+        run_id, "run.started", "run started", run_values={"phase": "running", "started_at": started}
+    )
+    keys = sorted({k for keys in lock_sets for k in keys})
+    if keys:
+        with store.lock_transaction(keys) as conn:
+            store.set_lock_state(conn, run_id, keys, "interested")
+            superseded: set[int] = set()
+            for key in latest_only:
+                entries = store.lock_entries(conn, key)
+                queue = [
+                    QueuedRun(str(e["run_id"]), e["registered_at"], e["state"] == "holding")
+                    for e in entries
+                ]
+                superseded |= {
+                    int(r) for r in assess_lock(LockPolicy.LATEST_ONLY, queue).superseded
+                }
+        for other in sorted(superseded - {run_id}):
+            _supersede(other, run_id)
+    _announce(run_id, EventKind.STARTED)
+
+
+def _supersede(victim: int, by: int) -> None:
+    rt = current()
+    if rt.store.request_cancel(victim, f"superseded by run {by} (latest-only)"):
+        rt.store.record(victim, "run.superseded", f"superseded by run {by}")
+        rt.audit.append("shipline", "run.superseded", run=victim, by=by)
+        _wake(victim, {"type": "cancel"})
+
+
+def _wake(run_id: int, message: dict[str, Any]) -> None:
+    try:
+        DBOS.send(f"shipline-run-{run_id}", message, INBOX)
+    except Exception as exc:  # a run that already ended has nothing to wake
+        log.debug("could not message run %s: %s", run_id, exc)
+
+
+@DBOS.step(name="shipline.stage")
+def _stage_event(
+    run_id: int,
+    stage: str,
+    position: int,
+    phase: str,
+    message: str,
+    outputs: dict[str, Any] | None = None,
+) -> None:
+    rt = current()
+    values: dict[str, Any] = {"position": position, "phase": phase, "reason": message}
+    now = rt.clock()
+    if phase == Phase.RUNNING:
+        values["started_at"] = now
+    elif Phase(phase).done:
+        values["finished_at"] = now
+        values["outputs"] = outputs or {}
+    rt.store.record(run_id, f"stage.{phase}", message, stage=stage, stage_values=values)
+
+
+@DBOS.step(name="shipline.window")
+def _window(run_id: int, stage: str, window: dict[str, Any], emergency: bool) -> dict[str, Any]:
+    hours = BusinessHours.model_validate(window)
+    verdict = check_window(hours, current().clock(), ZoneInfo(hours.timezone), emergency=emergency)
+    opens = _iso(verdict.opens_at) if verdict.opens_at else None
+    current().store.record(
+        run_id, f"check.window.{verdict.verdict.value}", verdict.reason, stage=stage
+    )
+    return {"verdict": verdict.verdict.value, "reason": verdict.reason, "opens": opens}
+
+
+@DBOS.step(name="shipline.waiting")
+def _waiting(run_id: int, stage: str, position: int, reason: str, approve: str | None) -> None:
+    rt = current()
+    rt.store.record(
+        run_id,
+        "stage.waiting",
+        reason,
+        stage=stage,
+        stage_values={"position": position, "phase": "waiting", "reason": reason},
+        run_values={"phase": "waiting"},
+    )
+    _announce(run_id, EventKind.WAITING, stage=stage, reason=reason, approve=approve)
+
+
+@DBOS.step(name="shipline.resumed")
+def _resumed(run_id: int, stage: str, position: int, reason: str) -> None:
+    current().store.record(
+        run_id,
+        "stage.running",
+        reason,
+        stage=stage,
+        stage_values={"position": position, "phase": "running", "reason": reason},
+        run_values={"phase": "running"},
+    )
+
+
+@DBOS.step(name="shipline.lock")
+def _lock_try(run_id: int, keys: list[str], policy: str) -> str:
+    """Queue for `keys` and take them when this run is first in line for all; 'held' or 'queued'."""
+    rt = current()
+    store = rt.store
+    record = store.get_run(run_id)
+    if record is None or record.cancel_requested:
+        return "cancelled"
+    superseded: set[int] = set()
+    with store.lock_transaction(keys) as conn:
+        store.set_lock_state(conn, run_id, keys, "queued")
+        granted = True
+        for key in keys:
+            entries = [e for e in store.lock_entries(conn, key) if e["state"] != "interested"]
+            queue = [
+                QueuedRun(str(e["run_id"]), e["queued_at"], e["state"] == "holding")
+                for e in entries
+            ]
+            decision = assess_lock(LockPolicy(policy), queue)
+            superseded |= {int(r) for r in decision.superseded}
+            holder = next((e["run_id"] for e in entries if e["state"] == "holding"), None)
+            if holder == run_id:
+                continue
+            granted = granted and decision.grant == str(run_id)
+        if granted and run_id not in superseded:
+            store.set_lock_state(conn, run_id, keys, "holding")
+    for other in sorted(superseded - {run_id}):
+        _supersede(other, run_id)
+    if run_id in superseded:
+        return "cancelled"
+    if granted:
+        store.record(run_id, "lock.acquired", "holding " + ", ".join(keys))
+        return "held"
+    return "queued"
+
+
+@DBOS.step(name="shipline.unlock")
+def _unlock(run_id: int) -> None:
+    waiting = current().store.leave_locks(run_id)
+    for other in waiting:
+        if other != run_id:
+            _wake(other, {"type": "lock"})
+
+
+@DBOS.step(name="shipline.approval")
+def _approval_state(run_id: int, stage: str) -> list[dict[str, Any]]:
+    """The votes recorded for the stage, oldest first (read once per message, durably)."""
+    rows = current().store.votes(run_id, stage)
+    return [
+        {"user": r["user"], "approve": r["approve"], "at": _iso(r["at"]), "comment": r["comment"]}
+        for r in rows
+    ]
+
+
+@DBOS.step(name="shipline.step")
+def _execute(
+    run_id: int, stage: str, position: int, step: dict[str, Any], inputs: dict[str, dict[str, Any]]
+) -> dict[str, Any]:
+    rt = current()
+    store = rt.store
+    spec = StepSpec.model_validate(step)
+    record = store.get_run(run_id)
+    if record is None or record.cancel_requested:
+        store.record(
+            run_id,
+            "step.cancelled",
+            "not started: the run was cancelled",
+            stage=stage,
+            step=spec.name,
+            step_values={"position": position, "phase": "cancelled", "attempts": 0},
+        )
+        return {"phase": "cancelled", "outputs": {}}
+    action = find_action(spec.action, rt.actions)
+    started = rt.clock()
+    error: str | None = None
+    phase = Phase.ERRORED
+    outputs: dict[str, Any] = {}
+    for attempt in range(1, spec.retry.attempts + 1):
+        store.record(
+            run_id,
+            "step.running",
+            f"attempt {attempt}",
+            stage=stage,
+            step=spec.name,
+            step_values={
+                "position": position,
+                "phase": "running",
+                "attempts": attempt,
+                "started_at": started,
+            },
+        )
+        deadline = time.monotonic() + spec.timeout_seconds if spec.timeout_seconds else None
+        ctx = StepContext(
+            run_id=run_id,
+            stage=stage,
+            step=spec.name,
+            attempt=attempt,
+            inputs=inputs,
+            log=_step_logger(run_id, stage, spec.name),
+            cancelled=_cancel_probe(run_id),
+            deadline=deadline,
+        )
+        try:
+            outputs = _call(action, ctx, dict(spec.params), spec.timeout_seconds)
+            phase, error = Phase.SUCCEEDED, None
+            break
+        except StepCancelled as exc:
+            phase, error = Phase.CANCELLED, exc.message
+            break
+        except RuleError as exc:
+            phase, error = Phase.FAILED, exc.message
+            break
+        except ShiplineError as exc:
+            phase, error = Phase.ERRORED, exc.message
+            if exc.terminal:
+                break
+        except Exception as exc:
+            phase, error = Phase.ERRORED, f"{type(exc).__name__}: {exc}"
+        if attempt < spec.retry.attempts:
+            time.sleep(spec.retry.backoff_seconds * 2 ** (attempt - 1))
+    error = rt.masker.mask(error) if error else None
+    store.record(
+        run_id,
+        f"step.{phase.value}",
+        error or "done",
+        stage=stage,
+        step=spec.name,
+        step_values={
+            "position": position,
+            "phase": phase.value,
+            "error": error,
+            "finished_at": rt.clock(),
+            "outputs": outputs,
+        },
+    )
+    return {"phase": phase.value, "outputs": outputs, "error": error}
+
+
+def _step_logger(run_id: int, stage: str, step: str) -> Callable[[str], None]:
+    rt = current()
+
+    def write(line: str) -> None:
+        rt.store.add_log(run_id, stage, step, rt.masker.mask(line))
+
+    return write
+
+
+def _cancel_probe(run_id: int) -> Callable[[], bool]:
+    store = current().store
+
+    def probe() -> bool:
+        record = store.get_run(run_id)
+        return bool(record and record.cancel_requested)
+
+    return probe
+
+
+def _call(
+    action: Any, ctx: StepContext, params: dict[str, Any], timeout: float | None
+) -> dict[str, Any]:
+    if timeout is None:
+        result: dict[str, Any] = action(ctx, params) or {}
+        return result
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="shipline-step")
+    future = pool.submit(action, ctx, params)
+    try:
+        return future.result(timeout=timeout) or {}
+    except FutureTimeout:
+        raise StepTimedOut(f"step '{ctx.step}' timed out after {timeout:g} s") from None
+    finally:
+        pool.shutdown(wait=False)  # a step that ignores its deadline is left behind, not waited for
+
+
+@DBOS.step(name="shipline.finish")
+def _finish(run_id: int, phase: str, reason: str) -> None:
+    rt = current()
+    waiting = rt.store.leave_locks(run_id)
+    rt.store.record(
+        run_id,
+        f"run.{phase}",
+        reason,
+        run_values={"phase": phase, "reason": reason, "finished_at": rt.clock()},
+    )
+    for other in waiting:
+        if other != run_id:
+            _wake(other, {"type": "lock"})
+    kind = EventKind.SUCCEEDED if phase == Phase.SUCCEEDED else EventKind.FAILED
+    _announce(run_id, kind, reason=reason)
+
+
+# --- the workflow -------------------------------------------------------------------------------
+
+
+class _Cancelled(Exception):
+    """The run was cancelled while it waited."""
+
+
+def _receive(until: datetime | None) -> dict[str, Any] | None:
+    """The next inbox message, or None once `until` has passed. Cancellation raises."""
+    rt = current()
+    while True:
+        now = _parse(_now())
+        if until is not None and now >= until:
+            return None
+        chunk = (
+            rt.wait_chunk_seconds
+            if until is None
+            else min((until - now).total_seconds(), rt.wait_chunk_seconds)
+        )
+        message = DBOS.recv(INBOX, timeout_seconds=max(chunk, 0.01))
+        if message is None:
+            if until is None:
+                return None
+            continue
+        if message.get("type") == "cancel":
+            raise _Cancelled()
+        return dict(message)
+
+
+def _gate_window(
+    run_id: int, stage: StageSpec, position: int, emergency: bool
+) -> tuple[Phase | None, ApprovalPolicy | None]:
+    """Wait for the business-hours window; returns (a final phase or None, extra approvals)."""
+    assert stage.window is not None
+    while True:
+        result = _window(
+            run_id, stage.name, stage.window.model_dump(mode="json", by_alias=True), emergency
+        )
+        verdict = Verdict(result["verdict"])
+        if verdict == Verdict.PASS:
+            return None, None
+        if verdict == Verdict.FAIL:
+            return Phase.FAILED, None
+        if verdict == Verdict.OVERRIDE:
+            return None, stage.window.emergency
+        _waiting(run_id, stage.name, position, result["reason"], None)
+        _receive(_parse(result["opens"]) if result["opens"] else None)
+        _resumed(run_id, stage.name, position, "window open")
+
+
+def _combine(decisions: list[Decision]) -> Outcome:
+    outcomes = {d.outcome for d in decisions}
+    for outcome in (Outcome.REJECTED, Outcome.TIMED_OUT, Outcome.PENDING):
+        if outcome in outcomes:
+            return outcome
+    return Outcome.APPROVED
+
+
+def _gate_approvals(
+    run_id: int,
+    stage: StageSpec,
+    position: int,
+    policies: list[ApprovalPolicy],
+    members: dict[str, list[str]],
+    requester: str,
+) -> tuple[Phase, str]:
+    opened = _parse(_now())
+    groups = ", ".join(g for p in policies for g in p.groups)
+    approve = f"shipline approve {run_id} --stage {stage.name} --as USER"
+    _waiting(run_id, stage.name, position, f"waiting for approval by {groups}", approve)
+    while True:
+        votes = [
+            Vote(v["user"], v["approve"], _parse(v["at"]), v["comment"])
+            for v in _approval_state(run_id, stage.name)
+        ]
+        now = _parse(_now())
+        decisions = [
+            evaluate_approvals(p, members, votes, requester, opened, now) for p in policies
+        ]
+        outcome = _combine(decisions)
+        if outcome == Outcome.APPROVED:
+            _resumed(run_id, stage.name, position, "; ".join(d.reason for d in decisions))
+            return Phase.RUNNING, "approved"
+        if outcome == Outcome.REJECTED:
+            return Phase.FAILED, next(d.reason for d in decisions if d.outcome == Outcome.REJECTED)
+        if outcome == Outcome.TIMED_OUT:
+            return Phase.FAILED, "approval timed out: " + next(
+                d.reason for d in decisions if d.outcome == Outcome.TIMED_OUT
+            )
+        deadline = min(d.deadline for d in decisions if d.deadline is not None)
+        _receive(deadline)
+
+
+def _gate_locks(run_id: int, stage: StageSpec) -> Phase | None:
+    rt = current()
+    while True:
+        state = _lock_try(run_id, sorted(stage.locks), stage.lock_policy.value)
+        if state == "held":
+            return None
+        if state == "cancelled":
+            return Phase.CANCELLED
+        message = DBOS.recv(INBOX, timeout_seconds=rt.lock_poll_seconds)
+        if message is not None and message.get("type") == "cancel":
+            return Phase.CANCELLED
+
+
+def _run_stage(
+    run_id: int,
+    position: int,
+    stage: StageSpec,
+    outputs: dict[str, dict[str, Any]],
+    params: dict[str, Any],
+    members: dict[str, list[str]],
+    requester: str,
+) -> tuple[Phase, dict[str, Any], str]:
+    _stage_event(run_id, stage.name, position, Phase.RUNNING, "stage started")
+    policies = [stage.approval] if stage.approval else []
+    if stage.window is not None:
+        final, extra = _gate_window(run_id, stage, position, bool(params.get("emergency")))
+        if final is not None:
+            return final, {}, "outside the deployment window"
+        if extra is not None:
+            policies.append(extra)
+    if policies:
+        phase, reason = _gate_approvals(run_id, stage, position, policies, members, requester)
+        if phase != Phase.RUNNING:
+            return phase, {}, reason
+    if stage.locks:
+        final = _gate_locks(run_id, stage)
+        if final is not None:
+            return final, {}, "cancelled while waiting for the lock"
+    stage_outputs: dict[str, Any] = {}
+    phase, reason = Phase.SUCCEEDED, "stage succeeded"
+    for index, step in enumerate(stage.steps):
+        if step.kind == "timer":
+            seconds = float(step.params.get("seconds", 0))
+            until = _parse(_now()) + timedelta(seconds=seconds)
+            while _receive(until) is not None:
+                pass  # only cancellation or the clock end a timer
+            continue
+        result = _execute(run_id, stage.name, index, step.model_dump(mode="json"), outputs)
+        stage_outputs.update(result["outputs"])
+        if result["phase"] != Phase.SUCCEEDED:
+            phase = Phase(result["phase"])
+            reason = f"step '{step.name}' {phase.value}" + (
+                f": {result['error']}" if result.get("error") else ""
+            )
+            break
+    if stage.locks:
+        _unlock(run_id)
+    return phase, stage_outputs, reason
+
+
+@DBOS.workflow(name=WORKFLOW_NAME)
+def run_workflow(run_id: int) -> str:
+    """Execute run `run_id` from the state store to its end."""
+    loaded = _load(run_id)
+    spec = PipelineSpec.model_validate(loaded["spec"])
+    params: dict[str, Any] = loaded["params"]
+    members: dict[str, list[str]] = params.get("approvers", {})
+    requester = str(params.get("requestedBy", ""))
+    lock_sets = [sorted(s.locks) for s in spec.stages if s.locks]
+    latest = sorted(
+        {k for s in spec.stages if s.lock_policy == LockPolicy.LATEST_ONLY for k in s.locks}
+    )
+    _begin(run_id, lock_sets, latest)
+    if loaded["cancel"]:
+        _finish(run_id, Phase.CANCELLED.value, "cancelled before it started")
+        return Phase.CANCELLED.value
+    deps = dependencies(spec)
+    by_name = {s.name: s for s in spec.stages}
+    results: dict[str, Phase] = {}
+    outputs: dict[str, dict[str, Any]] = {}
+    reasons: list[str] = []
+    cancelled = False
+    for position, name in enumerate(stage_order(spec)):
+        stage = by_name[name]
+        if cancelled or not should_run(stage.condition, deps[name], results):
+            results[name] = Phase.CANCELLED if cancelled else Phase.SKIPPED
+            _stage_event(
+                run_id,
+                name,
+                position,
+                results[name],
+                "run cancelled" if cancelled else "condition not met",
+            )
+            continue
+        try:
+            phase, stage_outputs, reason = _run_stage(
+                run_id, position, stage, outputs, params, members, requester
+            )
+        except _Cancelled:
+            phase, stage_outputs, reason = Phase.CANCELLED, {}, "cancelled"
+            _unlock(run_id)
+        results[name] = phase
+        outputs[name] = stage_outputs
+        _stage_event(run_id, name, position, phase, reason, stage_outputs)
+        if phase != Phase.SUCCEEDED:
+            reasons.append(f"{name}: {reason}")
+        if phase == Phase.CANCELLED:
+            cancelled = True
+    final = run_phase(results, cancelled)
+    _finish(run_id, final.value, "; ".join(reasons) or "all stages succeeded")
+    return final.value

@@ -1,0 +1,132 @@
+"""The run service: start runs, vote on them, cancel them, read them. The CLI calls this."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from shipline.domain.approvals import check_voter
+from shipline.domain.models import ApprovalPolicy
+from shipline.domain.pipeline import PipelineSpec, StageSpec, stage_order
+from shipline.engine.audit import AuditLog
+from shipline.engine.host import EngineClient
+from shipline.engine.runtime import INBOX
+from shipline.errors import NotFoundError, PermissionDenied, UserError
+from shipline.store.sql import RunRecord, SqlStateStore
+
+
+@dataclass
+class RunService:
+    """Runs of one project: its state store, engine client and audit log."""
+
+    store: SqlStateStore
+    client: EngineClient
+    audit: AuditLog
+
+    def start(
+        self,
+        spec: PipelineSpec,
+        *,
+        actor: str,
+        environment: str | None = None,
+        services: dict[str, str] | None = None,
+        approvers: dict[str, list[str]] | None = None,
+        params: dict[str, Any] | None = None,
+        emergency_reason: str | None = None,
+    ) -> RunRecord:
+        """Record a run and queue it for a worker."""
+        try:
+            stage_order(spec)
+        except ValueError as exc:
+            raise UserError(f"the pipeline cannot run: {exc}") from exc
+        all_params = dict(params or {})
+        all_params["approvers"] = approvers or {}
+        all_params["requestedBy"] = actor
+        if emergency_reason:
+            all_params["emergency"] = True
+        record = self.store.create_run(
+            pipeline=spec.kind,
+            environment=environment,
+            services=services or {},
+            params=all_params,
+            spec=spec.model_dump(mode="json"),
+            requested_by=actor,
+            emergency_reason=emergency_reason,
+        )
+        self.audit.append(
+            actor,
+            "run.start",
+            run=record.id,
+            pipeline=spec.kind,
+            environment=environment,
+            services=services or {},
+        )
+        if emergency_reason:
+            self.audit.append(actor, "run.emergency", run=record.id, reason=emergency_reason)
+        self.client.enqueue(record.workflow_id, record.id)
+        return record
+
+    def get(self, run_id: int) -> RunRecord:
+        """The run, or NotFoundError."""
+        record = self.store.get_run(run_id)
+        if record is None:
+            raise NotFoundError(f"no run {run_id}", hint="see `shipline runs list`")
+        return record
+
+    def _waiting_stage(self, record: RunRecord, stage: str | None) -> StageSpec:
+        spec = PipelineSpec.model_validate(record.spec)
+        waiting = [s["name"] for s in self.store.stages(record.id) if s["phase"] == "waiting"]
+        candidates = [s for s in spec.stages if s.name in waiting and (s.approval or s.window)]
+        if stage is not None:
+            candidates = [s for s in candidates if s.name == stage]
+        if not candidates:
+            where = f" stage '{stage}' of" if stage else ""
+            raise UserError(f"nothing in{where} run {record.id} is waiting for approval")
+        return candidates[0]
+
+    def vote(
+        self,
+        run_id: int,
+        user: str,
+        *,
+        approve: bool,
+        stage: str | None = None,
+        comment: str | None = None,
+    ) -> str:
+        """Approve or reject the waiting stage; refuse (and audit) users the policy forbids."""
+        record = self.get(run_id)
+        if record.phase not in ("waiting", "running", "pending"):
+            raise UserError(f"run {run_id} has already ended ({record.phase})")
+        target = self._waiting_stage(record, stage)
+        policies: list[ApprovalPolicy] = [p for p in (target.approval,) if p is not None]
+        if (
+            target.window is not None
+            and target.window.emergency is not None
+            and record.emergency_reason
+        ):
+            policies.append(target.window.emergency)
+        members: dict[str, list[str]] = record.params.get("approvers", {})
+        action = "approval.approve" if approve else "approval.reject"
+        reasons = [check_voter(p, members, user, record.requested_by) for p in policies]
+        if approve and all(reasons):
+            why = next(r for r in reasons if r)
+            self.audit.append(user, "approval.refused", run=run_id, stage=target.name, reason=why)
+            raise PermissionDenied(why)
+        in_any = any(user in members.get(g, ()) for p in policies for g in p.groups)
+        if not approve and not in_any:
+            why = f"'{user}' is not in any approver group of this stage"
+            self.audit.append(user, "approval.refused", run=run_id, stage=target.name, reason=why)
+            raise PermissionDenied(why)
+        self.store.add_vote(run_id, target.name, user, approve, comment)
+        self.audit.append(user, action, run=run_id, stage=target.name, comment=comment)
+        self.client.send(record.workflow_id, {"type": "vote"}, INBOX)
+        return target.name
+
+    def cancel(self, run_id: int, actor: str, reason: str | None = None) -> None:
+        """Ask a run to stop; running steps stop at their next check, waits end at once."""
+        record = self.get(run_id)
+        why = reason or f"cancelled by {actor}"
+        if not self.store.request_cancel(run_id, why):
+            raise UserError(f"run {run_id} has already ended ({record.phase})")
+        self.audit.append(actor, "run.cancel", run=run_id, reason=why)
+        self.client.send(record.workflow_id, {"type": "cancel"}, INBOX)

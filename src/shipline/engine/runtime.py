@@ -1,0 +1,75 @@
+"""What the durable workflows reach at run time: store, actions, notifiers, clock, audit.
+
+DBOS keeps one engine per process, so the runtime is one per process too; `shipline worker`
+(or a test) installs it before launching DBOS.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from shipline.domain.events import EventKind
+from shipline.domain.masking import Masker
+from shipline.domain.ports import Notifier
+from shipline.engine.actions import Action
+from shipline.engine.audit import AuditLog
+from shipline.errors import ShiplineError
+from shipline.store.sql import SqlStateStore
+
+INBOX = "inbox"
+RUN_QUEUE = "shipline-runs"
+WORKFLOW_NAME = "shipline.run"
+APP_VERSION = "shipline-engine-1"
+
+log = logging.getLogger("shipline.engine")
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class Runtime:
+    """Per-process engine state used by the workflows."""
+
+    store: SqlStateStore
+    audit: AuditLog
+    masker: Masker = field(default_factory=Masker)
+    actions: dict[str, Action] = field(default_factory=dict)
+    notifiers: Callable[[EventKind], Sequence[Notifier]] = lambda kind: ()
+    clock: Callable[[], datetime] = _now
+    lock_poll_seconds: float = 1.0
+    wait_chunk_seconds: float = 60.0
+    notify_backoff_seconds: float = 0.5
+
+
+_RUNTIME: Runtime | None = None
+
+
+def install(runtime: Runtime | None) -> None:
+    """Make `runtime` the one the workflows of this process use."""
+    global _RUNTIME  # noqa: PLW0603 - one engine per process, as DBOS
+    _RUNTIME = runtime
+
+
+def current() -> Runtime:
+    """The installed runtime."""
+    if _RUNTIME is None:
+        raise ShiplineError("the engine runtime is not installed in this process")
+    return _RUNTIME
+
+
+def dbos_url(url: str) -> str:
+    """The URL DBOS wants for the same database (it picks its own PostgreSQL driver)."""
+    return url.replace("postgresql+psycopg://", "postgresql://", 1)
+
+
+def system_database_url(state_url: str, state_dir: Path) -> str:
+    """DBOS's system database: the same PostgreSQL database, or its own SQLite file."""
+    if state_url.startswith("sqlite"):
+        return f"sqlite:///{state_dir / 'dbos.sqlite'}"
+    return dbos_url(state_url)

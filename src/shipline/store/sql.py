@@ -1,0 +1,387 @@
+"""The state store on SQLAlchemy: SQLite by default, PostgreSQL for teams.
+
+Every write is its own short transaction, idempotent where a replayed step may repeat it.
+Vendor errors become StoreError here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from shipline.errors import StoreError
+from shipline.store.schema import events, locks, logs, runs, stages, steps, votes
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def utcnow() -> datetime:
+    """Now, in UTC."""
+    return datetime.now(UTC)
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    if value is None or value.tzinfo is not None:
+        return value
+    return value.replace(tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """A run as stored."""
+
+    id: int
+    workflow_id: str
+    pipeline: str
+    environment: str | None
+    services: dict[str, str]
+    params: dict[str, Any]
+    spec: dict[str, Any]
+    requested_by: str
+    requested_at: datetime
+    phase: str
+    reason: str | None
+    started_at: datetime | None
+    finished_at: datetime | None
+    cancel_requested: bool
+    cancel_reason: str | None
+    emergency_reason: str | None
+
+
+def _run(row: Any) -> RunRecord:
+    data = dict(row._mapping)
+    for key in ("requested_at", "started_at", "finished_at"):
+        data[key] = _aware(data[key])
+    return RunRecord(**data)
+
+
+def _rows(result: Any) -> list[dict[str, Any]]:
+    out = []
+    for row in result:
+        data = dict(row._mapping)
+        for key, value in data.items():
+            if isinstance(value, datetime):
+                data[key] = _aware(value)
+        out.append(data)
+    return out
+
+
+class SqlStateStore:
+    """Runs and everything about them, in one SQL database."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.sqlite = engine.dialect.name == "sqlite"
+
+    @classmethod
+    def connect(cls, url: str, *, migrate: bool = True) -> SqlStateStore:
+        """Open the store at `url` and bring its schema up to date."""
+        try:
+            engine = sa.create_engine(url, future=True, pool_pre_ping=True)
+        except (sa.exc.ArgumentError, ImportError) as exc:
+            raise StoreError(f"cannot open the state store: {exc}") from exc
+        if engine.dialect.name == "sqlite":
+
+            @sa.event.listens_for(engine, "connect")
+            def _pragmas(dbapi_connection: Any, _record: Any) -> None:
+                cursor = dbapi_connection.cursor()
+                cursor.execute("PRAGMA journal_mode=WAL")
+                cursor.execute("PRAGMA synchronous=NORMAL")
+                cursor.execute("PRAGMA busy_timeout=30000")
+                cursor.execute("PRAGMA foreign_keys=ON")
+                cursor.close()
+
+        store = cls(engine)
+        if migrate:
+            store.migrate()
+        return store
+
+    def migrate(self) -> None:
+        """Apply Alembic migrations up to head."""
+        from alembic import command
+        from alembic.config import Config as AlembicConfig
+
+        config = AlembicConfig()
+        config.set_main_option("script_location", str(MIGRATIONS))
+        try:
+            with self._write() as conn:
+                if self.engine.dialect.name == "postgresql":
+                    conn.execute(sa.text("SELECT pg_advisory_xact_lock(4242424242)"))
+                config.attributes["connection"] = conn
+                command.upgrade(config, "head")
+        except sa.exc.SQLAlchemyError as exc:
+            raise StoreError(f"cannot migrate the state store: {exc}") from exc
+
+    def close(self) -> None:
+        """Release connections."""
+        self.engine.dispose()
+
+    @contextmanager
+    def _write(self) -> Iterator[Connection]:
+        try:
+            with self.engine.begin() as conn:
+                if self.sqlite:
+                    conn.exec_driver_sql("SELECT 1")  # the connection is in a transaction now
+                yield conn
+        except sa.exc.SQLAlchemyError as exc:
+            raise StoreError(f"state store write failed: {type(exc).__name__}") from exc
+
+    def _read(self, query: Any) -> list[dict[str, Any]]:
+        try:
+            with self.engine.connect() as conn:
+                return _rows(conn.execute(query))
+        except sa.exc.SQLAlchemyError as exc:
+            raise StoreError(f"state store read failed: {type(exc).__name__}") from exc
+
+    # runs ---------------------------------------------------------------------------------
+
+    def create_run(
+        self,
+        *,
+        pipeline: str,
+        environment: str | None,
+        services: dict[str, str],
+        params: dict[str, Any],
+        spec: dict[str, Any],
+        requested_by: str,
+        emergency_reason: str | None = None,
+    ) -> RunRecord:
+        """Record a new pending run and give it its workflow id."""
+        with self._write() as conn:
+            result = conn.execute(
+                runs.insert().values(
+                    pipeline=pipeline,
+                    environment=environment,
+                    services=services,
+                    params=params,
+                    spec=spec,
+                    requested_by=requested_by,
+                    requested_at=utcnow(),
+                    phase="pending",
+                    cancel_requested=False,
+                    emergency_reason=emergency_reason,
+                )
+            )
+            key = result.inserted_primary_key
+            assert key is not None
+            run_id = int(key[0])
+            conn.execute(
+                runs.update()
+                .where(runs.c.id == run_id)
+                .values(workflow_id=f"shipline-run-{run_id}")
+            )
+        record = self.get_run(run_id)
+        assert record is not None
+        return record
+
+    def get_run(self, run_id: int) -> RunRecord | None:
+        """The run, or None."""
+        try:
+            with self.engine.connect() as conn:
+                row = conn.execute(runs.select().where(runs.c.id == run_id)).first()
+        except sa.exc.SQLAlchemyError as exc:
+            raise StoreError(f"state store read failed: {type(exc).__name__}") from exc
+        return _run(row) if row is not None else None
+
+    def list_runs(self, *, limit: int = 50, environment: str | None = None) -> list[RunRecord]:
+        """Newest runs first."""
+        query = runs.select().order_by(runs.c.id.desc()).limit(limit)
+        if environment:
+            query = query.where(runs.c.environment == environment)
+        try:
+            with self.engine.connect() as conn:
+                return [_run(row) for row in conn.execute(query)]
+        except sa.exc.SQLAlchemyError as exc:
+            raise StoreError(f"state store read failed: {type(exc).__name__}") from exc
+
+    def update_run(self, run_id: int, **values: Any) -> None:
+        """Set columns of a run."""
+        with self._write() as conn:
+            conn.execute(runs.update().where(runs.c.id == run_id).values(**values))
+
+    def request_cancel(self, run_id: int, reason: str) -> bool:
+        """Flag a run for cancellation; False when it already ended."""
+        with self._write() as conn:
+            result = conn.execute(
+                runs.update()
+                .where(runs.c.id == run_id)
+                .where(runs.c.phase.in_(["pending", "running", "waiting"]))
+                .values(cancel_requested=True, cancel_reason=reason)
+            )
+            return bool(result.rowcount)
+
+    # stages, steps, events, logs -----------------------------------------------------------
+
+    def _upsert(
+        self, conn: Connection, table: sa.Table, keys: dict[str, Any], values: dict[str, Any]
+    ) -> None:
+        where = sa.and_(*(table.c[k] == v for k, v in keys.items()))
+        updated = conn.execute(table.update().where(where).values(**values)).rowcount
+        if not updated:
+            conn.execute(table.insert().values(**keys, **values))
+
+    def save_stage(self, run_id: int, name: str, **values: Any) -> None:
+        """Insert or update a stage record."""
+        with self._write() as conn:
+            self._upsert(conn, stages, {"run_id": run_id, "name": name}, values)
+
+    def save_step(self, run_id: int, stage: str, name: str, **values: Any) -> None:
+        """Insert or update a step record."""
+        with self._write() as conn:
+            self._upsert(conn, steps, {"run_id": run_id, "stage": stage, "name": name}, values)
+
+    def record(
+        self,
+        run_id: int,
+        kind: str,
+        message: str,
+        *,
+        stage: str | None = None,
+        step: str | None = None,
+        stage_values: dict[str, Any] | None = None,
+        step_values: dict[str, Any] | None = None,
+        run_values: dict[str, Any] | None = None,
+    ) -> None:
+        """Append an event and update the run, stage or step it is about, in one transaction."""
+        with self._write() as conn:
+            conn.execute(
+                events.insert().values(
+                    run_id=run_id, at=utcnow(), kind=kind, stage=stage, step=step, message=message
+                )
+            )
+            if run_values:
+                conn.execute(runs.update().where(runs.c.id == run_id).values(**run_values))
+            if stage_values is not None and stage is not None:
+                self._upsert(conn, stages, {"run_id": run_id, "name": stage}, stage_values)
+            if step_values is not None and stage is not None and step is not None:
+                keys = {"run_id": run_id, "stage": stage, "name": step}
+                self._upsert(conn, steps, keys, step_values)
+
+    def stages(self, run_id: int) -> list[dict[str, Any]]:
+        """The run's stages in order."""
+        return self._read(
+            stages.select().where(stages.c.run_id == run_id).order_by(stages.c.position)
+        )
+
+    def steps(self, run_id: int) -> list[dict[str, Any]]:
+        """The run's steps in order."""
+        query = (
+            steps.select().where(steps.c.run_id == run_id).order_by(steps.c.stage, steps.c.position)
+        )
+        return self._read(query)
+
+    def events(self, run_id: int, after: int = 0) -> list[dict[str, Any]]:
+        """Events of a run with id greater than `after`."""
+        query = events.select().where(events.c.run_id == run_id).where(events.c.id > after)
+        return self._read(query.order_by(events.c.id))
+
+    def add_log(self, run_id: int, stage: str, step: str, line: str) -> None:
+        """Append a log line of a step."""
+        with self._write() as conn:
+            conn.execute(
+                logs.insert().values(run_id=run_id, stage=stage, step=step, at=utcnow(), line=line)
+            )
+
+    def logs(self, run_id: int) -> list[dict[str, Any]]:
+        """Every log line of a run."""
+        return self._read(logs.select().where(logs.c.run_id == run_id).order_by(logs.c.id))
+
+    # approvals -------------------------------------------------------------------------------
+
+    def add_vote(
+        self, run_id: int, stage: str, user: str, approve: bool, comment: str | None
+    ) -> datetime:
+        """Record a vote; returns its time."""
+        at = utcnow()
+        with self._write() as conn:
+            conn.execute(
+                votes.insert().values(
+                    run_id=run_id, stage=stage, user=user, approve=approve, comment=comment, at=at
+                )
+            )
+        return at
+
+    def votes(self, run_id: int, stage: str | None = None) -> list[dict[str, Any]]:
+        """Votes on a run (or one of its stages), oldest first."""
+        query = votes.select().where(votes.c.run_id == run_id)
+        if stage:
+            query = query.where(votes.c.stage == stage)
+        return self._read(query.order_by(votes.c.id))
+
+    # locks ---------------------------------------------------------------------------------
+
+    @contextmanager
+    def _locked(self, keys: Sequence[str]) -> Iterator[Connection]:
+        """A transaction that serializes every other one touching the same lock keys."""
+        try:
+            with self.engine.begin() as conn:
+                if self.sqlite:
+                    conn.exec_driver_sql(
+                        "UPDATE locks SET holding = holding WHERE 0"
+                    )  # take the write lock
+                else:
+                    for key in sorted(keys):
+                        number = int.from_bytes(
+                            hashlib.sha256(key.encode()).digest()[:8], "big", signed=True
+                        )
+                        conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": number})
+                yield conn
+        except sa.exc.SQLAlchemyError as exc:
+            raise StoreError(f"state store lock failed: {type(exc).__name__}") from exc
+
+    def lock_transaction(self, keys: Sequence[str]) -> Any:
+        """Context manager: a transaction serialized on `keys` (for the engine's lock decisions)."""
+        return self._locked(keys)
+
+    def lock_entries(self, conn: Connection, key: str) -> list[dict[str, Any]]:
+        """Entries for one lock key (interested, queued or holding), oldest registration first."""
+        query = (
+            locks.select().where(locks.c.key == key).order_by(locks.c.registered_at, locks.c.run_id)
+        )
+        return _rows(conn.execute(query))
+
+    def set_lock_state(
+        self, conn: Connection, run_id: int, keys: Sequence[str], state: str
+    ) -> None:
+        """Create or move `run_id`'s entries for `keys` to `state` (interested/queued/holding)."""
+        now = utcnow()
+        for key in keys:
+            where = sa.and_(locks.c.key == key, locks.c.run_id == run_id)
+            row = conn.execute(locks.select().where(where)).first()
+            if row is None:
+                queued = now if state != "interested" else None
+                conn.execute(
+                    locks.insert().values(
+                        key=key, run_id=run_id, state=state, registered_at=now, queued_at=queued
+                    )
+                )
+            elif row.state != state:
+                values: dict[str, Any] = {"state": state}
+                if state == "queued":
+                    values["queued_at"] = now
+                conn.execute(locks.update().where(where).values(**values))
+
+    def leave_locks(self, run_id: int) -> list[int]:
+        """Drop every lock entry of `run_id`; return the runs still queued on those keys."""
+        with self._write() as conn:
+            keys = [
+                r["key"]
+                for r in _rows(conn.execute(locks.select().where(locks.c.run_id == run_id)))
+            ]
+            conn.execute(locks.delete().where(locks.c.run_id == run_id))
+            if not keys:
+                return []
+            rest = conn.execute(sa.select(locks.c.run_id).where(locks.c.key.in_(keys)).distinct())
+            return sorted(int(r[0]) for r in rest)
+
+    def lock_holders(self) -> list[dict[str, Any]]:
+        """All lock entries (for `status` and tests)."""
+        return self._read(locks.select().order_by(locks.c.key, locks.c.queued_at))

@@ -1,0 +1,3 @@
+from tests.engine_harness import engine
+
+__all__ = ["engine"]
