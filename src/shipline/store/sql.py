@@ -325,7 +325,7 @@ class SqlStateStore:
             with self.engine.begin() as conn:
                 if self.sqlite:
                     conn.exec_driver_sql(
-                        "UPDATE locks SET holding = holding WHERE 0"
+                        "UPDATE locks SET state = state WHERE 0"
                     )  # take the write lock
                 else:
                     for key in sorted(keys):
