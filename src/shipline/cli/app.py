@@ -5,17 +5,16 @@ from __future__ import annotations
 import os
 import sys
 from contextlib import nullcontext
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 import typer
 from typer._click import exceptions as click  # typer vendors click; its errors live here
 
+from shipline.cli.context import JsonFlag, State, state_of
 from shipline.cli.output import Output
+from shipline.cli.runs import approve, reject, runs_app, worker
 from shipline.domain.masking import Masker
 from shipline.errors import ShiplineError, UserError
-
-if TYPE_CHECKING:
-    from shipline.engine.workspace import Workspace
 
 app = typer.Typer(
     name="shipline",
@@ -37,32 +36,10 @@ app.add_typer(envs_app, name="envs")
 app.add_typer(vars_app, name="vars")
 app.add_typer(secrets_app, name="secrets")
 app.add_typer(audit_app, name="audit")
-
-JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
-
-
-class State:
-    """Per-invocation state shared by the commands."""
-
-    def __init__(self, output: Output) -> None:
-        self.output = output
-        self.config: str | None = None
-        self._workspace: Workspace | None = None
-
-    def workspace(self) -> Workspace:
-        """The project, loaded on first use."""
-        if self._workspace is None:
-            from shipline.config.loader import find_config
-            from shipline.engine.workspace import Workspace
-
-            path = find_config(self.config)
-            self._workspace = Workspace.open(path, masker=self.output.masker)
-        return self._workspace
-
-
-def _state(ctx: typer.Context) -> State:
-    state: State = ctx.ensure_object(State)
-    return state
+app.add_typer(runs_app, name="runs")
+app.command()(worker)
+app.command()(approve)
+app.command()(reject)
 
 
 @app.callback()
@@ -74,7 +51,7 @@ def root(
     ] = None,
 ) -> None:
     """shipline: continuous delivery from commit to production."""
-    _state(ctx).config = config
+    state_of(ctx).config = config
 
 
 @app.command()
@@ -83,7 +60,7 @@ def validate(ctx: typer.Context, as_json: JsonFlag = False) -> None:
     from shipline.config.loader import find_config, load_config
     from shipline.errors import ConfigError, ConfigErrors
 
-    state = _state(ctx)
+    state = state_of(ctx)
     path = find_config(state.config)
     try:
         config = load_config(path)
@@ -129,7 +106,7 @@ def schema(ctx: typer.Context) -> None:
     data = Config.model_json_schema(by_alias=True)
     data["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     data["title"] = "shipline configuration"
-    _state(ctx).output.json(data)
+    state_of(ctx).output.json(data)
 
 
 @services_app.command("list")
@@ -137,7 +114,7 @@ def services_list(ctx: typer.Context, as_json: JsonFlag = False) -> None:
     """List services with stack, port and health path."""
     from shipline.cli import views
 
-    state = _state(ctx)
+    state = state_of(ctx)
     rows = views.services(state.workspace().config)
     if as_json:
         state.output.json(rows)
@@ -154,7 +131,7 @@ def envs_list(ctx: typer.Context, as_json: JsonFlag = False) -> None:
     """List environments in ladder order with approvers and checks."""
     from shipline.cli import views
 
-    state = _state(ctx)
+    state = state_of(ctx)
     rows = views.environments(state.workspace().config)
     if as_json:
         state.output.json(rows)
@@ -208,7 +185,7 @@ def vars_show(
 
     if reveal and skip_secrets:
         raise UserError("--reveal and --skip-secrets contradict each other")
-    state = _state(ctx)
+    state = state_of(ctx)
     ws = state.workspace()
     scope = find_scope(ws.config, env, service, pipeline)
     variables = resolve(ws.config, scope, ws.store, fetch_secrets=not skip_secrets)
@@ -264,7 +241,7 @@ def secrets_set(ctx: typer.Context, name: str, store: StoreOpt = None) -> None:
     """Store a secret; the value is read from stdin, never from the command line."""
     from shipline.engine.identity import current_user
 
-    state = _state(ctx)
+    state = state_of(ctx)
     ws = state.workspace()
     target = ws.store(store)
     value = _read_secret_value(name)
@@ -277,7 +254,7 @@ def secrets_set(ctx: typer.Context, name: str, store: StoreOpt = None) -> None:
 @secrets_app.command("list")
 def secrets_list(ctx: typer.Context, store: StoreOpt = None, as_json: JsonFlag = False) -> None:
     """List secret names (never values)."""
-    state = _state(ctx)
+    state = state_of(ctx)
     ws = state.workspace()
     names = ws.store(store).names()
     chosen = store or ws.config.default_secret_store
@@ -293,7 +270,7 @@ def secrets_rm(ctx: typer.Context, name: str, store: StoreOpt = None) -> None:
     from shipline.engine.identity import current_user
     from shipline.errors import NotFoundError
 
-    state = _state(ctx)
+    state = state_of(ctx)
     ws = state.workspace()
     chosen = store or ws.config.default_secret_store
     if not ws.store(store).delete(name):
@@ -312,7 +289,7 @@ def secrets_generate(
     from shipline.engine.identity import current_user
     from shipline.engine.secrets import generate_missing
 
-    state = _state(ctx)
+    state = state_of(ctx)
     ws = state.workspace()
     made = generate_missing(ws, env)
     ws.audit.append(
@@ -332,7 +309,7 @@ def secrets_generate(
 @audit_app.command("verify")
 def audit_verify(ctx: typer.Context, as_json: JsonFlag = False) -> None:
     """Check the audit log's hash chain; exit 1 when a record was changed or removed."""
-    state = _state(ctx)
+    state = state_of(ctx)
     log = state.workspace().audit
     problems = log.verify()
     count = len(log.records())
@@ -352,7 +329,7 @@ def audit_verify(ctx: typer.Context, as_json: JsonFlag = False) -> None:
 @audit_app.command("list")
 def audit_list(ctx: typer.Context, as_json: JsonFlag = False) -> None:
     """Show the audit records, oldest first."""
-    state = _state(ctx)
+    state = state_of(ctx)
     records = state.workspace().audit.records()
     if as_json:
         state.output.json(records)

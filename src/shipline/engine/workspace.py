@@ -16,6 +16,7 @@ from shipline.errors import NotFoundError, UserError
 from shipline.secrets.base import StoreContext, open_store
 
 STATE_ENV = "SHIPLINE_HOME"
+DATABASE_ENV = "SHIPLINE_DATABASE_URL"
 
 
 @dataclass
@@ -44,6 +45,17 @@ class Workspace:
         """`.shipline/` beside the configuration, or SHIPLINE_HOME."""
         chosen = self.environ.get(STATE_ENV)
         return Path(chosen) if chosen else self.config_path.parent / ".shipline"
+
+    @property
+    def database_url(self) -> str:
+        """The state store: SHIPLINE_DATABASE_URL, or SQLite under the state folder."""
+        chosen = self.environ.get(DATABASE_ENV)
+        if chosen:
+            if chosen.startswith("postgresql://"):
+                chosen = chosen.replace("postgresql://", "postgresql+psycopg://", 1)
+            return chosen
+        self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        return f"sqlite:///{self.state_dir / 'state.db'}"
 
     @property
     def audit(self) -> AuditLog:

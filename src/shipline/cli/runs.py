@@ -1,0 +1,239 @@
+"""CLI commands about runs: worker, runs list|show|logs|cancel, approve, reject."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from typing import Annotated, Any
+
+import typer
+
+from shipline.cli.context import JsonFlag, state_of
+
+runs_app = typer.Typer(help="Runs: list, show, logs, cancel.", no_args_is_help=True)
+
+
+def _service(ctx: typer.Context) -> Any:
+    from shipline.engine.service import run_service
+
+    return run_service(state_of(ctx).workspace())
+
+
+def _actor(explicit: str | None = None) -> str:
+    from shipline.engine.identity import current_user
+
+    return current_user(explicit, os.environ)
+
+
+def worker(
+    ctx: typer.Context,
+    worker_id: Annotated[
+        str | None,
+        typer.Option("--id", help="Stable executor id (default: SHIPLINE_WORKER_ID or local)."),
+    ] = None,
+    concurrency: Annotated[int | None, typer.Option(help="Runs at once on this worker.")] = None,
+) -> None:
+    """Execute runs until stopped; runs of this worker id left unfinished resume first."""
+    from shipline.engine import host
+    from shipline.engine.service import worker_runtime
+
+    state = state_of(ctx)
+    runtime, system_url = worker_runtime(state.workspace())
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    host.launch(runtime, system_url, executor_id=worker_id, concurrency=concurrency)
+    state.output.error(
+        f"shipline worker {worker_id or os.environ.get('SHIPLINE_WORKER_ID') or 'local'} running"
+    )
+    try:
+        stop.wait()
+    finally:
+        host.shutdown()
+        state.output.error("shipline worker stopped")
+
+
+def _run_json(record: Any) -> dict[str, Any]:
+    return {
+        "id": record.id,
+        "pipeline": record.pipeline,
+        "environment": record.environment,
+        "services": record.services,
+        "phase": record.phase,
+        "reason": record.reason,
+        "requestedBy": record.requested_by,
+        "requestedAt": record.requested_at.isoformat(),
+        "startedAt": record.started_at.isoformat() if record.started_at else None,
+        "finishedAt": record.finished_at.isoformat() if record.finished_at else None,
+        "cancelReason": record.cancel_reason,
+        "emergencyReason": record.emergency_reason,
+    }
+
+
+@runs_app.command("list")
+def runs_list(
+    ctx: typer.Context,
+    env: Annotated[str | None, typer.Option("--env", "-e", help="Only this environment.")] = None,
+    limit: Annotated[int, typer.Option(help="How many, newest first.")] = 20,
+    as_json: JsonFlag = False,
+) -> None:
+    """List runs, newest first."""
+    service = _service(ctx)
+    rows = [_run_json(r) for r in service.store.list_runs(limit=limit, environment=env)]
+    output = state_of(ctx).output
+    if as_json:
+        output.json(rows)
+        return
+    output.table(
+        f"{len(rows)} runs",
+        ["run", "pipeline", "environment", "phase", "requested by", "requested at", "reason"],
+        [
+            [
+                r["id"],
+                r["pipeline"],
+                r["environment"] or "-",
+                r["phase"],
+                r["requestedBy"],
+                r["requestedAt"][:19],
+                r["reason"] or "",
+            ]
+            for r in rows
+        ],
+    )
+
+
+def _details(service: Any, run_id: int) -> dict[str, Any]:
+    record = service.get(run_id)
+    stages = service.store.stages(run_id)
+    steps = service.store.steps(run_id)
+    data = _run_json(record)
+    data["stages"] = [
+        {
+            "name": s["name"],
+            "phase": s["phase"],
+            "reason": s["reason"],
+            "outputs": s["outputs"],
+            "steps": [
+                {
+                    "name": st["name"],
+                    "phase": st["phase"],
+                    "attempts": st["attempts"],
+                    "error": st["error"],
+                }
+                for st in steps
+                if st["stage"] == s["name"]
+            ],
+        }
+        for s in stages
+    ]
+    data["votes"] = [
+        {
+            "stage": v["stage"],
+            "user": v["user"],
+            "approve": v["approve"],
+            "comment": v["comment"],
+            "at": v["at"].isoformat(),
+        }
+        for v in service.store.votes(run_id)
+    ]
+    return data
+
+
+@runs_app.command("show")
+def runs_show(ctx: typer.Context, run: int, as_json: JsonFlag = False) -> None:
+    """Show a run: stages, steps, votes."""
+    from shipline.cli.follow import render_stages
+
+    data = _details(_service(ctx), run)
+    output = state_of(ctx).output
+    if as_json:
+        output.json(data)
+        return
+    output.line(
+        f"run {data['id']} {data['pipeline']} {data['environment'] or ''}: {data['phase']}"
+        + (f" ({data['reason']})" if data["reason"] else "")
+    )
+    output.console.print(render_stages(data["stages"]))
+
+
+@runs_app.command("logs")
+def runs_logs(ctx: typer.Context, run: int, as_json: JsonFlag = False) -> None:
+    """Print a run's events and step logs."""
+    service = _service(ctx)
+    service.get(run)
+    events = service.store.events(run)
+    logs = service.store.logs(run)
+    output = state_of(ctx).output
+    if as_json:
+        output.json(
+            {
+                "events": [
+                    {
+                        "at": e["at"].isoformat(),
+                        "kind": e["kind"],
+                        "stage": e["stage"],
+                        "step": e["step"],
+                        "message": e["message"],
+                    }
+                    for e in events
+                ],
+                "logs": [
+                    {
+                        "at": entry["at"].isoformat(),
+                        "stage": entry["stage"],
+                        "step": entry["step"],
+                        "line": entry["line"],
+                    }
+                    for entry in logs
+                ],
+            }
+        )
+        return
+    for e in events:
+        where = "/".join(p for p in (e["stage"], e["step"]) if p)
+        output.line(f"{e['at']:%H:%M:%S} {e['kind']:<18} {where:<24} {e['message']}")
+    for entry in logs:
+        output.line(f"{entry['at']:%H:%M:%S} {entry['stage']}/{entry['step']} | {entry['line']}")
+
+
+@runs_app.command("cancel")
+def runs_cancel(
+    ctx: typer.Context,
+    run: int,
+    reason: Annotated[str | None, typer.Option(help="Why (kept in the audit log).")] = None,
+) -> None:
+    """Cancel a run: running steps stop at their next check, waits end at once."""
+    _service(ctx).cancel(run, _actor(), reason)
+    state_of(ctx).output.error(f"run {run}: cancellation requested")
+
+
+def _vote(
+    ctx: typer.Context, run: int, stage: str | None, user: str, comment: str | None, approve: bool
+) -> None:
+    voted = _service(ctx).vote(run, _actor(user), approve=approve, stage=stage, comment=comment)
+    word = "approved" if approve else "rejected"
+    state_of(ctx).output.error(f"run {run} stage '{voted}': {word} by {user}")
+
+
+StageOpt = Annotated[
+    str | None, typer.Option("--stage", help="The waiting stage (default: the one waiting).")
+]
+AsOpt = Annotated[str, typer.Option("--as", help="Who votes (a configured user name).")]
+CommentOpt = Annotated[
+    str | None, typer.Option("--comment", help="Kept with the vote and in the audit log.")
+]
+
+
+def approve(
+    ctx: typer.Context, run: int, user: AsOpt, stage: StageOpt = None, comment: CommentOpt = None
+) -> None:
+    """Approve a run's waiting stage."""
+    _vote(ctx, run, stage, user, comment, True)
+
+
+def reject(
+    ctx: typer.Context, run: int, user: AsOpt, stage: StageOpt = None, comment: CommentOpt = None
+) -> None:
+    """Reject a run's waiting stage (the stage fails)."""
+    _vote(ctx, run, stage, user, comment, False)
