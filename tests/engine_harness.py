@@ -93,7 +93,10 @@ def engine(
     state_url, system_url = fresh_database(request.param, folder)
     store = SqlStateStore.connect(state_url)
     runtime = Runtime(
-        store=store, audit=AuditLog(folder / "audit.jsonl"), lock_poll_seconds=0.2, wait_chunk_seconds=0.2
+        store=store,
+        audit=AuditLog(folder / "audit.jsonl"),
+        lock_poll_seconds=0.2,
+        wait_chunk_seconds=0.2,
     )
     host.launch(runtime, system_url, executor_id=f"test-{request.param}")
     client = EngineClient(system_url)

@@ -11,6 +11,7 @@ import typer
 from typer._click import exceptions as click  # typer vendors click; its errors live here
 
 from shipline.cli.context import JsonFlag, State, state_of
+from shipline.cli.deploy import deploy
 from shipline.cli.output import Output
 from shipline.cli.runs import approve, reject, runs_app, worker
 from shipline.domain.masking import Masker
@@ -38,6 +39,7 @@ app.add_typer(secrets_app, name="secrets")
 app.add_typer(audit_app, name="audit")
 app.add_typer(runs_app, name="runs")
 app.command()(worker)
+app.command()(deploy)
 app.command()(approve)
 app.command()(reject)
 

@@ -57,28 +57,32 @@ def render_stages(stages: list[dict[str, Any]]) -> Table:
     return table
 
 
+def _hint(run_id: int, data: dict[str, Any], waited: float) -> Text:
+    waiting = [s for s in data["stages"] if s["phase"] == "waiting"]
+    if waiting:
+        command = f"shipline approve {run_id} --stage {waiting[0]['name']} --as USER"
+        return Text(
+            f"  waiting: {waiting[0].get('reason') or ''}\n  approve: {command}", style="yellow"
+        )
+    if data["phase"] == "pending" and waited > 2:
+        return Text(
+            "  queued: no worker has taken it yet (start one: shipline worker)", style="yellow"
+        )
+    return Text("")
+
+
 def follow(service: Any, run_id: int, console: Any, details: Any, *, poll: float = 0.25) -> int:
     """Show the run live until it ends; return the CLI exit code for its final phase."""
+    from rich.console import Group
     from rich.live import Live
 
+    began = time.monotonic()
     with Live(console=console, refresh_per_second=8, transient=False) as live:
         while True:
             data = details(service, run_id)
-            header = Text(
-                f"run {run_id} {data['pipeline']} {data['environment'] or ''}: {data['phase']}",
-                style=STYLES.get(data["phase"], ""),
-            )
-            from rich.console import Group
-
-            waiting = [s for s in data["stages"] if s["phase"] == "waiting"]
-            hint = (
-                Text(
-                    f"  approve: shipline approve {run_id} --stage {waiting[0]['name']} --as USER",
-                    style="yellow",
-                )
-                if waiting
-                else Text("")
-            )
+            title = f"run {run_id} {data['pipeline']} {data['environment'] or ''}: {data['phase']}"
+            header = Text(title, style=STYLES.get(data["phase"], ""))
+            hint = _hint(run_id, data, time.monotonic() - began)
             live.update(Group(header, render_stages(data["stages"]), hint))
             if data["phase"] in EXIT:
                 return EXIT[data["phase"]]

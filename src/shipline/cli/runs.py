@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import threading
 from typing import Annotated, Any
 
@@ -51,7 +52,14 @@ def worker(
         stop.wait()
     finally:
         host.shutdown()
-        state.output.error("shipline worker stopped")
+        state.output.error(
+            "shipline worker stopped; unfinished runs resume when a worker starts again"
+        )
+        sys.stdout.flush()
+        sys.stderr.flush()
+        # Threads of runs that wait (for people, clocks, locks) would keep the process alive; their
+        # state is durable, so leaving now loses nothing.
+        os._exit(0)
 
 
 def _run_json(record: Any) -> dict[str, Any]:

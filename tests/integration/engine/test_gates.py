@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from datetime import UTC, datetime, timedelta
@@ -29,7 +30,9 @@ def test_approval_any_then_runs(engine: Engine) -> None:
         engine.service.vote(run.id, "mallory", approve=True)
     engine.service.vote(run.id, "casey", approve=True, comment="ok")
     assert engine.wait(run.id).phase == "succeeded"
-    actions = [r["action"] for r in engine.runtime.audit.records() if r["details"].get("run") == run.id]
+    actions = [
+        r["action"] for r in engine.runtime.audit.records() if r["details"].get("run") == run.id
+    ]
     assert actions.count("approval.refused") == 2 and "approval.approve" in actions
 
 
@@ -84,7 +87,11 @@ class _Clock:
             self.now += delta
 
 
-WINDOW = {"timezone": "America/New_York", "windows": ["Mon-Thu 09:00-16:00"], "emergency": {"groups": ["cto"]}}
+WINDOW = {
+    "timezone": "America/New_York",
+    "windows": ["Mon-Thu 09:00-16:00"],
+    "emergency": {"groups": ["cto"]},
+}
 SATURDAY = datetime(2026, 11, 28, 15, 0, tzinfo=UTC)
 
 
@@ -94,7 +101,10 @@ def test_window_waits_until_it_opens(engine: Engine) -> None:
     try:
         run = engine.start([{"name": "deploy", "window": WINDOW, "steps": [{"name": "apply"}]}])
         engine.wait_stage(run.id, "deploy", "waiting")
-        assert any("next window opens Mon 2026-11-30 09:00" in e["message"] for e in engine.store.events(run.id))
+        assert any(
+            "next window opens Mon 2026-11-30 09:00" in e["message"]
+            for e in engine.store.events(run.id)
+        )
         clock.advance(timedelta(days=2))  # Monday 10:00 EST
         done = engine.wait(run.id)
     finally:
@@ -106,10 +116,15 @@ def test_window_fail_and_emergency_override(engine: Engine) -> None:
     clock = _Clock(SATURDAY)
     engine.runtime.clock = clock
     try:
-        failing = engine.start([{"name": "deploy", "window": {**WINDOW, "outside": "fail"}, "steps": [{"name": "a"}]}])
+        failing = engine.start(
+            [{"name": "deploy", "window": {**WINDOW, "outside": "fail"}, "steps": [{"name": "a"}]}]
+        )
         assert engine.wait(failing.id).phase == "failed"
-        urgent = engine.start([{"name": "deploy", "window": WINDOW, "steps": [{"name": "a"}]}],
-                              approvers=APPROVERS, emergency_reason="payment outage INC-42")
+        urgent = engine.start(
+            [{"name": "deploy", "window": WINDOW, "steps": [{"name": "a"}]}],
+            approvers=APPROVERS,
+            emergency_reason="payment outage INC-42",
+        )
         engine.wait_stage(urgent.id, "deploy", "waiting")
         with pytest.raises(PermissionDenied):
             engine.service.vote(urgent.id, "casey", approve=True)
@@ -121,9 +136,18 @@ def test_window_fail_and_emergency_override(engine: Engine) -> None:
     assert [r["action"] for r in audit][:2] == ["run.start", "run.emergency"]
 
 
-def _locked(key: str, policy: str = "sequential", seconds: float = 0.4, approval: dict[str, Any] | None = None) -> list[dict[str, Any]]:
-    stage: dict[str, Any] = {"name": "deploy", "locks": [key], "lockPolicy": policy,
-                             "steps": [{"name": "apply", "action": "wait", "params": {"seconds": seconds}}]}
+def _locked(
+    key: str,
+    policy: str = "sequential",
+    seconds: float = 0.4,
+    approval: dict[str, Any] | None = None,
+) -> list[dict[str, Any]]:
+    stage: dict[str, Any] = {
+        "name": "deploy",
+        "locks": [key],
+        "lockPolicy": policy,
+        "steps": [{"name": "apply", "action": "wait", "params": {"seconds": seconds}}],
+    }
     if approval:
         stage["approval"] = approval
     return [stage]
@@ -140,11 +164,15 @@ def test_same_key_never_overlaps_and_other_keys_run_in_parallel(engine: Engine) 
     for run in [*same, other]:
         assert engine.wait(run.id).phase == "succeeded"
     spans = sorted(_intervals(engine, r.id) for r in same)
-    for (_, end), (start, _) in zip(spans, spans[1:], strict=False):
+    for (_, end), (start, _) in itertools.pairwise(spans):
         assert start >= end, "two runs held qa/api at once"
     web_start, web_end = _intervals(engine, other.id)
-    assert any(start < web_end and web_start < end for start, end in spans), "qa/web waited for qa/api"
-    assert engine.store.lock_holders() == [] or all(e["key"] not in {"qa/api", "qa/web"} for e in engine.store.lock_holders())
+    assert any(start < web_end and web_start < end for start, end in spans), (
+        "qa/web waited for qa/api"
+    )
+    assert engine.store.lock_holders() == [] or all(
+        e["key"] not in {"qa/api", "qa/web"} for e in engine.store.lock_holders()
+    )
 
 
 def test_latest_only_supersedes_waiting_runs_also_during_approval(engine: Engine) -> None:
@@ -152,7 +180,9 @@ def test_latest_only_supersedes_waiting_runs_also_during_approval(engine: Engine
     first = engine.start(_locked("live/api", "latest-only", 1.0))
     engine.wait_stage(first.id, "deploy", "running")
     time.sleep(0.2)  # first holds the lock
-    waiting_for_approval = engine.start(_locked("live/api", "latest-only", approval=policy), approvers=APPROVERS)
+    waiting_for_approval = engine.start(
+        _locked("live/api", "latest-only", approval=policy), approvers=APPROVERS
+    )
     engine.wait_stage(waiting_for_approval.id, "deploy", "waiting")
     newest = engine.start(_locked("live/api", "latest-only"))
     superseded = engine.wait(waiting_for_approval.id)

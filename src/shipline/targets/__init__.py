@@ -1,0 +1,1 @@
+"""Deploy targets: where environments deploy to."""

@@ -1,0 +1,128 @@
+"""Runs through the CLI with a real worker process: deploy, follow, detach, approve, cancel."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+PROJECT = Path(__file__).parent / "projects" / "memory" / "shipline.yaml"
+EXE = str(Path(sys.executable).parent / "shipline")
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> Iterator[dict[str, str]]:
+    environ = {
+        **os.environ,
+        "SHIPLINE_CONFIG": str(PROJECT),
+        "SHIPLINE_HOME": str(tmp_path),
+        "SHIPLINE_USER": "bob",
+    }
+    environ.pop("SHIPLINE_DATABASE_URL", None)
+    with open(tmp_path / "worker.log", "wb") as log:
+        worker = subprocess.Popen([EXE, "worker"], env=environ, stdout=log, stderr=log)
+    try:
+        yield environ
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(timeout=30)
+
+
+def sh(env: dict[str, str], *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [EXE, *args], env=env, capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
+def _wait_phase(
+    env: dict[str, str], run: int, phases: set[str], timeout: float = 30
+) -> dict[str, object]:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        data = json.loads(sh(env, "runs", "show", str(run), "--json").stdout)
+        if data["phase"] in phases:
+            return data  # type: ignore[no-any-return]
+        time.sleep(0.2)
+    raise AssertionError(f"run {run} never reached {phases}")
+
+
+def test_deploy_follows_to_the_end(env: dict[str, str], tmp_path: Path) -> None:
+    done = sh(env, "deploy", "--env", "dev", "--tag", "1.2.3", "--services", "api")
+    assert done.returncode == 0, done.stderr
+    assert "succeeded" in done.stdout
+    state = json.loads((tmp_path / "targets" / "memory-dev.json").read_text())
+    assert state["services"] == {"api": "1.2.3"}
+
+
+def test_detach_approve_and_audit(env: dict[str, str]) -> None:
+    started = sh(env, "deploy", "--env", "qa", "--tag", "2.0.0", "--detach", "--json")
+    assert started.returncode == 3
+    run = json.loads(started.stdout)["run"]
+    _wait_phase(env, run, {"waiting"})
+    refused = sh(env, "approve", str(run), "--as", "mallory")
+    assert refused.returncode == 2
+    assert refused.stderr.strip() == "'mallory' is not in any approver group of this stage (leads)"
+    assert sh(env, "approve", str(run), "--as", "ann", "--comment", "ok").returncode == 0
+    data = _wait_phase(env, run, {"succeeded"})
+    assert data["votes"] == [
+        {
+            "stage": "deploy",
+            "user": "ann",
+            "approve": True,
+            "comment": "ok",
+            "at": data["votes"][0]["at"],
+        }
+    ]  # type: ignore[index]
+    audit = json.loads(sh(env, "audit", "list", "--json").stdout)
+    assert [r["action"] for r in audit] == ["run.start", "approval.refused", "approval.approve"]
+    assert sh(env, "audit", "verify").returncode == 0
+    logs = json.loads(sh(env, "runs", "logs", str(run), "--json").stdout)
+    assert any(e["kind"] == "stage.waiting" for e in logs["events"])
+
+
+def test_reject_fails_and_cancel_cancels(env: dict[str, str]) -> None:
+    first = json.loads(
+        sh(env, "deploy", "--env", "qa", "--tag", "3.0.0", "--detach", "--json").stdout
+    )["run"]
+    _wait_phase(env, first, {"waiting"})
+    assert sh(env, "reject", str(first), "--as", "ann", "--comment", "no").returncode == 0
+    assert _wait_phase(env, first, {"failed"})["phase"] == "failed"
+    second = json.loads(
+        sh(env, "deploy", "--env", "qa", "--tag", "3.0.1", "--detach", "--json").stdout
+    )["run"]
+    _wait_phase(env, second, {"waiting"})
+    assert sh(env, "runs", "cancel", str(second), "--reason", "wrong tag").returncode == 0
+    data = _wait_phase(env, second, {"cancelled"})
+    assert data["cancelReason"] == "wrong tag"
+    again = sh(env, "runs", "cancel", str(second))
+    assert again.returncode == 2 and "already ended" in again.stderr
+
+
+def test_latest_only_supersedes_through_the_cli(env: dict[str, str]) -> None:
+    older = json.loads(
+        sh(env, "deploy", "--env", "live", "--tag", "4.0.0", "--detach", "--json").stdout
+    )["run"]
+    _wait_phase(env, older, {"waiting"})
+    newer = json.loads(
+        sh(env, "deploy", "--env", "live", "--tag", "4.0.1", "--detach", "--json").stdout
+    )["run"]
+    data = _wait_phase(env, older, {"cancelled"})
+    assert data["cancelReason"] == f"superseded by run {newer} (latest-only)"
+    runs = json.loads(sh(env, "runs", "list", "--json").stdout)
+    assert [r["id"] for r in runs][:2] == [newer, older]
+
+
+def test_unknown_run_and_bad_input(env: dict[str, str]) -> None:
+    missing = sh(env, "runs", "show", "999")
+    assert missing.returncode == 2 and missing.stderr.startswith("no run 999")
+    emergency = sh(env, "deploy", "--env", "dev", "--tag", "1", "--emergency")
+    assert emergency.returncode == 2 and "--emergency needs --reason" in emergency.stderr
+    unknown = sh(env, "deploy", "--env", "dev", "--tag", "1", "--services", "nope")
+    assert unknown.returncode == 2 and "unknown service(s): nope" in unknown.stderr
