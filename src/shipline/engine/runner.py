@@ -256,24 +256,12 @@ def _execute(
     rt = current()
     store = rt.store
     spec = StepSpec.model_validate(step)
-    record = store.get_run(run_id)
-    if record is None or record.cancel_requested:
-        store.record(
-            run_id,
-            "step.cancelled",
-            "not started: the run was cancelled",
-            stage=stage,
-            step=spec.name,
-            step_values={"position": position, "phase": "cancelled", "attempts": 0},
-        )
-        return {"phase": "cancelled", "outputs": {}}
-    action = find_action(spec.action, rt.actions)
     started = rt.clock()
     error: str | None = None
     phase = Phase.ERRORED
     outputs: dict[str, Any] = {}
     for attempt in range(1, spec.retry.attempts + 1):
-        store.record(
+        cancel = store.record(
             run_id,
             "step.running",
             f"attempt {attempt}",
@@ -286,6 +274,9 @@ def _execute(
                 "started_at": started,
             },
         )
+        if cancel:
+            phase, error = Phase.CANCELLED, "not started: the run was cancelled"
+            break
         deadline = time.monotonic() + spec.timeout_seconds if spec.timeout_seconds else None
         ctx = StepContext(
             run_id=run_id,
@@ -298,6 +289,7 @@ def _execute(
             deadline=deadline,
         )
         try:
+            action = find_action(spec.action, rt.actions)
             outputs = _call(action, ctx, dict(spec.params), spec.timeout_seconds)
             phase, error = Phase.SUCCEEDED, None
             break

@@ -249,8 +249,11 @@ class SqlStateStore:
         stage_values: dict[str, Any] | None = None,
         step_values: dict[str, Any] | None = None,
         run_values: dict[str, Any] | None = None,
-    ) -> None:
-        """Append an event and update the run, stage or step it is about, in one transaction."""
+    ) -> bool:
+        """Append an event and update the run, stage or step it is about, in one transaction.
+
+        Returns whether the run has been asked to cancel (read in the same transaction).
+        """
         with self._write() as conn:
             conn.execute(
                 events.insert().values(
@@ -264,6 +267,10 @@ class SqlStateStore:
             if step_values is not None and stage is not None and step is not None:
                 keys = {"run_id": run_id, "stage": stage, "name": step}
                 self._upsert(conn, steps, keys, step_values)
+            flag = conn.execute(
+                sa.select(runs.c.cancel_requested).where(runs.c.id == run_id)
+            ).scalar()
+            return bool(flag)
 
     def stages(self, run_id: int) -> list[dict[str, Any]]:
         """The run's stages in order."""

@@ -158,3 +158,10 @@ def test_script_logs_are_kept(engine: Engine) -> None:
     )
     assert engine.wait(run.id).phase == "succeeded"
     assert [line["line"] for line in engine.store.logs(run.id)] == ["hello", "world"]
+
+
+def test_unknown_action_errors_the_step_not_the_engine(engine: Engine) -> None:
+    run = engine.start([{"name": "s", "steps": [_step("x", "no-such-action")]}])
+    done = engine.wait(run.id)
+    assert done.phase == "errored"
+    assert "unknown step action 'no-such-action'" in (engine.store.steps(run.id)[0]["error"] or "")
