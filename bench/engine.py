@@ -127,22 +127,42 @@ def main() -> None:
 
         before = _rss_mb()
         start = time.perf_counter()
-        waiting = [service.start(_spec(1, approval=True), actor="bench", approvers={"cab": ["x"]}).id
-                   for _ in range(args.waiting)]
+        waiting = [
+            service.start(_spec(1, approval=True), actor="bench", approvers={"cab": ["x"]}).id
+            for _ in range(args.waiting)
+        ]
         _wait(store, waiting, {"waiting"})
         settle = time.perf_counter() - start
         after = _rss_mb()
 
-        report.update({
-            "oneRun": {"steps": args.steps, "msPerStep": round(long_run * 1000, 2),
-                       "bareDbosMsPerStep": round(bare_long * 1000, 2), "ratio": round(long_run / bare_long, 2)},
-            "concurrentRuns": {"runs": args.runs, "stepsEach": args.run_steps, "msPerStep": round(many * 1000, 2),
-                               "bareDbosMsPerStep": round(bare_many * 1000, 2), "ratio": round(many / bare_many, 2)},
-            "waitingForApproval": {"runs": args.waiting, "rssBeforeMb": round(before, 1), "rssAfterMb": round(after, 1),
-                                   "rssGrowthMb": round(after - before, 1), "secondsToAllWaiting": round(settle, 1)},
-            "goals": {"sqliteUnder10msPerStep": long_run < 0.010 if not args.pg else None,
-                      "waitingUnder200Mb": after < 200},
-        })
+        report.update(
+            {
+                "oneRun": {
+                    "steps": args.steps,
+                    "msPerStep": round(long_run * 1000, 2),
+                    "bareDbosMsPerStep": round(bare_long * 1000, 2),
+                    "ratio": round(long_run / bare_long, 2),
+                },
+                "concurrentRuns": {
+                    "runs": args.runs,
+                    "stepsEach": args.run_steps,
+                    "msPerStep": round(many * 1000, 2),
+                    "bareDbosMsPerStep": round(bare_many * 1000, 2),
+                    "ratio": round(many / bare_many, 2),
+                },
+                "waitingForApproval": {
+                    "runs": args.waiting,
+                    "rssBeforeMb": round(before, 1),
+                    "rssAfterMb": round(after, 1),
+                    "rssGrowthMb": round(after - before, 1),
+                    "secondsToAllWaiting": round(settle, 1),
+                },
+                "goals": {
+                    "sqliteUnder10msPerStep": long_run < 0.010 if not args.pg else None,
+                    "waitingUnder200Mb": after < 200,
+                },
+            }
+        )
         print(json.dumps(report, indent=2))
         client.close()
         host.shutdown()

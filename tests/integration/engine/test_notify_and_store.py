@@ -1,0 +1,57 @@
+"""Run events reach notifiers; the Alembic migration builds exactly the declared schema."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from shipline.domain.events import EventKind
+from shipline.notify.webhook import WebhookNotifier
+from shipline.store.schema import metadata
+from shipline.store.sql import SqlStateStore
+from tests.engine_harness import Engine
+from tests.servers.receiver import receiver
+
+
+def test_started_waiting_succeeded_and_failed_are_announced(engine: Engine) -> None:
+    with receiver() as (url, record):
+        engine.runtime.notifiers = lambda kind: [WebhookNotifier("hook", url, "k3y-k3y-k3y")]
+        try:
+            ok = engine.start(
+                [{"name": "deploy", "approval": {"groups": ["cab"]}, "steps": [{"name": "a"}]}],
+                approvers={"cab": ["casey"]},
+                services={"api": "1.0.0"},
+            )
+            engine.wait_stage(ok.id, "deploy", "waiting")
+            engine.service.vote(ok.id, "casey", approve=True)
+            engine.wait(ok.id)
+            bad = engine.start([{"name": "s", "steps": [{"name": "x", "action": "fail"}]}])
+            engine.wait(bad.id)
+        finally:
+            engine.runtime.notifiers = lambda kind: ()
+    seen = [(p["run"], p["event"]) for p in (json.loads(body) for _, body in record.requests)]
+    assert seen == [
+        (str(ok.id), "started"),
+        (str(ok.id), "waiting"),
+        (str(ok.id), "succeeded"),
+        (str(bad.id), "started"),
+        (str(bad.id), "failed"),
+    ]
+    waiting = json.loads(record.requests[1][1])
+    assert waiting["approveCommand"] == f"shipline approve {ok.id} --stage deploy --as USER"
+    assert waiting["services"] == {"api": "1.0.0"}
+    assert {kind.value for kind in EventKind} == {"started", "waiting", "succeeded", "failed"}
+
+
+def test_migration_matches_the_declared_schema(tmp_path: Path) -> None:
+    store = SqlStateStore.connect(f"sqlite:///{tmp_path / 'state.db'}")
+    inspector = sa.inspect(store.engine)
+    for table in metadata.sorted_tables:
+        migrated = {c["name"] for c in inspector.get_columns(table.name)}
+        assert migrated == {c.name for c in table.columns}, table.name
+    SqlStateStore.connect(
+        f"sqlite:///{tmp_path / 'state.db'}"
+    ).close()  # migrating twice is a no-op
+    store.close()

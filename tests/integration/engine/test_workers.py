@@ -1,0 +1,92 @@
+"""Several workers share one PostgreSQL database: every run completes once, work is shared."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from shipline.domain.pipeline import PipelineSpec
+from shipline.engine.audit import AuditLog
+from shipline.engine.host import EngineClient
+from shipline.engine.runs import RunService
+from shipline.store.sql import SqlStateStore
+from tests.engine_harness import fresh_database
+
+
+def test_two_workers_share_the_runs(tmp_path: Path) -> None:
+    state_url, system_url = fresh_database("postgresql", tmp_path)
+    (tmp_path / "shipline.yaml").write_text("project: workers\n")
+    env = {
+        **os.environ,
+        "SHIPLINE_CONFIG": str(tmp_path / "shipline.yaml"),
+        "SHIPLINE_HOME": str(tmp_path),
+        "SHIPLINE_DATABASE_URL": state_url,
+    }
+    exe = str(Path(sys.executable).parent / "shipline")
+    workers = []
+    for name in ("worker-0", "worker-1"):
+        with open(tmp_path / f"{name}.log", "wb") as log:
+            workers.append(
+                subprocess.Popen(
+                    [exe, "worker", "--id", name, "--concurrency", "2"],
+                    env=env,
+                    stdout=log,
+                    stderr=log,
+                )
+            )
+    store = SqlStateStore.connect(state_url)
+    client = EngineClient(system_url)
+    service = RunService(store, client, AuditLog(tmp_path / "audit.jsonl"))
+    effects = tmp_path / "effects"
+    spec = PipelineSpec.model_validate(
+        {
+            "kind": "t",
+            "stages": [
+                {
+                    "name": "s",
+                    "steps": [
+                        {
+                            "name": f"x{i}",
+                            "action": "record",
+                            "params": {"file": str(effects), "seconds": 0.05},
+                        }
+                        for i in range(3)
+                    ],
+                }
+            ],
+        }
+    )
+    try:
+        ids = [service.start(spec, actor="ann").id for _ in range(12)]
+        end = time.monotonic() + 120
+        while time.monotonic() < end and any(store.get_run(i).phase != "succeeded" for i in ids):  # type: ignore[union-attr]
+            time.sleep(0.2)
+    finally:
+        for worker in workers:
+            worker.send_signal(signal.SIGTERM)
+            worker.wait(timeout=30)
+        client.close()
+    assert all(store.get_run(i).phase == "succeeded" for i in ids)  # type: ignore[union-attr]
+    lines = effects.read_text().splitlines()
+    assert len(lines) == len(set(lines)) == 36
+    attempts = (tmp_path / "effects.attempts").read_text().splitlines()
+    assert len(attempts) == 36, "no step ran twice"
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(system_url.replace("postgresql://", "postgresql+psycopg://", 1))
+    with engine.connect() as conn:
+        executors = {
+            row[0]
+            for row in conn.execute(
+                sa.text(
+                    "SELECT DISTINCT executor_id FROM dbos.workflow_status WHERE name = 'shipline.run'"
+                )
+            )
+        }
+    engine.dispose()
+    assert executors == {"worker-0", "worker-1"}, "both workers took runs"
+    store.close()
