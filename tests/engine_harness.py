@@ -84,11 +84,11 @@ class Engine:
         )
 
 
-@pytest.fixture(scope="session", params=BACKENDS)
+@pytest.fixture(scope="module", params=BACKENDS)
 def engine(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Engine]:
-    """The engine on each backend, launched once per backend for the session."""
+    """The engine on each backend, launched once per backend and test module."""
     folder = tmp_path_factory.mktemp(f"engine-{request.param}")
     state_url, system_url = fresh_database(request.param, folder)
     store = SqlStateStore.connect(state_url)

@@ -446,7 +446,9 @@ def _gate_approvals(
     opened = _parse(_now())
     groups = ", ".join(g for p in policies for g in p.groups)
     approve = f"shipline approve {run_id} --stage {stage.name} --as USER"
-    _waiting(run_id, stage.name, position, f"waiting for approval by {groups}", approve)
+    notes = "; ".join(p.instructions for p in policies if p.instructions)
+    reason = f"waiting for approval by {groups}" + (f" ({notes})" if notes else "")
+    _waiting(run_id, stage.name, position, reason, approve)
     while True:
         votes = [
             Vote(v["user"], v["approve"], _parse(v["at"]), v["comment"])
