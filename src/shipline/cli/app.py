@@ -10,6 +10,7 @@ from typing import Annotated, Any
 import typer
 from typer._click import exceptions as click  # typer vendors click; its errors live here
 
+from shipline.cli.ci import ci_app
 from shipline.cli.context import JsonFlag, State, state_of
 from shipline.cli.deploy import deploy
 from shipline.cli.output import Output
@@ -38,6 +39,7 @@ app.add_typer(vars_app, name="vars")
 app.add_typer(secrets_app, name="secrets")
 app.add_typer(audit_app, name="audit")
 app.add_typer(runs_app, name="runs")
+app.add_typer(ci_app, name="ci")
 app.command()(worker)
 app.command()(deploy)
 app.command()(approve)

@@ -57,10 +57,20 @@ def _coerce_variable(raw: object) -> object:
 Variables = dict[str, Annotated[VariableSpec, BeforeValidator(_coerce_variable)]]
 
 
+class BuildRecipe(Model):
+    """How a stack builds a service: shell commands run in the service's folder."""
+
+    setup: list[str] = []
+    cache_key: str | None = None
+    test: list[str] = []
+    build: list[str] = []
+
+
 class Stack(Model):
     """A tech stack: defaults for its services and its stack variable groups."""
 
     display_name: str | None = None
+    build: BuildRecipe | None = None
     port: int = Field(ge=1, le=65535)
     health_path: str = Field(pattern=r"^/")
     dockerfile: str | None = None
@@ -288,6 +298,15 @@ class PipelineKind(StrEnum):
     TERRAFORM = "terraform"
 
 
+class CiSettings(Model):
+    """CI settings: what rebuilds everything, how many builds at once, where images go."""
+
+    build_all_paths: list[str] = []
+    concurrency: int = Field(default=4, ge=1, le=64)
+    registry: str | None = None
+    fail_on_severities: list[str] = []
+
+
 class Config(Model):
     """A whole, validated shipline configuration."""
 
@@ -307,6 +326,7 @@ class Config(Model):
     default_secret_store: str | None = None
     notifications: list[Notification] = []
     triggers: list[Trigger] = []
+    ci: CiSettings = CiSettings()
 
     def service(self, name: str) -> Service:
         """The service called `name`; KeyError when there is none."""

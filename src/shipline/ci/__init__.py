@@ -1,0 +1,1 @@
+"""CI adapters: git change detection, image builders, scanners."""
