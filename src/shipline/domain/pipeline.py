@@ -74,6 +74,7 @@ class StageSpec(Spec):
     window: BusinessHours | None = None
     locks: list[str] = []
     lock_policy: LockPolicy = LockPolicy.SEQUENTIAL
+    parallel: int = Field(default=1, ge=1, le=64)  # steps at once (above 1: a workflow each)
 
 
 class PipelineSpec(Spec):

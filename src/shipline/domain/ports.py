@@ -37,3 +37,37 @@ class Notifier(Protocol):
     def send(self, event: RunEvent) -> None:
         """Deliver one event once; retrying is the caller's business."""
         ...
+
+
+@runtime_checkable
+class ImageBuilder(Protocol):
+    """Builds container images, pushes them, saves them as archives (buildah, podman, buildx)."""
+
+    name: str
+
+    def build(
+        self,
+        context: str,
+        dockerfile: str,
+        image: str,
+        *,
+        platforms: list[str],
+        build_args: dict[str, str],
+        log: LogSink,
+    ) -> None:
+        """Build `image` (a local name with tag) from `dockerfile` in `context`."""
+        ...
+
+    def push(self, image: str, destination: str, *, insecure: bool, log: LogSink) -> str:
+        """Push to `destination` (registry/repo:tag); return the digest the registry reports."""
+        ...
+
+    def save(self, image: str, archive: str, *, log: LogSink) -> None:
+        """Write `image` to a docker-archive tarball (for scanners)."""
+        ...
+
+
+class LogSink(Protocol):
+    """Where a tool's output lines go."""
+
+    def __call__(self, line: str) -> None: ...

@@ -512,6 +512,23 @@ def _run_stage(
             return final, {}, "cancelled while waiting for the lock"
     stage_outputs: dict[str, Any] = {}
     phase, reason = Phase.SUCCEEDED, "stage succeeded"
+    if stage.parallel > 1:
+        phase, reason = _run_parallel(run_id, stage, outputs, stage_outputs)
+    else:
+        phase, reason = _run_sequential(run_id, stage, outputs, stage_outputs)
+    if stage.locks:
+        _unlock(run_id)
+    return phase, stage_outputs, reason
+
+
+def _outcome(step: StepSpec, result: dict[str, Any]) -> str:
+    detail = f": {result['error']}" if result.get("error") else ""
+    return f"step '{step.name}' {result['phase']}{detail}"
+
+
+def _run_sequential(
+    run_id: int, stage: StageSpec, outputs: dict[str, dict[str, Any]], stage_outputs: dict[str, Any]
+) -> tuple[Phase, str]:
     for index, step in enumerate(stage.steps):
         if step.kind == "timer":
             seconds = float(step.params.get("seconds", 0))
@@ -522,14 +539,45 @@ def _run_stage(
         result = _execute(run_id, stage.name, index, step.model_dump(mode="json"), outputs)
         stage_outputs.update(result["outputs"])
         if result["phase"] != Phase.SUCCEEDED:
-            phase = Phase(result["phase"])
-            reason = f"step '{step.name}' {phase.value}" + (
-                f": {result['error']}" if result.get("error") else ""
-            )
-            break
-    if stage.locks:
-        _unlock(run_id)
-    return phase, stage_outputs, reason
+            return Phase(result["phase"]), _outcome(step, result)
+    return Phase.SUCCEEDED, "stage succeeded"
+
+
+@DBOS.workflow(name="shipline.step")
+def _step_workflow(
+    run_id: int, stage: str, index: int, step: dict[str, Any], outputs: dict[str, dict[str, Any]]
+) -> dict[str, Any]:
+    """One step of a parallel stage, durable on its own (a child of the run's workflow)."""
+    return _execute(run_id, stage, index, step, outputs)
+
+
+_SEVERITY = [Phase.SUCCEEDED, Phase.CANCELLED, Phase.FAILED, Phase.ERRORED]
+
+
+def _run_parallel(
+    run_id: int, stage: StageSpec, outputs: dict[str, dict[str, Any]], stage_outputs: dict[str, Any]
+) -> tuple[Phase, str]:
+    """Run the stage's steps `stage.parallel` at a time; every step runs even if one fails."""
+    steps = [s for s in stage.steps if s.kind == "action"]
+    results: list[tuple[StepSpec, dict[str, Any]]] = []
+    window: list[tuple[StepSpec, Any]] = []
+    for index, step in enumerate(steps):
+        if len(window) >= stage.parallel:
+            done_step, handle = window.pop(0)
+            results.append((done_step, handle.get_result()))
+        handle = DBOS.start_workflow(
+            _step_workflow, run_id, stage.name, index, step.model_dump(mode="json"), outputs
+        )
+        window.append((step, handle))
+    for step, handle in window:
+        results.append((step, handle.get_result()))
+    worst, reason = Phase.SUCCEEDED, "stage succeeded"
+    for step, result in results:
+        stage_outputs.update(result["outputs"])
+        phase = Phase(result["phase"])
+        if _SEVERITY.index(phase) > _SEVERITY.index(worst):
+            worst, reason = phase, _outcome(step, result)
+    return worst, reason
 
 
 @DBOS.workflow(name=WORKFLOW_NAME)

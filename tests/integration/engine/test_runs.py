@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 from tests.engine_harness import Engine
@@ -165,3 +166,24 @@ def test_unknown_action_errors_the_step_not_the_engine(engine: Engine) -> None:
     done = engine.wait(run.id)
     assert done.phase == "errored"
     assert "unknown step action 'no-such-action'" in (engine.store.steps(run.id)[0]["error"] or "")
+
+
+def test_parallel_stage_runs_steps_together_and_all_of_them(engine: Engine) -> None:
+    steps = [_step(f"s{i}", "wait", params={"seconds": 0.4}) for i in range(4)]
+    steps.append(_step("broken", "fail"))
+    steps.append(_step("after", params={"outputs": {"last": True}}))
+    run = engine.start([{"name": "build", "parallel": 3, "steps": steps}])
+    done = engine.wait(run.id)
+    assert done.phase == "failed"
+    records = {s["name"]: s for s in engine.store.steps(run.id)}
+    assert records["broken"]["phase"] == "failed"
+    assert {records[f"s{i}"]["phase"] for i in range(4)} == {"succeeded"}
+    assert records["after"]["phase"] == "succeeded"  # a failure does not stop the others
+    spans = sorted(
+        (records[f"s{i}"]["started_at"], records[f"s{i}"]["finished_at"]) for i in range(4)
+    )
+    assert any(b[0] < a[1] for a, b in itertools.pairwise(spans)), "no two steps overlapped"
+    running = max(sum(1 for s, e in spans if s <= t < e) for t, _ in spans)
+    assert running <= 3
+    stage = engine.store.stages(run.id)[0]
+    assert stage["outputs"] == {"last": True}
