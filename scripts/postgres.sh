@@ -1,16 +1,9 @@
 # Sourced by scripts/test: start a private PostgreSQL cluster for the tests, stop it on exit.
-# Exports SHIPLINE_TEST_DATABASE_URL. Installs PostgreSQL from Debian's packages if it is missing.
+# Exports SHIPLINE_TEST_DATABASE_URL (system-packages.sh installs PostgreSQL when missing).
 pg_bin=""
 for candidate in /usr/lib/postgresql/*/bin; do
   [ -x "$candidate/initdb" ] && pg_bin="$candidate"
 done
-if [ -z "$pg_bin" ] && ! command -v initdb >/dev/null 2>&1; then
-  echo "== installing PostgreSQL (Debian packages)"
-  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null) || true
-  for candidate in /usr/lib/postgresql/*/bin; do
-    [ -x "$candidate/initdb" ] && pg_bin="$candidate"
-  done
-fi
 [ -n "$pg_bin" ] || pg_bin="$(dirname "$(command -v initdb)")"
 pg_dir="$(mktemp -d /tmp/shipline-pg.XXXXXX)"
 pg_port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"

@@ -153,3 +153,31 @@ def test_schema_is_json_schema(cli: CLI) -> None:
     schema = json.loads(cli("schema").out)
     assert schema["title"] == "shipline configuration"
     assert "services" in schema["properties"]
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--ref", "main"], "latest"),
+        (["--ref", "release/1.2.3"], "1.2.3"),
+        (["--ref", "v1.2.3", "--strategy", "semver"], "1.2.3"),
+    ],
+)
+def test_ci_tag(cli: CLI, args: list[str], expected: str) -> None:
+    result = cli("--config", str(QUIKAPP), "ci", "tag", *args)
+    assert result.code == 0 and result.out.strip() == expected
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--ref", "a..b"],
+        ["--ref", "v1", "--strategy", "semver"],
+        ["--ref", "main", "--strategy", "nope"],
+    ],
+)
+def test_ci_tag_invalid_is_exit_2(cli: CLI, args: list[str]) -> None:
+    result = cli("--config", str(QUIKAPP), "ci", "tag", *args)
+    assert result.code == 2
+    assert result.out == ""
+    assert "Traceback" not in result.err and result.err.strip()

@@ -14,6 +14,7 @@ from shipline.cli.ci import ci_app
 from shipline.cli.context import JsonFlag, State, state_of
 from shipline.cli.deploy import deploy
 from shipline.cli.output import Output
+from shipline.cli.release import release_app
 from shipline.cli.runs import approve, reject, runs_app, worker
 from shipline.domain.masking import Masker
 from shipline.errors import ShiplineError, UserError
@@ -40,6 +41,7 @@ app.add_typer(secrets_app, name="secrets")
 app.add_typer(audit_app, name="audit")
 app.add_typer(runs_app, name="runs")
 app.add_typer(ci_app, name="ci")
+app.add_typer(release_app, name="release")
 app.command()(worker)
 app.command()(deploy)
 app.command()(approve)

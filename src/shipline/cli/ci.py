@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -116,3 +117,125 @@ def tag(
         )
     else:
         output.line(result.tag)
+
+
+def _git_out(repo: Path, *args: str) -> str | None:
+    done = subprocess.run(
+        ["git", "-C", str(repo), *args], capture_output=True, text=True, check=False
+    )
+    return done.stdout.strip() or None if done.returncode == 0 else None
+
+
+def _choose_services(
+    state: Any, config: Any, folder: Path, services: str, base: str | None
+) -> list[str]:
+    """The spec's `services` parameter: changed (since --base), all, or a list."""
+    from shipline.ci.git import changed_paths
+    from shipline.domain.changes import affected_services
+    from shipline.engine.pipelines import pick_services
+
+    if services != "changed":
+        return pick_services(config, services)
+    if not base:
+        raise UserError("--services changed needs --base REV", hint="or use --services all / a,b")
+    changes = changed_paths(folder, base, "HEAD")
+    for warning in changes.warnings:
+        state.output.error(f"warning: {warning}")
+    if changes.everything:
+        return [s.name for s in config.services]
+    return list(affected_services(config, changes.paths, config.ci.build_all_paths).services)
+
+
+@ci_app.command("build")
+def build(
+    ctx: typer.Context,
+    services: Annotated[
+        str, typer.Option("--services", "-s", help="changed, all, or a,b,c.")
+    ] = "changed",
+    base: Annotated[
+        str | None, typer.Option("--base", help="Base revision for --services changed.")
+    ] = None,
+    ref: Annotated[
+        str | None, typer.Option("--ref", help="Ref to tag from (default: the current branch).")
+    ] = None,
+    strategy: Annotated[
+        str, typer.Option(help="Tag strategy: auto, semver, commit, custom.")
+    ] = "auto",
+    custom: Annotated[
+        str | None, typer.Option("--custom-tag", help="Tag for --strategy custom.")
+    ] = None,
+    push: Annotated[bool, typer.Option("--push", help="Push images to ci.registry.")] = False,
+    scan: Annotated[
+        bool, typer.Option("--scan", help="Scan Dockerfiles, images and the repository.")
+    ] = False,
+    manifest: Annotated[
+        Path | None, typer.Option("--manifest", help="Where to write the build manifest.")
+    ] = None,
+    repo: Annotated[
+        Path | None, typer.Option("--repo", help="Repository (default: the config's folder).")
+    ] = None,
+    detach: Annotated[bool, typer.Option("--detach", help="Return at once (exit 3).")] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Build services with their stack recipes, build their images, scan and push them."""
+    from shipline.cli.follow import follow
+    from shipline.cli.runs import _details
+    from shipline.domain.tags import Strategy, TagError, image_tag
+    from shipline.engine.identity import current_user
+    from shipline.engine.pipelines import ci_pipeline
+    from shipline.engine.service import run_service
+
+    state = state_of(ctx)
+    ws = state.workspace()
+    config = ws.config
+    folder = (repo or ws.config_path.parent).resolve()
+    names = _choose_services(state, config, folder, services, base)
+    if not names:
+        state.output.line("no service changed: nothing to build")
+        return
+    commit = _git_out(folder, "rev-parse", "HEAD")
+    ref = ref or _git_out(folder, "rev-parse", "--abbrev-ref", "HEAD") or "HEAD"
+    try:
+        chosen = image_tag(ref, Strategy(strategy), sha=commit, custom=custom)
+    except (TagError, ValueError) as exc:
+        raise UserError(str(exc)) from None
+    if push and not chosen.push:
+        state.output.error(f"note: {chosen.reason}: images are not pushed")
+    path = manifest or ws.state_dir / "manifests" / f"build-{chosen.tag}.json"
+    spec = ci_pipeline(
+        config,
+        repo=str(folder),
+        services=names,
+        tag=chosen.tag,
+        push=push and chosen.push,
+        scan=scan,
+        commit=commit,
+        ref=ref,
+        artifacts=str(ws.state_dir / "artifacts"),
+        manifest=str(path.resolve()),
+    )
+    service = run_service(ws)
+    record = service.start(
+        spec,
+        actor=current_user(None, os.environ),
+        services=dict.fromkeys(names, chosen.tag),
+    )
+    if detach:
+        state.output.json({"run": record.id, "tag": chosen.tag}) if as_json else state.output.line(
+            f"run {record.id} queued: building {len(names)} service(s) at {chosen.tag}"
+        )
+        raise typer.Exit(3)
+    if as_json:
+        import time
+
+        while service.get(record.id).phase not in ("succeeded", "failed", "errored", "cancelled"):
+            time.sleep(0.25)
+        data = _details(service, record.id)
+        state.output.json({**data, "manifest": str(path) if data["phase"] == "succeeded" else None})
+        code = 0 if data["phase"] == "succeeded" else 1
+    else:
+        code = follow(service, record.id, state.output.console, _details)
+        if code == 0:
+            state.output.line(f"manifest: {path}")
+    if code:
+        raise typer.Exit(code)

@@ -88,6 +88,8 @@ class Service(Model):
     paths: list[str] = []
     shared_paths: list[str] = []
     image: str | None = None
+    context: str | None = None  # build folder, relative to the repository (default services/<name>)
+    dockerfile: str | None = None  # relative to the repository (default: the stack's)
     variable_groups: list[str] = []
     variables: Variables = {}
 
@@ -303,7 +305,11 @@ class CiSettings(Model):
 
     build_all_paths: list[str] = []
     concurrency: int = Field(default=4, ge=1, le=64)
+    builder: Literal["buildah", "podman", "docker", "memory"] = "buildah"
     registry: str | None = None
+    insecure_registry: bool = False
+    platforms: list[str] = []
+    severity: list[str] = ["HIGH", "CRITICAL"]
     fail_on_severities: list[str] = []
 
 

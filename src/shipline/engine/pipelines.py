@@ -102,3 +102,104 @@ def deploy_pipeline(
             ],
         }
     )
+
+
+def _stack_variables(config: Config, stack: str) -> dict[str, str]:
+    values: dict[str, str] = {}
+    for group in config.stacks[stack].variable_groups:
+        for name, spec in config.variable_groups[group].variables.items():
+            if not spec.secret and spec.value is not None:
+                values[name] = spec.value
+    return values
+
+
+def ci_pipeline(
+    config: Config,
+    *,
+    repo: str,
+    services: list[str],
+    tag: str,
+    push: bool,
+    scan: bool,
+    commit: str | None,
+    ref: str | None,
+    artifacts: str,
+    manifest: str,
+) -> PipelineSpec:
+    """Build each service (in parallel, `ci.concurrency` at a time), scan, write the manifest."""
+    ci = config.ci
+    if push and not ci.registry:
+        raise UserError(
+            "--push needs a registry", hint="set 'ci: {registry: HOST:PORT}' in the configuration"
+        )
+    steps = []
+    for name in services:
+        service = config.service(name)
+        stack = config.stacks[service.stack]
+        context = service.context or f"services/{name}"
+        dockerfile = service.dockerfile or stack.dockerfile or f"{context}/Dockerfile"
+        recipe = stack.build.model_dump(mode="json") if stack.build else {}
+        variables = _stack_variables(config, service.stack)
+        steps.append(
+            {
+                "name": name,
+                "action": "ci.build",
+                "params": {
+                    "repo": repo,
+                    "service": name,
+                    "stack": service.stack,
+                    "context": context,
+                    "dockerfile": dockerfile,
+                    "image": service.image or name,
+                    "tag": tag,
+                    "commit": commit,
+                    "recipe": recipe,
+                    "variables": variables,
+                    "buildArgs": variables,
+                    "builder": ci.builder,
+                    "platforms": ci.platforms,
+                    "push": push,
+                    "registry": ci.registry,
+                    "insecure": ci.insecure_registry,
+                    "scan": scan,
+                    "severity": ci.severity,
+                    "failOn": ci.fail_on_severities,
+                    "artifacts": artifacts,
+                },
+            }
+        )
+    stages: list[dict[str, Any]] = []
+    if scan:
+        stages.append(
+            {
+                "name": "scan-repository",
+                "steps": [
+                    {
+                        "name": "gitleaks",
+                        "action": "ci.scan-repository",
+                        "params": {"repo": repo, "artifacts": artifacts},
+                    }
+                ],
+            }
+        )
+    stages.append({"name": "build", "dependsOn": [], "parallel": ci.concurrency, "steps": steps})
+    stages.append(
+        {
+            "name": "manifest",
+            "dependsOn": ["build"],
+            "steps": [
+                {
+                    "name": "write",
+                    "action": "ci.manifest",
+                    "params": {
+                        "path": manifest,
+                        "commit": commit,
+                        "ref": ref,
+                        "tag": tag,
+                        "push": push,
+                    },
+                }
+            ],
+        }
+    )
+    return PipelineSpec.model_validate({"kind": "ci", "stages": stages})

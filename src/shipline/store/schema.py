@@ -99,3 +99,15 @@ locks = sa.Table(
     sa.Column("registered_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("queued_at", sa.DateTime(timezone=True)),
 )
+
+releases = sa.Table(
+    "releases",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("name", sa.String(128), nullable=False, unique=True),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("created_by", sa.String(200), nullable=False),
+    sa.Column("commit", sa.String(64)),
+    sa.Column("services", sa.JSON, nullable=False),
+    sa.Column("source", sa.Text),
+)

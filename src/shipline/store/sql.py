@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from shipline.errors import StoreError
-from shipline.store.schema import events, locks, logs, runs, stages, steps, votes
+from shipline.store.schema import events, locks, logs, releases, runs, stages, steps, votes
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -392,3 +392,48 @@ class SqlStateStore:
     def lock_holders(self) -> list[dict[str, Any]]:
         """All lock entries (for `status` and tests)."""
         return self._read(locks.select().order_by(locks.c.key, locks.c.queued_at))
+
+    # releases ------------------------------------------------------------------------------
+
+    def create_release(
+        self,
+        name: str,
+        services: dict[str, Any],
+        *,
+        created_by: str,
+        commit: str | None,
+        source: str | None,
+    ) -> dict[str, Any]:
+        """Record an immutable release; a name can be used once."""
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(
+                    releases.insert().values(
+                        name=name,
+                        created_at=utcnow(),
+                        created_by=created_by,
+                        commit=commit,
+                        services=services,
+                        source=source,
+                    )
+                )
+        except sa.exc.IntegrityError as exc:
+            from shipline.errors import UserError
+
+            raise UserError(
+                f"release '{name}' already exists", hint="releases are immutable; pick another name"
+            ) from exc
+        except sa.exc.SQLAlchemyError as exc:
+            raise StoreError(f"state store write failed: {type(exc).__name__}") from exc
+        found = self.release(name)
+        assert found is not None
+        return found
+
+    def release(self, name: str) -> dict[str, Any] | None:
+        """The release called `name`."""
+        rows = self._read(releases.select().where(releases.c.name == name))
+        return rows[0] if rows else None
+
+    def list_releases(self, limit: int = 50) -> list[dict[str, Any]]:
+        """Newest releases first."""
+        return self._read(releases.select().order_by(releases.c.id.desc()).limit(limit))

@@ -1,0 +1,155 @@
+"""CI step actions: build one service (recipe, image, scans, push), scan the repository for
+committed secrets, and write the build manifest."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from shipline.ci import scanners
+from shipline.ci.builders import BUILDERS, BuildFailed
+from shipline.engine.actions import BUILTIN, StepContext
+from shipline.errors import CheckFailed
+
+
+def _run_commands(
+    ctx: StepContext, phase: str, commands: list[str], cwd: Path, env: dict[str, str]
+) -> int:
+    for command in commands:
+        ctx.check_cancelled()
+        ctx.log(f"$ {command}")
+        with subprocess.Popen(
+            ["sh", "-c", command],
+            cwd=cwd,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        ) as process:
+            assert process.stdout is not None
+            for line in process.stdout:
+                ctx.log(line.rstrip("\n"))
+            code = process.wait()
+        if code != 0:
+            raise CheckFailed(f"{phase} command failed (exit {code}): {command}")
+    return len(commands)
+
+
+def build_service(ctx: StepContext, params: dict[str, Any]) -> dict[str, Any]:
+    """Recipe (setup, test, build), image, scans, push; outputs the service's manifest entry."""
+    repo = Path(str(params["repo"]))
+    context = repo / str(params["context"])
+    dockerfile = repo / str(params["dockerfile"])
+    if not context.is_dir():
+        raise BuildFailed(f"build folder {params['context']} does not exist")
+    env = {
+        **os.environ,
+        **{k: str(v) for k, v in params.get("variables", {}).items()},
+        "SHIPLINE_SERVICE": str(params["service"]),
+        "SHIPLINE_VERSION": str(params["tag"]),
+    }
+    recipe: dict[str, list[str]] = params.get("recipe") or {}
+    _run_commands(ctx, "setup", recipe.get("setup", []), context, env)
+    tests = _run_commands(ctx, "test", recipe.get("test", []), context, env)
+    _run_commands(ctx, "build", recipe.get("build", []), context, env)
+    builder = BUILDERS[str(params["builder"])]()
+    local = f"localhost/{params['image']}:{params['tag']}"
+    builder.build(
+        str(context),
+        str(dockerfile),
+        local,
+        platforms=list(params.get("platforms", [])),
+        build_args={k: str(v) for k, v in params.get("buildArgs", {}).items()},
+        log=ctx.log,
+    )
+    scans: list[dict[str, Any]] = []
+    artifacts = Path(str(params["artifacts"])) / str(params["service"])
+    if params.get("scan"):
+        reports = [
+            scanners.hadolint(str(dockerfile), artifacts),
+            scanners.trivy("config", str(dockerfile.parent), artifacts),
+        ]
+        archive = artifacts / "image.tar"
+        builder.save(local, str(archive), log=ctx.log)
+        reports.append(scanners.trivy("image", str(archive), artifacts))
+        archive.unlink(missing_ok=True)
+        reports.append(scanners.trivy("secret", str(context), artifacts))
+        scans = [r.summary() for r in reports]
+        severity = [s.upper() for s in params.get("severity", ["HIGH", "CRITICAL"])]
+        for report in reports:
+            found = report.at_or_above(severity)
+            if found:
+                ctx.log(
+                    f"warning: {report.tool}: {found} finding(s) at {','.join(severity)}"
+                    f" in {report.target}"
+                )
+        fail_on = [s.upper() for s in params.get("failOn", [])]
+        blocking = sum(r.at_or_above(fail_on) for r in reports) if fail_on else 0
+        if blocking:
+            raise CheckFailed(f"scans found {blocking} finding(s) at {','.join(fail_on)}")
+    digest = None
+    destination = None
+    if params.get("push"):
+        destination = f"{params['registry']}/{params['image']}:{params['tag']}"
+        digest = builder.push(
+            local, destination, insecure=bool(params.get("insecure")), log=ctx.log
+        )
+        ctx.log(f"pushed {destination}@{digest}")
+    entry = {
+        "service": params["service"],
+        "stack": params["stack"],
+        "version": params["tag"],
+        "tag": params["tag"],
+        "image": destination or local,
+        "digest": digest,
+        "commit": params.get("commit"),
+        "tests": {"commands": tests, "passed": tests},
+        "scans": scans,
+    }
+    return {str(params["service"]): entry}
+
+
+def scan_repository(ctx: StepContext, params: dict[str, Any]) -> dict[str, Any]:
+    """gitleaks over the repository's history."""
+    report = scanners.gitleaks(str(params["repo"]), Path(str(params["artifacts"])) / "repository")
+    if report.at_or_above(["HIGH"]):
+        ctx.log(
+            f"warning: gitleaks found {report.at_or_above(['HIGH'])} committed secret(s)"
+            " (values redacted in the report)"
+        )
+        if params.get("failOnSecrets"):
+            raise CheckFailed("gitleaks found committed secrets")
+    return {"gitleaks": report.summary()}
+
+
+def write_manifest(ctx: StepContext, params: dict[str, Any]) -> dict[str, Any]:
+    """The build manifest: every built service's version, tag, digest, commit, tests and scans."""
+    built = {
+        k: v
+        for k, v in ctx.inputs.get("build", {}).items()
+        if isinstance(v, dict) and "digest" in v
+    }
+    manifest = {
+        "apiVersion": "shipline/v1",
+        "kind": "BuildManifest",
+        "run": ctx.run_id,
+        "commit": params.get("commit"),
+        "ref": params.get("ref"),
+        "tag": params.get("tag"),
+        "pushed": bool(params.get("push")),
+        "services": dict(sorted(built.items())),
+        "repositoryScan": ctx.inputs.get("scan-repository", {}).get("gitleaks"),
+    }
+    path = Path(str(params["path"]))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(manifest, indent=2) + "\n")
+    ctx.log(f"manifest written to {path}")
+    return {"manifest": str(path)}
+
+
+BUILTIN["ci.build"] = build_service
+BUILTIN["ci.scan-repository"] = scan_repository
+BUILTIN["ci.manifest"] = write_manifest
