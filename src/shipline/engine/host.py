@@ -11,14 +11,17 @@ from dbos import DBOS, DBOSClient, DBOSConfig
 from shipline.engine import runner  # noqa: F401 - registers the workflow and its steps
 from shipline.engine.runtime import APP_VERSION, RUN_QUEUE, Runtime, install
 from shipline.errors import StoreError
+from shipline.store.sql import migration_lock
 
 WORKER_ENV = "SHIPLINE_WORKER_ID"
 
 
 def ensure_system_database(url: str) -> None:
-    """Create or migrate DBOS's tables (idempotent)."""
+    """Create or migrate DBOS's tables (idempotent; concurrent processes take turns on SQLite)."""
+    database = url.removeprefix("sqlite:///") if url.startswith("sqlite:///") else None
     try:
-        DBOS.migrate(url, schema="dbos")
+        with migration_lock(database):
+            DBOS.migrate(url, schema="dbos")
     except Exception as exc:
         raise StoreError(
             f"cannot prepare the engine database: {type(exc).__name__}: {exc}"
@@ -36,6 +39,7 @@ def launch(
     """Start the engine in this process: recover this executor's runs, then serve the queue."""
     install(runtime)
     logging.getLogger("dbos").setLevel(logging.WARNING)
+    ensure_system_database(system_url)
     config: DBOSConfig = {
         "name": "shipline",
         "system_database_url": system_url,
@@ -43,6 +47,7 @@ def launch(
         "executor_id": executor_id or os.environ.get(WORKER_ENV) or "local",
         "log_level": "WARNING",
         "notification_listener_polling_interval_sec": 0.05,
+        "run_migrations": False,  # done above, in turn with other processes
     }
     DBOS(config=config)
     DBOS.launch()

@@ -6,6 +6,7 @@ Vendor errors become StoreError here.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -21,6 +22,22 @@ from shipline.errors import StoreError
 from shipline.store.schema import events, locks, logs, releases, runs, stages, steps, votes
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+@contextmanager
+def migration_lock(database: str | None) -> Iterator[None]:
+    """Serialize schema migrations of one SQLite file between processes (a lock file beside it)."""
+    if not database or database == ":memory:":
+        yield
+        return
+    lock = Path(f"{database}.migrate.lock")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def utcnow() -> datetime:
@@ -105,20 +122,22 @@ class SqlStateStore:
         return store
 
     def migrate(self) -> None:
-        """Apply Alembic migrations up to head."""
+        """Apply Alembic migrations up to head; concurrent processes take turns."""
         from alembic import command
         from alembic.config import Config as AlembicConfig
 
         config = AlembicConfig()
         config.set_main_option("script_location", str(MIGRATIONS))
-        try:
-            with self._write() as conn:
-                if self.engine.dialect.name == "postgresql":
-                    conn.execute(sa.text("SELECT pg_advisory_xact_lock(4242424242)"))
-                config.attributes["connection"] = conn
-                command.upgrade(config, "head")
-        except sa.exc.SQLAlchemyError as exc:
-            raise StoreError(f"cannot migrate the state store: {exc}") from exc
+        database = self.engine.url.database if self.sqlite else None
+        with migration_lock(database):
+            try:
+                with self._write() as conn:
+                    if self.engine.dialect.name == "postgresql":
+                        conn.execute(sa.text("SELECT pg_advisory_xact_lock(4242424242)"))
+                    config.attributes["connection"] = conn
+                    command.upgrade(config, "head")
+            except sa.exc.SQLAlchemyError as exc:
+                raise StoreError(f"cannot migrate the state store: {exc}") from exc
 
     def close(self) -> None:
         """Release connections."""
