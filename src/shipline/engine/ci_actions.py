@@ -3,14 +3,17 @@ committed secrets, and write the build manifest."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import re
 import subprocess
 from pathlib import Path
 from typing import Any
 
 from shipline.ci import scanners
 from shipline.ci.builders import BUILDERS, BuildFailed
+from shipline.domain.variables import REFERENCE
 from shipline.engine.actions import BUILTIN, StepContext
 from shipline.errors import CheckFailed
 
@@ -38,6 +41,19 @@ def _run_commands(
     return len(commands)
 
 
+def cache_key(template: str | None, variables: dict[str, str], folder: Path) -> str | None:
+    """The recipe's cache key: `$(var)` from the stack variables, `{hash:FILE}` a file's digest."""
+    if not template:
+        return None
+    text = REFERENCE.sub(lambda m: variables.get(m.group(1), m.group(0)), template)
+
+    def digest(match: re.Match[str]) -> str:
+        path = folder / match.group(1)
+        return hashlib.sha256(path.read_bytes()).hexdigest()[:16] if path.is_file() else "none"
+
+    return re.sub(r"\{hash:([^}]+)\}", digest, text)
+
+
 def build_service(ctx: StepContext, params: dict[str, Any]) -> dict[str, Any]:
     """Recipe (setup, test, build), image, scans, push; outputs the service's manifest entry."""
     repo = Path(str(params["repo"]))
@@ -51,7 +67,14 @@ def build_service(ctx: StepContext, params: dict[str, Any]) -> dict[str, Any]:
         "SHIPLINE_SERVICE": str(params["service"]),
         "SHIPLINE_VERSION": str(params["tag"]),
     }
-    recipe: dict[str, list[str]] = params.get("recipe") or {}
+    recipe: dict[str, Any] = params.get("recipe") or {}
+    key = cache_key(
+        recipe.get("cache_key"),
+        {k: str(v) for k, v in params.get("variables", {}).items()},
+        context,
+    )
+    if key:
+        ctx.log(f"cache key: {key}")
     _run_commands(ctx, "setup", recipe.get("setup", []), context, env)
     tests = _run_commands(ctx, "test", recipe.get("test", []), context, env)
     _run_commands(ctx, "build", recipe.get("build", []), context, env)
@@ -108,6 +131,7 @@ def build_service(ctx: StepContext, params: dict[str, Any]) -> dict[str, Any]:
         "commit": params.get("commit"),
         "tests": {"commands": tests, "passed": tests},
         "scans": scans,
+        "cacheKey": key,
     }
     return {str(params["service"]): entry}
 

@@ -75,6 +75,7 @@ stacks:
     healthPath: /health
     paths: ['docker/go/**']
     build:
+      cacheKey: go-$(goVersion)-{{hash:Dockerfile}}
       setup: ['test -f busybox']
       test: ['./busybox true', './busybox echo tests passed']
       build: ['./busybox echo built $SHIPLINE_SERVICE $SHIPLINE_VERSION']
@@ -151,6 +152,10 @@ def test_build_scan_push_manifest_release(tmp_path: Path, registry: str) -> None
         assert (entry["version"], entry["tag"], entry["stack"]) == ("1.4.0", "1.4.0", "go")
         assert entry["image"] == f"{registry}/quikapp/hello:1.4.0"
         assert entry["tests"] == {"commands": 2, "passed": 2}
+        assert (
+            entry["cacheKey"].startswith("go-1.21-")
+            and len(entry["cacheKey"]) == len("go-1.21-") + 16
+        )
         request = urllib.request.Request(
             f"http://{registry}/v2/quikapp/hello/manifests/1.4.0",
             method="HEAD",
