@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import hashlib
 import shutil
-import subprocess
 import tempfile
 from pathlib import Path
 from typing import Any
 
 from shipline.domain.ports import LogSink
 from shipline.errors import CheckFailed, TechnicalError
+from shipline.process import stream
 
 
 class BuildFailed(CheckFailed):
@@ -29,19 +29,20 @@ def run_tool(argv: list[str], log: LogSink, *, what: str) -> str:
     """Run a tool, stream its output to `log`, return its output; non-zero exit → BuildFailed."""
     if shutil.which(argv[0]) is None:
         raise ToolMissing(f"{argv[0]} is not installed", hint=f"install {argv[0]} to {what}")
-    lines: list[str] = []
-    with subprocess.Popen(
-        argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    ) as process:
-        assert process.stdout is not None
-        for line in process.stdout:
-            lines.append(line.rstrip("\n"))
-            log(line.rstrip("\n"))
-        code = process.wait()
+    code, lines = stream(argv, log)
     if code != 0:
         tail = lines[-1] if lines else ""
         raise BuildFailed(f"{argv[0]} could not {what} (exit {code}): {tail}"[:500])
     return "\n".join(lines)
+
+
+def _build_flags(build_args: dict[str, str], platforms: list[str]) -> list[str]:
+    flags: list[str] = []
+    for key, value in sorted(build_args.items()):
+        flags += ["--build-arg", f"{key}={value}"]
+    if platforms:
+        flags += ["--platform", ",".join(platforms)]
+    return flags
 
 
 class _OciCli:
@@ -74,11 +75,7 @@ class _OciCli:
             "-t",
             image,
         ]
-        for key, value in sorted(build_args.items()):
-            argv += ["--build-arg", f"{key}={value}"]
-        if platforms:
-            argv += ["--platform", ",".join(platforms)]
-        run_tool([*argv, context], log, what=f"build {image}")
+        run_tool([*argv, *_build_flags(build_args, platforms), context], log, what=f"build {image}")
 
     def push(self, image: str, destination: str, *, insecure: bool, log: LogSink) -> str:
         with tempfile.TemporaryDirectory() as tmp:
@@ -138,11 +135,7 @@ class DockerBuildxBuilder:
         log: LogSink,
     ) -> None:
         argv = ["docker", "buildx", "build", "--load", "-f", dockerfile, "-t", image]
-        for key, value in sorted(build_args.items()):
-            argv += ["--build-arg", f"{key}={value}"]
-        if platforms:
-            argv += ["--platform", ",".join(platforms)]
-        run_tool([*argv, context], log, what=f"build {image}")
+        run_tool([*argv, *_build_flags(build_args, platforms), context], log, what=f"build {image}")
 
     def push(self, image: str, destination: str, *, insecure: bool, log: LogSink) -> str:
         run_tool(["docker", "tag", image, destination], log, what=f"tag {destination}")

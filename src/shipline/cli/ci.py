@@ -178,8 +178,7 @@ def build(
     as_json: JsonFlag = False,
 ) -> None:
     """Build services with their stack recipes, build their images, scan and push them."""
-    from shipline.cli.follow import follow
-    from shipline.cli.runs import _details
+    from shipline.cli.runs import watch
     from shipline.domain.tags import Strategy, TagError, image_tag
     from shipline.engine.identity import current_user
     from shipline.engine.pipelines import ci_pipeline
@@ -220,22 +219,14 @@ def build(
         actor=current_user(None, os.environ),
         services=dict.fromkeys(names, chosen.tag),
     )
-    if detach:
-        state.output.json({"run": record.id, "tag": chosen.tag}) if as_json else state.output.line(
-            f"run {record.id} queued: building {len(names)} service(s) at {chosen.tag}"
-        )
-        raise typer.Exit(3)
-    if as_json:
-        import time
-
-        while service.get(record.id).phase not in ("succeeded", "failed", "errored", "cancelled"):
-            time.sleep(0.25)
-        data = _details(service, record.id)
-        state.output.json({**data, "manifest": str(path) if data["phase"] == "succeeded" else None})
-        code = 0 if data["phase"] == "succeeded" else 1
-    else:
-        code = follow(service, record.id, state.output.console, _details)
-        if code == 0:
-            state.output.line(f"manifest: {path}")
-    if code:
-        raise typer.Exit(code)
+    watch(
+        state,
+        service,
+        record.id,
+        detach=detach,
+        as_json=as_json,
+        queued=f"run {record.id} queued: building {len(names)} service(s) at {chosen.tag}",
+        extra=lambda data: {"manifest": str(path) if data["phase"] == "succeeded" else None},
+    )
+    if not as_json and not detach:
+        state.output.line(f"manifest: {path}")

@@ -29,8 +29,7 @@ def deploy(
     as_json: JsonFlag = False,
 ) -> None:
     """Deploy services at a tag to an environment, through its approvals and checks."""
-    from shipline.cli.follow import follow
-    from shipline.cli.runs import _details
+    from shipline.cli.runs import watch
     from shipline.engine.identity import current_user
     from shipline.engine.pipelines import (
         approvers,
@@ -59,23 +58,6 @@ def deploy(
         approvers=approvers(ws.config),
         emergency_reason=reason if emergency else None,
     )
-    if detach:
-        if as_json:
-            state.output.json({"run": record.id, "phase": record.phase})
-        else:
-            state.output.line(
-                f"run {record.id} queued; follow it with: shipline runs show {record.id}"
-            )
-        raise typer.Exit(3)
-    if as_json:
-        import time
-
-        while service.get(record.id).phase not in ("succeeded", "failed", "errored", "cancelled"):
-            time.sleep(0.25)
-        data = _details(service, record.id)
-        state.output.json(data)
-        code = 0 if data["phase"] == "succeeded" else 1
-    else:
-        code = follow(service, record.id, state.output.console, _details)
-    if code:
-        raise typer.Exit(code)
+    watch(
+        state, service, record.id, detach=detach, as_json=as_json, queued=f"run {record.id} queued"
+    )

@@ -6,6 +6,8 @@ import os
 import signal
 import sys
 import threading
+import time
+from collections.abc import Callable
 from typing import Annotated, Any
 
 import typer
@@ -245,3 +247,34 @@ def reject(
 ) -> None:
     """Reject a run's waiting stage (the stage fails)."""
     _vote(ctx, run, stage, user, comment, False)
+
+
+def watch(
+    state: Any,
+    service: Any,
+    run_id: int,
+    *,
+    detach: bool,
+    as_json: bool,
+    queued: str,
+    extra: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+) -> None:
+    """After starting a run: detach (exit 3), wait and print JSON, or follow it live."""
+    from shipline.cli.follow import EXIT, follow
+
+    if detach:
+        if as_json:
+            state.output.json({"run": run_id, "phase": service.get(run_id).phase})
+        else:
+            state.output.line(f"{queued}; follow it with: shipline runs show {run_id}")
+        raise typer.Exit(3)
+    if as_json:
+        while service.get(run_id).phase not in EXIT:
+            time.sleep(0.25)
+        data = _details(service, run_id)
+        state.output.json({**data, **(extra(data) if extra else {})})
+        code = EXIT[data["phase"]]
+    else:
+        code = follow(service, run_id, state.output.console, _details)
+    if code:
+        raise typer.Exit(code)

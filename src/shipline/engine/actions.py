@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import fcntl
 import os
-import subprocess
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -18,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from shipline.errors import CheckFailed, ShiplineError, TechnicalError, UserError
+from shipline.process import stream
 
 
 class StepCancelled(ShiplineError):
@@ -120,13 +120,7 @@ def _script(ctx: StepContext, params: dict[str, Any]) -> dict[str, Any]:
         "SHIPLINE_STAGE": ctx.stage,
         "SHIPLINE_STEP": ctx.step,
     }
-    with subprocess.Popen(
-        [str(a) for a in argv], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
-    ) as process:
-        assert process.stdout is not None
-        for line in process.stdout:
-            ctx.log(line.rstrip("\n"))
-        code = process.wait()
+    code, _ = stream([str(a) for a in argv], ctx.log, env=env)
     if code != 0:
         raise CheckFailed(f"script exited with {code}")
     return {"exitCode": code}

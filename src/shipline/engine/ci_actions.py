@@ -7,7 +7,6 @@ import hashlib
 import json
 import os
 import re
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +15,7 @@ from shipline.ci.builders import BUILDERS, BuildFailed
 from shipline.domain.variables import REFERENCE
 from shipline.engine.actions import BUILTIN, StepContext
 from shipline.errors import CheckFailed
+from shipline.process import stream
 
 
 def _run_commands(
@@ -24,18 +24,7 @@ def _run_commands(
     for command in commands:
         ctx.check_cancelled()
         ctx.log(f"$ {command}")
-        with subprocess.Popen(
-            ["sh", "-c", command],
-            cwd=cwd,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        ) as process:
-            assert process.stdout is not None
-            for line in process.stdout:
-                ctx.log(line.rstrip("\n"))
-            code = process.wait()
+        code, _ = stream(["sh", "-c", command], ctx.log, cwd=cwd, env=env)
         if code != 0:
             raise CheckFailed(f"{phase} command failed (exit {code}): {command}")
     return len(commands)
