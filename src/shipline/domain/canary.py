@@ -1,0 +1,163 @@
+"""Canary analysis: is the new version worse than the stable one? Pure functions over samples.
+
+Per interval, the canary's error rate and p95 latency are compared with thresholds and with the
+stable version measured over the same interval (so a problem both share, such as a broken
+database, is not blamed on the canary). Intervals with too little canary traffic are
+inconclusive. Enough failed intervals roll back; enough good ones promote.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from shipline.domain.models import AnalysisThresholds
+
+
+class IntervalVerdict(StrEnum):
+    """What one analysis interval says."""
+
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    INCONCLUSIVE = "inconclusive"
+
+
+class CanaryOutcome(StrEnum):
+    """What to do with the canary now."""
+
+    CONTINUE = "continue"
+    PROMOTE = "promote"
+    ROLLBACK = "rollback"
+
+
+@dataclass(frozen=True)
+class Sample:
+    """Responses of one version over one interval: counts and latencies in milliseconds."""
+
+    requests: int
+    errors: int  # 5xx and connection failures
+    latencies_ms: tuple[float, ...] = ()
+
+    @property
+    def error_rate(self) -> float:
+        """Errors per request (0 without requests)."""
+        return self.errors / self.requests if self.requests else 0.0
+
+
+def percentile(values: Sequence[float], q: float) -> float | None:
+    """The q-th percentile (0-100, nearest rank); None without values."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = max(1, math.ceil(q / 100 * len(ordered)))
+    return ordered[rank - 1]
+
+
+@dataclass(frozen=True)
+class IntervalAssessment:
+    """One interval's verdict and the figures behind it."""
+
+    verdict: IntervalVerdict
+    reasons: tuple[str, ...]
+    canary_error_rate: float
+    stable_error_rate: float
+    canary_p95_ms: float | None = None
+    stable_p95_ms: float | None = None
+
+
+MIN_REQUESTS = 10
+LATENCY_TOLERANCE = 1.5  # the canary's p95 may be this many times the stable one's before it counts
+
+
+def assess_interval(
+    canary: Sample,
+    stable: Sample,
+    thresholds: AnalysisThresholds,
+    *,
+    min_requests: int = MIN_REQUESTS,
+) -> IntervalAssessment:
+    """Judge one interval of canary traffic against the thresholds and the stable version."""
+    c_rate, s_rate = canary.error_rate, stable.error_rate
+    c_p95, s_p95 = percentile(canary.latencies_ms, 95), percentile(stable.latencies_ms, 95)
+    if canary.requests < min_requests:
+        return IntervalAssessment(
+            IntervalVerdict.INCONCLUSIVE,
+            (f"only {canary.requests} canary requests (need {min_requests})",),
+            c_rate,
+            s_rate,
+            c_p95,
+            s_p95,
+        )
+    reasons: list[str] = []
+    shared = False
+    if c_rate > thresholds.max_error_rate:
+        if (
+            stable.requests >= min_requests
+            and s_rate > thresholds.max_error_rate
+            and c_rate <= s_rate * 1.1
+        ):
+            shared = True
+            reasons.append(f"errors {c_rate:.1%} on both canary and stable ({s_rate:.1%})")
+        else:
+            reasons.append(f"canary error rate {c_rate:.1%} above {thresholds.max_error_rate:.1%}")
+    limit = thresholds.max_p95_latency_ms
+    if limit is not None and c_p95 is not None and c_p95 > limit:
+        if s_p95 is not None and c_p95 <= s_p95 * LATENCY_TOLERANCE:
+            shared = True
+            reasons.append(f"p95 {c_p95:.0f} ms on canary, {s_p95:.0f} ms on stable")
+        else:
+            reasons.append(f"canary p95 {c_p95:.0f} ms above {limit:.0f} ms")
+    if reasons and not shared:
+        verdict = IntervalVerdict.FAILED
+    elif reasons:
+        verdict = IntervalVerdict.INCONCLUSIVE
+    else:
+        verdict = IntervalVerdict.SUCCEEDED
+        reasons.append(
+            f"canary error rate {c_rate:.1%}"
+            + (f", p95 {c_p95:.0f} ms" if c_p95 is not None else "")
+        )
+    return IntervalAssessment(verdict, tuple(reasons), c_rate, s_rate, c_p95, s_p95)
+
+
+@dataclass(frozen=True)
+class CanaryDecision:
+    """The analysis so far and what to do."""
+
+    outcome: CanaryOutcome
+    reason: str
+    failed: int = 0
+    succeeded: int = 0
+    inconclusive: int = 0
+    history: tuple[IntervalVerdict, ...] = field(default=())
+
+
+def assess_canary(
+    assessments: Sequence[IntervalAssessment],
+    thresholds: AnalysisThresholds,
+    *,
+    intervals_required: int = 1,
+) -> CanaryDecision:
+    """Roll back at `failure_limit` failed intervals; promote at `intervals_required` good ones."""
+    verdicts = tuple(a.verdict for a in assessments)
+    failed = verdicts.count(IntervalVerdict.FAILED)
+    succeeded = verdicts.count(IntervalVerdict.SUCCEEDED)
+    inconclusive = verdicts.count(IntervalVerdict.INCONCLUSIVE)
+
+    def decide(outcome: CanaryOutcome, reason: str) -> CanaryDecision:
+        return CanaryDecision(outcome, reason, failed, succeeded, inconclusive, verdicts)
+
+    if failed >= thresholds.failure_limit:
+        last = next(a for a in reversed(assessments) if a.verdict == IntervalVerdict.FAILED)
+        limit = thresholds.failure_limit
+        return decide(
+            CanaryOutcome.ROLLBACK,
+            f"{failed} failed interval(s) (limit {limit}): {last.reasons[0]}",
+        )
+    if succeeded >= intervals_required:
+        return decide(CanaryOutcome.PROMOTE, f"{succeeded} good interval(s)")
+    return decide(
+        CanaryOutcome.CONTINUE, f"{succeeded}/{intervals_required} good interval(s) so far"
+    )

@@ -1,0 +1,91 @@
+"""Post-deploy health verification: the spec's six checks, decided from an observation.
+
+1 pod status (all replicas running), 2 unhealthy pods (none restarting or crash-looping),
+3 service endpoints (the service answers through its endpoint), 4 scaling (replicas within the
+autoscaler's bounds), 5 disruption budget (never fewer available than required during the
+rollout), 6 recent events (no error events). Targets observe; this decides.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Observation:
+    """What a target saw of one service after a deploy."""
+
+    desired: int
+    running: int
+    ready: int
+    restarts: int = 0
+    crash_looping: int = 0
+    endpoint_ok: bool | None = None
+    endpoint_detail: str = ""
+    min_replicas: int = 1
+    max_replicas: int = 1
+    required_available: int = 0
+    lowest_available: int | None = None  # during the rollout; None when not measured
+    error_events: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class HealthCheck:
+    """One check's result and why."""
+
+    name: str
+    passed: bool
+    reason: str
+
+
+def verify_health(o: Observation) -> list[HealthCheck]:
+    """The six checks, in the spec's order."""
+    checks = [
+        HealthCheck(
+            "pod status",
+            o.running >= o.desired and o.ready >= o.desired,
+            f"{o.ready}/{o.desired} ready, {o.running} running",
+        ),
+        HealthCheck(
+            "unhealthy pods",
+            o.restarts == 0 and o.crash_looping == 0,
+            "no restarts"
+            if o.restarts == 0 and o.crash_looping == 0
+            else f"{o.restarts} restart(s), {o.crash_looping} crash-looping",
+        ),
+        HealthCheck(
+            "service endpoints",
+            o.endpoint_ok is True,
+            o.endpoint_detail
+            or (
+                "answers"
+                if o.endpoint_ok
+                else "not checked"
+                if o.endpoint_ok is None
+                else "does not answer"
+            ),
+        ),
+        HealthCheck(
+            "scaling",
+            o.min_replicas <= o.desired <= o.max_replicas,
+            f"{o.desired} replica(s), bounds {o.min_replicas}-{o.max_replicas}",
+        ),
+        HealthCheck(
+            "disruption budget",
+            o.lowest_available is None or o.lowest_available >= o.required_available,
+            "not measured"
+            if o.lowest_available is None
+            else f"at least {o.lowest_available} available (required {o.required_available})",
+        ),
+        HealthCheck(
+            "recent events",
+            not o.error_events,
+            "no error events" if not o.error_events else "; ".join(o.error_events[:3]),
+        ),
+    ]
+    return checks
+
+
+def healthy(checks: list[HealthCheck]) -> bool:
+    """True when every check passed."""
+    return all(c.passed for c in checks)

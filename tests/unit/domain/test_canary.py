@@ -1,0 +1,94 @@
+"""Canary analysis, table-driven: intervals against thresholds and the stable version."""
+
+from __future__ import annotations
+
+import pytest
+
+from shipline.domain.canary import (
+    CanaryOutcome,
+    IntervalVerdict,
+    Sample,
+    assess_canary,
+    assess_interval,
+    percentile,
+)
+from shipline.domain.models import AnalysisThresholds
+
+T = AnalysisThresholds(
+    max_error_rate=0.05, max_p95_latency_ms=500, failure_limit=2, interval_seconds=1
+)
+FAST = tuple([50.0] * 95 + [120.0] * 5)
+SLOW = tuple([900.0] * 100)
+
+
+@pytest.mark.parametrize(
+    ("canary", "stable", "verdict"),
+    [
+        (Sample(100, 0, FAST), Sample(100, 0, FAST), IntervalVerdict.SUCCEEDED),
+        (Sample(100, 50, FAST), Sample(100, 0, FAST), IntervalVerdict.FAILED),
+        (Sample(100, 5, FAST), Sample(100, 0, FAST), IntervalVerdict.SUCCEEDED),  # at the threshold
+        (Sample(100, 6, FAST), Sample(100, 0, FAST), IntervalVerdict.FAILED),
+        (Sample(100, 50, FAST), Sample(100, 50, FAST), IntervalVerdict.INCONCLUSIVE),  # both broken
+        (
+            Sample(5, 5, FAST),
+            Sample(100, 0, FAST),
+            IntervalVerdict.INCONCLUSIVE,
+        ),  # too little traffic
+        (Sample(100, 0, SLOW), Sample(100, 0, FAST), IntervalVerdict.FAILED),
+        (Sample(100, 0, SLOW), Sample(100, 0, SLOW), IntervalVerdict.INCONCLUSIVE),
+        (
+            Sample(100, 50, FAST),
+            Sample(3, 3, FAST),
+            IntervalVerdict.FAILED,
+        ),  # stable too quiet to excuse
+    ],
+    ids=[
+        "healthy",
+        "errors",
+        "at-threshold",
+        "above-threshold",
+        "shared-errors",
+        "too-little-traffic",
+        "slow",
+        "shared-slowness",
+        "stable-quiet",
+    ],
+)
+def test_interval(canary: Sample, stable: Sample, verdict: IntervalVerdict) -> None:
+    result = assess_interval(canary, stable, T)
+    assert result.verdict == verdict, result.reasons
+    assert result.reasons
+
+
+@pytest.mark.parametrize(
+    ("verdicts", "required", "outcome"),
+    [
+        ([], 1, CanaryOutcome.CONTINUE),
+        (["s"], 1, CanaryOutcome.PROMOTE),
+        (["s"], 3, CanaryOutcome.CONTINUE),
+        (["f"], 1, CanaryOutcome.CONTINUE),  # one failure is under the limit of 2
+        (["f", "f"], 1, CanaryOutcome.ROLLBACK),
+        (["f", "s", "f"], 5, CanaryOutcome.ROLLBACK),
+        (["i", "i", "i"], 1, CanaryOutcome.CONTINUE),
+        (["f", "i", "s"], 1, CanaryOutcome.PROMOTE),
+    ],
+)
+def test_canary_decision(verdicts: list[str], required: int, outcome: CanaryOutcome) -> None:
+    samples = {"s": Sample(100, 0, FAST), "f": Sample(100, 50, FAST), "i": Sample(1, 0, FAST)}
+    assessments = [assess_interval(samples[v], Sample(100, 0, FAST), T) for v in verdicts]
+    decision = assess_canary(assessments, T, intervals_required=required)
+    assert decision.outcome == outcome, decision.reason
+    assert decision.failed == verdicts.count("f")
+
+
+def test_rollback_reason_names_the_failure() -> None:
+    bad = assess_interval(Sample(100, 50, FAST), Sample(100, 0, FAST), T)
+    decision = assess_canary([bad, bad], T)
+    assert decision.reason == "2 failed interval(s) (limit 2): canary error rate 50.0% above 5.0%"
+
+
+def test_percentile() -> None:
+    assert percentile([], 95) is None
+    assert percentile([1.0, 2.0, 3.0, 4.0], 50) == 2.0
+    assert percentile(list(map(float, range(1, 101))), 95) == 95.0
+    assert percentile([7.0], 99) == 7.0
