@@ -61,7 +61,18 @@ class AuditLog:
             handle.write(json.dumps(record, sort_keys=True) + "\n")
             handle.flush()
             os.fsync(handle.fileno())
+            self._write_head(record)
         return record
+
+    @property
+    def head_path(self) -> Path:
+        """Where the newest record's number and hash are kept, so a cut tail shows."""
+        return self.path.with_name(self.path.name + ".head")
+
+    def _write_head(self, record: dict[str, Any]) -> None:
+        tmp = self.head_path.with_name(self.head_path.name + ".tmp")
+        tmp.write_text(json.dumps({"seq": record["seq"], "hash": record["hash"]}))
+        os.replace(tmp, self.head_path)
 
     def records(self) -> list[dict[str, Any]]:
         """Every record, oldest first."""
@@ -94,4 +105,15 @@ class AuditLog:
                 problems.append(AuditProblem(number, "record was changed"))
             previous = claimed
             expected_seq = int(body.get("seq", expected_seq)) + 1
+        if self.head_path.exists():
+            head = json.loads(self.head_path.read_text())
+            if head.get("hash") != previous:
+                last = expected_seq - 1
+                problems.append(
+                    AuditProblem(
+                        last,
+                        f"the log ends at record {last}, but record "
+                        f"{head.get('seq')} was written: records were removed",
+                    )
+                )
         return problems

@@ -78,7 +78,7 @@ def build_service(ctx: StepContext, params: dict[str, Any]) -> dict[str, Any]:
         log=ctx.log,
     )
     scans: list[dict[str, Any]] = []
-    artifacts = Path(str(params["artifacts"])) / str(params["service"])
+    artifacts = Path(str(params["artifacts"])) / f"run-{ctx.run_id}" / str(params["service"])
     if params.get("scan"):
         reports = [
             scanners.hadolint(str(dockerfile), artifacts),
@@ -127,7 +127,8 @@ def build_service(ctx: StepContext, params: dict[str, Any]) -> dict[str, Any]:
 
 def scan_repository(ctx: StepContext, params: dict[str, Any]) -> dict[str, Any]:
     """gitleaks over the repository's history."""
-    report = scanners.gitleaks(str(params["repo"]), Path(str(params["artifacts"])) / "repository")
+    folder = Path(str(params["artifacts"])) / f"run-{ctx.run_id}" / "repository"
+    report = scanners.gitleaks(str(params["repo"]), folder)
     if report.at_or_above(["HIGH"]):
         ctx.log(
             f"warning: gitleaks found {report.at_or_above(['HIGH'])} committed secret(s)"

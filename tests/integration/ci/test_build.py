@@ -165,9 +165,11 @@ def test_build_scan_push_manifest_release(tmp_path: Path, registry: str) -> None
             assert entry["digest"] == response.headers["Docker-Content-Digest"]
         tools = {scan["tool"] for scan in entry["scans"]}
         assert tools == {"hadolint", "trivy-config", "trivy-image", "trivy-secret"}
+        run_folder = tmp_path / "state" / "artifacts" / f"run-{json.loads(done.stdout)['id']}"
         for scan in entry["scans"]:
             for report in scan["reports"]:
                 assert Path(report).is_file()
+                assert Path(report).is_relative_to(run_folder / "hello"), "reports are kept per run"
         assert any(r.endswith(".sarif") for s in entry["scans"] for r in s["reports"])
         assert manifest["repositoryScan"]["tool"] == "gitleaks"
         assert manifest["commit"] and len(manifest["commit"]) == 40

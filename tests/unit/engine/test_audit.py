@@ -40,14 +40,13 @@ def test_removed_record_is_detected(tmp_path: Path) -> None:
     assert problems and problems[0].line == 3
 
 
-def test_removed_last_record_is_not_detectable_by_chain_alone(tmp_path: Path) -> None:
-    # Truncating the tail leaves a valid shorter chain; the record count is shown so that
-    # operators can compare it with an external copy (the state store will keep one).
+def test_removed_last_record_is_detected_through_the_head(tmp_path: Path) -> None:
     log = _log(tmp_path)
     lines = log.path.read_text().splitlines()[:-1]
     log.path.write_text("\n".join(lines) + "\n")
-    assert log.verify() == []
-    assert len(log.records()) == 3
+    problems = log.verify()
+    assert [p.line for p in problems] == [3]
+    assert "record 4 was written" in problems[0].message
 
 
 def test_garbage_line(tmp_path: Path) -> None:
