@@ -1,0 +1,108 @@
+"""The demo workload: a tiny HTTP service that stands in for each QuikApp service locally.
+
+Standard library only. It serves its health path, `/version`, `/` and `/api/echo`, and can be
+made bad on purpose through its environment, so that canary analysis and health verification
+fail honestly:
+
+  SHIPLINE_DEMO_ERROR_RATE     fraction of requests answered 500 (0..1)
+  SHIPLINE_DEMO_LATENCY_MS     added latency per request
+  SHIPLINE_DEMO_CRASH_AT_START exit at once with status 3 (a crash loop under a supervisor)
+  SHIPLINE_DEMO_FAIL_HEALTH    the health path answers 503
+
+Run: python -m shipline.targets.local.workload --port 8080 --service api --version 1.0.0
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import random
+import sys
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+
+def _settings(environ: dict[str, str]) -> dict[str, Any]:
+    return {
+        "error_rate": float(environ.get("SHIPLINE_DEMO_ERROR_RATE", "0") or 0),
+        "latency": float(environ.get("SHIPLINE_DEMO_LATENCY_MS", "0") or 0) / 1000,
+        "fail_health": environ.get("SHIPLINE_DEMO_FAIL_HEALTH", "") not in ("", "0", "false"),
+    }
+
+
+def make_handler(
+    service: str, version: str, health: str, settings: dict[str, Any], rng: random.Random
+) -> type[BaseHTTPRequestHandler]:
+    """The request handler of one workload process."""
+
+    class Handler(BaseHTTPRequestHandler):
+        server_version = f"{service}/{version}"
+
+        def log_message(self, format: str, *args: Any) -> None:
+            return
+
+        def _send(self, status: int, body: dict[str, Any]) -> None:
+            data = json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.send_header("X-Service-Version", version)
+            self.end_headers()
+            self.wfile.write(data)
+
+        def do_GET(self) -> None:
+            path = self.path.split("?", 1)[0]
+            if path == health:
+                if settings["fail_health"]:
+                    self._send(503, {"status": "DOWN", "service": service})
+                else:
+                    self._send(200, {"status": "UP", "service": service, "version": version})
+                return
+            if settings["latency"]:
+                time.sleep(settings["latency"])
+            if path == "/version":
+                self._send(200, {"service": service, "version": version, "pid": os.getpid()})
+                return
+            if path not in ("/", "/api/echo"):
+                self._send(404, {"error": "not found", "path": path})
+                return
+            if rng.random() < settings["error_rate"]:
+                self._send(500, {"error": "injected failure", "version": version})
+                return
+            self._send(200, {"service": service, "version": version, "path": path})
+
+    return Handler
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Serve until killed."""
+    parser = argparse.ArgumentParser(prog="shipline-workload")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--health", default="/health")
+    parser.add_argument("--service", default="service")
+    parser.add_argument("--version", default="0.0.0")
+    args = parser.parse_args(argv)
+    environ = dict(os.environ)
+    if environ.get("SHIPLINE_DEMO_CRASH_AT_START", "") not in ("", "0", "false"):
+        print(
+            f"{args.service} {args.version}: crashing at start (SHIPLINE_DEMO_CRASH_AT_START)",
+            file=sys.stderr,
+        )
+        return 3
+    settings = _settings(environ)
+    server = ThreadingHTTPServer(
+        (args.host, args.port),
+        make_handler(args.service, args.version, args.health, settings, random.Random()),
+    )
+    print(f"{args.service} {args.version} listening on {args.host}:{args.port}", flush=True)
+    with contextlib.suppress(KeyboardInterrupt):
+        server.serve_forever()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,139 @@
+"""The demo workload's modes and the gateway's weighted routing and counters, with real
+processes on loopback ports."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from shipline.domain.canary import IntervalVerdict, Sample, assess_interval
+from shipline.domain.models import AnalysisThresholds
+from shipline.targets.local.gateway import Gateway
+
+
+def _port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _get(url: str) -> tuple[int, dict[str, object]]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read() or b"{}")
+
+
+@contextmanager
+def workload(version: str, **env: str) -> Iterator[int]:
+    port = _port()
+    environ = {**os.environ, **env}
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "shipline.targets.local.workload",
+            "--port",
+            str(port),
+            "--service",
+            "api",
+            "--version",
+            version,
+        ],
+        env=environ,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        end = time.monotonic() + 10
+        while time.monotonic() < end and process.poll() is None:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+        yield port
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=10)
+        assert process.stdout is not None
+        process.stdout.close()
+
+
+def test_workload_modes() -> None:
+    with workload("1.0.0") as port:
+        assert _get(f"http://127.0.0.1:{port}/health") == (
+            200,
+            {"status": "UP", "service": "api", "version": "1.0.0"},
+        )
+        status, body = _get(f"http://127.0.0.1:{port}/version")
+        assert status == 200 and body["version"] == "1.0.0"
+        assert _get(f"http://127.0.0.1:{port}/nope")[0] == 404
+    with workload("1.0.1", SHIPLINE_DEMO_FAIL_HEALTH="1") as port:
+        assert _get(f"http://127.0.0.1:{port}/health")[0] == 503
+    with workload("1.0.2", SHIPLINE_DEMO_ERROR_RATE="1") as port:
+        assert _get(f"http://127.0.0.1:{port}/")[0] == 500
+    crash = subprocess.run(
+        [sys.executable, "-m", "shipline.targets.local.workload", "--port", str(_port())],
+        env={**os.environ, "SHIPLINE_DEMO_CRASH_AT_START": "1"},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert crash.returncode == 3 and "crashing at start" in crash.stderr
+
+
+def test_gateway_splits_by_weight_and_counts_per_version() -> None:
+    with workload("1.0.0") as stable, workload("2.0.0", SHIPLINE_DEMO_ERROR_RATE="0.5") as canary:
+        gateway = Gateway(0, seed=1)
+        gateway.start()
+        try:
+            gateway.route({"1.0.0": [stable], "2.0.0": [canary]}, {"1.0.0": 80, "2.0.0": 20})
+            statuses = [_get(f"http://127.0.0.1:{gateway.port}/api/echo")[0] for _ in range(400)]
+            counters = gateway.counters(reset=True)
+            share = counters["2.0.0"]["requests"] / 400
+            assert 0.13 < share < 0.27, share
+            assert counters["1.0.0"]["responses"] == {"2xx": counters["1.0.0"]["requests"]}
+            canary_errors = counters["2.0.0"]["responses"].get("5xx", 0)
+            assert statuses.count(500) == canary_errors > 0  # errors only from the canary's share
+
+            def sample(version: str) -> Sample:
+                data = counters[version]
+                return Sample(
+                    data["requests"], data["responses"].get("5xx", 0), tuple(data["latenciesMs"])
+                )
+
+            verdict = assess_interval(
+                sample("2.0.0"), sample("1.0.0"), AnalysisThresholds(max_error_rate=0.05)
+            )
+            assert verdict.verdict == IntervalVerdict.FAILED
+            gateway.route({"1.0.0": [stable]}, {"1.0.0": 100})
+            after = [_get(f"http://127.0.0.1:{gateway.port}/api/echo")[0] for _ in range(50)]
+            assert set(after) == {200}
+            stats = _get(f"http://127.0.0.1:{gateway.port}/_shipline/stats")[1]
+            assert stats["weights"] == {"1.0.0": 100}
+        finally:
+            gateway.stop()
+
+
+def test_gateway_without_replicas_and_with_a_dead_one() -> None:
+    gateway = Gateway(0)
+    gateway.start()
+    try:
+        assert _get(f"http://127.0.0.1:{gateway.port}/")[0] == 503
+        gateway.route({"1.0.0": [_port()]}, {"1.0.0": 100})  # nothing listens there
+        assert _get(f"http://127.0.0.1:{gateway.port}/")[0] == 502
+        assert gateway.counters()["1.0.0"]["responses"] == {"5xx": 1}
+    finally:
+        gateway.stop()
