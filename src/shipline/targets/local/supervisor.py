@@ -1,0 +1,141 @@
+"""Replicas as processes: start, health-check, stop, and restart with backoff when they crash.
+
+One Supervisor per worker process (see docs/adr/0004). Each replica's output goes to its own log
+file; environment variables (secrets included) are handed to the process, never written to disk.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import threading
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+BACKOFF_START = 0.5
+BACKOFF_MAX = 10.0
+CRASH_LOOP_RESTARTS = 3
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Replica:
+    """One process of one version of a service."""
+
+    service: str
+    version: str
+    port: int
+    argv: list[str]
+    env: dict[str, str]
+    log_path: Path
+    health_path: str
+    process: subprocess.Popen[bytes] | None = None
+    restarts: int = 0
+    restart_times: list[float] = field(default_factory=list)
+    next_start: float = 0.0
+    wanted: bool = True
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    @property
+    def crash_looping(self) -> bool:
+        recent = [t for t in self.restart_times if t > time.monotonic() - 60]
+        return len(recent) >= CRASH_LOOP_RESTARTS
+
+    def start(self) -> None:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(
+                self.argv,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+    def healthy(self, timeout: float = 1.0) -> bool:
+        if not self.running:
+            return False
+        try:
+            with urllib.request.urlopen(
+                f"http://127.0.0.1:{self.port}{self.health_path}", timeout=timeout
+            ) as r:
+                return bool(200 <= r.status < 300)
+        except (urllib.error.URLError, OSError):
+            return False
+
+    def stop(self, grace: float = 5.0) -> None:
+        self.wanted = False
+        if self.process is None or self.process.poll() is not None:
+            return
+        try:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            self.process.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=grace)
+        except ProcessLookupError:
+            pass
+
+
+class Supervisor:
+    """Keeps wanted replicas running: a crashed one is started again after a growing pause."""
+
+    def __init__(self, interval: float = 0.2) -> None:
+        self._replicas: list[Replica] = []
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._interval = interval
+        self._thread = threading.Thread(target=self._loop, name="shipline-supervisor", daemon=True)
+        self._thread.start()
+
+    def add(self, replica: Replica) -> None:
+        """Start `replica` and watch it."""
+        replica.start()
+        with self._lock:
+            self._replicas.append(replica)
+
+    def remove(self, replica: Replica) -> None:
+        """Stop watching `replica` and stop it."""
+        with self._lock:
+            if replica in self._replicas:
+                self._replicas.remove(replica)
+        replica.stop()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self._interval):
+            now = time.monotonic()
+            with self._lock:
+                replicas = list(self._replicas)
+            for replica in replicas:
+                if not replica.wanted or replica.running:
+                    continue
+                if replica.next_start == 0.0:
+                    pause = min(BACKOFF_MAX, BACKOFF_START * 2 ** min(replica.restarts, 10))
+                    replica.next_start = now + pause
+                elif now >= replica.next_start:
+                    replica.restarts += 1
+                    replica.restart_times.append(now)
+                    replica.next_start = 0.0
+                    replica.start()
+
+    def shutdown(self) -> None:
+        """Stop every replica and the watch."""
+        self._stop.set()
+        with self._lock:
+            replicas, self._replicas = list(self._replicas), []
+        for replica in replicas:
+            replica.stop()

@@ -1,0 +1,355 @@
+"""The local target: each (environment, service) is a gateway port in front of replica processes.
+
+Deploys are rolling (a new replica up and healthy before an old one goes) or canary (new replicas
+beside the stable ones, traffic shifted by weight, analysed between steps, promoted or rolled
+back). Every apply records a revision, as a Kubernetes Deployment does; rollback re-applies one.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from shipline.domain.health import Observation
+from shipline.errors import CheckFailed, NotFoundError
+from shipline.targets.local.gateway import Gateway
+from shipline.targets.local.supervisor import Replica, Supervisor, free_port
+
+WORKLOAD = [sys.executable, "-m", "shipline.targets.local.workload"]
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    """Desired state of one service in one environment."""
+
+    environment: str
+    service: str
+    version: str
+    replicas: int = 1
+    health_path: str = "/health"
+    env: dict[str, str] = field(default_factory=dict)
+    command: list[str] | None = None  # default: the demo workload
+
+    def public(self) -> dict[str, Any]:
+        """The spec as recorded in revisions: variable names, never values."""
+        return {
+            "version": self.version,
+            "replicas": self.replicas,
+            "healthPath": self.health_path,
+            "variables": sorted(self.env),
+            "command": self.command,
+        }
+
+
+@dataclass
+class _Service:
+    spec: ServiceSpec
+    gateway: Gateway
+    replicas: list[Replica] = field(default_factory=list)
+    revisions: list[dict[str, Any]] = field(default_factory=list)
+    lowest_available: int | None = None
+    events: list[str] = field(default_factory=list)
+
+
+class LocalTarget:
+    """Services of one or more environments as processes on this machine."""
+
+    def __init__(self, state_dir: Path, *, health_timeout: float = 15.0) -> None:
+        self.state_dir = state_dir
+        self.supervisor = Supervisor()
+        self.health_timeout = health_timeout
+        self._services: dict[tuple[str, str], _Service] = {}
+        self._lock = threading.RLock()
+
+    # --- helpers ---------------------------------------------------------------------------
+
+    def _replica(self, spec: ServiceSpec, index: int) -> Replica:
+        port = free_port()
+        argv = spec.command or [
+            *WORKLOAD,
+            "--service",
+            spec.service,
+            "--version",
+            spec.version,
+            "--health",
+            spec.health_path,
+        ]
+        argv = (
+            [*argv, "--port", str(port)]
+            if spec.command is None
+            else [a.replace("{port}", str(port)) for a in argv]
+        )
+        env = {
+            "PATH": "/usr/bin:/bin",
+            "PYTHONPATH": ":".join(sys.path),
+            **spec.env,
+            "PORT": str(port),
+        }
+        log = (
+            self.state_dir
+            / "logs"
+            / spec.environment
+            / spec.service
+            / f"{spec.version}-{index}-{port}.log"
+        )
+        return Replica(spec.service, spec.version, port, argv, env, log, spec.health_path)
+
+    def _wait_healthy(self, replica: Replica) -> None:
+        end = time.monotonic() + self.health_timeout
+        while time.monotonic() < end:
+            if replica.healthy(timeout=0.5):
+                return
+            if replica.crash_looping:
+                break
+            time.sleep(0.05)
+        state = "crash-looping" if replica.crash_looping or not replica.running else "not healthy"
+        raise CheckFailed(
+            f"{replica.service} {replica.version}: new replica {state} after "
+            f"{self.health_timeout:g} s (restarts: {replica.restarts})"
+        )
+
+    def _route(self, svc: _Service, weights: dict[str, int] | None = None) -> None:
+        backends: dict[str, list[int]] = {}
+        for replica in svc.replicas:
+            backends.setdefault(replica.version, []).append(replica.port)
+        if weights is None:
+            weights = {v: len(p) for v, p in backends.items()}
+        svc.gateway.route(backends, weights)
+
+    def _available(self, svc: _Service) -> int:
+        return sum(1 for r in svc.replicas if r.running)
+
+    def _service(self, environment: str, service: str) -> _Service:
+        found = self._services.get((environment, service))
+        if found is None:
+            raise NotFoundError(f"{service} is not deployed to {environment}")
+        return found
+
+    def _record(self, svc: _Service, cause: str) -> int:
+        number = len(svc.revisions) + 1
+        svc.revisions.append(
+            {
+                "revision": number,
+                "at": datetime.now(UTC).isoformat(),
+                "cause": cause,
+                **svc.spec.public(),
+                "_spec": svc.spec,
+            }
+        )
+        return number
+
+    # --- the port ------------------------------------------------------------------------------
+
+    def plan(self, spec: ServiceSpec) -> dict[str, Any]:
+        """What `apply(spec)` would change (for preview)."""
+        current = self._services.get((spec.environment, spec.service))
+        before = current.spec.public() if current else None
+        after = spec.public()
+        changes = {
+            k: {"from": (before or {}).get(k), "to": v}
+            for k, v in after.items()
+            if before is None or before.get(k) != v
+        }
+        if current:
+            old_env, new_env = current.spec.env, spec.env
+            changed_vars = sorted(
+                k for k in set(old_env) | set(new_env) if old_env.get(k) != new_env.get(k)
+            )
+            if changed_vars:
+                changes["variableValues"] = {"changed": changed_vars}
+        return {
+            "service": spec.service,
+            "environment": spec.environment,
+            "create": current is None,
+            "changes": changes,
+        }
+
+    def apply(
+        self,
+        spec: ServiceSpec,
+        *,
+        cause: str = "deploy",
+        log: Callable[[str], None] = lambda line: None,
+    ) -> int:
+        """Rolling update to `spec`; returns the new revision.
+
+        Old replicas keep serving until each new one is healthy; never below what was available.
+        """
+        with self._lock:
+            key = (spec.environment, spec.service)
+            svc = self._services.get(key)
+            if svc is None:
+                gateway = Gateway(0)
+                gateway.start()
+                svc = self._services[key] = _Service(spec, gateway)
+            old = list(svc.replicas)
+            svc.lowest_available = self._available(svc) if old else None
+            fresh: list[Replica] = []
+            try:
+                for index in range(spec.replicas):
+                    replica = self._replica(spec, index)
+                    self.supervisor.add(replica)
+                    fresh.append(replica)
+                    self._wait_healthy(replica)
+                    svc.replicas.append(replica)
+                    self._route(svc)
+                    log(
+                        f"{spec.service} {spec.version}: replica {index + 1}/{spec.replicas}"
+                        f" healthy on :{replica.port}"
+                    )
+                    if old:
+                        retired = old.pop(0)
+                        svc.replicas.remove(retired)
+                        self._route(svc)
+                        self.supervisor.remove(retired)
+                    available = self._available(svc)
+                    svc.lowest_available = (
+                        available
+                        if svc.lowest_available is None
+                        else min(svc.lowest_available, available)
+                    )
+            except CheckFailed:
+                for replica in fresh:
+                    if replica in svc.replicas:
+                        svc.replicas.remove(replica)
+                    self.supervisor.remove(replica)
+                self._route(svc)
+                svc.events.append(f"rollout of {spec.version} failed: new replica not healthy")
+                raise
+            for retired in old:
+                svc.replicas.remove(retired)
+                self._route(svc)
+                self.supervisor.remove(retired)
+            svc.spec = spec
+            svc.events = [e for e in svc.events if not e.startswith("rollout of")]
+            return self._record(svc, cause)
+
+    def status(self, environment: str, service: str) -> dict[str, Any]:
+        """Observed state: version, replicas, restarts, gateway port and weights, revision."""
+        svc = self._service(environment, service)
+        return {
+            "service": service,
+            "environment": environment,
+            "version": svc.spec.version,
+            "desired": svc.spec.replicas,
+            "running": sum(r.running for r in svc.replicas),
+            "ready": sum(r.healthy(timeout=0.5) for r in svc.replicas),
+            "restarts": sum(r.restarts for r in svc.replicas),
+            "crashLooping": sum(r.crash_looping for r in svc.replicas),
+            "gatewayPort": svc.gateway.port,
+            "weights": svc.gateway.weights(),
+            "revision": len(svc.revisions),
+            "events": list(svc.events),
+        }
+
+    def observe(
+        self,
+        environment: str,
+        service: str,
+        *,
+        min_replicas: int = 1,
+        max_replicas: int = 20,
+        required_available: int = 0,
+    ) -> Observation:
+        """What health verification needs, including a request through the gateway."""
+        svc = self._service(environment, service)
+        state = self.status(environment, service)
+        import urllib.error
+        import urllib.request
+
+        url = f"http://127.0.0.1:{svc.gateway.port}{svc.spec.health_path}"
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                ok, detail = 200 <= response.status < 300, f"{url} answered {response.status}"
+        except urllib.error.HTTPError as exc:
+            ok, detail = False, f"{url} answered {exc.code}"
+        except OSError as exc:
+            ok, detail = False, f"{url} unreachable ({type(exc).__name__})"
+        return Observation(
+            desired=state["desired"],
+            running=state["running"],
+            ready=state["ready"],
+            restarts=state["restarts"],
+            crash_looping=state["crashLooping"],
+            endpoint_ok=ok,
+            endpoint_detail=detail,
+            min_replicas=min_replicas,
+            max_replicas=max_replicas,
+            required_available=required_available,
+            lowest_available=svc.lowest_available,
+            error_events=tuple(svc.events),
+        )
+
+    def history(self, environment: str, service: str) -> list[dict[str, Any]]:
+        """Revisions, oldest first."""
+        return [
+            {k: v for k, v in r.items() if not k.startswith("_")}
+            for r in self._service(environment, service).revisions
+        ]
+
+    def rollback(self, environment: str, service: str, revision: int = 0, **kw: Any) -> int:
+        """Re-apply revision `revision` (0: the one before the current)."""
+        svc = self._service(environment, service)
+        target = len(svc.revisions) - 1 if revision == 0 else revision
+        if not 1 <= target <= len(svc.revisions):
+            raise NotFoundError(
+                f"{service} in {environment} has no revision {target}",
+                hint=f"revisions 1..{len(svc.revisions)}",
+            )
+        spec = svc.revisions[target - 1]["_spec"]
+        return self.apply(spec, cause=f"rollback to revision {target}", **kw)
+
+    def scale(self, environment: str, service: str, replicas: int, **kw: Any) -> int:
+        """Change the replica count (a rolling apply of the same version)."""
+        svc = self._service(environment, service)
+        from dataclasses import replace
+
+        return self.apply(replace(svc.spec, replicas=replicas), cause=f"scale to {replicas}", **kw)
+
+    def restart(self, environment: str, service: str, **kw: Any) -> int:
+        """Rolling restart: new processes replace the old ones one by one."""
+        svc = self._service(environment, service)
+        return self.apply(svc.spec, cause="restart", **kw)
+
+    def down(self, environment: str) -> list[str]:
+        """Stop every service of `environment`; returns their names."""
+        with self._lock:
+            stopped = []
+            for (env, name), svc in list(self._services.items()):
+                if env != environment:
+                    continue
+                for replica in svc.replicas:
+                    self.supervisor.remove(replica)
+                svc.gateway.stop()
+                del self._services[(env, name)]
+                stopped.append(name)
+            return sorted(stopped)
+
+    def services(self) -> list[tuple[str, str]]:
+        """(environment, service) pairs deployed here."""
+        return sorted(self._services)
+
+    def close(self) -> None:
+        """Stop everything."""
+        for env in {env for env, _ in self._services}:
+            self.down(env)
+        self.supervisor.shutdown()
+
+    def write_state(self) -> None:
+        """Record what runs where (no variable values) for `shipline status` outside the worker."""
+        data = {
+            f"{env}/{svc}": {**self.status(env, svc), "history": self.history(env, svc)}
+            for env, svc in self.services()
+        }
+        path = self.state_dir / "local-state.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(data, indent=2, default=str))
+        tmp.replace(path)
