@@ -97,3 +97,81 @@ def test_down_stops_everything(target: LocalTarget) -> None:
     assert all(p is not None and p.poll() is not None for p in processes)
     with pytest.raises(NotFoundError):
         target.status("qa", "a")
+
+
+def test_bad_canary_is_rolled_back_and_clients_see_errors_only_at_its_share(
+    target: LocalTarget, tmp_path: Path
+) -> None:
+    import threading
+    import urllib.error
+
+    from shipline.domain.models import AnalysisThresholds
+
+    target.apply(ServiceSpec("local", "api", "1.0.0", replicas=2))
+    port = target.status("local", "api")["gatewayPort"]
+    seen: list[tuple[float, int, str]] = []
+    stop = threading.Event()
+
+    def client() -> None:
+        import time
+
+        while not stop.is_set():
+            try:
+                with urllib.request.urlopen(
+                    f"http://127.0.0.1:{port}/api/echo", timeout=5
+                ) as response:
+                    seen.append(
+                        (time.monotonic(), response.status, response.headers["X-Shipline-Version"])
+                    )
+            except urllib.error.HTTPError as exc:
+                seen.append((time.monotonic(), exc.code, exc.headers["X-Shipline-Version"]))
+            time.sleep(0.01)
+
+    thread = threading.Thread(target=client)
+    thread.start()
+    lines: list[str] = []
+    thresholds = AnalysisThresholds(max_error_rate=0.05, failure_limit=2, interval_seconds=1)
+    try:
+        with pytest.raises(CheckFailed, match="rolled back"):
+            target.canary(
+                ServiceSpec(
+                    "local", "api", "2.0.0", replicas=2, env={"SHIPLINE_DEMO_ERROR_RATE": "0.5"}
+                ),
+                thresholds,
+                steps=[50, 100],
+                bake_seconds=5,
+                log=lines.append,
+            )
+        import time
+
+        rolled_back_at = time.monotonic()
+        time.sleep(1)
+    finally:
+        stop.set()
+        thread.join()
+    errors = [(t, v) for t, status, v in seen if status >= 500]
+    assert errors and all(v == "2.0.0" for _, v in errors), "only the canary's share errs"
+    assert not [e for e in errors if e[0] > rolled_back_at], "no error after the rollback"
+    canary_share = sum(1 for _, _, v in seen if v == "2.0.0") / len(
+        [s for s in seen if s[0] <= rolled_back_at]
+    )
+    assert 0.3 < canary_share < 0.7  # 50 % step
+    assert target.status("local", "api")["version"] == "1.0.0"
+    assert target.status("local", "api")["weights"] == {"1.0.0": 2}
+    assert any("analysis failed" in line for line in lines)
+
+
+def test_good_canary_is_promoted(target: LocalTarget) -> None:
+    from shipline.domain.models import AnalysisThresholds
+
+    target.apply(ServiceSpec("local", "api", "1.0.0"))
+    revision = target.canary(
+        ServiceSpec("local", "api", "1.1.0"),
+        AnalysisThresholds(interval_seconds=0.5),
+        steps=[10, 50, 100],
+        bake_seconds=0.5,
+        probe_rps=40,
+    )
+    assert revision == 2
+    assert target.status("local", "api")["version"] == "1.1.0"
+    assert target.history("local", "api")[-1]["cause"] == "canary promoted"

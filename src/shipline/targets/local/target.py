@@ -17,12 +17,26 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from shipline.domain.canary import (
+    CanaryOutcome,
+    IntervalAssessment,
+    Sample,
+    assess_canary,
+    assess_interval,
+)
 from shipline.domain.health import Observation
+from shipline.domain.models import AnalysisThresholds
 from shipline.errors import CheckFailed, NotFoundError
 from shipline.targets.local.gateway import Gateway
 from shipline.targets.local.supervisor import Replica, Supervisor, free_port
 
 WORKLOAD = [sys.executable, "-m", "shipline.targets.local.workload"]
+
+
+def _sample(counters: dict[str, dict[str, Any]], version: str) -> Sample:
+    data = counters.get(version) or {"requests": 0, "responses": {}, "latenciesMs": []}
+    errors = sum(n for klass, n in data["responses"].items() if klass == "5xx")
+    return Sample(int(data["requests"]), errors, tuple(data["latenciesMs"]))
 
 
 @dataclass(frozen=True)
@@ -230,6 +244,93 @@ class LocalTarget:
             svc.spec = spec
             svc.events = [e for e in svc.events if not e.startswith("rollout of")]
             return self._record(svc, cause)
+
+    def canary(
+        self,
+        spec: ServiceSpec,
+        thresholds: AnalysisThresholds,
+        *,
+        steps: list[int],
+        bake_seconds: float,
+        probe_rps: float = 0.0,
+        log: Callable[[str], None] = lambda line: None,
+    ) -> int:
+        """Canary: one replica of the new version beside the stable ones, traffic shifted by
+        `steps` (weights in %), analysed every `thresholds.interval_seconds` against the stable
+        version; rolled back at the failure limit, promoted (a rolling apply) after the last step.
+
+        With `probe_rps`, the analysis sends its own requests through the gateway as well.
+        """
+        svc = self._services.get((spec.environment, spec.service))
+        if svc is None or not svc.replicas:
+            return self.apply(spec, log=log)
+        stable = svc.spec.version
+        if stable == spec.version:
+            return self.apply(spec, log=log)
+        replica = self._replica(spec, 0)
+        self.supervisor.add(replica)
+        try:
+            self._wait_healthy(replica)
+        except CheckFailed:
+            self.supervisor.remove(replica)
+            raise
+        svc.replicas.append(replica)
+        assessments: list[IntervalAssessment] = []
+        try:
+            for weight in steps:
+                if weight >= 100:
+                    break
+                self._route(svc, {stable: 100 - weight, spec.version: weight})
+                log(f"{spec.service}: canary {spec.version} at {weight}% (stable {stable})")
+                svc.gateway.counters(reset=True)
+                end = time.monotonic() + max(bake_seconds, thresholds.interval_seconds)
+                while time.monotonic() < end:
+                    self._interval(svc, thresholds.interval_seconds, probe_rps, spec.health_path)
+                    counters = svc.gateway.counters(reset=True)
+                    assessment = assess_interval(
+                        _sample(counters, spec.version), _sample(counters, stable), thresholds
+                    )
+                    assessments.append(assessment)
+                    log(
+                        f"{spec.service}: analysis {assessment.verdict.value}: "
+                        + "; ".join(assessment.reasons)
+                    )
+                    decision = assess_canary(assessments, thresholds, intervals_required=10**9)
+                    if decision.outcome == CanaryOutcome.ROLLBACK:
+                        raise CheckFailed(
+                            f"canary {spec.service} {spec.version} rolled back: {decision.reason}"
+                        )
+        except CheckFailed:
+            svc.replicas.remove(replica)
+            self._route(svc)
+            self.supervisor.remove(replica)
+            svc.events.append(f"canary {spec.version} rolled back")
+            log(f"{spec.service}: canary {spec.version} removed; all traffic on {stable}")
+            raise
+        svc.replicas.remove(replica)
+        self._route(svc)
+        self.supervisor.remove(replica)
+        log(f"{spec.service}: canary {spec.version} promoted")
+        return self.apply(spec, cause="canary promoted", log=log)
+
+    def _interval(self, svc: _Service, seconds: float, probe_rps: float, path: str) -> None:
+        end = time.monotonic() + seconds
+        if probe_rps <= 0:
+            time.sleep(seconds)
+            return
+        import urllib.error
+        import urllib.request
+
+        pause = 1.0 / probe_rps
+        while time.monotonic() < end:
+            try:
+                with urllib.request.urlopen(
+                    f"http://127.0.0.1:{svc.gateway.port}/api/echo", timeout=2
+                ):
+                    pass
+            except (urllib.error.URLError, OSError):
+                pass
+            time.sleep(pause)
 
     def status(self, environment: str, service: str) -> dict[str, Any]:
         """Observed state: version, replicas, restarts, gateway port and weights, revision."""
