@@ -10,6 +10,7 @@ from typing import Annotated, Any
 import typer
 from typer._click import exceptions as click  # typer vendors click; its errors live here
 
+from shipline.cli import actions
 from shipline.cli.ci import ci_app
 from shipline.cli.context import JsonFlag, State, state_of
 from shipline.cli.deploy import deploy
@@ -44,6 +45,16 @@ app.add_typer(ci_app, name="ci")
 app.add_typer(release_app, name="release")
 app.command()(worker)
 app.command()(deploy)
+for _command in (
+    actions.preview,
+    actions.rollback,
+    actions.restart,
+    actions.scale,
+    actions.down,
+    actions.status,
+    actions.logs,
+):
+    app.command()(_command)
 app.command()(approve)
 app.command()(reject)
 

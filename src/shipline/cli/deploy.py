@@ -26,6 +26,10 @@ def deploy(
     reason: Annotated[
         str | None, typer.Option("--reason", help="Why (required with --emergency; audited).")
     ] = None,
+    parameters: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Run parameter NAME=VALUE (the last variable layer)."),
+    ] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Deploy services at a tag to an environment, through its approvals and checks."""
@@ -48,7 +52,13 @@ def deploy(
     ws = state.workspace()
     environment = find_environment(ws.config, env)
     names = pick_services(ws.config, services)
-    spec = deploy_pipeline(ws.config, environment, names, tag, str(ws.state_dir))
+    run_parameters: dict[str, str] = {}
+    for item in parameters or []:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise UserError(f"--set {item!r} is not NAME=VALUE")
+        run_parameters[name.strip()] = value
+    spec = deploy_pipeline(ws.config, environment, names, tag, str(ws.state_dir), run_parameters)
     service = run_service(ws)
     record = service.start(
         spec,

@@ -53,6 +53,8 @@ def worker(
     try:
         stop.wait()
     finally:
+        if runtime._local is not None:
+            runtime._local.close()  # the replicas this worker supervised stop with it
         host.shutdown()
         state.output.error(
             "shipline worker stopped; unfinished runs resume when a worker starts again"

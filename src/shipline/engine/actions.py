@@ -147,37 +147,3 @@ def find_action(name: str, extra: Mapping[str, Action] | None = None) -> Action:
             loaded: Action = ep.load()
             return loaded
     raise UserError(f"unknown step action '{name}'", hint=f"built-in: {', '.join(sorted(BUILTIN))}")
-
-
-class TargetUnavailable(TechnicalError):
-    """The environment's target type has no adapter yet."""
-
-    terminal = True
-
-
-def _target(params: dict[str, Any]) -> Any:
-    kind = str(params.get("target"))
-    if kind == "memory":
-        from shipline.targets.memory import MemoryTarget
-
-        return MemoryTarget(Path(str(params["stateDir"])), str(params["environment"]))
-    raise TargetUnavailable(
-        f"target type '{kind}' cannot deploy yet",
-        hint="use a 'memory' target for this environment until its adapter is available",
-    )
-
-
-def _target_deploy(ctx: StepContext, params: dict[str, Any]) -> dict[str, Any]:
-    target = _target(params)
-    changed = target.apply(str(params["service"]), str(params["version"]))
-    ctx.log(f"{params['service']} -> {params['version']}" + ("" if changed else " (already there)"))
-    return {str(params["service"]): str(params["version"])}
-
-
-def _target_verify(ctx: StepContext, params: dict[str, Any]) -> dict[str, Any]:
-    _target(params).verify(str(params["service"]), str(params["version"]))
-    return {}
-
-
-BUILTIN["target.deploy"] = _target_deploy
-BUILTIN["target.verify"] = _target_verify

@@ -44,29 +44,68 @@ def approvers(config: Config) -> dict[str, list[str]]:
     return {name: list(group.members) for name, group in config.approver_groups.items()}
 
 
-def deploy_pipeline(
-    config: Config, env: Environment, services: list[str], tag: str, state_dir: str
-) -> PipelineSpec:
-    """The deploy pipeline of `services` at `tag` to `env`."""
+def _service_params(
+    config: Config, env: Environment, service: str, state_dir: str
+) -> dict[str, Any]:
     target = config.targets[env.target]
-    target_params: dict[str, Any] = {
+    svc = config.service(service)
+    tier = config.tiers[env.tier].resources
+    return {
         "target": target.type,
         "environment": env.name,
         "namespace": env.namespace,
         "stateDir": state_dir,
+        "service": service,
+        "healthPath": config.service_health_path(svc),
+        "replicas": tier.min_replicas or 1,
+        "minReplicas": tier.min_replicas or 1,
+        "maxReplicas": tier.max_replicas,
+        "requiredAvailable": max(0, (tier.min_replicas or 1) - 1)
+        if tier.pod_disruption_budget
+        else 0,
     }
+
+
+def _steps(
+    action: str, config: Config, env: Environment, services: list[str], state_dir: str, **extra: Any
+) -> list[dict[str, Any]]:
+    return [
+        {
+            "name": service,
+            "action": action,
+            "params": {**_service_params(config, env, service, state_dir), **extra},
+        }
+        for service in services
+    ]
+
+
+def deploy_pipeline(
+    config: Config,
+    env: Environment,
+    services: list[str],
+    tag: str,
+    state_dir: str,
+    run_parameters: dict[str, str] | None = None,
+) -> PipelineSpec:
+    """validate → deploy (window, approvals, locks; the environment's strategy) → verify, and a
+    rollback stage that runs only when deploy or verify failed ("rollback is automatic")."""
+    strategy = env.strategy.model_dump(mode="json", by_alias=True)
     deploy_stage: dict[str, Any] = {
         "name": "deploy",
         "locks": [f"{env.name}/{service}" for service in services],
         "lockPolicy": env.checks.lock.value,
         "steps": [
-            {
-                "name": service,
-                "action": "target.deploy",
-                "params": {**target_params, "service": service, "version": tag},
-                "retry": {"attempts": 2, "backoffSeconds": 1},
-            }
-            for service in services
+            {**step, "retry": {"attempts": 1}}
+            for step in _steps(
+                "target.deploy",
+                config,
+                env,
+                services,
+                state_dir,
+                version=tag,
+                strategy=strategy,
+                runParameters=run_parameters or {},
+            )
         ],
     }
     if env.approvals is not None:
@@ -90,15 +129,58 @@ def deploy_pipeline(
                 deploy_stage,
                 {
                     "name": "verify",
-                    "steps": [
-                        {
-                            "name": service,
-                            "action": "target.verify",
-                            "params": {**target_params, "service": service, "version": tag},
-                        }
-                        for service in services
-                    ],
+                    "steps": _steps("target.verify", config, env, services, state_dir, version=tag),
                 },
+                {
+                    "name": "rollback",
+                    "dependsOn": ["deploy", "verify"],
+                    "condition": "failed",
+                    "steps": _steps(
+                        "target.rollback", config, env, services, state_dir, afterFailure=True
+                    ),
+                },
+            ],
+        }
+    )
+
+
+ACTIONS = {
+    "rollback": "target.rollback",
+    "scale": "target.scale",
+    "restart": "target.restart",
+    "preview": "target.preview",
+}
+
+
+def action_pipeline(
+    config: Config, env: Environment, services: list[str], action: str, state_dir: str, **extra: Any
+) -> PipelineSpec:
+    """One action (rollback, scale, restart, preview) on each service, under the same locks."""
+    stage: dict[str, Any] = {
+        "name": action,
+        "steps": _steps(ACTIONS[action], config, env, services, state_dir, **extra),
+    }
+    if action != "preview":
+        stage["locks"] = [f"{env.name}/{service}" for service in services]
+        stage["lockPolicy"] = env.checks.lock.value
+    return PipelineSpec.model_validate({"kind": action, "stages": [stage]})
+
+
+def down_pipeline(config: Config, env: Environment, state_dir: str) -> PipelineSpec:
+    """Stop every service of `env` that runs on this machine."""
+    params = {
+        "target": config.targets[env.target].type,
+        "environment": env.name,
+        "stateDir": state_dir,
+    }
+    return PipelineSpec.model_validate(
+        {
+            "kind": "down",
+            "stages": [
+                {
+                    "name": "down",
+                    "steps": [{"name": "stop", "action": "target.down", "params": params}],
+                }
             ],
         }
     )

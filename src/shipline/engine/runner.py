@@ -32,7 +32,7 @@ from shipline.domain.pipeline import (
     should_run,
     stage_order,
 )
-from shipline.engine import ci_actions  # noqa: F401 - registers the CI actions
+from shipline.engine import ci_actions, deploy_actions  # noqa: F401 - register their actions
 from shipline.engine.actions import StepCancelled, StepContext, StepTimedOut, find_action
 from shipline.engine.notifications import deliver
 from shipline.engine.runtime import INBOX, WORKFLOW_NAME, current, log

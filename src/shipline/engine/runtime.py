@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from shipline.domain.events import EventKind
 from shipline.domain.masking import Masker
@@ -45,6 +46,16 @@ class Runtime:
     lock_poll_seconds: float = 1.0
     wait_chunk_seconds: float = 60.0
     notify_backoff_seconds: float = 0.5
+    workspace: Any = None  # the project, when the worker runs for one (variables, secrets)
+    _local: Any = None
+
+    def local_target(self, state_dir: Path) -> Any:
+        """The local target of this worker (its replicas live as long as the worker)."""
+        if self._local is None:
+            from shipline.targets.local.target import LocalTarget
+
+            self._local = LocalTarget(state_dir)
+        return self._local
 
 
 _RUNTIME: Runtime | None = None

@@ -36,5 +36,7 @@ def worker_runtime(ws: Workspace) -> tuple[Runtime, str]:
 
         logging.getLogger("shipline.notify").warning("%s", problem)
 
-    runtime = Runtime(store=store, audit=ws.audit, masker=ws.masker, notifiers=notifiers)
+    runtime = Runtime(
+        store=store, audit=ws.audit, masker=ws.masker, notifiers=notifiers, workspace=ws
+    )
     return runtime, system_database_url(ws.database_url, ws.state_dir)

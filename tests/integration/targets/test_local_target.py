@@ -168,9 +168,9 @@ def test_good_canary_is_promoted(target: LocalTarget) -> None:
     revision = target.canary(
         ServiceSpec("local", "api", "1.1.0"),
         AnalysisThresholds(interval_seconds=0.5),
-        steps=[10, 50, 100],
+        steps=[50, 100],
         bake_seconds=0.5,
-        probe_rps=40,
+        probe_rps=80,
     )
     assert revision == 2
     assert target.status("local", "api")["version"] == "1.1.0"

@@ -20,6 +20,7 @@ from typing import Any
 from shipline.domain.canary import (
     CanaryOutcome,
     IntervalAssessment,
+    IntervalVerdict,
     Sample,
     assess_canary,
     assess_interval,
@@ -88,6 +89,8 @@ class LocalTarget:
         port = free_port()
         argv = spec.command or [
             *WORKLOAD,
+            "--owner",
+            str(self.state_dir),
             "--service",
             spec.service,
             "--version",
@@ -204,6 +207,7 @@ class LocalTarget:
                 gateway.start()
                 svc = self._services[key] = _Service(spec, gateway)
             old = list(svc.replicas)
+            svc.events = []  # events are "since this rollout began", as the health check reads them
             svc.lowest_available = self._available(svc) if old else None
             fresh: list[Replica] = []
             try:
@@ -242,7 +246,6 @@ class LocalTarget:
                 self._route(svc)
                 self.supervisor.remove(retired)
             svc.spec = spec
-            svc.events = [e for e in svc.events if not e.startswith("rollout of")]
             return self._record(svc, cause)
 
     def canary(
@@ -267,6 +270,7 @@ class LocalTarget:
         stable = svc.spec.version
         if stable == spec.version:
             return self.apply(spec, log=log)
+        svc.events = []
         replica = self._replica(spec, 0)
         self.supervisor.add(replica)
         try:
@@ -276,6 +280,7 @@ class LocalTarget:
             raise
         svc.replicas.append(replica)
         assessments: list[IntervalAssessment] = []
+        seen = 0
         try:
             for weight in steps:
                 if weight >= 100:
@@ -300,6 +305,13 @@ class LocalTarget:
                         raise CheckFailed(
                             f"canary {spec.service} {spec.version} rolled back: {decision.reason}"
                         )
+                step_verdicts = [a.verdict for a in assessments[seen:]]
+                seen = len(assessments)
+                if IntervalVerdict.SUCCEEDED not in step_verdicts:
+                    raise CheckFailed(
+                        f"canary {spec.service} {spec.version} rolled back: no good interval"
+                        f" at {weight}% (too little traffic to judge)"
+                    )
         except CheckFailed:
             svc.replicas.remove(replica)
             self._route(svc)

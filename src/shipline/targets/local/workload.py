@@ -85,6 +85,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--health", default="/health")
     parser.add_argument("--service", default="service")
     parser.add_argument("--version", default="0.0.0")
+    parser.add_argument(
+        "--owner", default="", help="who started it (so its processes can be found)"
+    )
     args = parser.parse_args(argv)
     environ = dict(os.environ)
     if environ.get("SHIPLINE_DEMO_CRASH_AT_START", "") not in ("", "0", "false"):

@@ -1,0 +1,265 @@
+"""`shipline preview | rollback | restart | scale | down | status | logs` on an environment."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from shipline.cli.context import JsonFlag, state_of
+from shipline.errors import UserError
+
+EnvOpt = Annotated[str, typer.Option("--env", "-e", help="Environment name or alias.")]
+ServicesOpt = Annotated[str, typer.Option("--services", "-s", help="'all' or a,b,c.")]
+DetachOpt = Annotated[bool, typer.Option("--detach", help="Return at once (exit 3).")]
+
+
+def _run(
+    ctx: typer.Context,
+    env: str,
+    services: str | None,
+    action: str,
+    detach: bool,
+    as_json: bool,
+    **extra: Any,
+) -> None:
+    from shipline.cli.runs import watch
+    from shipline.engine.identity import current_user
+    from shipline.engine.pipelines import (
+        action_pipeline,
+        down_pipeline,
+        find_environment,
+        pick_services,
+    )
+    from shipline.engine.service import run_service
+
+    state = state_of(ctx)
+    ws = state.workspace()
+    environment = find_environment(ws.config, env)
+    if action == "down":
+        names: list[str] = []
+        spec = down_pipeline(ws.config, environment, str(ws.state_dir))
+    else:
+        names = pick_services(ws.config, services or "all")
+        spec = action_pipeline(ws.config, environment, names, action, str(ws.state_dir), **extra)
+    service = run_service(ws)
+    record = service.start(
+        spec,
+        actor=current_user(None, os.environ),
+        environment=environment.name,
+        services=dict.fromkeys(names, str(extra.get("version", ""))),
+    )
+    watch(
+        state, service, record.id, detach=detach, as_json=as_json, queued=f"run {record.id} queued"
+    )
+
+
+def preview(
+    ctx: typer.Context,
+    env: EnvOpt,
+    tag: Annotated[str, typer.Option("--tag", "-t", help="Tag to compare.")],
+    services: ServicesOpt = "all",
+    as_json: JsonFlag = False,
+) -> None:
+    """Show what a deploy would change: versions, replicas, variables (names only)."""
+    _run(ctx, env, services, "preview", False, as_json, version=tag)
+
+
+def rollback(
+    ctx: typer.Context,
+    env: EnvOpt,
+    services: ServicesOpt,
+    revision: Annotated[
+        int, typer.Option("--revision", help="Revision to restore (0: the previous).")
+    ] = 0,
+    detach: DetachOpt = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Roll services back to a revision."""
+    if revision < 0:
+        raise UserError("--revision is 0 (the previous) or a revision number")
+    _run(ctx, env, services, "rollback", detach, as_json, revision=revision)
+
+
+def restart(
+    ctx: typer.Context,
+    env: EnvOpt,
+    services: ServicesOpt,
+    detach: DetachOpt = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Rolling restart of services."""
+    _run(ctx, env, services, "restart", detach, as_json)
+
+
+def scale(
+    ctx: typer.Context,
+    env: EnvOpt,
+    services: ServicesOpt,
+    replicas: Annotated[int, typer.Option("--replicas", help="Replica count.")],
+    detach: DetachOpt = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Scale services to a replica count."""
+    if not 0 < replicas <= 50:
+        raise UserError("--replicas must be between 1 and 50")
+    _run(ctx, env, services, "scale", detach, as_json, replicas=replicas)
+
+
+def down(
+    ctx: typer.Context, env: EnvOpt, detach: DetachOpt = False, as_json: JsonFlag = False
+) -> None:
+    """Stop every service of an environment that runs on this machine."""
+    _run(ctx, env, None, "down", detach, as_json)
+
+
+def _local_state(state_dir: Path) -> dict[str, Any]:
+    path = state_dir / "local-state.json"
+    data: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {}
+    for memory in (
+        (state_dir / "targets").glob("memory-*.json") if (state_dir / "targets").exists() else []
+    ):
+        env = memory.stem.removeprefix("memory-")
+        for service, version in json.loads(memory.read_text())["services"].items():
+            data.setdefault(
+                f"{env}/{service}",
+                {
+                    "service": service,
+                    "environment": env,
+                    "version": version,
+                    "desired": None,
+                    "ready": None,
+                    "revision": None,
+                },
+            )
+    return data
+
+
+def status(
+    ctx: typer.Context,
+    env: Annotated[str | None, typer.Option("--env", "-e", help="Only this one.")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Which version of each service runs where, its replicas and health, and its last deploy."""
+    from shipline.engine.pipelines import find_environment
+    from shipline.store.sql import SqlStateStore
+
+    state = state_of(ctx)
+    ws = state.workspace()
+    only = find_environment(ws.config, env).name if env else None
+    observed = _local_state(ws.state_dir)
+    last: dict[str, Any] = {}
+    store = SqlStateStore.connect(ws.database_url)
+    for run in reversed(store.list_runs(limit=500)):
+        if run.pipeline == "deploy" and run.environment:
+            for name in run.services:
+                last[f"{run.environment}/{name}"] = {
+                    "run": run.id,
+                    "phase": run.phase,
+                    "at": run.requested_at.isoformat(),
+                }
+    rows: list[dict[str, Any]] = []
+    for environment in ws.config.ladder_environments():
+        if only and environment.name != only:
+            continue
+        for service in ws.config.services:
+            key = f"{environment.name}/{service.name}"
+            seen = observed.get(key)
+            if seen is None and key not in last:
+                continue
+            seen = seen or {}
+            ready, desired = seen.get("ready"), seen.get("desired")
+            health = "unknown" if ready is None else ("healthy" if ready == desired else "degraded")
+            rows.append(
+                {
+                    "environment": environment.name,
+                    "service": service.name,
+                    "version": seen.get("version"),
+                    "ready": ready,
+                    "desired": desired,
+                    "restarts": seen.get("restarts"),
+                    "health": health,
+                    "gatewayPort": seen.get("gatewayPort"),
+                    "revision": seen.get("revision"),
+                    "lastDeploy": last.get(key),
+                }
+            )
+    if as_json:
+        state.output.json(rows)
+        return
+    if not rows:
+        state.output.line("nothing deployed yet" + (f" to {only}" if only else ""))
+        return
+    state.output.table(
+        f"status{' of ' + only if only else ''}",
+        [
+            "environment",
+            "service",
+            "version",
+            "replicas",
+            "health",
+            "gateway",
+            "revision",
+            "last deploy",
+        ],
+        [
+            [
+                r["environment"],
+                r["service"],
+                r["version"] or "-",
+                f"{r['ready']}/{r['desired']}" if r["desired"] is not None else "-",
+                r["health"],
+                f"127.0.0.1:{r['gatewayPort']}" if r["gatewayPort"] else "-",
+                r["revision"] or "-",
+                f"run {r['lastDeploy']['run']} {r['lastDeploy']['phase']}"
+                if r["lastDeploy"]
+                else "-",
+            ]
+            for r in rows
+        ],
+    )
+
+
+def logs(
+    ctx: typer.Context,
+    env: EnvOpt,
+    service: Annotated[str, typer.Option("--service", "-s", help="Service.")],
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="Keep printing new lines.")
+    ] = False,
+    lines: Annotated[
+        int, typer.Option("--lines", "-n", help="Lines from the end of each log.")
+    ] = 50,
+) -> None:
+    """Print the logs of a service's replicas on this machine."""
+    from shipline.engine.pipelines import find_environment
+
+    state = state_of(ctx)
+    ws = state.workspace()
+    environment = find_environment(ws.config, env).name
+    folder = ws.state_dir / "logs" / environment / service
+    files = sorted(folder.glob("*.log"), key=lambda p: p.stat().st_mtime) if folder.exists() else []
+    if not files:
+        raise UserError(
+            f"no logs for {service} in {environment}", hint="deploy it to a local environment first"
+        )
+    positions: dict[Path, int] = {}
+    for path in files[-4:]:
+        content = path.read_text(errors="replace").splitlines()
+        for line in content[-lines:]:
+            state.output.line(f"[{path.stem}] {line}")
+        positions[path] = path.stat().st_size
+    while follow:
+        time.sleep(0.5)
+        for path in sorted(folder.glob("*.log")):
+            size = path.stat().st_size
+            if size > positions.get(path, 0):
+                with open(path, errors="replace") as handle:
+                    handle.seek(positions.get(path, 0))
+                    for line in handle.read().splitlines():
+                        state.output.line(f"[{path.stem}] {line}")
+                positions[path] = size
