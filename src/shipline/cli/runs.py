@@ -36,26 +36,38 @@ def worker(
         typer.Option("--id", help="Stable executor id (default: SHIPLINE_WORKER_ID or local)."),
     ] = None,
     concurrency: Annotated[int | None, typer.Option(help="Runs at once on this worker.")] = None,
+    stop_it: Annotated[
+        bool, typer.Option("--stop", help="Stop the worker with this id on this machine.")
+    ] = False,
 ) -> None:
-    """Execute runs until stopped; runs of this worker id left unfinished resume first."""
+    """Execute runs until stopped; runs of this worker id left unfinished resume first.
+
+    Services on the local target run as this worker's processes and stop with it.
+    """
     from shipline.engine import host
     from shipline.engine.service import worker_runtime
 
     state = state_of(ctx)
-    runtime, system_url = worker_runtime(state.workspace())
+    ws = state.workspace()
+    name = worker_id or os.environ.get("SHIPLINE_WORKER_ID") or "local"
+    pid_file = ws.state_dir / f"worker-{name}.pid"
+    if stop_it:
+        _stop_worker(pid_file, name, state)
+        return
+    runtime, system_url = worker_runtime(ws)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    host.launch(runtime, system_url, executor_id=worker_id, concurrency=concurrency)
-    state.output.error(
-        f"shipline worker {worker_id or os.environ.get('SHIPLINE_WORKER_ID') or 'local'} running"
-    )
+    host.launch(runtime, system_url, executor_id=name, concurrency=concurrency)
+    pid_file.write_text(str(os.getpid()))
+    state.output.error(f"shipline worker {name} running (pid {os.getpid()})")
     try:
         stop.wait()
     finally:
         if runtime._local is not None:
             runtime._local.close()  # the replicas this worker supervised stop with it
         host.shutdown()
+        pid_file.unlink(missing_ok=True)
         state.output.error(
             "shipline worker stopped; unfinished runs resume when a worker starts again"
         )
@@ -64,6 +76,24 @@ def worker(
         # Threads of runs that wait (for people, clocks, locks) would keep the process alive; their
         # state is durable, so leaving now loses nothing.
         os._exit(0)
+
+
+def _stop_worker(pid_file: Any, name: str, state: Any) -> None:
+    if not pid_file.exists():
+        state.output.error(f"no worker {name} is running here")
+        return
+    pid = int(pid_file.read_text().strip())
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        pid_file.unlink(missing_ok=True)
+        state.output.error(f"worker {name} (pid {pid}) was not running")
+        return
+    for _ in range(300):
+        if not pid_file.exists():
+            break
+        time.sleep(0.1)
+    state.output.error(f"worker {name} stopped")
 
 
 def _run_json(record: Any) -> dict[str, Any]:
