@@ -1,0 +1,98 @@
+"""Deploy speed: the 22 QuikApp services to one local environment, one replica each.
+
+Measured in the same run:
+  - the services' own start-up: each workload process started and polled until healthy, one
+    after another, without shipline (the floor);
+  - shipline's deploy through the local target (rolling apply, gateway, supervision) of the same 22;
+  - the overhead: the difference, in total and per service.
+Run: .venv/bin/python bench/deploy.py
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from shipline.config.loader import load_config
+from shipline.targets.local.supervisor import free_port
+from shipline.targets.local.target import WORKLOAD, LocalTarget, ServiceSpec
+
+QUIKAPP = Path(__file__).resolve().parents[1] / "examples" / "quikapp" / "shipline.yaml"
+
+
+def bare(services: list[tuple[str, str]]) -> float:
+    processes = []
+    start = time.perf_counter()
+    try:
+        for name, health in services:
+            port = free_port()
+            processes.append(
+                subprocess.Popen(
+                    [
+                        *WORKLOAD,
+                        "--service",
+                        name,
+                        "--version",
+                        "1.0.0",
+                        "--health",
+                        health,
+                        "--port",
+                        str(port),
+                    ],
+                    stdout=subprocess.DEVNULL,
+                )
+            )
+            while True:
+                try:
+                    with urllib.request.urlopen(f"http://127.0.0.1:{port}{health}", timeout=1):
+                        break
+                except OSError:
+                    time.sleep(0.02)
+        return time.perf_counter() - start
+    finally:
+        for process in processes:
+            process.terminate()
+            process.wait()
+
+
+def with_shipline(services: list[tuple[str, str]]) -> float:
+    with tempfile.TemporaryDirectory() as tmp:
+        target = LocalTarget(Path(tmp))
+        try:
+            start = time.perf_counter()
+            for name, health in services:
+                target.apply(ServiceSpec("local", name, "1.0.0", health_path=health))
+            return time.perf_counter() - start
+        finally:
+            target.close()
+
+
+def main() -> None:
+    config = load_config(QUIKAPP)
+    services = [(s.name, config.service_health_path(s)) for s in config.services]
+    floor = min(bare(services) for _ in range(2))
+    ours = min(with_shipline(services) for _ in range(2))
+    print(
+        json.dumps(
+            {
+                "services": len(services),
+                "servicesOwnStartupSeconds": round(floor, 2),
+                "shiplineDeploySeconds": round(ours, 2),
+                "overheadSeconds": round(ours - floor, 2),
+                "overheadPerServiceMs": round((ours - floor) / len(services) * 1000, 1),
+                "ratio": round(ours / floor, 2),
+            },
+            indent=2,
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
