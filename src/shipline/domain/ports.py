@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from shipline.domain.events import RunEvent
 
@@ -71,3 +71,32 @@ class LogSink(Protocol):
     """Where a tool's output lines go."""
 
     def __call__(self, line: str) -> None: ...
+
+
+@runtime_checkable
+class DeployTarget(Protocol):
+    """Where an environment's services run: desired state in, revisions and observations out.
+
+    Fits processes on this machine (local) and Kubernetes Deployments alike: `apply` is a
+    rollout that records a revision, `rollback` re-applies one, `status` is the observation.
+    """
+
+    def plan(self, spec: Any) -> dict[str, Any]:
+        """What applying `spec` would change (preview); secret values never appear."""
+        ...
+
+    def apply(self, spec: Any, *, cause: str = "deploy", log: LogSink = ...) -> int:
+        """Roll out `spec`; return the new revision number."""
+        ...
+
+    def status(self, environment: str, service: str) -> dict[str, Any]:
+        """Observed version, replicas desired/ready/running, restarts, revision."""
+        ...
+
+    def history(self, environment: str, service: str) -> list[dict[str, Any]]:
+        """Revisions, oldest first."""
+        ...
+
+    def rollback(self, environment: str, service: str, revision: int = 0, **kw: Any) -> int:
+        """Re-apply `revision` (0: the previous); return the new revision number."""
+        ...
