@@ -59,6 +59,7 @@ def worker(
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     host.launch(runtime, system_url, executor_id=name, concurrency=concurrency)
+    pid_file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     pid_file.write_text(str(os.getpid()))
     state.output.error(f"shipline worker {name} running (pid {os.getpid()})")
     try:
