@@ -1,11 +1,13 @@
 # Sourced by scripts/test: Debian packages the integration tests use, installed when missing
-# (PostgreSQL, buildah and podman for image builds, docker-registry, a static busybox to build FROM scratch).
+# (PostgreSQL, buildah and podman for image builds, docker-registry, a static busybox to build FROM
+# scratch, Prometheus for canary metrics).
 missing=()
 command -v initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
 command -v buildah >/dev/null 2>&1 || missing+=(buildah)
 command -v podman >/dev/null 2>&1 || missing+=(podman)
 command -v docker-registry >/dev/null 2>&1 || missing+=(docker-registry)
 [ -x /bin/busybox ] || [ -x /usr/bin/busybox ] || missing+=(busybox-static)
+command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
 if [ "${#missing[@]}" -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     echo "== installing ${missing[*]} (Debian packages)"

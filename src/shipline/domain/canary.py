@@ -39,6 +39,12 @@ class Sample:
     requests: int
     errors: int  # 5xx and connection failures
     latencies_ms: tuple[float, ...] = ()
+    p95_ms: float | None = None  # when the source gives the percentile, not the latencies
+
+    @property
+    def p95(self) -> float | None:
+        """The 95th percentile latency: given, or from the latencies."""
+        return self.p95_ms if self.p95_ms is not None else percentile(self.latencies_ms, 95)
 
     @property
     def error_rate(self) -> float:
@@ -80,7 +86,7 @@ def assess_interval(
 ) -> IntervalAssessment:
     """Judge one interval of canary traffic against the thresholds and the stable version."""
     c_rate, s_rate = canary.error_rate, stable.error_rate
-    c_p95, s_p95 = percentile(canary.latencies_ms, 95), percentile(stable.latencies_ms, 95)
+    c_p95, s_p95 = canary.p95, stable.p95
     if canary.requests < min_requests:
         return IntervalAssessment(
             IntervalVerdict.INCONCLUSIVE,

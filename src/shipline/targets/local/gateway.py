@@ -19,6 +19,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 MAX_LATENCIES = 5000  # kept per version between two reads of the counters
+BUCKETS_MS = (5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000)
 
 
 @dataclass
@@ -46,8 +47,16 @@ class VersionCounters:
 class Gateway:
     """A weighted reverse proxy on 127.0.0.1:port, run in background threads."""
 
-    def __init__(self, port: int, *, seed: int | None = None) -> None:
+    def __init__(
+        self, port: int, *, seed: int | None = None, labels: dict[str, str] | None = None
+    ) -> None:
         self.port = port
+        self.labels = labels or {}
+        self._totals: dict[tuple[str, str], int] = defaultdict(
+            int
+        )  # (version, class) -> count, never reset
+        self._buckets: dict[str, list[int]] = defaultdict(lambda: [0] * (len(BUCKETS_MS) + 1))
+        self._sums: dict[str, float] = defaultdict(float)
         self._lock = threading.Lock()
         self._backends: dict[str, list[int]] = {}  # version -> replica ports
         self._cycles: dict[str, Any] = {}
@@ -92,6 +101,35 @@ class Gateway:
     def _record(self, version: str, status: int, latency_ms: float) -> None:
         with self._lock:
             self._counters[version].add(status, latency_ms)
+            self._totals[(version, f"{status // 100}xx")] += 1
+            buckets = self._buckets[version]
+            for index, bound in enumerate(BUCKETS_MS):
+                if latency_ms <= bound:
+                    buckets[index] += 1
+            buckets[-1] += 1
+            self._sums[version] += latency_ms
+
+    def metrics(self) -> str:
+        """Prometheus text exposition: cumulative responses and a latency histogram per version."""
+
+        def line(name: str, value: float, **labels: str) -> str:
+            merged = {**self.labels, **labels}
+            text = ",".join(f'{k}="{v}"' for k, v in merged.items())
+            return f"shipline_gateway_{name}{{{text}}} {value}"
+
+        lines = ["# TYPE shipline_gateway_responses_total counter"]
+        with self._lock:
+            for (version, klass), count in sorted(self._totals.items()):
+                lines.append(line("responses_total", count, version=version, **{"class": klass}))
+            lines.append("# TYPE shipline_gateway_request_duration_ms histogram")
+            for version, buckets in sorted(self._buckets.items()):
+                for bound, count in zip((*map(str, BUCKETS_MS), "+Inf"), buckets, strict=True):
+                    lines.append(
+                        line("request_duration_ms_bucket", count, version=version, le=bound)
+                    )
+                lines.append(line("request_duration_ms_sum", self._sums[version], version=version))
+                lines.append(line("request_duration_ms_count", buckets[-1], version=version))
+        return "\n".join(lines) + "\n"
 
     def start(self) -> None:
         """Listen in background threads."""
@@ -113,6 +151,13 @@ class Gateway:
                 self.wfile.write(body)
 
             def _proxy(self) -> None:
+                if self.path == "/_shipline/metrics":
+                    self._reply(
+                        200,
+                        gateway.metrics().encode(),
+                        [("Content-Type", "text/plain; version=0.0.4")],
+                    )
+                    return
                 if self.path == "/_shipline/stats":
                     body = json.dumps(
                         {"weights": gateway.weights(), "versions": gateway.counters()}

@@ -21,7 +21,6 @@ from shipline.domain.canary import (
     CanaryOutcome,
     IntervalAssessment,
     IntervalVerdict,
-    Sample,
     assess_canary,
     assess_interval,
 )
@@ -29,15 +28,10 @@ from shipline.domain.health import Observation
 from shipline.domain.models import AnalysisThresholds
 from shipline.errors import CheckFailed, NotFoundError
 from shipline.targets.local.gateway import Gateway
+from shipline.targets.local.metrics import GatewayMetrics
 from shipline.targets.local.supervisor import Replica, Supervisor, free_port
 
 WORKLOAD = [sys.executable, "-m", "shipline.targets.local.workload"]
-
-
-def _sample(counters: dict[str, dict[str, Any]], version: str) -> Sample:
-    data = counters.get(version) or {"requests": 0, "responses": {}, "latenciesMs": []}
-    errors = sum(n for klass, n in data["responses"].items() if klass == "5xx")
-    return Sample(int(data["requests"]), errors, tuple(data["latenciesMs"]))
 
 
 @dataclass(frozen=True)
@@ -203,7 +197,9 @@ class LocalTarget:
             key = (spec.environment, spec.service)
             svc = self._services.get(key)
             if svc is None:
-                gateway = Gateway(0)
+                gateway = Gateway(
+                    0, labels={"environment": spec.environment, "service": spec.service}
+                )
                 gateway.start()
                 svc = self._services[key] = _Service(spec, gateway)
             old = list(svc.replicas)
@@ -256,6 +252,7 @@ class LocalTarget:
         steps: list[int],
         bake_seconds: float,
         probe_rps: float = 0.0,
+        metrics: Any = None,
         log: Callable[[str], None] = lambda line: None,
     ) -> int:
         """Canary: one replica of the new version beside the stable ones, traffic shifted by
@@ -263,6 +260,7 @@ class LocalTarget:
         version; rolled back at the failure limit, promoted (a rolling apply) after the last step.
 
         With `probe_rps`, the analysis sends its own requests through the gateway as well.
+        `metrics` is the source (default: the gateway's own counters; or PrometheusMetrics).
         """
         svc = self._services.get((spec.environment, spec.service))
         if svc is None or not svc.replicas:
@@ -281,19 +279,23 @@ class LocalTarget:
         svc.replicas.append(replica)
         assessments: list[IntervalAssessment] = []
         seen = 0
+        source = metrics if metrics is not None else GatewayMetrics(svc.gateway)
         try:
             for weight in steps:
                 if weight >= 100:
                     break
                 self._route(svc, {stable: 100 - weight, spec.version: weight})
                 log(f"{spec.service}: canary {spec.version} at {weight}% (stable {stable})")
-                svc.gateway.counters(reset=True)
+                source.collect()
                 end = time.monotonic() + max(bake_seconds, thresholds.interval_seconds)
                 while time.monotonic() < end:
                     self._interval(svc, thresholds.interval_seconds, probe_rps, spec.health_path)
-                    counters = svc.gateway.counters(reset=True)
+                    source.collect()
+                    interval = thresholds.interval_seconds
                     assessment = assess_interval(
-                        _sample(counters, spec.version), _sample(counters, stable), thresholds
+                        source.sample(spec.version, interval),
+                        source.sample(stable, interval),
+                        thresholds,
                     )
                     assessments.append(assessment)
                     log(
