@@ -100,3 +100,16 @@ class DeployTarget(Protocol):
     def rollback(self, environment: str, service: str, revision: int = 0, **kw: Any) -> int:
         """Re-apply `revision` (0: the previous); return the new revision number."""
         ...
+
+
+@runtime_checkable
+class MetricSource(Protocol):
+    """Per-version samples for canary analysis (the gateway's counters, Prometheus, ...)."""
+
+    def collect(self) -> None:
+        """End the current interval (sources that keep history need not do anything)."""
+        ...
+
+    def sample(self, version: str, seconds: float) -> Any:
+        """A `Sample` of `version` over the last interval of `seconds`."""
+        ...

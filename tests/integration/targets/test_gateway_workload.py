@@ -137,3 +137,33 @@ def test_gateway_without_replicas_and_with_a_dead_one() -> None:
         assert gateway.counters()["1.0.0"]["responses"] == {"5xx": 1}
     finally:
         gateway.stop()
+
+
+def test_metric_sources_satisfy_the_port() -> None:
+    from shipline.domain.ports import MetricSource
+    from shipline.targets.local.metrics import GatewayMetrics, PrometheusMetrics
+
+    gateway = Gateway(0)
+    assert isinstance(GatewayMetrics(gateway), MetricSource)
+    assert isinstance(PrometheusMetrics("http://127.0.0.1:9", {}), MetricSource)
+
+
+def test_gateway_exposes_prometheus_metrics() -> None:
+    with workload("1.0.0") as port:
+        gateway = Gateway(0, labels={"environment": "qa", "service": "api"})
+        gateway.start()
+        try:
+            gateway.route({"1.0.0": [port]}, {"1.0.0": 100})
+            for _ in range(3):
+                _get(f"http://127.0.0.1:{gateway.port}/api/echo")
+            with urllib.request.urlopen(
+                f"http://127.0.0.1:{gateway.port}/_shipline/metrics", timeout=5
+            ) as r:
+                text = r.read().decode()
+        finally:
+            gateway.stop()
+    assert (
+        'shipline_gateway_responses_total{environment="qa",service="api",version="1.0.0",class="2xx"} 3'
+        in text
+    )
+    assert 'le="+Inf"} 3' in text
