@@ -175,3 +175,22 @@ def test_good_canary_is_promoted(target: LocalTarget) -> None:
     assert revision == 2
     assert target.status("local", "api")["version"] == "1.1.0"
     assert target.history("local", "api")[-1]["cause"] == "canary promoted"
+
+
+def test_a_new_worker_stops_replicas_an_earlier_one_left_behind(tmp_path: Path) -> None:
+    crashed = LocalTarget(
+        tmp_path, health_timeout=8
+    )  # stands for a worker killed with -9: never closed
+    crashed.apply(ServiceSpec("local", "api", "1.0.0", replicas=2))
+    processes = [r.process for r in crashed._services[("local", "api")].replicas]
+    crashed.supervisor._stop.set()  # its supervisor dies with it
+    successor = LocalTarget(tmp_path)
+    try:
+        assert successor.stale_stopped == 2
+        for process in processes:
+            assert process is not None
+            process.wait(timeout=10)
+        assert not (tmp_path / "local-state.json").exists()
+    finally:
+        successor.close()
+        crashed.close()

@@ -8,6 +8,8 @@ back). Every apply records a revision, as a Kubernetes Deployment does; rollback
 from __future__ import annotations
 
 import json
+import os
+import signal
 import sys
 import threading
 import time
@@ -32,6 +34,32 @@ from shipline.targets.local.metrics import GatewayMetrics
 from shipline.targets.local.supervisor import Replica, Supervisor, free_port
 
 WORKLOAD = [sys.executable, "-m", "shipline.targets.local.workload"]
+
+
+def stop_stale_replicas(state_dir: Path) -> int:
+    """Stop replicas that an earlier worker of this state folder left behind (killed with -9).
+
+    They are found by the `--owner` argument every replica carries. Returns how many were stopped.
+    """
+    owner = str(state_dir)
+    stopped = 0
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        args = [a.decode(errors="replace") for a in argv if a]
+        if "shipline.targets.local.workload" not in args or "--owner" not in args:
+            continue
+        index = args.index("--owner")
+        if index + 1 < len(args) and args[index + 1] == owner:
+            try:
+                os.kill(int(proc.name), signal.SIGTERM)
+                stopped += 1
+            except (ProcessLookupError, PermissionError):
+                pass
+    (state_dir / "local-state.json").unlink(missing_ok=True)
+    return stopped
 
 
 @dataclass(frozen=True)
@@ -72,6 +100,7 @@ class LocalTarget:
 
     def __init__(self, state_dir: Path, *, health_timeout: float = 15.0) -> None:
         self.state_dir = state_dir
+        self.stale_stopped = stop_stale_replicas(state_dir)
         self.supervisor = Supervisor()
         self.health_timeout = health_timeout
         self._services: dict[tuple[str, str], _Service] = {}
