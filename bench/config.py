@@ -17,8 +17,9 @@ import json
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
+
+from _timing import best_of
 
 STACKS = ["springboot", "nestjs", "go", "elixir", "python"]
 
@@ -79,15 +80,6 @@ def generate(folder: Path, services: int, envs: int, variables: int) -> Path:
         groups.append("      secretThing: {secret: true, optional: true}")
     (folder / "groups.yaml").write_text("\n".join(groups) + "\n")
     return folder / "shipline.yaml"
-
-
-def best_of(runs: int, fn) -> float:  # type: ignore[no-untyped-def]
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def main() -> None:

@@ -22,20 +22,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from _timing import best_of
 from tests.ci_repo import STACKS, generate
 
 from shipline.ci.git import changed_paths
 from shipline.config.loader import load_config
 from shipline.domain.changes import affected_services
-
-
-def best(runs: int, fn) -> float:  # type: ignore[no-untyped-def]
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def main() -> None:
@@ -98,9 +90,9 @@ def main() -> None:
                 check=True,
             )
 
-        git_time = best(args.runs, plain_git)
-        ours = best(args.runs, detection)
-        whole = best(max(3, args.runs // 2), cli)
+        git_time = best_of(args.runs, plain_git)
+        ours = best_of(args.runs, detection)
+        whole = best_of(max(3, args.runs // 2), cli)
     print(
         json.dumps(
             {

@@ -5,10 +5,7 @@ refused, and no process left behind."""
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
-import sys
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -16,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.e2e.worker import running_worker, sh
+
 PROJECT = Path(__file__).parent / "projects" / "local" / "shipline.yaml"
-EXE = str(Path(sys.executable).parent / "shipline")
 
 
 def _workloads(marker: str) -> list[str]:
@@ -32,27 +30,9 @@ def _workloads(marker: str) -> list[str]:
 
 @pytest.fixture
 def env(tmp_path: Path) -> Iterator[dict[str, str]]:
-    environ = {
-        **os.environ,
-        "SHIPLINE_CONFIG": str(PROJECT),
-        "SHIPLINE_HOME": str(tmp_path / "state"),
-        "SHIPLINE_USER": "dev",
-    }
-    environ.pop("SHIPLINE_DATABASE_URL", None)
-    with open(tmp_path / "worker.log", "wb") as log:
-        worker = subprocess.Popen([EXE, "worker"], env=environ, stdout=log, stderr=log)
-    try:
+    with running_worker(PROJECT, tmp_path / "state", "dev", tmp_path / "worker.log") as environ:
         yield environ
-    finally:
-        worker.send_signal(signal.SIGTERM)
-        worker.wait(timeout=60)
-        assert _workloads(str(tmp_path)) == [], "no process is left behind"
-
-
-def sh(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [EXE, *args], env=env, capture_output=True, text=True, timeout=180, check=False
-    )
+    assert _workloads(str(tmp_path)) == [], "no process is left behind"
 
 
 def _status(env: dict[str, str], environment: str) -> dict[str, dict[str, object]]:

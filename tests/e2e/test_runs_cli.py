@@ -3,42 +3,21 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.e2e.worker import running_worker, sh
+
 PROJECT = Path(__file__).parent / "projects" / "memory" / "shipline.yaml"
-EXE = str(Path(sys.executable).parent / "shipline")
 
 
 @pytest.fixture
 def env(tmp_path: Path) -> Iterator[dict[str, str]]:
-    environ = {
-        **os.environ,
-        "SHIPLINE_CONFIG": str(PROJECT),
-        "SHIPLINE_HOME": str(tmp_path),
-        "SHIPLINE_USER": "bob",
-    }
-    environ.pop("SHIPLINE_DATABASE_URL", None)
-    with open(tmp_path / "worker.log", "wb") as log:
-        worker = subprocess.Popen([EXE, "worker"], env=environ, stdout=log, stderr=log)
-    try:
+    with running_worker(PROJECT, tmp_path, "bob", tmp_path / "worker.log") as environ:
         yield environ
-    finally:
-        worker.send_signal(signal.SIGTERM)
-        worker.wait(timeout=30)
-
-
-def sh(env: dict[str, str], *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [EXE, *args], env=env, capture_output=True, text=True, timeout=timeout, check=False
-    )
 
 
 def _wait_phase(
