@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import shutil
 import signal
 import subprocess
 import time
+import urllib.parse
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -81,6 +83,27 @@ def prometheus(tmp_path: Path) -> Iterator[Prometheus]:
     server.stop()
 
 
+def _get(url: str) -> None:
+    with contextlib.suppress(OSError):
+        urllib.request.urlopen(url, timeout=5).close()
+
+
+def _scraped(prometheus: Prometheus, promql: str) -> float | None:
+    query = urllib.parse.urlencode({"query": promql})
+    with urllib.request.urlopen(f"{prometheus.url}/api/v1/query?{query}", timeout=5) as response:
+        result = json.loads(response.read())["data"]["result"]
+    return float(result[0]["value"][1]) if result else None
+
+
+def _wait_for(check: Callable[[], bool], what: str, seconds: float = 60) -> None:
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        if check():
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"Prometheus never saw {what}")
+
+
 def test_prometheus_source_sees_the_bad_canary(target: LocalTarget, prometheus: Prometheus) -> None:
     target.apply(ServiceSpec("qa", "api", "1.0.0"))
     svc = target._services[("qa", "api")]
@@ -92,17 +115,41 @@ def test_prometheus_source_sees_the_bad_canary(target: LocalTarget, prometheus: 
     target._wait_healthy(canary)
     svc.replicas.append(canary)
     target._route(svc, {"1.0.0": 50, "2.0.0": 50})
-    end = time.monotonic() + 6
-    while time.monotonic() < end:
-        with contextlib.suppress(OSError):
-            urllib.request.urlopen(
-                f"http://127.0.0.1:{svc.gateway.port}/api/echo", timeout=2
-            ).close()
-        time.sleep(0.01)
-    time.sleep(2)  # one more scrape after the last request
+    url = f"http://127.0.0.1:{svc.gateway.port}/api/echo"
+    selector = 'environment="qa",service="api"'
+    started = time.monotonic()
+    # Prometheus's increase() needs a first scrape of each series before the traffic it measures.
+    for _ in range(10):
+        _get(url)
+    _wait_for(
+        lambda: all(
+            _scraped(
+                prometheus, f'sum(shipline_gateway_responses_total{{{selector},version="{v}"}})'
+            )
+            for v in ("1.0.0", "2.0.0")
+        ),
+        "both versions' series",
+    )
+    for _ in range(300):  # a count, not a duration: a slow machine sends as many
+        _get(url)
+    sent: dict[str, int] = {}
+    for (version, _), count in dict(svc.gateway._totals).items():  # what the exposition counts
+        sent[version] = sent.get(version, 0) + count
+
+    def caught_up() -> bool:
+        return all(
+            _scraped(
+                prometheus, f'sum(shipline_gateway_responses_total{{{selector},version="{v}"}})'
+            )
+            == n
+            for v, n in sent.items()
+        )
+
+    _wait_for(caught_up, f"the gateway's final counts {sent}")
+    window = time.monotonic() - started + 5
     source = PrometheusMetrics(prometheus.url, {"environment": "qa", "service": "api"})
-    bad, good = source.sample("2.0.0", 8), source.sample("1.0.0", 8)
-    assert bad.requests > 20 and good.requests > 20
+    bad, good = source.sample("2.0.0", window), source.sample("1.0.0", window)
+    assert bad.requests > 60 and good.requests > 60, (bad, good, sent)
     assert 0.3 < bad.error_rate < 0.7 and good.errors == 0
     assert bad.p95 is not None and bad.p95 > 0
     verdict = assess_interval(bad, good, AnalysisThresholds(max_error_rate=0.05))
