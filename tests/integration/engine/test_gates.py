@@ -159,7 +159,7 @@ def _intervals(engine: Engine, run_id: int) -> tuple[datetime, datetime]:
 
 
 def test_same_key_never_overlaps_and_other_keys_run_in_parallel(engine: Engine) -> None:
-    same = [engine.start(_locked("qa/api")) for _ in range(3)]
+    same = [engine.start(_locked("qa/api", seconds=1.0)) for _ in range(3)]
     other = engine.start(_locked("qa/web"))
     for run in [*same, other]:
         assert engine.wait(run.id).phase == "succeeded"
