@@ -5,15 +5,17 @@ refused, and no process left behind."""
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.e2e.worker import running_worker, sh
+from tests.e2e.worker import EXE, running_worker, sh
 
 PROJECT = Path(__file__).parent / "projects" / "local" / "shipline.yaml"
 
@@ -28,9 +30,26 @@ def _workloads(marker: str) -> list[str]:
     return [line for line in out.stdout.splitlines() if marker in line]
 
 
+TOKEN = "tok-e2e-restored-7731"
+
+
+def _set_token(environ: dict[str, str]) -> None:
+    done = subprocess.run(
+        [EXE, "secrets", "set", "DEV-API-TOKEN"],
+        input=TOKEN + "\n",
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+
+
 @pytest.fixture
 def env(tmp_path: Path) -> Iterator[dict[str, str]]:
     with running_worker(PROJECT, tmp_path / "state", "dev", tmp_path / "worker.log") as environ:
+        _set_token(environ)
         yield environ
     assert _workloads(str(tmp_path)) == [], "no process is left behind"
 
@@ -116,3 +135,80 @@ def test_bad_canary_rolls_back_automatically(env: dict[str, str]) -> None:
     down = sh(env, "down", "--env", "canary")
     assert down.returncode == 0
     time.sleep(0.5)
+
+
+def _replica_pids(marker: str) -> list[int]:
+    return [int(line.split()[0]) for line in _workloads(marker)]
+
+
+def _wait_until(check: Callable[[], bool], seconds: float = 90) -> bool:
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        if check():
+            return True
+        time.sleep(0.3)
+    return False
+
+
+def test_a_new_worker_restores_what_a_killed_one_ran(tmp_path: Path) -> None:
+    home = tmp_path / "state"
+    environ = {
+        **os.environ,
+        "SHIPLINE_CONFIG": str(PROJECT),
+        "SHIPLINE_HOME": str(home),
+        "SHIPLINE_USER": "dev",
+    }
+    environ.pop("SHIPLINE_DATABASE_URL", None)
+    _set_token(environ)
+
+    def start(log: str) -> subprocess.Popen[bytes]:
+        with open(tmp_path / log, "wb") as out:
+            return subprocess.Popen([EXE, "worker"], env=environ, stdout=out, stderr=out)
+
+    first = start("first.log")
+    second: subprocess.Popen[bytes] | None = None
+    try:
+        deployed = sh(environ, "deploy", "--env", "dev", "--tag", "1.0.0", "--json")
+        assert deployed.returncode == 0, deployed.stdout + deployed.stderr
+        assert (
+            sh(environ, "deploy", "--env", "dev", "--services", "api", "--tag", "1.1.0").returncode
+            == 0
+        )
+        before = _status(environ, "dev")
+        orphans = _replica_pids(str(home))
+        assert len(orphans) == 3
+        first.send_signal(signal.SIGKILL)
+        first.wait(timeout=30)
+        stopped = _status(environ, "dev")
+        assert {row["health"] for row in stopped.values()} == {"stopped (no worker)"}
+        second = start("second.log")
+        assert _wait_until(
+            lambda: {r["health"] for r in _status(environ, "dev").values()} == {"healthy"}
+        ), (tmp_path / "second.log").read_text()
+        after = _status(environ, "dev")
+        for name in ("api", "web", "jobs"):  # same versions, same addresses, same history
+            assert (
+                after[name]["version"],
+                after[name]["gatewayPort"],
+                after[name]["revision"],
+            ) == (
+                before[name]["version"],
+                before[name]["gatewayPort"],
+                before[name]["revision"],
+            )
+        assert _version(after["api"]["gatewayPort"]) == "1.1.0"
+        replicas = _replica_pids(str(home))
+        assert len(replicas) == 3 and not set(replicas) & set(orphans)  # orphans stopped
+        environ_of = Path(f"/proc/{replicas[0]}/environ").read_bytes()
+        assert f"API_TOKEN={TOKEN}".encode() in environ_of  # the secret came from the store again
+        on_disk = [f for f in home.rglob("*") if f.is_file() and f.name not in {"secrets.enc"}]
+        assert not [f for f in on_disk if TOKEN.encode() in f.read_bytes()]
+        back = sh(environ, "rollback", "--env", "dev", "--services", "api", "--json")
+        assert back.returncode == 0, back.stdout
+        assert _version(after["api"]["gatewayPort"]) == "1.0.0"
+    finally:
+        for worker in (first, second):
+            if worker is not None and worker.poll() is None:
+                worker.send_signal(signal.SIGTERM)
+                worker.wait(timeout=60)
+    assert _wait_until(lambda: _workloads(str(home)) == [], 20), "no process is left behind"

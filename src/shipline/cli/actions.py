@@ -152,6 +152,9 @@ def status(
     ws = state.workspace()
     only = find_environment(ws.config, env).name if env else None
     observed = _local_state(ws.state_dir)
+    from shipline.targets.local.target import owned
+
+    served = owned(ws.state_dir)  # no worker: the local services are not running now
     last: dict[str, Any] = {}
     store = SqlStateStore.connect(ws.database_url)
     for run in reversed(store.list_runs(limit=500)):
@@ -174,6 +177,8 @@ def status(
             seen = seen or {}
             ready, desired = seen.get("ready"), seen.get("desired")
             health = "unknown" if ready is None else ("healthy" if ready == desired else "degraded")
+            if "gatewayPort" in seen and not served:
+                ready, health = 0, "stopped (no worker)"
             rows.append(
                 {
                     "environment": environment.name,

@@ -58,12 +58,15 @@ def worker(
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
+    _restore_local(runtime, ws, state)
     host.launch(runtime, system_url, executor_id=name, concurrency=concurrency)
     pid_file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     pid_file.write_text(str(os.getpid()))
     state.output.error(f"shipline worker {name} running (pid {os.getpid()})")
     try:
-        stop.wait()
+        while not stop.wait(STATE_REFRESH_SECONDS):
+            if runtime._local is not None:
+                runtime._local.write_state()  # `shipline status` reads it
     finally:
         if runtime._local is not None:
             runtime._local.close()  # the replicas this worker supervised stop with it
@@ -77,6 +80,25 @@ def worker(
         # Threads of runs that wait (for people, clocks, locks) would keep the process alive; their
         # state is durable, so leaving now loses nothing.
         os._exit(0)
+
+
+STATE_REFRESH_SECONDS = 2.0
+
+
+def _restore_local(runtime: Any, ws: Any, state: Any) -> None:
+    """Bring back the local services this state folder ran before the worker stopped or died."""
+    from shipline.engine.deploy_actions import restore_local
+    from shipline.engine.runtime import install
+    from shipline.errors import ShiplineError
+
+    install(runtime)
+    try:
+        problems = restore_local(ws, ws.state_dir, state.output.error)
+    except ShiplineError as exc:  # e.g. another worker runs this state folder's local target
+        state.output.error(f"local services not restored: {exc}")
+        return
+    for problem in problems:
+        state.output.error(problem)
 
 
 def _stop_worker(pid_file: Any, name: str, state: Any) -> None:

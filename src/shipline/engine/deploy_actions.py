@@ -30,17 +30,49 @@ def env_name(variable: str) -> str:
     )
 
 
-def _variables(params: dict[str, Any]) -> dict[str, str]:
-    """The service's resolved variables (secrets included) as process environment variables."""
+def _variables(params: dict[str, Any]) -> tuple[dict[str, str], frozenset[str]]:
+    """The service's resolved variables (secrets included) as process environment variables, and
+    the names whose values are secret (or contain a secret) and so are never written down."""
     ws = current().workspace
     if ws is None or not params.get("resolveVariables", True):
-        return {}
+        return {}, frozenset()
+    run_parameters = {str(k): str(v) for k, v in params.get("runParameters", {}).items()}
+    return service_environment(
+        ws, str(params["environment"]), str(params["service"]), run_parameters
+    )
+
+
+def service_environment(
+    ws: Any, environment: str, service: str, run_parameters: dict[str, str] | None = None
+) -> tuple[dict[str, str], frozenset[str]]:
+    """`_variables` for a workspace: environment variables and the secret ones' names."""
     from shipline.engine.variables import find_scope, resolve
 
-    scope = find_scope(ws.config, str(params["environment"]), str(params["service"]), "deploy")
-    run_parameters = {str(k): str(v) for k, v in params.get("runParameters", {}).items()}
-    resolved = resolve(ws.config, scope, ws.store, run_parameters)
-    return {env_name(v.name): v.value for v in resolved if v.value is not None}
+    scope = find_scope(ws.config, environment, service, "deploy")
+    resolved = [
+        v for v in resolve(ws.config, scope, ws.store, run_parameters or {}) if v.value is not None
+    ]
+    secret_values = [str(v.value) for v in resolved if v.secret and v.value]
+    secret = frozenset(
+        env_name(v.name)
+        for v in resolved
+        if v.secret or any(value in str(v.value) for value in secret_values)
+    )
+    return {env_name(v.name): str(v.value) for v in resolved}, secret
+
+
+def restore_local(ws: Any, state_dir: Path, log: Any) -> list[str]:
+    """Re-create the local services a stopped or killed worker of `state_dir` ran; returns what
+    could not be restored. Nothing happens when nothing was recorded."""
+    if not (state_dir / "local-state.json").exists():
+        return []
+    target = current().local_target(state_dir)
+
+    def secrets(environment: str, service: str) -> dict[str, str]:
+        env, names = service_environment(ws, environment, service)
+        return {k: v for k, v in env.items() if k in names}
+
+    return list(target.restore(secrets, log=log))
 
 
 def _local(params: dict[str, Any]) -> Any:
@@ -66,7 +98,8 @@ def _kind(params: dict[str, Any]) -> str:
 def _spec(params: dict[str, Any], version: str | None = None) -> Any:
     from shipline.targets.local.target import ServiceSpec
 
-    env = {**_variables(params), **{k: str(v) for k, v in params.get("extraEnv", {}).items()}}
+    variables, secret_names = _variables(params)
+    env = {**variables, **{k: str(v) for k, v in params.get("extraEnv", {}).items()}}
     return ServiceSpec(
         str(params["environment"]),
         str(params["service"]),
@@ -75,6 +108,7 @@ def _spec(params: dict[str, Any], version: str | None = None) -> Any:
         health_path=str(params.get("healthPath", "/health")),
         env=env,
         command=params.get("command"),
+        secret_names=secret_names,
     )
 
 

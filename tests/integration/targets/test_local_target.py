@@ -29,7 +29,13 @@ def _version(port: int) -> str:
 
 def test_deploy_upgrade_rollback_scale_restart(target: LocalTarget) -> None:
     first = target.apply(
-        ServiceSpec("local", "api", "1.0.0", env={"SECRET_TOKEN": "never-on-disk-123"})
+        ServiceSpec(
+            "local",
+            "api",
+            "1.0.0",
+            env={"SECRET_TOKEN": "never-on-disk-123"},
+            secret_names=frozenset({"SECRET_TOKEN"}),
+        )
     )
     assert first == 1
     port = target.status("local", "api")["gatewayPort"]
@@ -178,20 +184,100 @@ def test_good_canary_is_promoted(target: LocalTarget) -> None:
     assert target.history("local", "api")[-1]["cause"] == "canary promoted"
 
 
-def test_a_new_worker_stops_replicas_an_earlier_one_left_behind(tmp_path: Path) -> None:
-    crashed = LocalTarget(
-        tmp_path, health_timeout=8
-    )  # stands for a worker killed with -9: never closed
-    crashed.apply(ServiceSpec("local", "api", "1.0.0", replicas=2))
-    processes = [r.process for r in crashed._services[("local", "api")].replicas]
-    crashed.supervisor._stop.set()  # its supervisor dies with it
-    successor = LocalTarget(tmp_path)
+def _killed(target: LocalTarget) -> None:
+    """What `kill -9` of the worker does to its target: the supervisor and the lock die with it."""
+    import os
+
+    target.supervisor._stop.set()
+    for svc in target._services.values():
+        svc.gateway.stop()  # its port is free again
+    os.close(target._owner_fd)
+    target._owner_fd = -1
+
+
+def _environ(pid: int) -> dict[str, str]:
+    raw = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    return dict(item.decode().split("=", 1) for item in raw if b"=" in item)
+
+
+def test_a_successor_stops_the_orphans_and_restores_what_ran(tmp_path: Path) -> None:
+    secret = "s3cr3t-never-on-disk-941"
+    crashed = LocalTarget(tmp_path, health_timeout=8)
+    spec = ServiceSpec(
+        "local",
+        "api",
+        "1.0.0",
+        replicas=2,
+        env={"API_TOKEN": secret, "LOG_LEVEL": "debug"},
+        secret_names=frozenset({"API_TOKEN"}),
+    )
+    crashed.apply(spec)
+    from dataclasses import replace
+
+    crashed.apply(replace(spec, version="1.1.0"))
+    port = crashed.status("local", "api")["gatewayPort"]
+    crashed.write_state()
+    orphans = [r.process for r in crashed._services[("local", "api")].replicas]
+    _killed(crashed)
+    written = (tmp_path / "local-state.json").read_text()
+    assert secret not in written and "debug" in written  # secret values are never written down
+    successor = LocalTarget(tmp_path, health_timeout=8)
     try:
         assert successor.stale_stopped == 2
-        for process in processes:
+        for process in orphans:
             assert process is not None
             process.wait(timeout=10)
-        assert not (tmp_path / "local-state.json").exists()
+        asked: list[tuple[str, str]] = []
+
+        def secrets(environment: str, service: str) -> dict[str, str]:
+            asked.append((environment, service))
+            return {"API_TOKEN": secret}
+
+        assert successor.restore(secrets) == []
+        assert asked == [("local", "api")]
+        status = successor.status("local", "api")
+        assert (status["version"], status["ready"], status["gatewayPort"]) == ("1.1.0", 2, port)
+        assert status["revision"] == 2  # re-created, not a new revision
+        assert _version(port) == "1.1.0"
+        replica = successor._services[("local", "api")].replicas[0]
+        assert replica.process is not None
+        environ = _environ(replica.process.pid)
+        assert (environ["API_TOKEN"], environ["LOG_LEVEL"]) == (secret, "debug")
+        assert successor.rollback("local", "api", 1) == 3  # the history came back too
+        assert _version(port) == "1.0.0"
+        assert secret not in (tmp_path / "local-state.json").read_text()
     finally:
         successor.close()
         crashed.close()
+
+
+def test_restore_names_what_it_cannot_bring_back(tmp_path: Path) -> None:
+    first = LocalTarget(tmp_path, health_timeout=8)
+    first.apply(
+        ServiceSpec("qa", "api", "1.0.0", env={"K": "value-941"}, secret_names=frozenset({"K"}))
+    )
+    first.apply(ServiceSpec("qa", "web", "1.0.0"))
+    first.write_state()
+    first.close()  # a graceful stop: replicas stop, what ran stays recorded
+    second = LocalTarget(tmp_path, health_timeout=8)
+    try:
+        problems = second.restore(lambda environment, service: {})
+        assert len(problems) == 1 and "api in qa not restored" in problems[0]
+        assert "K could not be resolved" in problems[0] and "value-941" not in problems[0]
+        assert second.status("qa", "web")["ready"] == 1
+    finally:
+        second.close()
+
+
+def test_one_live_owner_per_state_folder(tmp_path: Path) -> None:
+    from shipline.targets.local.target import TargetBusy, owned
+
+    assert not owned(tmp_path)
+    first = LocalTarget(tmp_path)
+    try:
+        assert owned(tmp_path)
+        with pytest.raises(TargetBusy, match="another process"):
+            LocalTarget(tmp_path)
+    finally:
+        first.close()
+    assert not owned(tmp_path)

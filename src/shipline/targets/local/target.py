@@ -7,6 +7,7 @@ back). Every apply records a revision, as a Kubernetes Deployment does; rollback
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import signal
@@ -28,7 +29,7 @@ from shipline.domain.canary import (
 )
 from shipline.domain.health import Observation
 from shipline.domain.models import AnalysisThresholds
-from shipline.errors import CheckFailed, NotFoundError
+from shipline.errors import CheckFailed, NotFoundError, ShiplineError, TechnicalError
 from shipline.targets.local.gateway import Gateway
 from shipline.targets.local.metrics import GatewayMetrics
 from shipline.targets.local.supervisor import Replica, Supervisor, free_port
@@ -39,7 +40,8 @@ WORKLOAD = [sys.executable, "-m", "shipline.targets.local.workload"]
 def stop_stale_replicas(state_dir: Path) -> int:
     """Stop replicas that an earlier worker of this state folder left behind (killed with -9).
 
-    They are found by the `--owner` argument every replica carries. Returns how many were stopped.
+    They are found by the `--owner` argument every replica carries; call it only while holding the
+    state folder's ownership lock (no live target owns them then). Returns how many were stopped.
     """
     owner = str(state_dir)
     stopped = 0
@@ -58,8 +60,48 @@ def stop_stale_replicas(state_dir: Path) -> int:
                 stopped += 1
             except (ProcessLookupError, PermissionError):
                 pass
-    (state_dir / "local-state.json").unlink(missing_ok=True)
     return stopped
+
+
+class TargetBusy(TechnicalError):
+    """Another live process runs the local target of this state folder."""
+
+    terminal = True
+
+
+def owned(state_dir: Path) -> bool:
+    """Whether a live process runs the local target of `state_dir` (holds its ownership lock)."""
+    path = state_dir / "local.lock"
+    if not path.exists():
+        return False
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # closing releases a lock taken here
+    return False
+
+
+def _own(state_dir: Path) -> int:
+    """Take the state folder's ownership lock for this process's life (released when it dies)."""
+    state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    path = state_dir / "local.lock"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+        os.close(fd)
+        raise TargetBusy(
+            f"the local target of {state_dir} is run by another process (pid {holder})",
+            hint="local environments are served by one worker per state folder: stop the other"
+            " worker, or give this one its own SHIPLINE_HOME",
+        ) from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, str(os.getpid()).encode(), 0)
+    return fd
 
 
 @dataclass(frozen=True)
@@ -73,6 +115,44 @@ class ServiceSpec:
     health_path: str = "/health"
     env: dict[str, str] = field(default_factory=dict)
     command: list[str] | None = None  # default: the demo workload
+    secret_names: frozenset[str] = frozenset()  # keys of `env` whose values are secret
+
+    def stored(self) -> dict[str, Any]:
+        """What a successor needs to re-create the service: secret values left out."""
+        return {
+            "environment": self.environment,
+            "service": self.service,
+            "version": self.version,
+            "replicas": self.replicas,
+            "healthPath": self.health_path,
+            "command": self.command,
+            "env": {k: v for k, v in self.env.items() if k not in self.secret_names},
+            "secretNames": sorted(self.secret_names),
+        }
+
+    @classmethod
+    def from_stored(cls, data: dict[str, Any], secrets: dict[str, str]) -> ServiceSpec:
+        """The spec `stored()` wrote, its secret values taken from `secrets`."""
+        names = frozenset(str(n) for n in data.get("secretNames", []))
+        missing = sorted(names - set(secrets))
+        if missing:
+            raise NotFoundError(
+                f"secret variable(s) {', '.join(missing)} could not be resolved",
+                hint="check the secret store; the next deploy re-creates the service",
+            )
+        return cls(
+            str(data["environment"]),
+            str(data["service"]),
+            str(data["version"]),
+            replicas=int(data["replicas"]),
+            health_path=str(data["healthPath"]),
+            env={
+                **{str(k): str(v) for k, v in data["env"].items()},
+                **{n: secrets[n] for n in names},
+            },
+            command=data.get("command"),
+            secret_names=names,
+        )
 
     def public(self) -> dict[str, Any]:
         """The spec as recorded in revisions: variable names, never values."""
@@ -100,6 +180,7 @@ class LocalTarget:
 
     def __init__(self, state_dir: Path, *, health_timeout: float = 15.0) -> None:
         self.state_dir = state_dir
+        self._owner_fd = _own(state_dir)
         self.stale_stopped = stop_stale_replicas(state_dir)
         self.supervisor = Supervisor()
         self.health_timeout = health_timeout
@@ -217,8 +298,10 @@ class LocalTarget:
         *,
         cause: str = "deploy",
         log: Callable[[str], None] = lambda line: None,
+        record: bool = True,
     ) -> int:
-        """Rolling update to `spec`; returns the new revision.
+        """Rolling update to `spec`; returns the new revision (`record=False`: re-create the
+        current revision, as after a restart).
 
         Old replicas keep serving until each new one is healthy; never below what was available.
         """
@@ -226,11 +309,7 @@ class LocalTarget:
             key = (spec.environment, spec.service)
             svc = self._services.get(key)
             if svc is None:
-                gateway = Gateway(
-                    0, labels={"environment": spec.environment, "service": spec.service}
-                )
-                gateway.start()
-                svc = self._services[key] = _Service(spec, gateway)
+                svc = self._services[key] = _Service(spec, self._gateway(spec, 0))
             old = list(svc.replicas)
             svc.events = []  # events are "since this rollout began", as the health check reads them
             svc.lowest_available = self._available(svc) if old else None
@@ -271,7 +350,21 @@ class LocalTarget:
                 self._route(svc)
                 self.supervisor.remove(retired)
             svc.spec = spec
-            return self._record(svc, cause)
+            return self._record(svc, cause) if record else len(svc.revisions)
+
+    def _gateway(self, spec: ServiceSpec, port: int) -> Gateway:
+        """A started gateway, on `port` when it is free (a restored service keeps its address)."""
+        labels = {"environment": spec.environment, "service": spec.service}
+        if port:
+            gateway = Gateway(port, labels=labels)
+            try:
+                gateway.start()
+                return gateway
+            except OSError:
+                pass
+        gateway = Gateway(0, labels=labels)
+        gateway.start()
+        return gateway
 
     def canary(
         self,
@@ -378,15 +471,16 @@ class LocalTarget:
     def status(self, environment: str, service: str) -> dict[str, Any]:
         """Observed state: version, replicas, restarts, gateway port and weights, revision."""
         svc = self._service(environment, service)
+        replicas = list(svc.replicas)  # a rollout may change the list meanwhile
         return {
             "service": service,
             "environment": environment,
             "version": svc.spec.version,
             "desired": svc.spec.replicas,
-            "running": sum(r.running for r in svc.replicas),
-            "ready": sum(r.healthy(timeout=0.5) for r in svc.replicas),
-            "restarts": sum(r.restarts for r in svc.replicas),
-            "crashLooping": sum(r.crash_looping for r in svc.replicas),
+            "running": sum(r.running for r in replicas),
+            "ready": sum(r.healthy(timeout=0.5) for r in replicas),
+            "restarts": sum(r.restarts for r in replicas),
+            "crashLooping": sum(r.crash_looping for r in replicas),
             "gatewayPort": svc.gateway.port,
             "weights": svc.gateway.weights(),
             "revision": len(svc.revisions),
@@ -485,15 +579,94 @@ class LocalTarget:
         for env in {env for env, _ in self._services}:
             self.down(env)
         self.supervisor.shutdown()
+        if self._owner_fd >= 0:
+            os.close(self._owner_fd)  # releases the ownership lock
+            self._owner_fd = -1
 
     def write_state(self) -> None:
-        """Record what runs where (no variable values) for `shipline status` outside the worker."""
-        data = {
-            f"{env}/{svc}": {**self.status(env, svc), "history": self.history(env, svc)}
-            for env, svc in self.services()
-        }
+        """Record what runs where for `shipline status` outside the worker, and what a successor
+        needs to re-create it (variable values only of variables that are not secret).
+
+        Safe to call from several threads: each writes its own temporary file.
+        """
+        data: dict[str, Any] = {}
+        for env, name in sorted(self._services.copy()):
+            svc = self._services.get((env, name))
+            if svc is None:  # stopped meanwhile
+                continue
+            try:
+                data[f"{env}/{name}"] = {
+                    **self.status(env, name),
+                    "history": self.history(env, name),
+                    "restore": self._restorable(svc),
+                }
+            except NotFoundError:  # stopped meanwhile
+                continue
         path = self.state_dir / "local-state.json"
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
         tmp.write_text(json.dumps(data, indent=2, default=str))
         tmp.replace(path)
+
+    @staticmethod
+    def _restorable(svc: _Service) -> dict[str, Any]:
+        return {
+            "gatewayPort": svc.gateway.port,
+            "spec": svc.spec.stored(),
+            "revisions": [
+                {**{k: v for k, v in r.items() if k != "_spec"}, "spec": r["_spec"].stored()}
+                for r in list(svc.revisions)
+            ],
+        }
+
+    def restore(
+        self,
+        secrets: Callable[[str, str], dict[str, str]],
+        *,
+        log: Callable[[str], None] = lambda line: None,
+    ) -> list[str]:
+        """Re-create what the state file says ran here (after a restart or a killed worker): the
+        same versions, replicas, gateway ports and revision history; secret values come from
+        `secrets(environment, service)`, as they were never written down. Returns what could not
+        be restored, one line each.
+        """
+        path = self.state_dir / "local-state.json"
+        try:
+            recorded = json.loads(path.read_text()) if path.exists() else {}
+        except ValueError:
+            return [f"{path} is not valid JSON; nothing restored"]
+        problems: list[str] = []
+        for entry in recorded.values():
+            saved = entry.get("restore") if isinstance(entry, dict) else None
+            if not saved:
+                continue
+            spec_data = saved["spec"]
+            key = (str(spec_data["environment"]), str(spec_data["service"]))
+            if key in self._services:
+                continue
+            try:
+                values = secrets(*key)
+                spec = ServiceSpec.from_stored(spec_data, values)
+                revisions = [
+                    {
+                        **{k: v for k, v in r.items() if k != "spec"},
+                        "_spec": ServiceSpec.from_stored(r["spec"], values),
+                    }
+                    for r in saved.get("revisions", [])
+                ]
+            except ShiplineError as exc:
+                problems.append(f"{key[1]} in {key[0]} not restored: {exc}")
+                continue
+            with self._lock:
+                svc = self._services[key] = _Service(
+                    spec, self._gateway(spec, int(saved.get("gatewayPort", 0))), revisions=revisions
+                )
+            try:
+                self.apply(spec, log=log, record=False)
+            except CheckFailed as exc:
+                problems.append(f"{key[1]} in {key[0]} not restored: {exc}")
+                svc.events.append(f"restore failed: {exc}")
+                continue
+            log(f"{key[1]} {spec.version} restored in {key[0]} on :{svc.gateway.port}")
+        self.write_state()
+        return problems
