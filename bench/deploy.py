@@ -4,7 +4,9 @@ Measured in the same run:
   - the services' own start-up: each workload process started and polled until healthy, one
     after another, without shipline (the floor);
   - shipline's deploy through the local target (rolling apply, gateway, supervision) of the same 22;
-  - the overhead: the difference, in total and per service.
+  - the overhead: the difference, in total and per service;
+  - a worker restart: a new target re-creating all 22 from the state file (what a worker does
+    when it starts after a stop or a `kill -9`).
 Run: .venv/bin/python bench/deploy.py
 """
 
@@ -62,23 +64,36 @@ def bare(services: list[tuple[str, str]]) -> float:
             process.wait()
 
 
-def with_shipline(services: list[tuple[str, str]]) -> float:
+def with_shipline(services: list[tuple[str, str]]) -> tuple[float, float]:
+    """(deploy seconds, restore seconds)."""
     with tempfile.TemporaryDirectory() as tmp:
         target = LocalTarget(Path(tmp))
         try:
             start = time.perf_counter()
             for name, health in services:
                 target.apply(ServiceSpec("local", name, "1.0.0", health_path=health))
-            return time.perf_counter() - start
+            deployed = time.perf_counter() - start
+            target.write_state()
         finally:
             target.close()
+        successor = LocalTarget(Path(tmp))
+        try:
+            start = time.perf_counter()
+            problems = successor.restore(lambda environment, service: {})
+            restored = time.perf_counter() - start
+            assert not problems and len(successor.services()) == len(services), problems
+        finally:
+            successor.close()
+        return deployed, restored
 
 
 def main() -> None:
     config = load_config(QUIKAPP)
     services = [(s.name, config.service_health_path(s)) for s in config.services]
     floor = min(bare(services) for _ in range(2))
-    ours = min(with_shipline(services) for _ in range(2))
+    runs = [with_shipline(services) for _ in range(2)]
+    ours = min(r[0] for r in runs)
+    restore = min(r[1] for r in runs)
     print(
         json.dumps(
             {
@@ -88,6 +103,8 @@ def main() -> None:
                 "overheadSeconds": round(ours - floor, 2),
                 "overheadPerServiceMs": round((ours - floor) / len(services) * 1000, 1),
                 "ratio": round(ours / floor, 2),
+                "restoreAfterRestartSeconds": round(restore, 2),
+                "restoreRatio": round(restore / floor, 2),
             },
             indent=2,
         )

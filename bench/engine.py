@@ -27,10 +27,10 @@ from dbos import DBOS
 
 from shipline.domain.pipeline import PipelineSpec
 from shipline.engine import host
-from shipline.engine.audit import AuditLog
 from shipline.engine.host import EngineClient
 from shipline.engine.runs import RunService
 from shipline.engine.runtime import Runtime, system_database_url
+from shipline.store.audit import SqlAuditLog
 from shipline.store.sql import SqlStateStore
 
 
@@ -98,7 +98,7 @@ def main() -> None:
         folder = Path(tmp)
         state_url, system_url = _database(args.pg, folder)
         store = SqlStateStore.connect(state_url)
-        runtime = Runtime(store=store, audit=AuditLog(folder / "audit.jsonl"))
+        runtime = Runtime(store=store, audit=SqlAuditLog(store))
         host.launch(runtime, system_url, executor_id="bench")
         client = EngineClient(system_url)
         service = RunService(store, client, runtime.audit)

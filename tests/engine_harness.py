@@ -15,10 +15,10 @@ import sqlalchemy as sa
 
 from shipline.domain.pipeline import PipelineSpec
 from shipline.engine import host
-from shipline.engine.audit import AuditLog
 from shipline.engine.host import EngineClient
 from shipline.engine.runs import RunService
 from shipline.engine.runtime import Runtime, system_database_url
+from shipline.store.audit import SqlAuditLog
 from shipline.store.sql import RunRecord, SqlStateStore
 
 PG_ENV = "SHIPLINE_TEST_DATABASE_URL"
@@ -94,7 +94,7 @@ def engine(
     store = SqlStateStore.connect(state_url)
     runtime = Runtime(
         store=store,
-        audit=AuditLog(folder / "audit.jsonl"),
+        audit=SqlAuditLog(store),
         lock_poll_seconds=0.2,
         wait_chunk_seconds=0.2,
     )

@@ -146,10 +146,10 @@ def test_no_command_leaks_a_secret(project: Path, cli: CLI, state_home: Path) ->
         _assert_clean(result.err, values, f"stderr of {command}")
 
     files = [p for p in state_home.rglob("*") if p.is_file()]
-    assert {p.name for p in files} >= {"secrets.enc", "secret.key", "audit.jsonl"}
+    assert {p.name for p in files} >= {"secrets.enc", "secret.key", "state.db"}
     for path in files:
         if path.name in {"secrets.enc", "secret.key"}:
             continue
         _assert_clean(path.read_text(errors="replace"), values, str(path.name))
-    audit = (state_home / "audit.jsonl").read_text()
-    assert "vars.reveal" in audit and "tester" in audit
+    audit = json.loads(cli("audit", "list", "--json").out)
+    assert any(r["action"] == "vars.reveal" and r["actor"] == "tester" for r in audit)

@@ -336,9 +336,9 @@ def audit_verify(ctx: typer.Context, as_json: JsonFlag = False) -> None:
         )
     elif problems:
         for problem in problems:
-            state.output.line(f"{log.path}:{problem.line}: {problem.message}")
+            state.output.line(f"{log.where}: record {problem.line}: {problem.message}")
     else:
-        state.output.line(f"{log.path}: {count} records, chain intact")
+        state.output.line(f"{log.where}: {count} records, chain intact")
     if problems:
         raise typer.Exit(1)
 

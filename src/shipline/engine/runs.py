@@ -8,10 +8,10 @@ from typing import Any
 from shipline.domain.approvals import check_voter
 from shipline.domain.models import ApprovalPolicy
 from shipline.domain.pipeline import PipelineSpec, StageSpec, stage_order
-from shipline.engine.audit import AuditLog
 from shipline.engine.host import EngineClient
 from shipline.engine.runtime import INBOX
 from shipline.errors import NotFoundError, PermissionDenied, UserError
+from shipline.store.audit import SqlAuditLog
 from shipline.store.sql import RunRecord, SqlStateStore
 
 
@@ -21,7 +21,7 @@ class RunService:
 
     store: SqlStateStore
     client: EngineClient
-    audit: AuditLog
+    audit: SqlAuditLog
 
     def start(
         self,

@@ -17,8 +17,8 @@ from shipline.domain.events import EventKind
 from shipline.domain.masking import Masker
 from shipline.domain.ports import Notifier
 from shipline.engine.actions import Action
-from shipline.engine.audit import AuditLog
 from shipline.errors import ShiplineError
+from shipline.store.audit import SqlAuditLog
 from shipline.store.sql import SqlStateStore
 
 INBOX = "inbox"
@@ -38,7 +38,7 @@ class Runtime:
     """Per-process engine state used by the workflows."""
 
     store: SqlStateStore
-    audit: AuditLog
+    audit: SqlAuditLog
     masker: Masker = field(default_factory=Masker)
     actions: dict[str, Action] = field(default_factory=dict)
     notifiers: Callable[[EventKind], Sequence[Notifier]] = lambda kind: ()

@@ -11,9 +11,9 @@ from shipline.config.loader import load_config
 from shipline.domain.masking import Masker
 from shipline.domain.models import Config
 from shipline.domain.ports import SecretStore
-from shipline.engine.audit import AuditLog
 from shipline.errors import NotFoundError, UserError
 from shipline.secrets.base import StoreContext, open_store
+from shipline.store.audit import SqlAuditLog
 
 STATE_ENV = "SHIPLINE_HOME"
 DATABASE_ENV = "SHIPLINE_DATABASE_URL"
@@ -28,6 +28,7 @@ class Workspace:
     environ: Mapping[str, str]
     masker: Masker = field(default_factory=Masker)
     _stores: dict[str, SecretStore] = field(default_factory=dict)
+    _audit: SqlAuditLog | None = None
 
     @classmethod
     def open(
@@ -58,9 +59,16 @@ class Workspace:
         return f"sqlite:///{self.state_dir / 'state.db'}"
 
     @property
-    def audit(self) -> AuditLog:
-        """The project's audit log."""
-        return AuditLog(self.state_dir / "audit.jsonl")
+    def audit(self) -> SqlAuditLog:
+        """The project's audit trail, in the state store (one chain for every worker and CLI).
+
+        Records an earlier shipline kept in `.shipline/audit.jsonl` are taken over once."""
+        if self._audit is None:
+            from shipline.store.sql import SqlStateStore
+
+            self._audit = SqlAuditLog(SqlStateStore.connect(self.database_url))
+            self._audit.import_file(self.state_dir / "audit.jsonl")
+        return self._audit
 
     def store(self, name: str | None = None) -> SecretStore:
         """The secret store `name` (default: the configured default), built once."""

@@ -21,9 +21,9 @@ from typing import Any
 import pytest
 
 from shipline.domain.pipeline import PipelineSpec
-from shipline.engine.audit import AuditLog
 from shipline.engine.host import EngineClient
 from shipline.engine.runs import RunService
+from shipline.store.audit import SqlAuditLog
 from shipline.store.sql import SqlStateStore
 from tests.engine_harness import BACKENDS, fresh_database
 
@@ -123,7 +123,7 @@ def test_kill_9_twenty_times(backend: str, tmp_path: Path) -> None:
         )  # state.db and dbos.sqlite beside each other, as the URLs say
     store = SqlStateStore.connect(state_url)
     client = EngineClient(system_url)
-    service = RunService(store, client, AuditLog(tmp_path / "audit.jsonl"))
+    service = RunService(store, client, SqlAuditLog(store))
     effects = tmp_path / "effects"
     run = service.start(_pipeline(effects), actor="ann", approvers=APPROVERS)
 

@@ -10,9 +10,9 @@ import time
 from pathlib import Path
 
 from shipline.domain.pipeline import PipelineSpec
-from shipline.engine.audit import AuditLog
 from shipline.engine.host import EngineClient
 from shipline.engine.runs import RunService
+from shipline.store.audit import SqlAuditLog
 from shipline.store.sql import SqlStateStore
 from tests.engine_harness import fresh_database
 
@@ -40,7 +40,7 @@ def test_two_workers_share_the_runs(tmp_path: Path) -> None:
             )
     store = SqlStateStore.connect(state_url)
     client = EngineClient(system_url)
-    service = RunService(store, client, AuditLog(tmp_path / "audit.jsonl"))
+    service = RunService(store, client, SqlAuditLog(store))
     effects = tmp_path / "effects"
     spec = PipelineSpec.model_validate(
         {
