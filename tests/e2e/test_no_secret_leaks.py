@@ -120,6 +120,7 @@ def test_no_command_leaks_a_secret(project: Path, cli: CLI, state_home: Path) ->
         ["vars", "show", "--env", "dev", "--skip-secrets"],
         ["audit", "verify"],
         ["audit", "list"],
+        ["ci", "cache", "list"],
         ["secrets", "generate", "--env", "dev"],
         *(["secrets", "list", "--store", s] for s in SECRETS),
     ]

@@ -1,4 +1,5 @@
-"""`shipline ci detect | tag`: which services a change touches, and the image tag of a ref."""
+"""`shipline ci detect | tag | build | cache`: which services a change touches, the image tag of a
+ref, builds, and the dependency cache."""
 
 from __future__ import annotations
 
@@ -174,6 +175,10 @@ def build(
     repo: Annotated[
         Path | None, typer.Option("--repo", help="Repository (default: the config's folder).")
     ] = None,
+    fresh_cache: Annotated[
+        bool,
+        typer.Option("--fresh-cache", help="Do not restore the dependency cache; save it anew."),
+    ] = False,
     detach: Annotated[bool, typer.Option("--detach", help="Return at once (exit 3).")] = False,
     as_json: JsonFlag = False,
 ) -> None:
@@ -212,6 +217,8 @@ def build(
         ref=ref,
         artifacts=str(ws.state_dir / "artifacts"),
         manifest=str(path.resolve()),
+        cache=str(ws.state_dir / "cache"),
+        fresh_cache=fresh_cache,
     )
     service = run_service(ws)
     record = service.start(
@@ -230,3 +237,56 @@ def build(
     )
     if not as_json and not detach:
         state.output.line(f"manifest: {path}")
+
+
+cache_app = typer.Typer(help="The stack recipes' dependency cache.", no_args_is_help=True)
+ci_app.add_typer(cache_app, name="cache")
+
+StackOpt = Annotated[str | None, typer.Option("--stack", help="Only this stack's entries.")]
+
+
+def _known_stack(ws: Any, stack: str | None) -> None:
+    if stack and stack not in ws.config.stacks:
+        raise UserError(
+            f"unknown stack '{stack}'", hint=f"known: {', '.join(sorted(ws.config.stacks))}"
+        )
+
+
+@cache_app.command("list")
+def cache_list(ctx: typer.Context, stack: StackOpt = None, as_json: JsonFlag = False) -> None:
+    """Saved dependency caches: stack, key, paths, size, when saved and last restored."""
+    from shipline.ci.cache import DependencyCache
+
+    state = state_of(ctx)
+    ws = state.workspace()
+    _known_stack(ws, stack)
+    entries = DependencyCache(ws.state_dir / "cache").entries(stack)
+    if as_json:
+        state.output.json([e.as_json() for e in entries])
+        return
+    if not entries:
+        state.output.line("no dependency cache saved" + (f" for {stack}" if stack else ""))
+        return
+    state.output.table(
+        "dependency caches",
+        ["stack", "key", "paths", "size", "saved", "last restored"],
+        [
+            [e.stack, e.key, ", ".join(e.paths), f"{e.size:,} B", e.created, e.last_used or "-"]
+            for e in entries
+        ],
+    )
+
+
+@cache_app.command("clear")
+def cache_clear(ctx: typer.Context, stack: StackOpt = None, as_json: JsonFlag = False) -> None:
+    """Remove saved dependency caches (all, or one stack's): the next builds start fresh."""
+    from shipline.ci.cache import DependencyCache
+
+    state = state_of(ctx)
+    ws = state.workspace()
+    _known_stack(ws, stack)
+    removed = DependencyCache(ws.state_dir / "cache").clear(stack)
+    if as_json:
+        state.output.json({"removed": [e.as_json() for e in removed]})
+        return
+    state.output.line(f"removed {len(removed)} cache entr{'y' if len(removed) == 1 else 'ies'}")

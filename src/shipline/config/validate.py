@@ -5,10 +5,17 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable
 from importlib.metadata import entry_points
+from pathlib import PurePosixPath
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from shipline.config.source import PathKey, Source
-from shipline.domain.models import ApprovalMode, ApprovalPolicy, Config, PipelineKind
+from shipline.domain.models import (
+    ApprovalMode,
+    ApprovalPolicy,
+    BuildRecipe,
+    Config,
+    PipelineKind,
+)
 from shipline.errors import ConfigError
 
 BUILTIN_STORE_TYPES = {"file", "env", "azure-keyvault", "vault", "memory"}
@@ -93,10 +100,30 @@ def _env_names(config: Config) -> set[str]:
     return names
 
 
+def _check_cache(c: _Checker, stack: str, recipe: BuildRecipe | None) -> None:
+    if recipe is None or not recipe.cache_paths:
+        return
+    if not recipe.cache_key:
+        c.error(
+            ("stacks", stack, "build", "cachePaths"),
+            f"stack '{stack}' caches paths but has no cacheKey",
+            "add 'cacheKey:' (e.g. npm-$(nodeVersion)-{hash:package-lock.json})",
+        )
+    for i, path in enumerate(recipe.cache_paths):
+        parts = PurePosixPath(path).parts
+        if not path or path.startswith("/") or ".." in parts:
+            c.error(
+                ("stacks", stack, "build", "cachePaths", i),
+                f"cache path '{path}' must stay inside the service folder",
+                "use a relative path without '..', e.g. node_modules or .m2/repository",
+            )
+
+
 def _check_services(c: _Checker) -> None:
     config = c.config
     for name, stack in config.stacks.items():
         c.groups(("stacks", name, "variableGroups"), stack.variable_groups)
+        _check_cache(c, name, stack.build)
     seen: dict[str, int] = {}
     for i, service in enumerate(config.services):
         if service.name in seen:

@@ -62,6 +62,7 @@ class BuildRecipe(Model):
 
     setup: list[str] = []
     cache_key: str | None = None
+    cache_paths: list[str] = []  # folders saved under cache_key, relative to the service folder
     test: list[str] = []
     build: list[str] = []
 

@@ -43,6 +43,44 @@ def cache_key(template: str | None, variables: dict[str, str], folder: Path) -> 
     return re.sub(r"\{hash:([^}]+)\}", digest, text)
 
 
+def _cache(params: dict[str, Any], recipe: dict[str, Any], key: str | None) -> Any:
+    if not key or not recipe.get("cache_paths") or not params.get("cacheDir"):
+        return None
+    from shipline.ci.cache import DependencyCache
+
+    return DependencyCache(Path(str(params["cacheDir"])))
+
+
+def _restore_cache(
+    ctx: StepContext, params: dict[str, Any], recipe: dict[str, Any], key: str | None, into: Path
+) -> str | None:
+    """ "hit", "miss" (saved after a good build), or None when the recipe caches nothing."""
+    cache = _cache(params, recipe, key)
+    if cache is None or key is None:
+        return None
+    if params.get("freshCache"):
+        ctx.log(f"cache: not restored (fresh cache asked); {key} is saved again after the build")
+        return "miss"
+    if cache.restore(str(params["stack"]), key, into):
+        ctx.log(f"cache hit: {key} restored {', '.join(recipe['cache_paths'])}")
+        return "hit"
+    ctx.log(f"cache miss: {key}")
+    return "miss"
+
+
+def _save_cache(
+    ctx: StepContext, params: dict[str, Any], recipe: dict[str, Any], key: str | None, into: Path
+) -> None:
+    cache = _cache(params, recipe, key)
+    if cache is None or key is None:
+        return
+    size = cache.save(str(params["stack"]), key, into, list(recipe["cache_paths"]))
+    if size is None:
+        ctx.log(f"cache: none of {', '.join(recipe['cache_paths'])} exists; nothing saved")
+    else:
+        ctx.log(f"cache saved: {key} ({size:,} bytes)")
+
+
 def build_service(ctx: StepContext, params: dict[str, Any]) -> dict[str, Any]:
     """Recipe (setup, test, build), image, scans, push; outputs the service's manifest entry."""
     repo = Path(str(params["repo"]))
@@ -64,9 +102,12 @@ def build_service(ctx: StepContext, params: dict[str, Any]) -> dict[str, Any]:
     )
     if key:
         ctx.log(f"cache key: {key}")
+    cached = _restore_cache(ctx, params, recipe, key, context)
     _run_commands(ctx, "setup", recipe.get("setup", []), context, env)
     tests = _run_commands(ctx, "test", recipe.get("test", []), context, env)
     _run_commands(ctx, "build", recipe.get("build", []), context, env)
+    if cached == "miss":
+        _save_cache(ctx, params, recipe, key, context)
     builder = BUILDERS[str(params["builder"])]()
     local = f"localhost/{params['image']}:{params['tag']}"
     builder.build(
@@ -121,6 +162,7 @@ def build_service(ctx: StepContext, params: dict[str, Any]) -> dict[str, Any]:
         "tests": {"commands": tests, "passed": tests},
         "scans": scans,
         "cacheKey": key,
+        "cache": cached,
     }
     return {str(params["service"]): entry}
 

@@ -207,6 +207,8 @@ def ci_pipeline(
     ref: str | None,
     artifacts: str,
     manifest: str,
+    cache: str | None = None,
+    fresh_cache: bool = False,
 ) -> PipelineSpec:
     """Build each service (in parallel, `ci.concurrency` at a time), scan, write the manifest."""
     ci = config.ci
@@ -247,6 +249,8 @@ def ci_pipeline(
                     "severity": ci.severity,
                     "failOn": ci.fail_on_severities,
                     "artifacts": artifacts,
+                    "cacheDir": cache,
+                    "freshCache": fresh_cache,
                 },
             }
         )
