@@ -182,6 +182,13 @@ def _check_environments(c: _Checker) -> None:
         c.groups((*base, "variableGroups"), env.variable_groups)
         if env.approvals:
             _check_policy(c, (*base, "approvals"), env.approvals)
+        metrics = getattr(env.strategy, "metrics", None)
+        if metrics is not None and metrics.source == "prometheus" and not metrics.url:
+            c.error(
+                (*base, "strategy", "metrics", "source"),
+                "canary metrics from Prometheus need its URL",
+                "add 'url: http://HOST:9090' beside 'source: prometheus'",
+            )
         hours = env.checks.business_hours
         if hours:
             try:

@@ -207,6 +207,14 @@ class AnalysisThresholds(Model):
     interval_seconds: float = Field(default=60, gt=0)
 
 
+class CanaryMetrics(Model):
+    """Where canary analysis reads each version's requests, errors and latency."""
+
+    source: Literal["gateway", "prometheus"] = "gateway"
+    url: str | None = None  # Prometheus's base URL, for source: prometheus
+    probe_rps: float = Field(default=50, ge=0)  # the analysis's own requests per second (0: none)
+
+
 class CanaryStrategy(Model):
     """Shift traffic by weight steps, bake and analyse at each step, then promote."""
 
@@ -214,6 +222,7 @@ class CanaryStrategy(Model):
     steps: list[Annotated[int, Field(ge=1, le=100)]] = [10, 50, 100]
     bake_seconds: float = Field(default=300, ge=0)
     analysis: AnalysisThresholds = AnalysisThresholds()
+    metrics: CanaryMetrics = CanaryMetrics()
 
 
 Strategy = Annotated[RollingStrategy | CanaryStrategy, Field(discriminator="type")]

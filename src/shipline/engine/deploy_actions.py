@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from shipline.domain.health import healthy, verify_health
-from shipline.domain.models import AnalysisThresholds
+from shipline.domain.models import CanaryStrategy
 from shipline.engine.actions import BUILTIN, StepContext
 from shipline.engine.runtime import current
 from shipline.errors import CheckFailed, TechnicalError
@@ -112,6 +112,18 @@ def _spec(params: dict[str, Any], version: str | None = None) -> Any:
     )
 
 
+def _metric_source(canary: CanaryStrategy, spec: Any) -> Any:
+    """Prometheus (the gateways' series, selected by environment and service) or, by default,
+    None: the target reads its gateway's own counters."""
+    if canary.metrics.source != "prometheus" or not canary.metrics.url:
+        return None
+    from shipline.targets.local.metrics import PrometheusMetrics
+
+    return PrometheusMetrics(
+        canary.metrics.url, {"environment": spec.environment, "service": spec.service}
+    )
+
+
 def deploy(ctx: StepContext, params: dict[str, Any]) -> dict[str, Any]:
     """Apply the service's new version with the environment's strategy."""
     service, version = str(params["service"]), str(params["version"])
@@ -128,13 +140,14 @@ def deploy(ctx: StepContext, params: dict[str, Any]) -> dict[str, Any]:
     strategy = params.get("strategy") or {"type": "rolling"}
     try:
         if strategy.get("type") == "canary":
-            thresholds = AnalysisThresholds.model_validate(strategy.get("analysis", {}))
+            canary = CanaryStrategy.model_validate(strategy)
             target.canary(
                 spec,
-                thresholds,
-                steps=list(strategy.get("steps", [10, 50, 100])),
-                bake_seconds=float(strategy.get("bakeSeconds", strategy.get("bake_seconds", 60))),
-                probe_rps=float(params.get("probeRps", 50)),
+                canary.analysis,
+                steps=list(canary.steps),
+                bake_seconds=canary.bake_seconds,
+                probe_rps=canary.metrics.probe_rps,
+                metrics=_metric_source(canary, spec),
                 log=ctx.log,
             )
         else:

@@ -17,6 +17,7 @@ import pytest
 
 from shipline.domain.canary import IntervalVerdict, assess_interval
 from shipline.domain.models import AnalysisThresholds
+from shipline.errors import CheckFailed
 from shipline.targets.local.metrics import PrometheusMetrics
 from shipline.targets.local.supervisor import free_port
 from shipline.targets.local.target import LocalTarget, ServiceSpec
@@ -43,12 +44,13 @@ class Prometheus:
         self.url = f"http://127.0.0.1:{self.port}"
         self.process: subprocess.Popen[bytes] | None = None
 
-    def start(self, gateway_port: int) -> None:
+    def start(self, targets_file: Path) -> None:
+        """Scrape every gateway listed in `targets_file` (the local target's discovery file)."""
         config = self.folder / "prometheus.yml"
         config.write_text(
             "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
             "scrape_configs:\n  - job_name: gateways\n    metrics_path: /_shipline/metrics\n"
-            f"    static_configs: [{{targets: ['127.0.0.1:{gateway_port}']}}]\n"
+            f"    file_sd_configs: [{{files: ['{targets_file}'], refresh_interval: 1s}}]\n"
         )
         with open(self.folder / "prometheus.log", "wb") as log:
             self.process = subprocess.Popen(
@@ -104,10 +106,23 @@ def _wait_for(check: Callable[[], bool], what: str, seconds: float = 60) -> None
     raise AssertionError(f"Prometheus never saw {what}")
 
 
+def test_the_discovery_file_lists_every_gateway(target: LocalTarget) -> None:
+    target.apply(ServiceSpec("qa", "api", "1.0.0"))
+    target.apply(ServiceSpec("dev", "web", "1.0.0"))
+    target.write_state()
+    listed = json.loads((target.state_dir / "prometheus-targets.json").read_text())
+    ports = {(e["labels"]["environment"], e["labels"]["service"]): e["targets"] for e in listed}
+    assert ports == {
+        ("qa", "api"): [f"127.0.0.1:{target.status('qa', 'api')['gatewayPort']}"],
+        ("dev", "web"): [f"127.0.0.1:{target.status('dev', 'web')['gatewayPort']}"],
+    }
+
+
 def test_prometheus_source_sees_the_bad_canary(target: LocalTarget, prometheus: Prometheus) -> None:
     target.apply(ServiceSpec("qa", "api", "1.0.0"))
+    target.write_state()  # lists the gateway in prometheus-targets.json
     svc = target._services[("qa", "api")]
-    prometheus.start(svc.gateway.port)
+    prometheus.start(target.state_dir / "prometheus-targets.json")
     canary = target._replica(
         ServiceSpec("qa", "api", "2.0.0", env={"SHIPLINE_DEMO_ERROR_RATE": "0.5"}), 0
     )
@@ -154,3 +169,31 @@ def test_prometheus_source_sees_the_bad_canary(target: LocalTarget, prometheus: 
     assert bad.p95 is not None and bad.p95 > 0
     verdict = assess_interval(bad, good, AnalysisThresholds(max_error_rate=0.05))
     assert verdict.verdict == IntervalVerdict.FAILED
+
+
+def test_a_canary_analysed_through_prometheus_is_rolled_back(
+    target: LocalTarget, prometheus: Prometheus
+) -> None:
+    target.apply(ServiceSpec("qa", "api", "1.0.0"))
+    target.write_state()
+    prometheus.start(target.state_dir / "prometheus-targets.json")
+    selector = 'environment="qa",service="api"'
+    _wait_for(  # discovered and scraped once before the canary starts
+        lambda: _scraped(prometheus, f"up{{{selector}}}") == 1.0, "the gateway"
+    )
+    lines: list[str] = []
+    source = PrometheusMetrics(prometheus.url, {"environment": "qa", "service": "api"})
+    with pytest.raises(CheckFailed, match="rolled back"):
+        target.canary(
+            ServiceSpec("qa", "api", "2.0.0", env={"SHIPLINE_DEMO_ERROR_RATE": "0.5"}),
+            AnalysisThresholds(max_error_rate=0.05, failure_limit=2, interval_seconds=3),
+            steps=[50, 100],
+            bake_seconds=30,
+            probe_rps=50,
+            metrics=source,
+            log=lines.append,
+        )
+    failed = [line for line in lines if "analysis failed" in line]
+    assert failed and any("error rate" in line for line in failed), lines
+    assert target.status("qa", "api")["version"] == "1.0.0"
+    assert target.status("qa", "api")["weights"] == {"1.0.0": 1}

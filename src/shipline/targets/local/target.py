@@ -584,8 +584,9 @@ class LocalTarget:
             self._owner_fd = -1
 
     def write_state(self) -> None:
-        """Record what runs where for `shipline status` outside the worker, and what a successor
-        needs to re-create it (variable values only of variables that are not secret).
+        """Record what runs where for `shipline status` outside the worker, what a successor
+        needs to re-create it (variable values only of variables that are not secret), and the
+        gateways as Prometheus file-based discovery targets (`prometheus-targets.json`).
 
         Safe to call from several threads: each writes its own temporary file.
         """
@@ -602,7 +603,25 @@ class LocalTarget:
                 }
             except NotFoundError:  # stopped meanwhile
                 continue
-        path = self.state_dir / "local-state.json"
+        self._replace(self.state_dir / "local-state.json", data)
+        # Prometheus file-based service discovery: every gateway with its labels.
+        self._replace(
+            self.state_dir / "prometheus-targets.json",
+            [
+                {
+                    "targets": [f"127.0.0.1:{entry['gatewayPort']}"],
+                    "labels": {
+                        "environment": entry["environment"],
+                        "service": entry["service"],
+                    },
+                }
+                for entry in data.values()
+            ],
+        )
+
+    @staticmethod
+    def _replace(path: Path, data: Any) -> None:
+        """Write `path` whole or not at all (each thread through its own temporary file)."""
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
         tmp.write_text(json.dumps(data, indent=2, default=str))
