@@ -71,6 +71,11 @@ class Gateway:
             self._backends = {v: list(p) for v, p in backends.items() if p}
             self._cycles = {v: itertools.cycle(p) for v, p in self._backends.items()}
             self._weights = {v: w for v, w in weights.items() if w > 0 and v in self._backends}
+            for version in self._backends:  # every series exists from the start, at zero, so
+                for klass in ("2xx", "4xx", "5xx"):  # Prometheus's increase() sees its first rise
+                    self._totals[(version, klass)] += 0
+                self._buckets[version][-1] += 0
+                self._sums[version] += 0.0
 
     def weights(self) -> dict[str, int]:
         """The weights in force."""
