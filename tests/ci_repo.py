@@ -191,3 +191,16 @@ def generate(
         repo.shas[int(m[1:])] = sha
     subprocess.run(["git", "-C", str(folder), "reset", "-q", "--hard", "main"], check=True)
     return repo
+
+
+def commit_all(repo: Path, message: str, *, tag: str | None = None) -> None:
+    """`git init` `repo` (on main) if needed and commit everything in it, optionally tagged."""
+    steps = [] if (repo / ".git").exists() else [["init", "-q", "-b", "main"]]
+    steps += [
+        ["add", "."],
+        ["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", message],
+    ]
+    if tag:
+        steps.append(["tag", tag])
+    for argv in steps:
+        subprocess.run(["git", "-C", str(repo), *argv], check=True)

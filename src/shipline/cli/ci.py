@@ -245,22 +245,24 @@ ci_app.add_typer(cache_app, name="cache")
 StackOpt = Annotated[str | None, typer.Option("--stack", help="Only this stack's entries.")]
 
 
-def _known_stack(ws: Any, stack: str | None) -> None:
+def _cache(ctx: typer.Context, stack: str | None) -> tuple[Any, Any]:
+    """The command's state and the project's dependency cache; `stack` must be known."""
+    from shipline.ci.cache import DependencyCache
+
+    state = state_of(ctx)
+    ws = state.workspace()
     if stack and stack not in ws.config.stacks:
         raise UserError(
             f"unknown stack '{stack}'", hint=f"known: {', '.join(sorted(ws.config.stacks))}"
         )
+    return state, DependencyCache(ws.state_dir / "cache")
 
 
 @cache_app.command("list")
 def cache_list(ctx: typer.Context, stack: StackOpt = None, as_json: JsonFlag = False) -> None:
     """Saved dependency caches: stack, key, paths, size, when saved and last restored."""
-    from shipline.ci.cache import DependencyCache
-
-    state = state_of(ctx)
-    ws = state.workspace()
-    _known_stack(ws, stack)
-    entries = DependencyCache(ws.state_dir / "cache").entries(stack)
+    state, cache = _cache(ctx, stack)
+    entries = cache.entries(stack)
     if as_json:
         state.output.json([e.as_json() for e in entries])
         return
@@ -280,12 +282,8 @@ def cache_list(ctx: typer.Context, stack: StackOpt = None, as_json: JsonFlag = F
 @cache_app.command("clear")
 def cache_clear(ctx: typer.Context, stack: StackOpt = None, as_json: JsonFlag = False) -> None:
     """Remove saved dependency caches (all, or one stack's): the next builds start fresh."""
-    from shipline.ci.cache import DependencyCache
-
-    state = state_of(ctx)
-    ws = state.workspace()
-    _known_stack(ws, stack)
-    removed = DependencyCache(ws.state_dir / "cache").clear(stack)
+    state, cache = _cache(ctx, stack)
+    removed = cache.clear(stack)
     if as_json:
         state.output.json({"removed": [e.as_json() for e in removed]})
         return

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.ci_repo import commit_all
+
 EXE = str(Path(sys.executable).parent / "shipline")
 BUSYBOX = next((p for p in ("/bin/busybox", "/usr/bin/busybox") if Path(p).exists()), None)
 
@@ -106,13 +108,7 @@ def test_build_scan_push_manifest_release(tmp_path: Path, registry: str) -> None
     shutil.copy(BUSYBOX, service / "busybox")  # type: ignore[arg-type]
     (service / "Dockerfile").write_text(DOCKERFILE)
     (repo / "shipline.yaml").write_text(CONFIG.format(registry=registry))
-    for argv in (
-        ["init", "-q", "-b", "main"],
-        ["add", "."],
-        ["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "hello"],
-        ["tag", "v1.4.0"],
-    ):
-        subprocess.run(["git", "-C", str(repo), *argv], check=True)
+    commit_all(repo, "hello", tag="v1.4.0")
     env = {
         **os.environ,
         "SHIPLINE_CONFIG": str(repo / "shipline.yaml"),

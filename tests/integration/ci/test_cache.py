@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import subprocess
-import sys
 import tarfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from shipline.ci.cache import CacheError, DependencyCache
-
-EXE = str(Path(sys.executable).parent / "shipline")
+from tests.ci_repo import commit_all
+from tests.e2e.worker import EXE, running_worker
 
 CONFIG = """
 project: cache-demo
@@ -92,25 +90,11 @@ def project(tmp_path: Path) -> Iterator[tuple[Path, dict[str, str]]]:
     (service / "Dockerfile").write_text("FROM scratch\n")
     (repo / "shipline.yaml").write_text(CONFIG)
     (repo / ".gitignore").write_text("vendor/\n")
-    for argv in (
-        ["init", "-q", "-b", "main"],
-        ["add", "."],
-        ["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "api"],
-    ):
-        subprocess.run(["git", "-C", str(repo), *argv], check=True)
-    env = {
-        **os.environ,
-        "SHIPLINE_CONFIG": str(repo / "shipline.yaml"),
-        "SHIPLINE_HOME": str(tmp_path / "state"),
-    }
-    env.pop("SHIPLINE_DATABASE_URL", None)
-    with open(tmp_path / "worker.log", "wb") as log:
-        worker = subprocess.Popen([EXE, "worker"], env=env, stdout=log, stderr=log)
-    try:
+    commit_all(repo, "api")
+    with running_worker(
+        repo / "shipline.yaml", tmp_path / "state", "ci", tmp_path / "worker.log"
+    ) as env:
         yield repo, env
-    finally:
-        worker.terminate()
-        worker.wait(timeout=60)
 
 
 def _build(env: dict[str, str], *extra: str) -> tuple[dict[str, object], list[str]]:
