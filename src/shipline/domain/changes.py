@@ -46,15 +46,21 @@ def glob_regex(pattern: str) -> str:
     return regex + tail
 
 
+Target = tuple[str, str]  # (kind, name): ("all", "*"), ("stack", S), ("paths" | "shared", service)
+BUILD_ALL: Target = ("all", "*")
+
+
 @dataclass
 class _Rules:
     """Targets by pattern: directory patterns in a dict by prefix, other globs as regexes."""
 
-    prefixes: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
-    regexes: list[tuple[re.Pattern[str], str]] = field(default_factory=list)
+    prefixes: dict[str, list[Target]] = field(default_factory=lambda: defaultdict(list))
+    regexes: list[tuple[re.Pattern[str], Target]] = field(default_factory=list)
     depth: int = 0
+    _memo: dict[str, list[Target]] = field(default_factory=dict)
 
-    def add(self, pattern: str, target: str) -> None:
+    def add(self, pattern: str, target: Target) -> None:
+        self._memo.clear()
         clean = pattern.strip("/")
         head = clean.removesuffix("/**")
         if head and not _GLOB_CHARS & set(head):
@@ -63,20 +69,33 @@ class _Rules:
         else:
             self.regexes.append((re.compile(glob_regex(clean) + r"\Z"), target))
 
-    def match(self, path: str) -> list[str]:
-        found: list[str] = []
+    def match(self, path: str) -> list[Target]:
+        found: list[Target] = []
         if self.prefixes:
-            cut = -1
+            # Directory rules depend only on the path's first `depth` segments: look those up once.
+            end = -1
             for _ in range(self.depth):
-                cut = path.find("/", cut + 1)
-                prefix = path if cut < 0 else path[:cut]
-                found.extend(self.prefixes.get(prefix, ()))
-                if cut < 0:
+                end = path.find("/", end + 1)
+                if end < 0:
                     break
+            key = path if end < 0 else path[:end]
+            hits = self._memo.get(key)
+            if hits is None:
+                hits = self._memo[key] = self._prefix_hits(key)
+            found.extend(hits)
         for regex, target in self.regexes:
             if regex.match(path):
                 found.append(target)
         return found
+
+    def _prefix_hits(self, key: str) -> list[Target]:
+        hits: list[Target] = []
+        cut = -1
+        while True:
+            cut = key.find("/", cut + 1)
+            hits.extend(self.prefixes.get(key if cut < 0 else key[:cut], ()))
+            if cut < 0:
+                return hits
 
 
 @dataclass(frozen=True)
@@ -92,41 +111,40 @@ def affected_services(
     config: Config, paths: Iterable[str], build_all_paths: Iterable[str] = ()
 ) -> Affected:
     """Services touched by `paths` (repository-relative, '/'-separated)."""
-    everything = _Rules()
+    rules = _Rules()  # one set of rules, so each path is matched once
     for pattern in build_all_paths:
-        everything.add(pattern, "*")
-    by_stack = _Rules()
+        rules.add(pattern, BUILD_ALL)
     for name, stack in config.stacks.items():
         for pattern in stack.paths:
-            by_stack.add(pattern, name)
-    own = _Rules()
+            rules.add(pattern, ("stack", name))
     for service in config.services:
         for pattern in service.paths:
-            own.add(pattern, f"paths:{service.name}")
+            rules.add(pattern, ("paths", service.name))
         for pattern in service.shared_paths:
-            own.add(pattern, f"shared:{service.name}")
+            rules.add(pattern, ("shared", service.name))
     stack_members: dict[str, list[str]] = defaultdict(list)
     for service in config.services:
         stack_members[service.stack].append(service.name)
     reasons: dict[str, list[str]] = defaultdict(list)
-    build_all = False
+    everything: list[str] = []
     count = 0
     for path in paths:
         count += 1
-        if everything.match(path):
-            build_all = True
-            reasons["*"].append(f"{path} (builds everything)")
+        hits = rules.match(path)
+        if not hits:
             continue
-        for stack_name in by_stack.match(path):
-            for name in stack_members[stack_name]:
-                reasons[name].append(f"{path} (stack {stack_name})")
-        for target in own.match(path):
-            kind, name = target.split(":", 1)
-            reasons[name].append(
-                f"{path} ({'shared path' if kind == 'shared' else 'service path'})"
-            )
-    if build_all:
-        why = reasons.pop("*")
-        return Affected({s.name: why for s in config.services}, True, count)
+        if BUILD_ALL in hits:
+            everything.append(f"{path} (builds everything)")
+            continue
+        for kind, name in hits:
+            if kind == "stack":
+                for member in stack_members[name]:
+                    reasons[member].append(f"{path} (stack {name})")
+            else:
+                reasons[name].append(
+                    f"{path} ({'shared path' if kind == 'shared' else 'service path'})"
+                )
+    if everything:
+        return Affected({s.name: everything for s in config.services}, True, count)
     order = [s.name for s in config.services]
     return Affected({name: reasons[name] for name in order if name in reasons}, False, count)

@@ -6,6 +6,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from shipline.config.loader import load_config
 from shipline.domain.masking import Masker
@@ -13,7 +14,9 @@ from shipline.domain.models import Config
 from shipline.domain.ports import SecretStore
 from shipline.errors import NotFoundError, UserError
 from shipline.secrets.base import StoreContext, open_store
-from shipline.store.audit import SqlAuditLog
+
+if TYPE_CHECKING:  # the store (SQLAlchemy) loads only for commands that use it
+    from shipline.store.audit import SqlAuditLog
 
 STATE_ENV = "SHIPLINE_HOME"
 DATABASE_ENV = "SHIPLINE_DATABASE_URL"
@@ -64,6 +67,7 @@ class Workspace:
 
         Records an earlier shipline kept in `.shipline/audit.jsonl` are taken over once."""
         if self._audit is None:
+            from shipline.store.audit import SqlAuditLog
             from shipline.store.sql import SqlStateStore
 
             self._audit = SqlAuditLog(SqlStateStore.connect(self.database_url))
