@@ -681,7 +681,7 @@ class LocalTarget:
                     spec, self._gateway(spec, int(saved.get("gatewayPort", 0))), revisions=revisions
                 )
             try:
-                self.apply(spec, log=log, record=False)
+                self.apply(spec, record=False)  # one line per service: below
             except CheckFailed as exc:
                 problems.append(f"{key[1]} in {key[0]} not restored: {exc}")
                 svc.events.append(f"restore failed: {exc}")
