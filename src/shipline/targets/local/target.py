@@ -76,7 +76,7 @@ def owned(state_dir: Path) -> bool:
         return False
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)  # shared: conflicts only with the owner's
     except BlockingIOError:
         return True
     finally:
@@ -89,9 +89,15 @@ def _own(state_dir: Path) -> int:
     state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     path = state_dir / "local.lock"
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
+    end = time.monotonic() + 2  # `owned()` (shipline status) may hold it for a moment
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except BlockingIOError:
+            if time.monotonic() < end:
+                time.sleep(0.05)
+                continue
         holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
         os.close(fd)
         raise TargetBusy(
