@@ -23,8 +23,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from shipline.config.loader import load_config
+from shipline.domain.deploy import DeploySpec as ServiceSpec
 from shipline.targets.local.supervisor import free_port
-from shipline.targets.local.target import WORKLOAD, LocalTarget, ServiceSpec
+from shipline.targets.local.target import WORKLOAD, LocalTarget
 
 QUIKAPP = Path(__file__).resolve().parents[1] / "examples" / "quikapp" / "shipline.yaml"
 

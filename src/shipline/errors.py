@@ -5,6 +5,7 @@
     │   ├── ConfigError            a problem in shipline.yaml; carries file, line, column and a hint
     │   │   └── ConfigErrors       every ConfigError found, reported together
     │   ├── NotFoundError          a named thing (environment, service, secret, run) does not exist
+    │   ├── AlreadyRunning         another live process holds this worker id or state folder
     │   └── PermissionDenied       a rule refuses this actor or pipeline (variable group, approval)
     ├── RuleError                  a rule said no (non-technical: the run *failed*)
     │   ├── ApprovalRequired       the stage waits for people
@@ -55,6 +56,10 @@ class NotFoundError(UserError):
 
 class PermissionDenied(UserError):
     """A rule refuses this actor or this pipeline."""
+
+
+class AlreadyRunning(UserError):
+    """Another live process holds what this one needs (a worker id, a state folder's services)."""
 
 
 @dataclass(frozen=True)
@@ -141,6 +146,7 @@ class NotifyError(TechnicalError):
 
 
 __all__ = [
+    "AlreadyRunning",
     "ApprovalRequired",
     "CheckFailed",
     "ConfigError",

@@ -29,32 +29,22 @@ def _run(
 ) -> None:
     from shipline.cli.runs import watch
     from shipline.engine.identity import current_user
-    from shipline.engine.pipelines import (
-        action_pipeline,
-        down_pipeline,
-        find_environment,
-        pick_services,
-    )
     from shipline.engine.service import run_service
+    from shipline.engine.submit import submit_action
 
     state = state_of(ctx)
     ws = state.workspace()
-    environment = find_environment(ws.config, env)
-    if action == "down":
-        names: list[str] = []
-        spec = down_pipeline(ws.config, environment, str(ws.state_dir))
-    else:
-        names = pick_services(ws.config, services or "all")
-        spec = action_pipeline(ws.config, environment, names, action, str(ws.state_dir), **extra)
-    service = run_service(ws)
-    record = service.start(
-        spec,
-        actor=current_user(None, os.environ),
-        environment=environment.name,
-        services=dict.fromkeys(names, str(extra.get("version", ""))),
-    )
+    record = submit_action(
+        ws, env=env, services=services, action=action, actor=current_user(None, os.environ),
+        **extra,
+    )  # fmt: skip
     watch(
-        state, service, record.id, detach=detach, as_json=as_json, queued=f"run {record.id} queued"
+        state,
+        run_service(ws),
+        record.id,
+        detach=detach,
+        as_json=as_json,
+        queued=f"run {record.id} queued",
     )
 
 
@@ -80,8 +70,6 @@ def rollback(
     as_json: JsonFlag = False,
 ) -> None:
     """Roll services back to a revision."""
-    if revision < 0:
-        raise UserError("--revision is 0 (the previous) or a revision number")
     _run(ctx, env, services, "rollback", detach, as_json, revision=revision)
 
 
@@ -101,13 +89,18 @@ def scale(
     env: EnvOpt,
     services: ServicesOpt,
     replicas: Annotated[int, typer.Option("--replicas", help="Replica count.")],
+    override_bounds: Annotated[
+        str | None,
+        typer.Option("--override-bounds", help="Why the tier's min/max may be left (audited)."),
+    ] = None,
     detach: DetachOpt = False,
     as_json: JsonFlag = False,
 ) -> None:
-    """Scale services to a replica count."""
-    if not 0 < replicas <= 50:
-        raise UserError("--replicas must be between 1 and 50")
-    _run(ctx, env, services, "scale", detach, as_json, replicas=replicas)
+    """Scale services to a replica count (within the tier's bounds; kept across deploys)."""
+    _run(
+        ctx, env, services, "scale", detach, as_json, replicas=replicas,
+        override=override_bounds,
+    )  # fmt: skip
 
 
 def down(
@@ -120,23 +113,57 @@ def down(
 def _local_state(state_dir: Path) -> dict[str, Any]:
     path = state_dir / "local-state.json"
     data: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {}
-    for memory in (
-        (state_dir / "targets").glob("memory-*.json") if (state_dir / "targets").exists() else []
-    ):
-        env = memory.stem.removeprefix("memory-")
-        for service, version in json.loads(memory.read_text())["services"].items():
-            data.setdefault(
-                f"{env}/{service}",
-                {
-                    "service": service,
-                    "environment": env,
-                    "version": version,
-                    "desired": None,
-                    "ready": None,
-                    "revision": None,
-                },
-            )
+    memory = state_dir / "targets" / "memory.json"
+    recorded = json.loads(memory.read_text()).get("services", {}) if memory.exists() else {}
+    for key, entry in recorded.items():
+        spec = entry["spec"]
+        data.setdefault(
+            key,
+            {
+                "service": spec["service"],
+                "environment": spec["environment"],
+                "version": spec["version"],
+                "desired": spec["replicas"],
+                "ready": spec["replicas"],
+                "revision": len(entry["revisions"]),
+            },
+        )
     return data
+
+
+def history(
+    ctx: typer.Context,
+    env: EnvOpt,
+    service: Annotated[str, typer.Option("--service", "-s", help="Service.")],
+    as_json: JsonFlag = False,
+) -> None:
+    """A service's revisions in an environment: version, when, why, by whom, which run."""
+    from shipline.engine.history import read_history
+    from shipline.engine.pipelines import find_environment, pick_services
+
+    state = state_of(ctx)
+    ws = state.workspace()
+    environment = find_environment(ws.config, env)
+    names = pick_services(ws.config, service)
+    if len(names) != 1:
+        raise UserError("--service takes one service name")
+    name = names[0]
+    rows = [r.as_dict() for r in read_history(ws, environment, name)]
+    if as_json:
+        state.output.json(rows)
+        return
+    if not rows:
+        state.output.line(f"{name} has no revisions in {environment.name}")
+        return
+    state.output.table(
+        f"history of {name} in {environment.name}",
+        ["revision", "version", "replicas", "at", "cause", "by", "run"],
+        [
+            [r["revision"], r["version"], r["replicas"], r["at"], r["cause"], r["by"] or "-",
+             r["run"] or "-"]
+            for r in rows
+        ],
+    )  # fmt: skip
 
 
 def status(
@@ -246,6 +273,10 @@ def logs(
     state = state_of(ctx)
     ws = state.workspace()
     environment = find_environment(ws.config, env).name
+    if service not in {s.name for s in ws.config.services}:
+        raise UserError(f"unknown service '{service}'", hint="see `shipline services list`")
+    if lines < 0:
+        raise UserError("--lines must be 0 or more")
     folder = ws.state_dir / "logs" / environment / service
     files = sorted(folder.glob("*.log"), key=lambda p: p.stat().st_mtime) if folder.exists() else []
     if not files:

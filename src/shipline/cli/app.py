@@ -16,7 +16,7 @@ from shipline.cli.context import JsonFlag, State, state_of
 from shipline.cli.deploy import deploy
 from shipline.cli.output import Output
 from shipline.cli.release import release_app
-from shipline.cli.runs import approve, reject, runs_app, worker
+from shipline.cli.runs import approve, canary_app, reject, runs_app, worker
 from shipline.domain.masking import Masker
 from shipline.errors import ShiplineError, UserError
 
@@ -43,6 +43,7 @@ app.add_typer(audit_app, name="audit")
 app.add_typer(runs_app, name="runs")
 app.add_typer(ci_app, name="ci")
 app.add_typer(release_app, name="release")
+app.add_typer(canary_app, name="canary")
 app.command()(worker)
 app.command()(deploy)
 for _command in (
@@ -52,6 +53,7 @@ for _command in (
     actions.scale,
     actions.down,
     actions.status,
+    actions.history,
     actions.logs,
 ):
     app.command()(_command)

@@ -55,21 +55,22 @@ def worker(
         _stop_worker(pid_file, name, state)
         return
     runtime, system_url = worker_runtime(ws)
+    host.hold_worker_lock(ws.state_dir, name)  # a second worker with this id is refused here
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    _restore_local(runtime, ws, state)
+    _restore_targets(runtime, ws, state)
     host.launch(runtime, system_url, executor_id=name, concurrency=concurrency)
     pid_file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     pid_file.write_text(str(os.getpid()))
     state.output.error(f"shipline worker {name} running (pid {os.getpid()})")
     try:
         while not stop.wait(STATE_REFRESH_SECONDS):
-            if runtime._local is not None:
-                runtime._local.write_state()  # `shipline status` reads it
+            for target in _restorable(runtime):
+                target.write_state()  # `shipline status` reads it
     finally:
-        if runtime._local is not None:
-            runtime._local.close()  # the replicas this worker supervised stop with it
+        for target in _restorable(runtime):
+            target.close()  # the replicas this worker supervised stop with it
         host.shutdown()
         pid_file.unlink(missing_ok=True)
         state.output.error(
@@ -85,17 +86,25 @@ def worker(
 STATE_REFRESH_SECONDS = 2.0
 
 
-def _restore_local(runtime: Any, ws: Any, state: Any) -> None:
-    """Bring back the local services this state folder ran before the worker stopped or died."""
-    from shipline.engine.deploy_actions import restore_local
+def _restorable(runtime: Any) -> list[Any]:
+    from shipline.domain.ports import Restorable
+
+    return [t for t in list(runtime.targets.values()) if isinstance(t, Restorable)]
+
+
+def _restore_targets(runtime: Any, ws: Any, state: Any) -> None:
+    """Bring back the services this state folder ran in a worker before it stopped or died."""
+    from shipline.engine.deploy_actions import restore_targets
     from shipline.engine.runtime import install
-    from shipline.errors import ShiplineError
+    from shipline.errors import AlreadyRunning, ShiplineError
 
     install(runtime)
     try:
-        problems = restore_local(ws, ws.state_dir, state.output.error)
-    except ShiplineError as exc:  # e.g. another worker runs this state folder's local target
-        state.output.error(f"local services not restored: {exc}")
+        problems = restore_targets(ws, state.output.error)
+    except AlreadyRunning:
+        raise  # another worker serves this state folder: refuse to start, touch nothing of it
+    except ShiplineError as exc:
+        state.output.error(f"services not restored: {exc}")
         return
     for problem in problems:
         state.output.error(problem)
@@ -302,6 +311,28 @@ def reject(
 ) -> None:
     """Reject a run's waiting stage (the stage fails)."""
     _vote(ctx, run, stage, user, comment, False)
+
+
+canary_app = typer.Typer(help="A running canary: promote or abort it.", no_args_is_help=True)
+
+
+def _canary(ctx: typer.Context, run: int, user: str, comment: str | None, promote: bool) -> None:
+    state = state_of(ctx)
+    step = _service(ctx).canary(run, _actor(user), promote=promote, comment=comment)
+    what = "promoted past its current step" if promote else "aborted; stable is being restored"
+    state.output.line(f"run {run}: canary of {step} {what}")
+
+
+@canary_app.command("promote")
+def canary_promote(ctx: typer.Context, run: int, user: AsOpt, comment: CommentOpt = None) -> None:
+    """Let a canary go past its pause or analysis (the deploy stage's approvers; audited)."""
+    _canary(ctx, run, user, comment, True)
+
+
+@canary_app.command("abort")
+def canary_abort(ctx: typer.Context, run: int, user: AsOpt, comment: CommentOpt = None) -> None:
+    """Roll a canary back now: all traffic returns to stable (audited)."""
+    _canary(ctx, run, user, comment, False)
 
 
 def watch(

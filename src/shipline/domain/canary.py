@@ -13,7 +13,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from shipline.domain.models import AnalysisThresholds
+from shipline.domain.models import (
+    AnalysisStep,
+    AnalysisThresholds,
+    CanaryStrategy,
+    PauseStep,
+    SetWeightStep,
+)
 
 
 class IntervalVerdict(StrEnum):
@@ -30,6 +36,7 @@ class CanaryOutcome(StrEnum):
     CONTINUE = "continue"
     PROMOTE = "promote"
     ROLLBACK = "rollback"
+    PAUSE = "pause"  # wait for a person: `shipline canary promote | abort`
 
 
 @dataclass(frozen=True)
@@ -73,18 +80,14 @@ class IntervalAssessment:
     stable_p95_ms: float | None = None
 
 
-MIN_REQUESTS = 10
-LATENCY_TOLERANCE = 1.5  # the canary's p95 may be this many times the stable one's before it counts
-
-
 def assess_interval(
-    canary: Sample,
-    stable: Sample,
-    thresholds: AnalysisThresholds,
-    *,
-    min_requests: int = MIN_REQUESTS,
+    canary: Sample, stable: Sample, thresholds: AnalysisThresholds
 ) -> IntervalAssessment:
-    """Judge one interval of canary traffic against the thresholds and the stable version."""
+    """Judge one interval of canary traffic against the thresholds and the stable version.
+
+    Fewer than `thresholds.min_requests` canary requests say nothing: inconclusive, never failed.
+    """
+    min_requests = thresholds.min_requests
     c_rate, s_rate = canary.error_rate, stable.error_rate
     c_p95, s_p95 = canary.p95, stable.p95
     if canary.requests < min_requests:
@@ -110,7 +113,7 @@ def assess_interval(
             reasons.append(f"canary error rate {c_rate:.1%} above {thresholds.max_error_rate:.1%}")
     limit = thresholds.max_p95_latency_ms
     if limit is not None and c_p95 is not None and c_p95 > limit:
-        if s_p95 is not None and c_p95 <= s_p95 * LATENCY_TOLERANCE:
+        if s_p95 is not None and c_p95 <= s_p95 * thresholds.latency_tolerance:
             shared = True
             reasons.append(f"p95 {c_p95:.0f} ms on canary, {s_p95:.0f} ms on stable")
         else:
@@ -166,4 +169,103 @@ def assess_canary(
         return decide(CanaryOutcome.PROMOTE, f"{succeeded} good interval(s)")
     return decide(
         CanaryOutcome.CONTINUE, f"{succeeded}/{intervals_required} good interval(s) so far"
+    )
+
+
+# --- the canary plan: data, as Argo Rollouts' steps ---------------------------------------------
+
+
+class StepKind(StrEnum):
+    """What one canary step does."""
+
+    WEIGHT = "setWeight"
+    PAUSE = "pause"
+    ANALYSIS = "analysis"
+
+
+@dataclass(frozen=True)
+class CanaryStep:
+    """One step of a canary plan: set a weight, pause (for `seconds`, or until a person says),
+    or analyse `intervals` intervals at the current weight."""
+
+    kind: StepKind
+    weight: int = 0
+    seconds: float | None = None
+    intervals: int = 0
+
+    def describe(self) -> str:
+        """The step as a person reads it."""
+        if self.kind == StepKind.WEIGHT:
+            return f"set weight {self.weight}%"
+        if self.kind == StepKind.PAUSE:
+            return "pause until promoted" if self.seconds is None else f"pause {self.seconds:g} s"
+        return f"analyse {self.intervals} interval(s)"
+
+
+def canary_plan(strategy: CanaryStrategy) -> tuple[CanaryStep, ...]:
+    """The strategy's steps as data. Plain weights (`[10, 50, 100]`) become set-weight then an
+    analysis of `bakeSeconds` worth of intervals; a weight of 100 ends the plan (promotion)."""
+    bake = max(1, math.ceil(strategy.bake_seconds / strategy.analysis.interval_seconds))
+    plan: list[CanaryStep] = []
+    for step in strategy.steps:
+        if isinstance(step, int):
+            if step >= 100:
+                break
+            plan.append(CanaryStep(StepKind.WEIGHT, weight=step))
+            plan.append(CanaryStep(StepKind.ANALYSIS, intervals=bake))
+        elif isinstance(step, SetWeightStep):
+            if step.set_weight >= 100:
+                break
+            plan.append(CanaryStep(StepKind.WEIGHT, weight=step.set_weight))
+        elif isinstance(step, PauseStep):
+            plan.append(CanaryStep(StepKind.PAUSE, seconds=step.pause.duration))
+        elif isinstance(step, AnalysisStep):
+            plan.append(CanaryStep(StepKind.ANALYSIS, intervals=step.analysis.intervals))
+    return tuple(plan)
+
+
+def assess_analysis_step(
+    history: Sequence[IntervalAssessment],
+    in_step: int,
+    planned: int,
+    thresholds: AnalysisThresholds,
+) -> CanaryDecision:
+    """After an interval of an analysis step: go on, pass the step, roll back or ask a person.
+
+    `history` holds every interval of the canary so far, the last `in_step` of them this step's.
+    Failures count over the whole canary (`failureLimit`); a step passes after its `planned`
+    intervals with at least one good one; a step without a good interval bakes longer, up to
+    `inconclusiveLimit` extra intervals, then does what `onInconclusive` says.
+    """
+    overall = assess_canary(history, thresholds, intervals_required=10**9)
+    if overall.outcome == CanaryOutcome.ROLLBACK:
+        return overall
+    step = [a.verdict for a in history[len(history) - in_step :]] if in_step else []
+
+    def decide(outcome: CanaryOutcome, reason: str) -> CanaryDecision:
+        return CanaryDecision(
+            outcome, reason, overall.failed, overall.succeeded, overall.inconclusive,
+            overall.history,
+        )  # fmt: skip
+
+    if in_step < planned:
+        return decide(CanaryOutcome.CONTINUE, f"interval {in_step}/{planned}")
+    if IntervalVerdict.SUCCEEDED in step:
+        good = step.count(IntervalVerdict.SUCCEEDED)
+        return decide(CanaryOutcome.PROMOTE, f"{good}/{in_step} good interval(s) at this step")
+    if in_step < planned + thresholds.inconclusive_limit:
+        return decide(
+            CanaryOutcome.CONTINUE,
+            f"no good interval yet: baking longer ({in_step - planned + 1}"
+            f"/{thresholds.inconclusive_limit} extra)",
+        )
+    action = {
+        "rollback": CanaryOutcome.ROLLBACK,
+        "pause": CanaryOutcome.PAUSE,
+        "promote": CanaryOutcome.PROMOTE,
+    }[thresholds.on_inconclusive]
+    return decide(
+        action,
+        f"inconclusive: no good interval in {in_step} (too little traffic to judge);"
+        f" onInconclusive: {thresholds.on_inconclusive}",
     )

@@ -12,6 +12,16 @@ from dataclasses import dataclass
 
 
 @dataclass(frozen=True)
+class HealthBounds:
+    """What verification holds a service to: the autoscaler's bounds and the disruption budget
+    (fewest replicas that must stay available while a rollout replaces existing ones)."""
+
+    min_replicas: int = 1
+    max_replicas: int = 20
+    required_available: int = 0
+
+
+@dataclass(frozen=True)
 class Observation:
     """What a target saw of one service after a deploy."""
 

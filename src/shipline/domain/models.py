@@ -14,8 +14,10 @@ from pydantic import (
     BaseModel,
     BeforeValidator,
     ConfigDict,
+    Discriminator,
     Field,
     PlainSerializer,
+    Tag,
     WithJsonSchema,
 )
 from pydantic.alias_generators import to_camel
@@ -116,7 +118,7 @@ class Tier(Model):
 class Target(Model):
     """Where an environment deploys to."""
 
-    type: Literal["local", "kubernetes", "memory"]
+    type: Name  # a registered target kind (`shipline.targets` entry points): local, memory, ...
     cluster: str | None = None
     context: str | None = None
     service_connection: str | None = None
@@ -199,12 +201,16 @@ class RollingStrategy(Model):
 
 
 class AnalysisThresholds(Model):
-    """When a canary interval counts as failed."""
+    """When a canary interval counts as failed, and what too little traffic means."""
 
     max_error_rate: float = Field(default=0.05, ge=0, le=1)
     max_p95_latency_ms: float | None = Field(default=None, gt=0)
     failure_limit: int = Field(default=2, ge=1)
     interval_seconds: float = Field(default=60, gt=0)
+    min_requests: int = Field(default=10, ge=1)  # fewer canary requests: inconclusive
+    latency_tolerance: float = Field(default=1.5, ge=1)  # canary p95 up to this x stable's: shared
+    inconclusive_limit: int = Field(default=3, ge=0)  # extra intervals a step may bake when unsure
+    on_inconclusive: Literal["rollback", "pause", "promote"] = "rollback"
 
 
 class CanaryMetrics(Model):
@@ -215,11 +221,77 @@ class CanaryMetrics(Model):
     probe_rps: float = Field(default=50, ge=0)  # the analysis's own requests per second (0: none)
 
 
+class PauseSpec(Model):
+    """Wait `duration` seconds, or (no duration) until a person promotes or aborts."""
+
+    duration: float | None = Field(default=None, ge=0)
+
+
+class SetWeightStep(Model):
+    """Send `setWeight` % of the traffic to the canary."""
+
+    set_weight: int = Field(ge=0, le=100)
+
+
+class PauseStep(Model):
+    """`pause: {duration: 60}` bakes; `pause: {}` waits for `shipline canary promote`."""
+
+    pause: PauseSpec
+
+
+class AnalysisRun(Model):
+    """Analyse `intervals` intervals at the current weight (the bake, judged)."""
+
+    intervals: int = Field(default=1, ge=1)
+
+
+class AnalysisStep(Model):
+    """An analysis at the current weight."""
+
+    analysis: AnalysisRun
+
+
+def _canary_step_kind(raw: object) -> str | None:
+    """Which kind of canary step `raw` is, so that an error names that kind only."""
+    if isinstance(raw, int | float | str) and not isinstance(raw, bool):
+        return "weight"
+    if isinstance(raw, dict):
+        for key, tag in (("setWeight", "setWeight"), ("pause", "pause"), ("analysis", "analysis")):
+            if key in raw:
+                return tag
+    if isinstance(raw, SetWeightStep):
+        return "setWeight"
+    if isinstance(raw, PauseStep):
+        return "pause"
+    if isinstance(raw, AnalysisStep):
+        return "analysis"
+    return None
+
+
+CanaryStepSpec = Annotated[
+    Annotated[Annotated[int, Field(ge=1, le=100)], Tag("weight")]
+    | Annotated[SetWeightStep, Tag("setWeight")]
+    | Annotated[PauseStep, Tag("pause")]
+    | Annotated[AnalysisStep, Tag("analysis")],
+    Discriminator(
+        _canary_step_kind,
+        custom_error_type="canary_step",
+        custom_error_message="a canary step is a weight (10), {setWeight: N}, {pause: {...}}"
+        " or {analysis: {intervals: N}}",
+    ),
+]
+
+
 class CanaryStrategy(Model):
-    """Shift traffic by weight steps, bake and analyse at each step, then promote."""
+    """Shift traffic by weight steps, bake and analyse at each step, then promote.
+
+    `steps` are weights (`[10, 50, 100]`: each weight is baked `bakeSeconds` and analysed), or
+    Argo Rollouts-style steps (`{setWeight: 20}`, `{pause: {duration: 60}}`, `{pause: {}}`,
+    `{analysis: {intervals: 3}}`).
+    """
 
     type: Literal["canary"] = "canary"
-    steps: list[Annotated[int, Field(ge=1, le=100)]] = [10, 50, 100]
+    steps: list[CanaryStepSpec] = [10, 50, 100]
     bake_seconds: float = Field(default=300, ge=0)
     analysis: AnalysisThresholds = AnalysisThresholds()
     metrics: CanaryMetrics = CanaryMetrics()

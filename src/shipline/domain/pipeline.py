@@ -56,7 +56,7 @@ class StepSpec(Spec):
     """One step: an action with parameters, or a durable timer."""
 
     name: str
-    kind: Literal["action", "timer"] = "action"
+    kind: Literal["action", "timer", "canary"] = "action"  # canary: the engine drives it
     action: str = "noop"
     params: dict[str, Any] = {}
     timeout_seconds: float | None = Field(default=None, gt=0)

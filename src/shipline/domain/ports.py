@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any, Protocol, runtime_checkable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol, runtime_checkable
 
+from shipline.domain.canary import Sample
+from shipline.domain.deploy import DeployPlan, DeploySpec, Revision, ServiceState
 from shipline.domain.events import RunEvent
+from shipline.domain.health import HealthBounds, Observation
 
 
 @runtime_checkable
@@ -67,10 +73,17 @@ class ImageBuilder(Protocol):
         ...
 
 
-class LogSink(Protocol):
-    """Where a tool's output lines go."""
+LogSink = Callable[[str], None]  # where a tool's or a target's output lines go
 
-    def __call__(self, line: str) -> None: ...
+
+@dataclass(frozen=True)
+class TargetContext:
+    """What a target is built with: the project's state folder, and its settings from the
+    configuration's `targets:` entry (cluster, context, ...)."""
+
+    kind: str
+    state_dir: Path
+    settings: Mapping[str, str | None] = field(default_factory=dict)
 
 
 @runtime_checkable
@@ -78,27 +91,69 @@ class DeployTarget(Protocol):
     """Where an environment's services run: desired state in, revisions and observations out.
 
     Fits processes on this machine (local) and Kubernetes Deployments alike: `apply` is a
-    rollout that records a revision, `rollback` re-applies one, `status` is the observation.
+    rollout that records a revision, `rollback` re-applies one, `observe` is the observation.
+    Targets are registered by kind under the `shipline.targets` entry-point group.
     """
 
-    def plan(self, spec: Any) -> dict[str, Any]:
+    def plan(self, spec: DeploySpec) -> DeployPlan:
         """What applying `spec` would change (preview); secret values never appear."""
         ...
 
-    def apply(self, spec: Any, *, cause: str = "deploy", log: LogSink = ...) -> int:
-        """Roll out `spec`; return the new revision number."""
+    def apply(self, spec: DeploySpec, *, cause: str, log: LogSink) -> int:
+        """Roll out `spec`; return the new revision number. A failed rollout leaves the
+        previous version serving (and removes what a first deploy started)."""
         ...
 
-    def status(self, environment: str, service: str) -> dict[str, Any]:
-        """Observed version, replicas desired/ready/running, restarts, revision."""
+    def observe(self, environment: str, service: str) -> ServiceState:
+        """What runs now; NotFoundError when the service is not deployed there."""
         ...
 
-    def history(self, environment: str, service: str) -> list[dict[str, Any]]:
+    def history(self, environment: str, service: str) -> list[Revision]:
         """Revisions, oldest first."""
         ...
 
-    def rollback(self, environment: str, service: str, revision: int = 0, **kw: Any) -> int:
+    def rollback(self, environment: str, service: str, revision: int, *, log: LogSink) -> int:
         """Re-apply `revision` (0: the previous); return the new revision number."""
+        ...
+
+
+@runtime_checkable
+class ServiceControl(Protocol):
+    """Operations on what runs: scale, restart, stop, and health as verification reads it."""
+
+    def scale(self, environment: str, service: str, replicas: int, *, log: LogSink) -> int:
+        """Change the replica count; return the new revision number."""
+        ...
+
+    def restart(self, environment: str, service: str, *, log: LogSink) -> int:
+        """Replace every replica, one at a time; return the revision number."""
+        ...
+
+    def stop(self, environment: str, service: str | None = None) -> list[str]:
+        """Stop `service` (None: every service) of `environment`; return the names stopped."""
+        ...
+
+    def health(self, environment: str, service: str, bounds: HealthBounds) -> Observation:
+        """What the six post-deploy checks need to decide."""
+        ...
+
+
+@runtime_checkable
+class CanaryRouter(Protocol):
+    """What a target does for a canary; the engine owns the plan, bakes and analysis."""
+
+    def set_canary(self, spec: DeploySpec, weight: int, *, probe_rps: float, log: LogSink) -> bool:
+        """Make `spec` the canary beside stable (starting it when it is not running: True) and
+        send it `weight` % of the traffic."""
+        ...
+
+    def end_canary(self, spec: DeploySpec, *, promote: bool, log: LogSink) -> int:
+        """Promote the canary `spec` (a rollout of it; returns the new revision) or remove it
+        and route all traffic to stable (returns the current revision)."""
+        ...
+
+    def metrics(self, environment: str, service: str) -> MetricSource:
+        """The target's own per-version counters for the service."""
         ...
 
 
@@ -110,6 +165,27 @@ class MetricSource(Protocol):
         """End the current interval (sources that keep history need not do anything)."""
         ...
 
-    def sample(self, version: str, seconds: float) -> Any:
-        """A `Sample` of `version` over the last interval of `seconds`."""
+    def sample(self, version: str, seconds: float) -> Sample:
+        """`version`'s sample over the last interval of `seconds`."""
         ...
+
+
+@runtime_checkable
+class Restorable(Protocol):
+    """A target whose services live in the worker's process and come back when it starts."""
+
+    def restore(self, secrets: Callable[[str, str], dict[str, str]], *, log: LogSink) -> list[str]:
+        """Re-create what ran before; `secrets(environment, service)` gives the secret values
+        (never written down). Returns what could not be restored, one line each."""
+        ...
+
+    def write_state(self) -> None:
+        """Record what runs now (for `status` in other processes, and for a successor)."""
+        ...
+
+    def close(self) -> None:
+        """Stop what this process runs (on worker shutdown)."""
+        ...
+
+
+TargetFactory = Callable[[TargetContext], DeployTarget]

@@ -1,5 +1,8 @@
 """Deploy step actions: apply, verify, roll back, scale, restart, preview and stop services on an
-environment's target (`memory` fake, `local` processes). Other target types are not here yet."""
+environment's target, through the `DeployTarget` port (no target kind is named here).
+
+The canary is not here: the engine drives it step by step (`engine/canary.py`).
+"""
 
 from __future__ import annotations
 
@@ -7,15 +10,16 @@ import re
 from pathlib import Path
 from typing import Any
 
-from shipline.domain.health import healthy, verify_health
-from shipline.domain.models import CanaryStrategy
+from shipline.domain.deploy import DeploySpec
+from shipline.domain.health import HealthBounds, healthy, verify_health
+from shipline.domain.ports import DeployTarget, Restorable, ServiceControl
 from shipline.engine.actions import BUILTIN, StepContext
 from shipline.engine.runtime import current
-from shipline.errors import CheckFailed, TechnicalError
+from shipline.errors import CheckFailed, NotFoundError, TechnicalError
 
 
-class TargetUnavailable(TechnicalError):
-    """The environment's target type has no adapter yet."""
+class TargetUnsupported(TechnicalError):
+    """The environment's target cannot do what was asked (e.g. scale a target without replicas)."""
 
     terminal = True
 
@@ -61,114 +65,119 @@ def service_environment(
     return {env_name(v.name): str(v.value) for v in resolved}, secret
 
 
-def restore_local(ws: Any, state_dir: Path, log: Any) -> list[str]:
-    """Re-create the local services a stopped or killed worker of `state_dir` ran; returns what
-    could not be restored. Nothing happens when nothing was recorded."""
-    if not (state_dir / "local-state.json").exists():
-        return []
-    target = current().local_target(state_dir)
+def restore_targets(ws: Any, log: Any) -> list[str]:
+    """Build the targets of `ws`'s environments in this worker and let those whose services live
+    in the worker (local) re-create what ran before. Returns what could not be restored."""
+    from shipline.engine.wiring import target_kinds
 
-    def secrets(environment: str, service: str) -> dict[str, str]:
-        env, names = service_environment(ws, environment, service)
-        return {k: v for k, v in env.items() if k in names}
+    rt = current()
+    kinds = target_kinds()
+    problems: list[str] = []
+    for kind in sorted({t.type for t in ws.config.targets.values()} & set(kinds)):
+        target = rt.target(kind, ws.state_dir)
+        if isinstance(target, Restorable):
 
-    return list(target.restore(secrets, log=log))
+            def secrets(environment: str, service: str) -> dict[str, str]:
+                env, names = service_environment(ws, environment, service)
+                return {k: v for k, v in env.items() if k in names}
 
-
-def _local(params: dict[str, Any]) -> Any:
-    return current().local_target(Path(str(params["stateDir"])))
-
-
-def _memory(params: dict[str, Any]) -> Any:
-    from shipline.targets.memory import MemoryTarget
-
-    return MemoryTarget(Path(str(params["stateDir"])), str(params["environment"]))
+            problems += target.restore(secrets, log=log)
+    return problems
 
 
-def _kind(params: dict[str, Any]) -> str:
-    kind = str(params.get("target"))
-    if kind not in ("memory", "local"):
-        raise TargetUnavailable(
-            f"target type '{kind}' cannot deploy yet",
-            hint="environments with a 'local' or 'memory' target can deploy today",
-        )
-    return kind
+def target_of(params: dict[str, Any]) -> DeployTarget:
+    """The environment's target, built once per worker."""
+    return current().target(
+        str(params["target"]), Path(str(params["stateDir"])), params.get("targetSettings")
+    )
 
 
-def _spec(params: dict[str, Any], version: str | None = None) -> Any:
-    from shipline.targets.local.target import ServiceSpec
+def _control(params: dict[str, Any], what: str) -> ServiceControl:
+    target = target_of(params)
+    if not isinstance(target, ServiceControl):
+        raise TargetUnsupported(f"target type '{params['target']}' cannot {what}")
+    return target
 
+
+def spec_of(params: dict[str, Any], version: str | None = None) -> DeploySpec:
+    """The desired state a deploy step asks for: resolved variables (secrets included, kept in
+    memory only), replicas (a scaled count is kept across deploys, as Kubernetes does)."""
     variables, secret_names = _variables(params)
     env = {**variables, **{k: str(v) for k, v in params.get("extraEnv", {}).items()}}
-    return ServiceSpec(
+    try:
+        live = target_of(params).observe(str(params["environment"]), str(params["service"]))
+        replicas = live.desired
+    except NotFoundError:
+        replicas = int(params.get("replicas", 1))
+    return DeploySpec(
         str(params["environment"]),
         str(params["service"]),
         version or str(params["version"]),
-        replicas=int(params.get("replicas", 1)),
+        replicas=replicas,
         health_path=str(params.get("healthPath", "/health")),
         env=env,
         command=params.get("command"),
         secret_names=secret_names,
+        namespace=params.get("namespace"),
+        image=params.get("image"),
     )
 
 
-def _metric_source(canary: CanaryStrategy, spec: Any) -> Any:
-    """Prometheus (the gateways' series, selected by environment and service) or, by default,
-    None: the target reads its gateway's own counters."""
-    if canary.metrics.source != "prometheus" or not canary.metrics.url:
-        return None
-    from shipline.targets.local.metrics import PrometheusMetrics
+def remember_revision(run_id: int, params: dict[str, Any]) -> None:
+    """Record the target's newest revision of the step's service, with who asked and the run."""
+    from shipline.engine.history import remember
 
-    return PrometheusMetrics(
-        canary.metrics.url, {"environment": spec.environment, "service": spec.service}
+    rt = current()
+    record = rt.store.get_run(run_id)
+    remember(
+        rt.store,
+        target_of(params),
+        str(params["environment"]),
+        str(params["service"]),
+        by=record.requested_by if record else None,
+        run=run_id,
     )
+
+
+def _revision(target: DeployTarget, params: dict[str, Any]) -> int:
+    try:
+        return target.observe(str(params["environment"]), str(params["service"])).revision
+    except NotFoundError:
+        return 0
 
 
 def deploy(ctx: StepContext, params: dict[str, Any]) -> dict[str, Any]:
-    """Apply the service's new version with the environment's strategy."""
+    """Roll out the service's new version; a deploy already in sync does nothing (unless forced)."""
     service, version = str(params["service"]), str(params["version"])
-    if _kind(params) == "memory":
-        changed = _memory(params).apply(service, version)
-        ctx.log(f"{service} -> {version}" + ("" if changed else " (already there)"))
-        return {service: version}
-    target = _local(params)
-    try:
-        before = target.status(str(params["environment"]), service)["revision"]
-    except Exception:  # not deployed yet
-        before = 0
-    spec = _spec(params)
-    strategy = params.get("strategy") or {"type": "rolling"}
-    try:
-        if strategy.get("type") == "canary":
-            canary = CanaryStrategy.model_validate(strategy)
-            target.canary(
-                spec,
-                canary.analysis,
-                steps=list(canary.steps),
-                bake_seconds=canary.bake_seconds,
-                probe_rps=canary.metrics.probe_rps,
-                metrics=_metric_source(canary, spec),
-                log=ctx.log,
-            )
-        else:
-            target.apply(spec, log=ctx.log)
-    finally:
-        target.write_state()
+    target = target_of(params)
+    before = _revision(target, params)
+    spec = spec_of(params)
+    plan = target.plan(spec)
+    if plan.in_sync and not params.get("force"):
+        ctx.log(f"{service} {version}: in sync, nothing to do (--force redeploys)")
+        return {service: version, f"{service}.previousRevision": before, f"{service}.inSync": True}
+    target.apply(spec, cause=str(params.get("cause", "deploy")), log=ctx.log)
+    remember_revision(ctx.run_id, params)
     return {service: version, f"{service}.previousRevision": before}
+
+
+def _bounds(params: dict[str, Any]) -> HealthBounds:
+    return HealthBounds(
+        min_replicas=int(params.get("minReplicas", 1)),
+        max_replicas=int(params.get("maxReplicas", 20)),
+        required_available=int(params.get("requiredAvailable", 0)),
+    )
 
 
 def verify(ctx: StepContext, params: dict[str, Any]) -> dict[str, Any]:
     """The spec's six health checks after a deploy."""
     service = str(params["service"])
-    if _kind(params) == "memory":
-        _memory(params).verify(service, str(params["version"]))
-        return {}
-    observation = _local(params).observe(
-        str(params["environment"]),
-        service,
-        min_replicas=int(params.get("minReplicas", 1)),
-        max_replicas=int(params.get("maxReplicas", 20)),
-        required_available=int(params.get("requiredAvailable", 0)),
+    target = target_of(params)
+    state = target.observe(str(params["environment"]), service)
+    if state.version != str(params["version"]):
+        raise CheckFailed(f"{service} is at {state.version}, expected {params['version']}")
+    observation = _control(params, "verify health").health(
+        str(params["environment"]), service, _bounds(params)
     )
     checks = verify_health(observation)
     for check in checks:
@@ -176,83 +185,74 @@ def verify(ctx: StepContext, params: dict[str, Any]) -> dict[str, Any]:
     if not healthy(checks):
         failed = "; ".join(f"{c.name}: {c.reason}" for c in checks if not c.passed)
         raise CheckFailed(f"{service} is not healthy: {failed}")
-    return {}
+    return {f"{service}.verified": True}
 
 
 def rollback(ctx: StepContext, params: dict[str, Any]) -> dict[str, Any]:
-    """Roll back to `revision` (0: the previous), or undo a deploy that failed (`afterFailure`)."""
+    """Roll back to `revision` (0: the previous), or undo a deploy that failed (`afterFailure`):
+    only services not verified healthy are undone; a failed first deploy is removed."""
     service, environment = str(params["service"]), str(params["environment"])
-    if _kind(params) == "memory":
-        ctx.log("the memory target keeps no history: nothing to roll back")
-        return {}
-    target = _local(params)
+    target = target_of(params)
     if params.get("afterFailure"):
-        previous = int((ctx.inputs.get("deploy") or {}).get(f"{service}.previousRevision", 0))
-        try:
-            now = target.status(environment, service)["revision"]
-        except Exception:
-            now = 0
+        if (ctx.inputs.get("verify") or {}).get(f"{service}.verified"):
+            ctx.log(f"{service}: verified healthy; left as it is")
+            return {}
+        deployed = ctx.inputs.get("deploy") or {}
+        if deployed.get(f"{service}.inSync"):
+            ctx.log(f"{service}: was already in sync; nothing to undo")
+            return {}
+        previous = int(deployed.get(f"{service}.previousRevision", -1))
+        now = _revision(target, params)
+        if previous == 0 and now > 0:
+            _control(params, "remove a service").stop(environment, service)
+            ctx.log(f"{service}: first deploy failed; removed")
+            return {service: "removed"}
         if previous < 1 or now <= previous:
             ctx.log(f"{service}: still at revision {now}; nothing to roll back")
             return {}
         revision = previous
     else:
         revision = int(params.get("revision", 0))
-    try:
-        done = target.rollback(environment, service, revision, log=ctx.log)
-    finally:
-        target.write_state()
+    done = target.rollback(environment, service, revision, log=ctx.log)
+    remember_revision(ctx.run_id, params)
     ctx.log(f"{service}: rolled back (now revision {done})")
     return {service: f"revision {done}"}
 
 
-def _local_only(params: dict[str, Any], what: str) -> Any:
-    if _kind(params) != "local":
-        raise TargetUnavailable(f"{what} needs a target that runs processes ('local')")
-    return _local(params)
-
-
 def scale(ctx: StepContext, params: dict[str, Any]) -> dict[str, Any]:
     """Change the replica count."""
-    target = _local_only(params, "scale")
-    try:
-        target.scale(
-            str(params["environment"]), str(params["service"]), int(params["replicas"]), log=ctx.log
-        )
-    finally:
-        target.write_state()
-    return {str(params["service"]): f"{params['replicas']} replicas"}
+    replicas = int(params["replicas"])
+    _control(params, "scale").scale(
+        str(params["environment"]), str(params["service"]), replicas, log=ctx.log
+    )
+    remember_revision(ctx.run_id, params)
+    return {str(params["service"]): f"{replicas} replicas"}
 
 
 def restart(ctx: StepContext, params: dict[str, Any]) -> dict[str, Any]:
     """Rolling restart."""
-    target = _local_only(params, "restart")
-    try:
-        target.restart(str(params["environment"]), str(params["service"]), log=ctx.log)
-    finally:
-        target.write_state()
+    _control(params, "restart").restart(
+        str(params["environment"]), str(params["service"]), log=ctx.log
+    )
+    remember_revision(ctx.run_id, params)
     return {str(params["service"]): "restarted"}
 
 
 def preview(ctx: StepContext, params: dict[str, Any]) -> dict[str, Any]:
     """What a deploy would change (variable names only; values never)."""
-    if _kind(params) == "memory":
-        current_version = _memory(params).version(str(params["service"]))
-        plan: dict[str, Any] = {
-            "changes": {"version": {"from": current_version, "to": params["version"]}}
-        }
-    else:
-        plan = _local(params).plan(_spec(params))
-    for key, change in plan["changes"].items():
+    plan = target_of(params).plan(spec_of(params))
+    if plan.in_sync:
+        ctx.log(f"{params['service']}: in sync")
+    for key, change in plan.changes.items():
         ctx.log(f"{params['service']}: {key}: {change}")
-    return {str(params["service"]): plan["changes"]}
+    if plan.variables_changed:
+        ctx.log(f"{params['service']}: values changed: {', '.join(plan.variables_changed)}")
+    return {str(params["service"]): plan.as_dict()}
 
 
 def down(ctx: StepContext, params: dict[str, Any]) -> dict[str, Any]:
-    """Stop every service of the environment on this worker's local target."""
-    target = _local_only(params, "down")
-    stopped = target.down(str(params["environment"]))
-    target.write_state()
+    """Stop every service of the environment on its target."""
+    stopped = _control(params, "stop services").stop(str(params["environment"]))
     ctx.log(f"stopped {len(stopped)} service(s): {', '.join(stopped)}")
     return {"stopped": stopped}
 

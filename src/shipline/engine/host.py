@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
+from pathlib import Path
 from typing import Any
 
 from dbos import DBOS, DBOSClient, DBOSConfig
 
 from shipline.engine import runner  # noqa: F401 - registers the workflow and its steps
 from shipline.engine.runtime import APP_VERSION, RUN_QUEUE, Runtime, install
-from shipline.errors import StoreError
+from shipline.errors import AlreadyRunning, StoreError
 from shipline.store.sql import migration_lock
 
 WORKER_ENV = "SHIPLINE_WORKER_ID"
@@ -26,6 +28,28 @@ def ensure_system_database(url: str) -> None:
         raise StoreError(
             f"cannot prepare the engine database: {type(exc).__name__}: {exc}"
         ) from exc
+
+
+_HELD: list[int] = []
+
+
+def hold_worker_lock(state_dir: Path, name: str) -> None:
+    """Hold `worker-NAME.lock` of the state folder for this process's life (the kernel frees it
+    when the process dies, even by `kill -9`); a second worker with the same id is refused."""
+    state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(state_dir / f"worker-{name}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+        os.close(fd)
+        raise AlreadyRunning(
+            f"worker {name} already runs for {state_dir} (pid {holder})",
+            hint="stop it with `shipline worker --stop`, or start this one with another --id",
+        ) from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, str(os.getpid()).encode(), 0)
+    _HELD.append(fd)
 
 
 def launch(

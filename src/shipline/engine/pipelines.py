@@ -52,6 +52,7 @@ def _service_params(
     tier = config.tiers[env.tier].resources
     return {
         "target": target.type,
+        "targetSettings": {"cluster": target.cluster, "context": target.context},
         "environment": env.name,
         "namespace": env.namespace,
         "stateDir": state_dir,
@@ -86,16 +87,19 @@ def deploy_pipeline(
     tag: str,
     state_dir: str,
     run_parameters: dict[str, str] | None = None,
+    *,
+    force: bool = False,
 ) -> PipelineSpec:
     """validate → deploy (window, approvals, locks; the environment's strategy) → verify, and a
     rollback stage that runs only when deploy or verify failed ("rollback is automatic")."""
     strategy = env.strategy.model_dump(mode="json", by_alias=True)
+    kind = "canary" if strategy.get("type") == "canary" else "action"
     deploy_stage: dict[str, Any] = {
         "name": "deploy",
         "locks": [f"{env.name}/{service}" for service in services],
         "lockPolicy": env.checks.lock.value,
         "steps": [
-            {**step, "retry": {"attempts": 1}}
+            {**step, "retry": {"attempts": 1}, "kind": kind}
             for step in _steps(
                 "target.deploy",
                 config,
@@ -105,6 +109,7 @@ def deploy_pipeline(
                 version=tag,
                 strategy=strategy,
                 runParameters=run_parameters or {},
+                force=force,
             )
         ],
     }
@@ -168,8 +173,10 @@ def action_pipeline(
 
 def down_pipeline(config: Config, env: Environment, state_dir: str) -> PipelineSpec:
     """Stop every service of `env` that runs on this machine."""
+    target = config.targets[env.target]
     params = {
-        "target": config.targets[env.target].type,
+        "target": target.type,
+        "targetSettings": {"cluster": target.cluster, "context": target.context},
         "environment": env.name,
         "stateDir": state_dir,
     }

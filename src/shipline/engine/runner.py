@@ -34,6 +34,8 @@ from shipline.domain.pipeline import (
 )
 from shipline.engine import ci_actions, deploy_actions  # noqa: F401 - register their actions
 from shipline.engine.actions import StepCancelled, StepContext, StepTimedOut, find_action
+from shipline.engine.canary import CanaryCancelled as _Cancelled
+from shipline.engine.canary import drive_canary
 from shipline.engine.notifications import deliver
 from shipline.engine.runtime import INBOX, WORKFLOW_NAME, current, log
 from shipline.errors import RuleError, ShiplineError
@@ -381,10 +383,6 @@ def _finish(run_id: int, phase: str, reason: str) -> None:
 # --- the workflow -------------------------------------------------------------------------------
 
 
-class _Cancelled(Exception):
-    """The run was cancelled while it waited."""
-
-
 def _receive(until: datetime | None) -> dict[str, Any] | None:
     """The next inbox message, or None once `until` has passed. Cancellation raises."""
     rt = current()
@@ -537,7 +535,10 @@ def _run_sequential(
             while _receive(until) is not None:
                 pass  # only cancellation or the clock end a timer
             continue
-        result = _execute(run_id, stage.name, index, step.model_dump(mode="json"), outputs)
+        if step.kind == "canary":
+            result = drive_canary(run_id, stage.name, index, step, _receive, lambda: _parse(_now()))
+        else:
+            result = _execute(run_id, stage.name, index, step.model_dump(mode="json"), outputs)
         stage_outputs.update(result["outputs"])
         if result["phase"] != Phase.SUCCEEDED:
             return Phase(result["phase"]), _outcome(step, result)

@@ -122,6 +122,39 @@ class RunService:
         self.client.send(record.workflow_id, {"type": "vote"}, INBOX)
         return target.name
 
+    def canary(self, run_id: int, user: str, *, promote: bool, comment: str | None = None) -> str:
+        """Promote a canary past its current pause or analysis, or abort it (stable restored).
+
+        The deploy stage's approver rules apply: only its approvers may decide, and the
+        requester may not promote their own run. Returns the canary's step name.
+        """
+        record = self.get(run_id)
+        if record.phase not in ("waiting", "running"):
+            raise UserError(f"run {run_id} is not running ({record.phase})")
+        steps = [
+            s
+            for s in self.store.steps(run_id)
+            if s["phase"] == "running" and (s.get("outputs") or {}).get("canary")
+        ]
+        if not steps:
+            raise UserError(f"run {run_id} has no canary running now")
+        spec = PipelineSpec.model_validate(record.spec)
+        stage = next(st for st in spec.stages if st.name == steps[0]["stage"])
+        members: dict[str, list[str]] = record.params.get("approvers", {})
+        action = "canary.promote" if promote else "canary.abort"
+        if stage.approval is not None:
+            why = check_voter(stage.approval, members, user, record.requested_by)
+            if why and (promote or user != record.requested_by):
+                self.audit.append(user, "canary.refused", run=run_id, reason=why)
+                raise PermissionDenied(why)
+        self.audit.append(user, action, run=run_id, step=steps[0]["name"], comment=comment)
+        self.client.send(
+            record.workflow_id,
+            {"type": "canary", "action": "promote" if promote else "abort"},
+            INBOX,
+        )
+        return str(steps[0]["name"])
+
     def cancel(self, run_id: int, actor: str, reason: str | None = None) -> None:
         """Ask a run to stop; running steps stop at their next check, waits end at once."""
         record = self.get(run_id)

@@ -7,6 +7,7 @@ DBOS keeps one engine per process, so the runtime is one per process too; `shipl
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -15,7 +16,7 @@ from typing import Any
 
 from shipline.domain.events import EventKind
 from shipline.domain.masking import Masker
-from shipline.domain.ports import Notifier
+from shipline.domain.ports import DeployTarget, Notifier
 from shipline.engine.actions import Action
 from shipline.errors import ShiplineError
 from shipline.store.audit import SqlAuditLog
@@ -47,15 +48,22 @@ class Runtime:
     wait_chunk_seconds: float = 60.0
     notify_backoff_seconds: float = 0.5
     workspace: Any = None  # the project, when the worker runs for one (variables, secrets)
-    _local: Any = None
+    targets: dict[tuple[str, str], DeployTarget] = field(default_factory=dict)
+    _targets_lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def local_target(self, state_dir: Path) -> Any:
-        """The local target of this worker (its replicas live as long as the worker)."""
-        if self._local is None:
-            from shipline.targets.local.target import LocalTarget
+    def target(
+        self, kind: str, state_dir: Path, settings: dict[str, str | None] | None = None
+    ) -> DeployTarget:
+        """The target of `kind` for `state_dir`, built once per process (a local target's
+        replicas live as long as the worker that built it)."""
+        from shipline.engine.wiring import build_target
 
-            self._local = LocalTarget(state_dir)
-        return self._local
+        key = (kind, str(state_dir))
+        with self._targets_lock:
+            found = self.targets.get(key)
+            if found is None:
+                found = self.targets[key] = build_target(kind, state_dir, settings or {})
+            return found
 
 
 _RUNTIME: Runtime | None = None

@@ -131,3 +131,19 @@ audit_head = sa.Table(
     sa.Column("seq", sa.Integer, nullable=False),
     sa.Column("hash", sa.String(64), nullable=False),
 )
+
+revisions = sa.Table(
+    "revisions",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("environment", sa.String(63), nullable=False),
+    sa.Column("service", sa.String(63), nullable=False),
+    sa.Column("revision", sa.Integer, nullable=False),
+    sa.Column("version", sa.String(128), nullable=False),
+    sa.Column("replicas", sa.Integer, nullable=False),
+    sa.Column("cause", sa.String(200), nullable=False),
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("by", sa.String(200)),
+    sa.Column("run_id", sa.Integer),
+    sa.UniqueConstraint("environment", "service", "revision", name="uq_revisions_number"),
+)

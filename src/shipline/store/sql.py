@@ -19,7 +19,17 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from shipline.errors import StoreError
-from shipline.store.schema import events, locks, logs, releases, runs, stages, steps, votes
+from shipline.store.schema import (
+    events,
+    locks,
+    logs,
+    releases,
+    revisions,
+    runs,
+    stages,
+    steps,
+    votes,
+)
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -456,3 +466,42 @@ class SqlStateStore:
     def list_releases(self, limit: int = 50) -> list[dict[str, Any]]:
         """Newest releases first."""
         return self._read(releases.select().order_by(releases.c.id.desc()).limit(limit))
+
+    # revisions ---------------------------------------------------------------------------------
+
+    def add_revision(self, environment: str, service: str, entry: dict[str, Any]) -> None:
+        """Remember a revision a target recorded (once: a replayed step adds nothing)."""
+        values = {
+            "environment": environment,
+            "service": service,
+            "revision": int(entry["revision"]),
+            "version": str(entry["version"]),
+            "replicas": int(entry["replicas"]),
+            "cause": str(entry["cause"])[:200],
+            "at": entry.get("at") or utcnow(),
+            "by": entry.get("by"),
+            "run_id": entry.get("run"),
+        }
+        try:
+            with self.engine.begin() as conn:
+                found = conn.execute(
+                    revisions.select().where(
+                        revisions.c.environment == environment,
+                        revisions.c.service == service,
+                        revisions.c.revision == values["revision"],
+                    )
+                ).first()
+                if found is None:
+                    conn.execute(revisions.insert().values(**values))
+        except sa.exc.IntegrityError:
+            return  # another process recorded it meanwhile
+        except sa.exc.SQLAlchemyError as exc:
+            raise StoreError(f"state store write failed: {type(exc).__name__}") from exc
+
+    def revisions(self, environment: str, service: str) -> list[dict[str, Any]]:
+        """A service's revisions in an environment, oldest first."""
+        return self._read(
+            revisions.select()
+            .where(revisions.c.environment == environment, revisions.c.service == service)
+            .order_by(revisions.c.revision)
+        )

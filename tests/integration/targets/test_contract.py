@@ -1,4 +1,6 @@
-"""One contract for every DeployTarget: the in-memory fake and the local target (real processes)."""
+"""One contract for every target the engine can use: the in-memory fake, the file-backed `memory`
+target and the local target (real processes), each built through its `shipline.targets` entry
+point as the engine builds it; a `kubernetes` target joins the list when it is installed."""
 
 from __future__ import annotations
 
@@ -8,64 +10,115 @@ from typing import Any
 
 import pytest
 
-from shipline.domain.ports import DeployTarget
+from shipline.domain.deploy import DeploySpec
+from shipline.domain.health import HealthBounds, healthy, verify_health
+from shipline.domain.ports import CanaryRouter, DeployTarget, Restorable, ServiceControl
+from shipline.engine.wiring import build_target, target_kinds
 from shipline.errors import CheckFailed, NotFoundError
-from shipline.targets.fake import FakeTarget
-from shipline.targets.local.target import LocalTarget, ServiceSpec
+
+KINDS = ["fake", "memory", "local"]
 
 
-@pytest.fixture(params=["fake", "local"])
+@pytest.fixture(params=KINDS)
 def target(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
-    if request.param == "fake":
-        yield FakeTarget()
-        return
-    local = LocalTarget(tmp_path, health_timeout=8)
-    yield local
-    local.close()
+    built = build_target(request.param, tmp_path, {})
+    if request.param == "local":
+        built.health_timeout = 8
+    yield built
+    if isinstance(built, Restorable):
+        built.close()
 
 
-def _bad(version: str) -> ServiceSpec:
+def _bad(version: str) -> DeploySpec:
     env = {"SHIPLINE_DEMO_CRASH_AT_START": "1", "FAKE_UNHEALTHY": "1"}
-    return ServiceSpec("qa", "api", version, env=env)
+    return DeploySpec("qa", "api", version, env=env)
 
 
-def test_is_a_deploy_target(target: Any) -> None:
-    assert isinstance(target, DeployTarget)
+def test_every_kind_is_installed_and_implements_the_ports(target: Any) -> None:
+    assert set(KINDS) <= set(target_kinds())
+    for port in (DeployTarget, ServiceControl, CanaryRouter):
+        assert isinstance(target, port), port
 
 
-def test_apply_status_history(target: Any) -> None:
+def test_apply_observe_history(target: Any) -> None:
     with pytest.raises(NotFoundError):
-        target.status("qa", "api")
-    assert target.plan(ServiceSpec("qa", "api", "1.0.0"))["create"] is True
-    assert target.apply(ServiceSpec("qa", "api", "1.0.0")) == 1
-    assert target.apply(ServiceSpec("qa", "api", "1.1.0", replicas=2)) == 2
-    state = target.status("qa", "api")
-    assert (state["version"], state["desired"], state["ready"], state["revision"]) == (
-        "1.1.0",
-        2,
-        2,
-        2,
-    )
-    assert [r["version"] for r in target.history("qa", "api")] == ["1.0.0", "1.1.0"]
-    plan = target.plan(ServiceSpec("qa", "api", "1.2.0", replicas=2, env={"TOKEN": "s3cr3t-value"}))
-    assert plan["changes"]["version"] == {"from": "1.1.0", "to": "1.2.0"}
-    assert "s3cr3t-value" not in repr(plan)
+        target.observe("qa", "api")
+    assert target.plan(DeploySpec("qa", "api", "1.0.0")).create is True
+    assert target.apply(DeploySpec("qa", "api", "1.0.0"), cause="deploy") == 1
+    assert target.apply(DeploySpec("qa", "api", "1.1.0", replicas=2), cause="deploy") == 2
+    state = target.observe("qa", "api")
+    assert (state.version, state.desired, state.ready, state.revision) == ("1.1.0", 2, 2, 2)
+    assert [r.version for r in target.history("qa", "api")] == ["1.0.0", "1.1.0"]
+    plan = target.plan(DeploySpec("qa", "api", "1.2.0", replicas=2, env={"TOKEN": "s3cr3t-value"}))
+    assert plan.changes["version"] == {"from": "1.1.0", "to": "1.2.0"}
+    assert "s3cr3t-value" not in repr(plan.as_dict())
+
+
+def test_the_same_spec_again_is_in_sync(target: Any) -> None:
+    spec = DeploySpec("qa", "api", "1.0.0", env={"K": "v", "S": "secret-1"},
+                      secret_names=frozenset({"S"}))  # fmt: skip
+    target.apply(spec)
+    assert target.plan(spec).in_sync
+    changed = DeploySpec("qa", "api", "1.0.0", env={"K": "v", "S": "secret-2"},
+                         secret_names=frozenset({"S"}))  # fmt: skip
+    plan = target.plan(changed)
+    assert not plan.in_sync and plan.variables_changed == ("S",)
+    assert "secret-2" not in repr(plan.as_dict()) and "secret-1" not in repr(plan.as_dict())
 
 
 def test_rollback_previous_and_given(target: Any) -> None:
     for version in ("1.0.0", "2.0.0", "3.0.0"):
-        target.apply(ServiceSpec("qa", "api", version))
-    assert target.rollback("qa", "api") == 4
-    assert target.status("qa", "api")["version"] == "2.0.0"
+        target.apply(DeploySpec("qa", "api", version))
+    assert target.rollback("qa", "api", 0) == 4
+    assert target.observe("qa", "api").version == "2.0.0"
     assert target.rollback("qa", "api", 1) == 5
-    assert target.status("qa", "api")["version"] == "1.0.0"
+    assert target.observe("qa", "api").version == "1.0.0"
     with pytest.raises(NotFoundError):
         target.rollback("qa", "api", 99)
 
 
 def test_a_failed_rollout_keeps_the_current_version(target: Any) -> None:
-    target.apply(ServiceSpec("qa", "api", "1.0.0"))
+    target.apply(DeploySpec("qa", "api", "1.0.0"))
     with pytest.raises(CheckFailed):
         target.apply(_bad("2.0.0"))
-    assert target.status("qa", "api")["version"] == "1.0.0"
+    assert target.observe("qa", "api").version == "1.0.0"
     assert len(target.history("qa", "api")) == 1
+
+
+def test_a_failed_first_rollout_leaves_nothing(target: Any) -> None:
+    with pytest.raises(CheckFailed):
+        target.apply(_bad("1.0.0"))
+    with pytest.raises(NotFoundError):
+        target.observe("qa", "api")
+
+
+def test_scale_restart_stop_and_health(target: Any) -> None:
+    target.apply(DeploySpec("qa", "api", "1.0.0"))
+    target.apply(DeploySpec("qa", "web", "1.0.0"))
+    assert target.scale("qa", "api", 2) == 2
+    assert target.observe("qa", "api").desired == 2
+    assert target.restart("qa", "api") == 3
+    observation = target.health("qa", "api", HealthBounds(min_replicas=1, max_replicas=3))
+    assert healthy(verify_health(observation)), verify_health(observation)
+    assert target.stop("qa", "web") == ["web"]
+    assert target.stop("qa") == ["api"]
+    with pytest.raises(NotFoundError):
+        target.observe("qa", "api")
+
+
+def test_canary_weight_then_abort_or_promote(target: Any) -> None:
+    target.apply(DeploySpec("qa", "api", "1.0.0"))
+    canary = DeploySpec("qa", "api", "1.1.0")
+    assert target.set_canary(canary, 20) is True
+    state = target.observe("qa", "api")
+    assert (state.version, state.canary) == ("1.0.0", "1.1.0")
+    assert state.weights["1.1.0"] * 4 == state.weights["1.0.0"]  # 20 % of the traffic
+    target.metrics("qa", "api").collect()
+    assert target.end_canary(canary, promote=False) == 1
+    state = target.observe("qa", "api")
+    assert (state.version, state.canary, list(state.weights)) == ("1.0.0", None, ["1.0.0"])
+    target.set_canary(canary, 50)
+    assert target.end_canary(canary, promote=True) == 2
+    state = target.observe("qa", "api")
+    assert (state.version, state.canary) == ("1.1.0", None)
+    assert target.history("qa", "api")[-1].cause == "canary promoted"

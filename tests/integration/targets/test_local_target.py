@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from shipline.domain.health import healthy, verify_health
+from shipline.domain.deploy import DeploySpec
+from shipline.domain.health import HealthBounds, healthy, verify_health
 from shipline.errors import CheckFailed, NotFoundError
-from shipline.targets.local.target import LocalTarget, ServiceSpec
+from shipline.targets.local.target import LocalTarget
 
 
 @pytest.fixture
@@ -29,7 +30,7 @@ def _version(port: int) -> str:
 
 def test_deploy_upgrade_rollback_scale_restart(target: LocalTarget) -> None:
     first = target.apply(
-        ServiceSpec(
+        DeploySpec(
             "local",
             "api",
             "1.0.0",
@@ -38,24 +39,24 @@ def test_deploy_upgrade_rollback_scale_restart(target: LocalTarget) -> None:
         )
     )
     assert first == 1
-    port = target.status("local", "api")["gatewayPort"]
+    port = target.observe("local", "api").address.rsplit(":", 1)[1]
     assert _version(port) == "1.0.0"
-    assert target.plan(ServiceSpec("local", "api", "1.1.0"))["changes"]["version"] == {
+    assert target.plan(DeploySpec("local", "api", "1.1.0")).changes["version"] == {
         "from": "1.0.0",
         "to": "1.1.0",
     }
-    assert target.apply(ServiceSpec("local", "api", "1.1.0")) == 2
+    assert target.apply(DeploySpec("local", "api", "1.1.0")) == 2
     assert _version(port) == "1.1.0"
-    obs = target.observe("local", "api")
+    obs = target.health("local", "api", HealthBounds())
     assert healthy(verify_health(obs)), verify_health(obs)
     assert obs.lowest_available == 1  # the old replica served until the new one was healthy
     assert target.rollback("local", "api", revision=1) == 3
     assert _version(port) == "1.0.0"
     assert target.scale("local", "api", 3) == 4
-    state = target.status("local", "api")
-    assert (state["desired"], state["running"], state["ready"]) == (3, 3, 3)
+    state = target.observe("local", "api")
+    assert (state.desired, state.running, state.ready) == (3, 3, 3)
     assert target.restart("local", "api") == 5
-    assert [r["cause"] for r in target.history("local", "api")] == [
+    assert [r.cause for r in target.history("local", "api")] == [
         "deploy",
         "deploy",
         "rollback to revision 1",
@@ -69,14 +70,12 @@ def test_deploy_upgrade_rollback_scale_restart(target: LocalTarget) -> None:
 
 
 def test_crash_looping_version_fails_and_the_old_one_keeps_serving(target: LocalTarget) -> None:
-    target.apply(ServiceSpec("local", "web", "1.0.0"))
-    port = target.status("local", "web")["gatewayPort"]
+    target.apply(DeploySpec("local", "web", "1.0.0"))
+    port = target.observe("local", "web").address.rsplit(":", 1)[1]
     with pytest.raises(CheckFailed, match=r"crash-looping|not healthy"):
-        target.apply(
-            ServiceSpec("local", "web", "2.0.0", env={"SHIPLINE_DEMO_CRASH_AT_START": "1"})
-        )
+        target.apply(DeploySpec("local", "web", "2.0.0", env={"SHIPLINE_DEMO_CRASH_AT_START": "1"}))
     assert _version(port) == "1.0.0"
-    assert target.status("local", "web")["version"] == "1.0.0"
+    assert target.observe("local", "web").version == "1.0.0"
     assert len(target.history("local", "web")) == 1
 
 
@@ -85,7 +84,7 @@ def test_supervisor_restarts_a_crashed_replica(target: LocalTarget) -> None:
     import signal
     import time
 
-    target.apply(ServiceSpec("local", "api", "1.0.0"))
+    target.apply(DeploySpec("local", "api", "1.0.0"))
     replica = target._services[("local", "api")].replicas[0]
     assert replica.process is not None
     os.kill(replica.process.pid, signal.SIGKILL)
@@ -96,31 +95,28 @@ def test_supervisor_restarts_a_crashed_replica(target: LocalTarget) -> None:
 
 
 def test_down_stops_everything(target: LocalTarget) -> None:
-    target.apply(ServiceSpec("qa", "a", "1"))
-    target.apply(ServiceSpec("qa", "b", "1"))
+    target.apply(DeploySpec("qa", "a", "1"))
+    target.apply(DeploySpec("qa", "b", "1"))
     processes = [r.process for svc in target._services.values() for r in svc.replicas]
-    assert target.down("qa") == ["a", "b"]
+    assert target.stop("qa") == ["a", "b"]
     assert all(p is not None and p.poll() is not None for p in processes)
     with pytest.raises(NotFoundError):
-        target.status("qa", "a")
+        target.observe("qa", "a")
 
 
-def test_bad_canary_is_rolled_back_and_clients_see_errors_only_at_its_share(
-    target: LocalTarget, tmp_path: Path
-) -> None:
+def test_a_canary_takes_its_weight_and_is_removed_without_a_gap(target: LocalTarget) -> None:
+    """The target's part of a canary: a replica beside stable at the weight asked, errors only
+    at the canary's share, and after removal every request on stable again, none failing."""
     import threading
+    import time
     import urllib.error
 
-    from shipline.domain.models import AnalysisThresholds
-
-    target.apply(ServiceSpec("local", "api", "1.0.0", replicas=2))
-    port = target.status("local", "api")["gatewayPort"]
+    target.apply(DeploySpec("local", "api", "1.0.0", replicas=2))
+    port = target.observe("local", "api").address.rsplit(":", 1)[1]
     seen: list[tuple[float, int, str]] = []
     stop = threading.Event()
 
     def client() -> None:
-        import time
-
         while not stop.is_set():
             try:
                 with urllib.request.urlopen(
@@ -135,53 +131,59 @@ def test_bad_canary_is_rolled_back_and_clients_see_errors_only_at_its_share(
 
     thread = threading.Thread(target=client)
     thread.start()
-    lines: list[str] = []
-    thresholds = AnalysisThresholds(max_error_rate=0.05, failure_limit=2, interval_seconds=1)
+    bad = DeploySpec("local", "api", "2.0.0", replicas=2, env={"SHIPLINE_DEMO_ERROR_RATE": "0.5"})
     try:
-        with pytest.raises(CheckFailed, match="rolled back"):
-            target.canary(
-                ServiceSpec(
-                    "local", "api", "2.0.0", replicas=2, env={"SHIPLINE_DEMO_ERROR_RATE": "0.5"}
-                ),
-                thresholds,
-                steps=[50, 100],
-                bake_seconds=5,
-                log=lines.append,
-            )
-        import time
-
-        rolled_back_at = time.monotonic()
+        assert target.set_canary(bad, 50) is True
+        assert target.set_canary(bad, 50) is False  # already running: only the weight is set
+        state = target.observe("local", "api")
+        assert (state.version, state.canary, state.weights) == (
+            "1.0.0", "2.0.0", {"1.0.0": 50, "2.0.0": 50},
+        )  # fmt: skip
+        time.sleep(2)
+        assert target.end_canary(bad, promote=False) == 1
+        removed_at = time.monotonic()
         time.sleep(1)
     finally:
         stop.set()
         thread.join()
     errors = [(t, v) for t, status, v in seen if status >= 500]
     assert errors and all(v == "2.0.0" for _, v in errors), "only the canary's share errs"
-    assert not [e for e in errors if e[0] > rolled_back_at], "no error after the rollback"
-    # The share while the canary took traffic (its replicas' start-up time is not part of it).
+    assert not [e for e in errors if e[0] > removed_at], "no error after the removal"
     canary_from = min(t for t, _, v in seen if v == "2.0.0")
-    during = [v for t, _, v in seen if canary_from <= t <= rolled_back_at]
-    canary_share = during.count("2.0.0") / len(during)
-    assert 0.3 < canary_share < 0.7, canary_share  # 50 % step
-    assert target.status("local", "api")["version"] == "1.0.0"
-    assert target.status("local", "api")["weights"] == {"1.0.0": 2}
-    assert any("analysis failed" in line for line in lines)
-
-
-def test_good_canary_is_promoted(target: LocalTarget) -> None:
-    from shipline.domain.models import AnalysisThresholds
-
-    target.apply(ServiceSpec("local", "api", "1.0.0"))
-    revision = target.canary(
-        ServiceSpec("local", "api", "1.1.0"),
-        AnalysisThresholds(interval_seconds=0.5),
-        steps=[50, 100],
-        bake_seconds=0.5,
-        probe_rps=80,
+    during = [v for t, _, v in seen if canary_from <= t <= removed_at]
+    assert 0.3 < during.count("2.0.0") / len(during) < 0.7
+    assert [v for t, _, v in seen if t > removed_at] and all(
+        v == "1.0.0" for t, _, v in seen if t > removed_at
     )
-    assert revision == 2
-    assert target.status("local", "api")["version"] == "1.1.0"
-    assert target.history("local", "api")[-1]["cause"] == "canary promoted"
+    state = target.observe("local", "api")
+    assert (state.version, state.canary, state.weights) == ("1.0.0", None, {"1.0.0": 2})
+
+
+def test_a_promoted_canary_becomes_a_revision(target: LocalTarget) -> None:
+    target.apply(DeploySpec("local", "api", "1.0.0"))
+    spec = DeploySpec("local", "api", "1.1.0")
+    target.set_canary(spec, 10, probe_rps=20)
+    assert target.end_canary(spec, promote=True) == 2
+    state = target.observe("local", "api")
+    assert (state.version, state.canary, state.weights) == ("1.1.0", None, {"1.1.0": 1})
+    assert target.history("local", "api")[-1].cause == "canary promoted"
+
+
+def test_a_failed_first_deploy_leaves_nothing(target: LocalTarget) -> None:
+    with pytest.raises(CheckFailed):
+        target.apply(DeploySpec("qa", "api", "1.0.0", env={"SHIPLINE_DEMO_CRASH_AT_START": "1"}))
+    with pytest.raises(NotFoundError):
+        target.observe("qa", "api")
+    assert target.supervisor._replicas == []  # the failed replica was stopped too
+
+
+def test_the_disruption_budget_is_not_judged_on_a_first_deploy(target: LocalTarget) -> None:
+    target.apply(DeploySpec("qa", "api", "1.0.0", replicas=3))
+    first = target.health("qa", "api", HealthBounds(min_replicas=3, required_available=2))
+    assert first.lowest_available is None and healthy(verify_health(first))
+    target.apply(DeploySpec("qa", "api", "1.1.0", replicas=3))
+    rolled = target.health("qa", "api", HealthBounds(min_replicas=3, required_available=2))
+    assert rolled.lowest_available == 3 and healthy(verify_health(rolled))
 
 
 def _killed(target: LocalTarget) -> None:
@@ -203,7 +205,7 @@ def _environ(pid: int) -> dict[str, str]:
 def test_a_successor_stops_the_orphans_and_restores_what_ran(tmp_path: Path) -> None:
     secret = "s3cr3t-never-on-disk-941"
     crashed = LocalTarget(tmp_path, health_timeout=8)
-    spec = ServiceSpec(
+    spec = DeploySpec(
         "local",
         "api",
         "1.0.0",
@@ -215,7 +217,7 @@ def test_a_successor_stops_the_orphans_and_restores_what_ran(tmp_path: Path) -> 
     from dataclasses import replace
 
     crashed.apply(replace(spec, version="1.1.0"))
-    port = crashed.status("local", "api")["gatewayPort"]
+    port = crashed.observe("local", "api").address.rsplit(":", 1)[1]
     crashed.write_state()
     orphans = [r.process for r in crashed._services[("local", "api")].replicas]
     _killed(crashed)
@@ -235,9 +237,13 @@ def test_a_successor_stops_the_orphans_and_restores_what_ran(tmp_path: Path) -> 
 
         assert successor.restore(secrets) == []
         assert asked == [("local", "api")]
-        status = successor.status("local", "api")
-        assert (status["version"], status["ready"], status["gatewayPort"]) == ("1.1.0", 2, port)
-        assert status["revision"] == 2  # re-created, not a new revision
+        status = successor.observe("local", "api")
+        assert (status.version, status.ready, status.address) == (
+            "1.1.0",
+            2,
+            f"http://127.0.0.1:{port}",
+        )
+        assert status.revision == 2  # re-created, not a new revision
         assert _version(port) == "1.1.0"
         replica = successor._services[("local", "api")].replicas[0]
         assert replica.process is not None
@@ -254,9 +260,9 @@ def test_a_successor_stops_the_orphans_and_restores_what_ran(tmp_path: Path) -> 
 def test_restore_names_what_it_cannot_bring_back(tmp_path: Path) -> None:
     first = LocalTarget(tmp_path, health_timeout=8)
     first.apply(
-        ServiceSpec("qa", "api", "1.0.0", env={"K": "value-941"}, secret_names=frozenset({"K"}))
+        DeploySpec("qa", "api", "1.0.0", env={"K": "value-941"}, secret_names=frozenset({"K"}))
     )
-    first.apply(ServiceSpec("qa", "web", "1.0.0"))
+    first.apply(DeploySpec("qa", "web", "1.0.0"))
     first.write_state()
     first.close()  # a graceful stop: replicas stop, what ran stays recorded
     second = LocalTarget(tmp_path, health_timeout=8)
@@ -264,7 +270,7 @@ def test_restore_names_what_it_cannot_bring_back(tmp_path: Path) -> None:
         problems = second.restore(lambda environment, service: {})
         assert len(problems) == 1 and "api in qa not restored" in problems[0]
         assert "K could not be resolved" in problems[0] and "value-941" not in problems[0]
-        assert second.status("qa", "web")["ready"] == 1
+        assert second.observe("qa", "web").ready == 1
     finally:
         second.close()
 

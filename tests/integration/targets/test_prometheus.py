@@ -16,11 +16,11 @@ from pathlib import Path
 import pytest
 
 from shipline.domain.canary import IntervalVerdict, assess_interval
+from shipline.domain.deploy import DeploySpec
 from shipline.domain.models import AnalysisThresholds
-from shipline.errors import CheckFailed
 from shipline.targets.local.metrics import PrometheusMetrics
 from shipline.targets.local.supervisor import free_port
-from shipline.targets.local.target import LocalTarget, ServiceSpec
+from shipline.targets.local.target import LocalTarget
 
 pytestmark = pytest.mark.skipif(
     shutil.which("prometheus") is None,
@@ -107,24 +107,24 @@ def _wait_for(check: Callable[[], bool], what: str, seconds: float = 60) -> None
 
 
 def test_the_discovery_file_lists_every_gateway(target: LocalTarget) -> None:
-    target.apply(ServiceSpec("qa", "api", "1.0.0"))
-    target.apply(ServiceSpec("dev", "web", "1.0.0"))
+    target.apply(DeploySpec("qa", "api", "1.0.0"))
+    target.apply(DeploySpec("dev", "web", "1.0.0"))
     target.write_state()
     listed = json.loads((target.state_dir / "prometheus-targets.json").read_text())
     ports = {(e["labels"]["environment"], e["labels"]["service"]): e["targets"] for e in listed}
     assert ports == {
-        ("qa", "api"): [f"127.0.0.1:{target.status('qa', 'api')['gatewayPort']}"],
-        ("dev", "web"): [f"127.0.0.1:{target.status('dev', 'web')['gatewayPort']}"],
+        ("qa", "api"): [target.observe("qa", "api").address.removeprefix("http://")],
+        ("dev", "web"): [target.observe("dev", "web").address.removeprefix("http://")],
     }
 
 
 def test_prometheus_source_sees_the_bad_canary(target: LocalTarget, prometheus: Prometheus) -> None:
-    target.apply(ServiceSpec("qa", "api", "1.0.0"))
+    target.apply(DeploySpec("qa", "api", "1.0.0"))
     target.write_state()  # lists the gateway in prometheus-targets.json
     svc = target._services[("qa", "api")]
     prometheus.start(target.state_dir / "prometheus-targets.json")
     canary = target._replica(
-        ServiceSpec("qa", "api", "2.0.0", env={"SHIPLINE_DEMO_ERROR_RATE": "0.5"}), 0
+        DeploySpec("qa", "api", "2.0.0", env={"SHIPLINE_DEMO_ERROR_RATE": "0.5"}), 0
     )
     target.supervisor.add(canary)
     target._wait_healthy(canary)
@@ -169,7 +169,7 @@ def test_prometheus_source_sees_the_bad_canary(target: LocalTarget, prometheus: 
 def test_a_canary_analysed_through_prometheus_is_rolled_back(
     target: LocalTarget, prometheus: Prometheus
 ) -> None:
-    target.apply(ServiceSpec("qa", "api", "1.0.0"))
+    target.apply(DeploySpec("qa", "api", "1.0.0"))
     target.write_state()
     prometheus.start(target.state_dir / "prometheus-targets.json")
     selector = 'environment="qa",service="api"'
@@ -178,17 +178,22 @@ def test_a_canary_analysed_through_prometheus_is_rolled_back(
     )
     lines: list[str] = []
     source = PrometheusMetrics(prometheus.url, {"environment": "qa", "service": "api"})
-    with pytest.raises(CheckFailed, match="rolled back"):
-        target.canary(
-            ServiceSpec("qa", "api", "2.0.0", env={"SHIPLINE_DEMO_ERROR_RATE": "0.5"}),
-            AnalysisThresholds(max_error_rate=0.05, failure_limit=2, interval_seconds=3),
-            steps=[50, 100],
-            bake_seconds=30,
-            probe_rps=50,
-            metrics=source,
-            log=lines.append,
+    bad = DeploySpec("qa", "api", "2.0.0", env={"SHIPLINE_DEMO_ERROR_RATE": "0.5"})
+    thresholds = AnalysisThresholds(max_error_rate=0.05, failure_limit=2, interval_seconds=3)
+    assert target.set_canary(bad, 50, probe_rps=50, log=lines.append) is True
+    verdicts = []
+    for _ in range(10):  # intervals, as the engine's analysis steps take them
+        time.sleep(thresholds.interval_seconds)
+        found = assess_interval(
+            source.sample("2.0.0", thresholds.interval_seconds),
+            source.sample("1.0.0", thresholds.interval_seconds),
+            thresholds,
         )
-    failed = [line for line in lines if "analysis failed" in line]
-    assert failed and any("error rate" in line for line in failed), lines
-    assert target.status("qa", "api")["version"] == "1.0.0"
-    assert target.status("qa", "api")["weights"] == {"1.0.0": 1}
+        verdicts.append(found)
+        if [v.verdict for v in verdicts].count(IntervalVerdict.FAILED) >= 2:
+            break
+    failed = [v for v in verdicts if v.verdict == IntervalVerdict.FAILED]
+    assert len(failed) == 2 and any("error rate" in r for v in failed for r in v.reasons)
+    target.end_canary(bad, promote=False, log=lines.append)
+    state = target.observe("qa", "api")
+    assert (state.version, state.canary, state.weights) == ("1.0.0", None, {"1.0.0": 1})

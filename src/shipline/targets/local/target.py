@@ -1,8 +1,9 @@
 """The local target: each (environment, service) is a gateway port in front of replica processes.
 
-Deploys are rolling (a new replica up and healthy before an old one goes) or canary (new replicas
-beside the stable ones, traffic shifted by weight, analysed between steps, promoted or rolled
-back). Every apply records a revision, as a Kubernetes Deployment does; rollback re-applies one.
+Deploys are rolling (a new replica up and healthy before an old one goes). For a canary the
+engine drives the plan; this target only starts the canary replica beside the stable ones, sets
+the gateway's weights (and sends probe requests while a canary runs), and promotes or removes it.
+Every apply records a revision, as a Kubernetes Deployment does; rollback re-applies one.
 """
 
 from __future__ import annotations
@@ -14,22 +15,18 @@ import signal
 import sys
 import threading
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from shipline.domain.canary import (
-    CanaryOutcome,
-    IntervalAssessment,
-    IntervalVerdict,
-    assess_canary,
-    assess_interval,
-)
-from shipline.domain.health import Observation
-from shipline.domain.models import AnalysisThresholds
-from shipline.errors import CheckFailed, NotFoundError, ShiplineError, TechnicalError
+from shipline.domain.deploy import DeployPlan, DeploySpec, Revision, ServiceState, plan_change
+from shipline.domain.health import HealthBounds, Observation
+from shipline.domain.ports import LogSink, MetricSource, TargetContext
+from shipline.errors import AlreadyRunning, CheckFailed, NotFoundError, ShiplineError
 from shipline.targets.local.gateway import Gateway
 from shipline.targets.local.metrics import GatewayMetrics
 from shipline.targets.local.supervisor import Replica, Supervisor, free_port
@@ -63,10 +60,8 @@ def stop_stale_replicas(state_dir: Path) -> int:
     return stopped
 
 
-class TargetBusy(TechnicalError):
+class TargetBusy(AlreadyRunning):
     """Another live process runs the local target of this state folder."""
-
-    terminal = True
 
 
 def owned(state_dir: Path) -> bool:
@@ -110,75 +105,46 @@ def _own(state_dir: Path) -> int:
     return fd
 
 
-@dataclass(frozen=True)
-class ServiceSpec:
-    """Desired state of one service in one environment."""
-
-    environment: str
-    service: str
-    version: str
-    replicas: int = 1
-    health_path: str = "/health"
-    env: dict[str, str] = field(default_factory=dict)
-    command: list[str] | None = None  # default: the demo workload
-    secret_names: frozenset[str] = frozenset()  # keys of `env` whose values are secret
-
-    def stored(self) -> dict[str, Any]:
-        """What a successor needs to re-create the service: secret values left out."""
-        return {
-            "environment": self.environment,
-            "service": self.service,
-            "version": self.version,
-            "replicas": self.replicas,
-            "healthPath": self.health_path,
-            "command": self.command,
-            "env": {k: v for k, v in self.env.items() if k not in self.secret_names},
-            "secretNames": sorted(self.secret_names),
-        }
-
-    @classmethod
-    def from_stored(cls, data: dict[str, Any], secrets: dict[str, str]) -> ServiceSpec:
-        """The spec `stored()` wrote, its secret values taken from `secrets`."""
-        names = frozenset(str(n) for n in data.get("secretNames", []))
-        missing = sorted(names - set(secrets))
-        if missing:
-            raise NotFoundError(
-                f"secret variable(s) {', '.join(missing)} could not be resolved",
-                hint="check the secret store; the next deploy re-creates the service",
-            )
-        return cls(
-            str(data["environment"]),
-            str(data["service"]),
-            str(data["version"]),
-            replicas=int(data["replicas"]),
-            health_path=str(data["healthPath"]),
-            env={
-                **{str(k): str(v) for k, v in data["env"].items()},
-                **{n: secrets[n] for n in names},
-            },
-            command=data.get("command"),
-            secret_names=names,
-        )
-
-    def public(self) -> dict[str, Any]:
-        """The spec as recorded in revisions: variable names, never values."""
-        return {
-            "version": self.version,
-            "replicas": self.replicas,
-            "healthPath": self.health_path,
-            "variables": sorted(self.env),
-            "command": self.command,
-        }
-
-
 @dataclass
 class _Service:
-    spec: ServiceSpec
+    spec: DeploySpec
     gateway: Gateway
     replicas: list[Replica] = field(default_factory=list)
     revisions: list[dict[str, Any]] = field(default_factory=list)
     lowest_available: int | None = None
     events: list[str] = field(default_factory=list)
+    canary: DeploySpec | None = None
+    probe: _Prober | None = None
+
+
+def _quiet(line: str) -> None:
+    """A log sink that drops lines."""
+
+
+class _Prober:
+    """Requests through a gateway at a steady rate while a canary runs, so that the analysis
+    has traffic to judge even when no user sends any."""
+
+    def __init__(self, port: int, rps: float) -> None:
+        self._url = f"http://127.0.0.1:{port}/api/echo"
+        self._pause = 1.0 / rps
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="shipline-probe", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                with urllib.request.urlopen(self._url, timeout=2):
+                    pass
+            except (urllib.error.URLError, OSError):
+                pass  # the gateway counts the failure; that is what the probe is for
+            self._stop.wait(self._pause)
+
+    def stop(self) -> None:
+        """End the probing."""
+        self._stop.set()
+        self._thread.join(timeout=3)
 
 
 class LocalTarget:
@@ -195,7 +161,7 @@ class LocalTarget:
 
     # --- helpers ---------------------------------------------------------------------------
 
-    def _replica(self, spec: ServiceSpec, index: int) -> Replica:
+    def _replica(self, spec: DeploySpec, index: int) -> Replica:
         port = free_port()
         argv = spec.command or [
             *WORKLOAD,
@@ -272,53 +238,43 @@ class LocalTarget:
         )
         return number
 
-    # --- the port ------------------------------------------------------------------------------
+    # --- DeployTarget ------------------------------------------------------------------------
 
-    def plan(self, spec: ServiceSpec) -> dict[str, Any]:
-        """What `apply(spec)` would change (for preview)."""
+    def plan(self, spec: DeploySpec) -> DeployPlan:
+        """What `apply(spec)` would change (for preview, and to tell an in-sync deploy)."""
         current = self._services.get((spec.environment, spec.service))
-        before = current.spec.public() if current else None
-        after = spec.public()
-        changes = {
-            k: {"from": (before or {}).get(k), "to": v}
-            for k, v in after.items()
-            if before is None or before.get(k) != v
-        }
-        if current:
-            old_env, new_env = current.spec.env, spec.env
-            changed_vars = sorted(
-                k for k in set(old_env) | set(new_env) if old_env.get(k) != new_env.get(k)
-            )
-            if changed_vars:
-                changes["variableValues"] = {"changed": changed_vars}
-        return {
-            "service": spec.service,
-            "environment": spec.environment,
-            "create": current is None,
-            "changes": changes,
-        }
+        return plan_change(current.spec if current else None, spec)
 
     def apply(
         self,
-        spec: ServiceSpec,
+        spec: DeploySpec,
         *,
         cause: str = "deploy",
-        log: Callable[[str], None] = lambda line: None,
+        log: LogSink = _quiet,
         record: bool = True,
     ) -> int:
         """Rolling update to `spec`; returns the new revision (`record=False`: re-create the
         current revision, as after a restart).
 
         Old replicas keep serving until each new one is healthy; never below what was available.
+        A failed first deploy leaves nothing behind.
         """
+        try:
+            return self._apply(spec, cause, log, record)
+        finally:
+            self.write_state()
+
+    def _apply(self, spec: DeploySpec, cause: str, log: LogSink, record: bool) -> int:
         with self._lock:
             key = (spec.environment, spec.service)
             svc = self._services.get(key)
+            first = svc is None or not svc.replicas
             if svc is None:
                 svc = self._services[key] = _Service(spec, self._gateway(spec, 0))
-            old = list(svc.replicas)
+            old = [r for r in svc.replicas if r.version != self._canary_version(svc)]
             svc.events = []  # events are "since this rollout began", as the health check reads them
-            svc.lowest_available = self._available(svc) if old else None
+            # The disruption budget guards replicas that already served; a first deploy has none.
+            svc.lowest_available = None if first else self._available(svc)
             fresh: list[Replica] = []
             try:
                 for index in range(spec.replicas):
@@ -333,32 +289,36 @@ class LocalTarget:
                         f" healthy on :{replica.port}"
                     )
                     if old:
-                        retired = old.pop(0)
-                        svc.replicas.remove(retired)
-                        self._route(svc)
-                        self.supervisor.remove(retired)
-                    available = self._available(svc)
-                    svc.lowest_available = (
-                        available
-                        if svc.lowest_available is None
-                        else min(svc.lowest_available, available)
-                    )
+                        self._retire(svc, old.pop(0))
+                    if svc.lowest_available is not None:
+                        svc.lowest_available = min(svc.lowest_available, self._available(svc))
             except CheckFailed:
                 for replica in fresh:
                     if replica in svc.replicas:
                         svc.replicas.remove(replica)
                     self.supervisor.remove(replica)
-                self._route(svc)
-                svc.events.append(f"rollout of {spec.version} failed: new replica not healthy")
+                if first:
+                    svc.gateway.stop()
+                    del self._services[key]
+                else:
+                    self._route(svc)
+                    svc.events.append(f"rollout of {spec.version} failed: new replica not healthy")
                 raise
             for retired in old:
-                svc.replicas.remove(retired)
-                self._route(svc)
-                self.supervisor.remove(retired)
+                self._retire(svc, retired)
+            for leftover in [r for r in svc.replicas if r not in fresh]:
+                self._retire(svc, leftover)  # a canary's replica, now part of the promotion
+            self._stop_probe(svc)
             svc.spec = spec
             return self._record(svc, cause) if record else len(svc.revisions)
 
-    def _gateway(self, spec: ServiceSpec, port: int) -> Gateway:
+    def _retire(self, svc: _Service, replica: Replica) -> None:
+        if replica in svc.replicas:
+            svc.replicas.remove(replica)
+        self._route(svc)
+        self.supervisor.remove(replica)
+
+    def _gateway(self, spec: DeploySpec, port: int) -> Gateway:
         """A started gateway, on `port` when it is free (a restored service keeps its address)."""
         labels = {"environment": spec.environment, "service": spec.service}
         if port:
@@ -372,173 +332,44 @@ class LocalTarget:
         gateway.start()
         return gateway
 
-    def canary(
-        self,
-        spec: ServiceSpec,
-        thresholds: AnalysisThresholds,
-        *,
-        steps: list[int],
-        bake_seconds: float,
-        probe_rps: float = 0.0,
-        metrics: Any = None,
-        log: Callable[[str], None] = lambda line: None,
-    ) -> int:
-        """Canary: one replica of the new version beside the stable ones, traffic shifted by
-        `steps` (weights in %), analysed every `thresholds.interval_seconds` against the stable
-        version; rolled back at the failure limit, promoted (a rolling apply) after the last step.
-
-        With `probe_rps`, the analysis sends its own requests through the gateway as well.
-        `metrics` is the source (default: the gateway's own counters; or PrometheusMetrics).
-        """
-        svc = self._services.get((spec.environment, spec.service))
-        if svc is None or not svc.replicas:
-            return self.apply(spec, log=log)
-        stable = svc.spec.version
-        if stable == spec.version:
-            return self.apply(spec, log=log)
-        svc.events = []
-        replica = self._replica(spec, 0)
-        self.supervisor.add(replica)
-        try:
-            self._wait_healthy(replica)
-        except CheckFailed:
-            self.supervisor.remove(replica)
-            raise
-        svc.replicas.append(replica)
-        assessments: list[IntervalAssessment] = []
-        seen = 0
-        source = metrics if metrics is not None else GatewayMetrics(svc.gateway)
-        try:
-            for weight in steps:
-                if weight >= 100:
-                    break
-                self._route(svc, {stable: 100 - weight, spec.version: weight})
-                log(f"{spec.service}: canary {spec.version} at {weight}% (stable {stable})")
-                source.collect()
-                end = time.monotonic() + max(bake_seconds, thresholds.interval_seconds)
-                while time.monotonic() < end:
-                    self._interval(svc, thresholds.interval_seconds, probe_rps, spec.health_path)
-                    source.collect()
-                    interval = thresholds.interval_seconds
-                    assessment = assess_interval(
-                        source.sample(spec.version, interval),
-                        source.sample(stable, interval),
-                        thresholds,
-                    )
-                    assessments.append(assessment)
-                    log(
-                        f"{spec.service}: analysis {assessment.verdict.value}: "
-                        + "; ".join(assessment.reasons)
-                    )
-                    decision = assess_canary(assessments, thresholds, intervals_required=10**9)
-                    if decision.outcome == CanaryOutcome.ROLLBACK:
-                        raise CheckFailed(
-                            f"canary {spec.service} {spec.version} rolled back: {decision.reason}"
-                        )
-                step_verdicts = [a.verdict for a in assessments[seen:]]
-                seen = len(assessments)
-                if IntervalVerdict.SUCCEEDED not in step_verdicts:
-                    raise CheckFailed(
-                        f"canary {spec.service} {spec.version} rolled back: no good interval"
-                        f" at {weight}% (too little traffic to judge)"
-                    )
-        except CheckFailed:
-            svc.replicas.remove(replica)
-            self._route(svc)
-            self.supervisor.remove(replica)
-            svc.events.append(f"canary {spec.version} rolled back")
-            log(f"{spec.service}: canary {spec.version} removed; all traffic on {stable}")
-            raise
-        svc.replicas.remove(replica)
-        self._route(svc)
-        self.supervisor.remove(replica)
-        log(f"{spec.service}: canary {spec.version} promoted")
-        return self.apply(spec, cause="canary promoted", log=log)
-
-    def _interval(self, svc: _Service, seconds: float, probe_rps: float, path: str) -> None:
-        end = time.monotonic() + seconds
-        if probe_rps <= 0:
-            time.sleep(seconds)
-            return
-        import urllib.error
-        import urllib.request
-
-        pause = 1.0 / probe_rps
-        while time.monotonic() < end:
-            try:
-                with urllib.request.urlopen(
-                    f"http://127.0.0.1:{svc.gateway.port}/api/echo", timeout=2
-                ):
-                    pass
-            except (urllib.error.URLError, OSError):
-                pass
-            time.sleep(pause)
-
-    def status(self, environment: str, service: str) -> dict[str, Any]:
-        """Observed state: version, replicas, restarts, gateway port and weights, revision."""
+    def observe(self, environment: str, service: str) -> ServiceState:
+        """Observed state: version, replicas, restarts, gateway address and weights, revision."""
         svc = self._service(environment, service)
-        replicas = list(svc.replicas)  # a rollout may change the list meanwhile
-        return {
-            "service": service,
-            "environment": environment,
-            "version": svc.spec.version,
-            "desired": svc.spec.replicas,
-            "running": sum(r.running for r in replicas),
-            "ready": sum(r.healthy(timeout=0.5) for r in replicas),
-            "restarts": sum(r.restarts for r in replicas),
-            "crashLooping": sum(r.crash_looping for r in replicas),
-            "gatewayPort": svc.gateway.port,
-            "weights": svc.gateway.weights(),
-            "revision": len(svc.revisions),
-            "events": list(svc.events),
-        }
-
-    def observe(
-        self,
-        environment: str,
-        service: str,
-        *,
-        min_replicas: int = 1,
-        max_replicas: int = 20,
-        required_available: int = 0,
-    ) -> Observation:
-        """What health verification needs, including a request through the gateway."""
-        svc = self._service(environment, service)
-        state = self.status(environment, service)
-        import urllib.error
-        import urllib.request
-
-        url = f"http://127.0.0.1:{svc.gateway.port}{svc.spec.health_path}"
-        try:
-            with urllib.request.urlopen(url, timeout=2) as response:
-                ok, detail = 200 <= response.status < 300, f"{url} answered {response.status}"
-        except urllib.error.HTTPError as exc:
-            ok, detail = False, f"{url} answered {exc.code}"
-        except OSError as exc:
-            ok, detail = False, f"{url} unreachable ({type(exc).__name__})"
-        return Observation(
-            desired=state["desired"],
-            running=state["running"],
-            ready=state["ready"],
-            restarts=state["restarts"],
-            crash_looping=state["crashLooping"],
-            endpoint_ok=ok,
-            endpoint_detail=detail,
-            min_replicas=min_replicas,
-            max_replicas=max_replicas,
-            required_available=required_available,
-            lowest_available=svc.lowest_available,
-            error_events=tuple(svc.events),
+        canary = self._canary_version(svc)
+        replicas = [r for r in svc.replicas if r.version != canary]  # a rollout may change it
+        return ServiceState(
+            environment,
+            service,
+            svc.spec.version,
+            desired=svc.spec.replicas,
+            running=sum(r.running for r in replicas),
+            ready=sum(r.healthy(timeout=0.5) for r in replicas),
+            revision=len(svc.revisions),
+            restarts=sum(r.restarts for r in replicas),
+            crash_looping=sum(r.crash_looping for r in replicas),
+            weights=svc.gateway.weights(),
+            canary=canary,
+            address=f"http://127.0.0.1:{svc.gateway.port}",
+            events=tuple(svc.events),
         )
 
-    def history(self, environment: str, service: str) -> list[dict[str, Any]]:
+    def history(self, environment: str, service: str) -> list[Revision]:
         """Revisions, oldest first."""
         return [
-            {k: v for k, v in r.items() if not k.startswith("_")}
-            for r in self._service(environment, service).revisions
+            Revision(
+                int(r["revision"]),
+                str(r["version"]),
+                int(r["replicas"]),
+                str(r["at"]),
+                str(r["cause"]),
+                tuple(r.get("variables", ())),
+            )
+            for r in list(self._service(environment, service).revisions)
         ]
 
-    def rollback(self, environment: str, service: str, revision: int = 0, **kw: Any) -> int:
+    def rollback(
+        self, environment: str, service: str, revision: int = 0, *, log: LogSink = _quiet
+    ) -> int:
         """Re-apply revision `revision` (0: the one before the current)."""
         svc = self._service(environment, service)
         target = len(svc.revisions) - 1 if revision == 0 else revision
@@ -548,33 +379,133 @@ class LocalTarget:
                 hint=f"revisions 1..{len(svc.revisions)}",
             )
         spec = svc.revisions[target - 1]["_spec"]
-        return self.apply(spec, cause=f"rollback to revision {target}", **kw)
+        return self.apply(spec, cause=f"rollback to revision {target}", log=log)
 
-    def scale(self, environment: str, service: str, replicas: int, **kw: Any) -> int:
+    # --- ServiceControl ------------------------------------------------------------------------
+
+    def scale(self, environment: str, service: str, replicas: int, *, log: LogSink = _quiet) -> int:
         """Change the replica count (a rolling apply of the same version)."""
         svc = self._service(environment, service)
-        from dataclasses import replace
+        return self.apply(
+            replace(svc.spec, replicas=replicas), cause=f"scale to {replicas}", log=log
+        )
 
-        return self.apply(replace(svc.spec, replicas=replicas), cause=f"scale to {replicas}", **kw)
-
-    def restart(self, environment: str, service: str, **kw: Any) -> int:
+    def restart(self, environment: str, service: str, *, log: LogSink = _quiet) -> int:
         """Rolling restart: new processes replace the old ones one by one."""
         svc = self._service(environment, service)
-        return self.apply(svc.spec, cause="restart", **kw)
+        return self.apply(svc.spec, cause="restart", log=log)
 
-    def down(self, environment: str) -> list[str]:
-        """Stop every service of `environment`; returns their names."""
+    def stop(self, environment: str, service: str | None = None) -> list[str]:
+        """Stop `service` (None: every service) of `environment`; returns their names."""
+        stopped = self._halt(environment, service)
+        self.write_state()
+        return stopped
+
+    def _halt(self, environment: str, service: str | None) -> list[str]:
+        """Stop services without recording it (a closing worker: a successor restores them)."""
         with self._lock:
             stopped = []
             for (env, name), svc in list(self._services.items()):
-                if env != environment:
+                if env != environment or service not in (None, name):
                     continue
+                self._stop_probe(svc)
                 for replica in svc.replicas:
                     self.supervisor.remove(replica)
                 svc.gateway.stop()
                 del self._services[(env, name)]
                 stopped.append(name)
-            return sorted(stopped)
+        return sorted(stopped)
+
+    def health(self, environment: str, service: str, bounds: HealthBounds) -> Observation:
+        """What health verification needs, including a request through the gateway."""
+        svc = self._service(environment, service)
+        state = self.observe(environment, service)
+        url = f"http://127.0.0.1:{svc.gateway.port}{svc.spec.health_path}"
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                ok, detail = 200 <= response.status < 300, f"{url} answered {response.status}"
+        except urllib.error.HTTPError as exc:
+            ok, detail = False, f"{url} answered {exc.code}"
+        except OSError as exc:
+            ok, detail = False, f"{url} unreachable ({type(exc).__name__})"
+        return Observation(
+            desired=state.desired,
+            running=state.running,
+            ready=state.ready,
+            restarts=state.restarts,
+            crash_looping=state.crash_looping,
+            endpoint_ok=ok,
+            endpoint_detail=detail,
+            min_replicas=bounds.min_replicas,
+            max_replicas=bounds.max_replicas,
+            required_available=bounds.required_available,
+            lowest_available=svc.lowest_available,
+            error_events=tuple(svc.events),
+        )
+
+    # --- CanaryRouter --------------------------------------------------------------------------
+
+    @staticmethod
+    def _canary_version(svc: _Service) -> str | None:
+        return svc.canary.version if svc.canary is not None else None
+
+    def set_canary(
+        self, spec: DeploySpec, weight: int, *, probe_rps: float = 0, log: LogSink = _quiet
+    ) -> bool:
+        """Start the canary replica beside stable when it is not running (True), then route
+        `weight` % of the traffic to it; probe requests run while the canary does."""
+        with self._lock:
+            svc = self._service(spec.environment, spec.service)
+            stable = svc.spec.version
+            if stable == spec.version:
+                raise CheckFailed(f"{spec.service} {spec.version} is already the stable version")
+            started = False
+            running = [r for r in svc.replicas if r.version == spec.version and r.running]
+            if svc.canary != spec or not running:
+                for replica in [r for r in svc.replicas if r.version != stable]:
+                    self._retire(svc, replica)
+                replica = self._replica(spec, 0)
+                self.supervisor.add(replica)
+                try:
+                    self._wait_healthy(replica)
+                except CheckFailed:
+                    self.supervisor.remove(replica)
+                    svc.events.append(f"canary {spec.version} not healthy")
+                    raise
+                svc.replicas.append(replica)
+                svc.canary, started = spec, True
+                log(f"{spec.service}: canary {spec.version} started on :{replica.port}")
+            self._route(svc, {stable: 100 - weight, spec.version: weight})
+            if probe_rps > 0 and svc.probe is None:
+                svc.probe = _Prober(svc.gateway.port, probe_rps)
+            return started
+
+    def end_canary(self, spec: DeploySpec, *, promote: bool, log: LogSink = _quiet) -> int:
+        """Promote the canary (a rolling apply of its spec) or remove it; all traffic to stable."""
+        with self._lock:
+            svc = self._service(spec.environment, spec.service)
+            if promote:
+                return self.apply(spec, cause="canary promoted", log=log)
+            self._stop_probe(svc)
+            for replica in [r for r in svc.replicas if r.version != svc.spec.version]:
+                self._retire(svc, replica)
+            svc.canary = None
+            self._route(svc)
+            self.write_state()
+            svc.events.append(f"canary {spec.version} rolled back")
+            log(f"{spec.service}: canary {spec.version} removed; all traffic on {svc.spec.version}")
+            return len(svc.revisions)
+
+    def metrics(self, environment: str, service: str) -> MetricSource:
+        """The gateway's per-version counters."""
+        return GatewayMetrics(self._service(environment, service).gateway)
+
+    @staticmethod
+    def _stop_probe(svc: _Service) -> None:
+        if svc.probe is not None:
+            svc.probe.stop()
+            svc.probe = None
+        svc.canary = None
 
     def services(self) -> list[tuple[str, str]]:
         """(environment, service) pairs deployed here."""
@@ -583,7 +514,7 @@ class LocalTarget:
     def close(self) -> None:
         """Stop everything."""
         for env in {env for env, _ in self._services}:
-            self.down(env)
+            self._halt(env, None)
         self.supervisor.shutdown()
         if self._owner_fd >= 0:
             os.close(self._owner_fd)  # releases the ownership lock
@@ -603,8 +534,9 @@ class LocalTarget:
                 continue
             try:
                 data[f"{env}/{name}"] = {
-                    **self.status(env, name),
-                    "history": self.history(env, name),
+                    **self.observe(env, name).as_dict(),
+                    "gatewayPort": svc.gateway.port,
+                    "history": [r.as_dict() for r in self.history(env, name)],
                     "restore": self._restorable(svc),
                 }
             except NotFoundError:  # stopped meanwhile
@@ -671,11 +603,17 @@ class LocalTarget:
                 continue
             try:
                 values = secrets(*key)
-                spec = ServiceSpec.from_stored(spec_data, values)
+                spec = DeploySpec.from_stored(spec_data, values)
+                if spec.missing_secrets():
+                    raise NotFoundError(
+                        f"secret variable(s) {', '.join(spec.missing_secrets())} could not be"
+                        " resolved",
+                        hint="check the secret store; the next deploy re-creates the service",
+                    )
                 revisions = [
                     {
                         **{k: v for k, v in r.items() if k != "spec"},
-                        "_spec": ServiceSpec.from_stored(r["spec"], values),
+                        "_spec": DeploySpec.from_stored(r["spec"], values),
                     }
                     for r in saved.get("revisions", [])
                 ]
@@ -695,3 +633,8 @@ class LocalTarget:
             log(f"{key[1]} {spec.version} restored in {key[0]} on :{svc.gateway.port}")
         self.write_state()
         return problems
+
+
+def create(context: TargetContext) -> LocalTarget:
+    """The `local` target kind: this process runs the state folder's services (one owner)."""
+    return LocalTarget(context.state_dir)

@@ -1,0 +1,169 @@
+"""Starting deploy-family runs: every rule checked at submission, in one place the CLI and a web
+API share (tags, run parameters, the target, revisions, scale bounds, emergencies).
+
+Bad input is refused here with a UserError (exit 2) before anything is queued or approved.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from shipline.domain.models import Config, Environment
+from shipline.domain.tags import OCI_TAG
+from shipline.engine.pipelines import (
+    action_pipeline,
+    approvers,
+    deploy_pipeline,
+    down_pipeline,
+    find_environment,
+    pick_services,
+)
+from shipline.engine.service import run_service
+from shipline.engine.wiring import require_target
+from shipline.engine.workspace import Workspace
+from shipline.errors import UserError
+from shipline.store.sql import RunRecord
+
+VARIABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,127}$")
+# What the target controls in a workload's environment; a run parameter may not replace it.
+RESERVED = re.compile(r"^(PATH|PYTHONPATH|PYTHONHOME|PORT|HOME|LD_.*)$", re.IGNORECASE)
+
+
+def check_tag(tag: str) -> str:
+    """An image tag by the OCI reference grammar (it becomes a path, a label, an argument)."""
+    if not OCI_TAG.match(tag):
+        raise UserError(
+            f"--tag {tag!r} is not a valid image tag",
+            hint="letters, digits, '_', '.', '-'; at most 128; not starting with '.' or '-'",
+        )
+    return tag
+
+
+def parse_parameters(items: list[str]) -> dict[str, str]:
+    """`NAME=VALUE` run parameters; names are variable names, never a reserved one."""
+    found: dict[str, str] = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        name = name.strip()
+        if not sep or not VARIABLE_NAME.match(name):
+            raise UserError(
+                f"--set {item.split('=', 1)[0]!r}=… is not NAME=VALUE with a variable name",
+                hint="names: letters, digits, '_', '.', '-', starting with a letter or '_'",
+            )
+        from shipline.engine.deploy_actions import env_name
+
+        if RESERVED.match(env_name(name)):
+            raise UserError(
+                f"--set {name} is reserved: the target sets it",
+                hint="PATH, PYTHONPATH, PYTHONHOME, LD_*, PORT and HOME cannot be overridden",
+            )
+        found[name] = value
+    return found
+
+
+def _revisions(ws: Workspace, env: Environment, service: str) -> list[int]:
+    """The revisions the target recorded for `service` (read from what the worker wrote)."""
+    from shipline.engine.history import read_history
+
+    return [r.number for r in read_history(ws, env, service)]
+
+
+def submit_deploy(
+    ws: Workspace,
+    *,
+    env: str,
+    services: str,
+    tag: str,
+    actor: str,
+    parameters: list[str] | None = None,
+    emergency: bool = False,
+    reason: str | None = None,
+    force: bool = False,
+) -> RunRecord:
+    """Queue a deploy run after every submission rule held."""
+    if emergency and not (reason and reason.strip()):
+        raise UserError(
+            "--emergency needs --reason TEXT",
+            hint="say why, e.g. --reason 'INC-123 payment outage'",
+        )
+    environment = find_environment(ws.config, env)
+    require_target(ws.config, environment.name)
+    names = pick_services(ws.config, services)
+    check_tag(tag)
+    run_parameters = parse_parameters(parameters or [])
+    spec = deploy_pipeline(
+        ws.config, environment, names, tag, str(ws.state_dir), run_parameters, force=force
+    )
+    return run_service(ws).start(
+        spec,
+        actor=actor,
+        environment=environment.name,
+        services=dict.fromkeys(names, tag),
+        approvers=approvers(ws.config),
+        emergency_reason=reason if emergency else None,
+    )
+
+
+def _bounds(config: Config, env: Environment) -> tuple[int, int]:
+    tier = config.tiers[env.tier].resources
+    return tier.min_replicas or 1, tier.max_replicas
+
+
+def submit_action(
+    ws: Workspace,
+    *,
+    env: str,
+    services: str | None,
+    action: str,
+    actor: str,
+    override: str | None = None,
+    **extra: Any,
+) -> RunRecord:
+    """Queue a rollback, restart, scale, preview or down run after its rules held."""
+    environment = find_environment(ws.config, env)
+    require_target(ws.config, environment.name)
+    names = [] if action == "down" else pick_services(ws.config, services or "all")
+    if "version" in extra:
+        check_tag(str(extra["version"]))
+    if action == "rollback":
+        revision = int(extra.get("revision", 0))
+        if revision < 0:
+            raise UserError("--revision is 0 (the previous) or a revision number")
+        for name in names:
+            known = _revisions(ws, environment, name)
+            wanted = (len(known) - 1) if revision == 0 else revision
+            if wanted not in known:
+                raise UserError(
+                    f"{name} in {environment.name} has no revision {wanted}"
+                    + (" to roll back to" if revision == 0 else ""),
+                    hint=f"see `shipline history --env {environment.name} --service {name}`",
+                )
+    if action == "scale":
+        replicas = int(extra["replicas"])
+        low, high = _bounds(ws.config, environment)
+        if replicas < 1:
+            raise UserError("--replicas must be at least 1")
+        if not low <= replicas <= high and not (override and override.strip()):
+            raise UserError(
+                f"--replicas {replicas} is outside the {environment.tier} tier's bounds"
+                f" {low}-{high}",
+                hint="stay within the bounds, or add --override-bounds REASON (audited)",
+            )
+    if action == "down":
+        spec = down_pipeline(ws.config, environment, str(ws.state_dir))
+    else:
+        spec = action_pipeline(ws.config, environment, names, action, str(ws.state_dir), **extra)
+    service = run_service(ws)
+    record = service.start(
+        spec,
+        actor=actor,
+        environment=environment.name,
+        services=dict.fromkeys(names, str(extra.get("version", ""))),
+    )
+    if action == "scale" and override:
+        service.audit.append(
+            actor, "scale.override", run=record.id, environment=environment.name,
+            services=names, replicas=extra["replicas"], reason=override,
+        )  # fmt: skip
+    return record

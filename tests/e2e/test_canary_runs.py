@@ -1,0 +1,221 @@
+"""The canary as durable engine steps, through the CLI and real worker processes on the `memory`
+target (its state is a file, so it outlives a killed worker as a cluster would):
+
+- kill -9 of the worker at random moments of a canary: the run resumes at the step it was on (no
+  step's progress goes back) and ends promoted (a good version) or rolled back (a bad one);
+- `runs cancel` during a canary ends it and restores stable;
+- a manual pause waits for `shipline canary promote`; `canary abort` rolls back; the requester
+  may not promote their own run;
+- too little traffic is inconclusive: the bake is extended, then `onInconclusive` acts.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.e2e.worker import EXE, running_worker, sh
+
+PROJECT = Path(__file__).parent / "projects" / "canary" / "shipline.yaml"
+KILLS = 6
+
+
+def _environ(home: Path, user: str = "ann") -> dict[str, str]:
+    environ = {
+        **os.environ,
+        "SHIPLINE_CONFIG": str(PROJECT),
+        "SHIPLINE_HOME": str(home),
+        "SHIPLINE_USER": user,
+    }
+    environ.pop("SHIPLINE_DATABASE_URL", None)
+    return environ
+
+
+def _memory(home: Path) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((home / "targets" / "memory.json").read_text())
+    return data
+
+
+def _show(env: dict[str, str], run: int) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(sh(env, "runs", "show", str(run), "--json").stdout)
+    return data
+
+
+def _wait(env: dict[str, str], run: int, timeout: float = 120) -> dict[str, Any]:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        data = _show(env, run)
+        if data["phase"] in ("succeeded", "failed", "errored", "cancelled"):
+            return data
+        time.sleep(0.2)
+    raise AssertionError(f"run {run} did not end: {_show(env, run)}")
+
+
+def _start(env: dict[str, str], *args: str) -> int:
+    done = sh(env, "deploy", *args, "--detach", "--json")
+    assert done.returncode == 3, done.stderr
+    return int(json.loads(done.stdout)["run"])
+
+
+def _progress(env: dict[str, str], run: int) -> list[int]:
+    """The canary step numbers the run recorded, in order."""
+    logs = json.loads(sh(env, "runs", "logs", str(run), "--json").stdout)["logs"]
+    return [int(m.group(1)) for line in logs if (m := re.match(r"step (\d+)/\d+:", line["line"]))]
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    return tmp_path / "state"
+
+
+def _worker(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    with open(log, "ab") as out:
+        return subprocess.Popen([EXE, "worker"], env=env, stdout=out, stderr=out)
+
+
+def _until_running(worker: subprocess.Popen[bytes], log: Path, starts: int) -> None:
+    end = time.monotonic() + 60
+    while time.monotonic() < end:
+        if log.exists() and log.read_text().count(" running (pid") >= starts:
+            return
+        assert worker.poll() is None, log.read_text()
+        time.sleep(0.02)
+    raise AssertionError(log.read_text())
+
+
+@pytest.mark.parametrize(
+    ("version", "error_rate", "phase", "stays"),
+    [("2.0.0", "0", "succeeded", "2.0.0"), ("3.0.0", "0.5", "failed", "1.0.0")],
+    ids=["good-is-promoted", "bad-is-rolled-back"],
+)
+def test_kill_9_during_a_canary_resumes_at_its_step(
+    home: Path, tmp_path: Path, version: str, error_rate: str, phase: str, stays: str
+) -> None:
+    env = _environ(home)
+    log = tmp_path / "worker.log"
+    seed = int(os.environ.get("CRASH_SEED", random.randrange(1_000_000)))
+    rng = random.Random(seed)
+    worker = _worker(env, log)
+    starts = 1
+    try:
+        _until_running(worker, log, starts)
+        first = _start(env, "--env", "dev", "--services", "api", "--tag", "1.0.0")
+        assert _wait(env, first)["phase"] == "succeeded"  # a first deploy: no canary
+        run = _start(
+            env, "--env", "dev", "--services", "api", "--tag", version,
+            "--set", f"FAKE_ERROR_RATE={error_rate}",
+        )  # fmt: skip
+        for _ in range(KILLS):
+            time.sleep(rng.uniform(0.1, 0.6))
+            worker.send_signal(signal.SIGKILL)
+            worker.wait()
+            if _show(env, run)["phase"] not in ("running", "waiting", "pending"):
+                break
+            worker = _worker(env, log)
+            starts += 1
+            _until_running(worker, log, starts)
+        if worker.poll() is not None:
+            worker = _worker(env, log)
+        data = _wait(env, run)
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(timeout=60)
+    assert data["phase"] == phase, f"seed {seed}: {data['reason']}"
+    service = _memory(home)["services"]["dev/api"]
+    assert (service["spec"]["version"], service["canary"]) == (stays, None), f"seed {seed}"
+    steps = _progress(env, run)
+    assert steps == sorted(steps), f"seed {seed}: a step's progress never goes back: {steps}"
+    assert all(steps.count(s) <= 2 for s in set(steps)), f"seed {seed}: {steps}"
+    if phase == "failed":
+        assert "rolled back" in data["reason"]
+
+
+def test_cancel_during_a_canary_restores_stable(home: Path, tmp_path: Path) -> None:
+    with running_worker(PROJECT, home, "ann", tmp_path / "worker.log") as env:
+        first = _start(env, "--env", "qa", "--services", "api", "--tag", "1.0.0")
+        assert sh(env, "approve", str(first), "--as", "lee").returncode == 0
+        assert _wait(env, first)["phase"] == "succeeded"
+        run = _start(env, "--env", "qa", "--services", "api", "--tag", "1.1.0")
+        assert sh(env, "approve", str(run), "--as", "lee").returncode == 0
+        _until_canary(home, "1.1.0")
+        assert sh(env, "runs", "cancel", str(run), "--reason", "enough").returncode == 0
+        data = _wait(env, run)
+    assert data["phase"] == "cancelled"
+    service = _memory(home)["services"]["qa/api"]
+    assert (service["spec"]["version"], service["canary"]) == ("1.0.0", None)
+
+
+def _until_canary(home: Path, version: str) -> None:
+    end = time.monotonic() + 60
+    while time.monotonic() < end:
+        try:
+            canary = _memory(home)["services"]["qa/api"]["canary"]
+        except (FileNotFoundError, KeyError, ValueError):
+            canary = None
+        if canary and canary["spec"]["version"] == version:
+            return
+        time.sleep(0.1)
+    raise AssertionError("the canary never started")
+
+
+def test_a_manual_pause_waits_for_a_person(home: Path, tmp_path: Path) -> None:
+    with running_worker(PROJECT, home, "ann", tmp_path / "worker.log") as env:
+        first = _start(env, "--env", "qa", "--services", "api", "--tag", "1.0.0")
+        assert sh(env, "approve", str(first), "--as", "lee").returncode == 0
+        assert _wait(env, first)["phase"] == "succeeded"
+        run = _start(env, "--env", "qa", "--services", "api", "--tag", "1.1.0")
+        assert sh(env, "approve", str(run), "--as", "lee").returncode == 0
+        _until_canary(home, "1.1.0")
+        time.sleep(1)  # paused: it must still be at 10 %
+        assert _memory(home)["services"]["qa/api"]["canary"]["weight"] == 10
+        refused = sh(env, "canary", "promote", str(run), "--as", "ann")
+        assert refused.returncode == 2 and "approver group" in refused.stderr
+        outsider = sh(env, "canary", "promote", str(run), "--as", "mallory")
+        assert outsider.returncode == 2
+        assert sh(env, "canary", "promote", str(run), "--as", "lee").returncode == 0
+        assert _wait(env, run)["phase"] == "succeeded"
+        assert _memory(home)["services"]["qa/api"]["spec"]["version"] == "1.1.0"
+        again = _start(env, "--env", "qa", "--services", "api", "--tag", "1.2.0")
+        assert sh(env, "approve", str(again), "--as", "lee").returncode == 0
+        _until_canary(home, "1.2.0")
+        assert sh(env, "canary", "abort", str(again), "--as", "lee").returncode == 0
+        data = _wait(env, again)
+        audit = sh(env, "audit", "list", "--json").stdout
+    assert data["phase"] == "failed" and "aborted" in data["reason"]
+    assert _memory(home)["services"]["qa/api"]["spec"]["version"] == "1.1.0"
+    assert "canary.promote" in audit and "canary.abort" in audit and "canary.refused" in audit
+
+
+def test_too_little_traffic_is_inconclusive_never_failed(home: Path, tmp_path: Path) -> None:
+    with running_worker(PROJECT, home, "ann", tmp_path / "worker.log") as env:
+        assert _wait(env, _start(env, "--env", "uat1", "--services", "api", "--tag", "1.0.0"))
+        run = _start(
+            env, "--env", "uat1", "--services", "api", "--tag", "1.1.0",
+            "--set", "FAKE_REQUESTS=3",
+        )  # fmt: skip
+        data = _wait(env, run)
+        logs = json.loads(sh(env, "runs", "logs", str(run), "--json").stdout)["logs"]
+    lines = [entry["line"] for entry in logs]
+    assert data["phase"] == "failed" and "inconclusive" in data["reason"], data["reason"]
+    assert not any("analysis failed" in line for line in lines)
+    # 2 planned intervals (0.6 s bake / 0.3 s) and 2 extra ones, all inconclusive.
+    assert sum("analysis inconclusive" in line for line in lines) == 4, lines
+
+
+@pytest.fixture(autouse=True)
+def _no_worker_left(tmp_path: Path) -> Iterator[None]:
+    yield
+    out = subprocess.run(
+        ["pgrep", "-af", f"{tmp_path}"], capture_output=True, text=True, check=False
+    )
+    assert "shipline worker" not in out.stdout
