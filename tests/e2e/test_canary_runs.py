@@ -142,17 +142,23 @@ def test_kill_9_during_a_canary_resumes_at_its_step(
 
 def test_cancel_during_a_canary_restores_stable(home: Path, tmp_path: Path) -> None:
     with running_worker(PROJECT, home, "ann", tmp_path / "worker.log") as env:
-        first = _start(env, "--env", "qa", "--services", "api", "--tag", "1.0.0")
-        assert sh(env, "approve", str(first), "--as", "lee").returncode == 0
-        assert _wait(env, first)["phase"] == "succeeded"
-        run = _start(env, "--env", "qa", "--services", "api", "--tag", "1.1.0")
-        assert sh(env, "approve", str(run), "--as", "lee").returncode == 0
-        _until_canary(home, "1.1.0")
+        run = _qa_canary_started(env, home)
         assert sh(env, "runs", "cancel", str(run), "--reason", "enough").returncode == 0
         data = _wait(env, run)
     assert data["phase"] == "cancelled"
     service = _memory(home)["services"]["qa/api"]
     assert (service["spec"]["version"], service["canary"]) == ("1.0.0", None)
+
+
+def _qa_canary_started(env: dict[str, str], home: Path) -> int:
+    """qa at 1.0.0 (approved), then a run of 1.1.0 approved and its canary started."""
+    first = _start(env, "--env", "qa", "--services", "api", "--tag", "1.0.0")
+    assert sh(env, "approve", str(first), "--as", "lee").returncode == 0
+    assert _wait(env, first)["phase"] == "succeeded"
+    run = _start(env, "--env", "qa", "--services", "api", "--tag", "1.1.0")
+    assert sh(env, "approve", str(run), "--as", "lee").returncode == 0
+    _until_canary(home, "1.1.0")
+    return run
 
 
 def _until_canary(home: Path, version: str) -> None:
@@ -170,12 +176,7 @@ def _until_canary(home: Path, version: str) -> None:
 
 def test_a_manual_pause_waits_for_a_person(home: Path, tmp_path: Path) -> None:
     with running_worker(PROJECT, home, "ann", tmp_path / "worker.log") as env:
-        first = _start(env, "--env", "qa", "--services", "api", "--tag", "1.0.0")
-        assert sh(env, "approve", str(first), "--as", "lee").returncode == 0
-        assert _wait(env, first)["phase"] == "succeeded"
-        run = _start(env, "--env", "qa", "--services", "api", "--tag", "1.1.0")
-        assert sh(env, "approve", str(run), "--as", "lee").returncode == 0
-        _until_canary(home, "1.1.0")
+        run = _qa_canary_started(env, home)
         time.sleep(1)  # paused: it must still be at 10 %
         assert _memory(home)["services"]["qa/api"]["canary"]["weight"] == 10
         refused = sh(env, "canary", "promote", str(run), "--as", "ann")

@@ -27,9 +27,8 @@ def _run(
     as_json: bool,
     **extra: Any,
 ) -> None:
-    from shipline.cli.runs import watch
+    from shipline.cli.runs import watch_started
     from shipline.engine.identity import current_user
-    from shipline.engine.service import run_service
     from shipline.engine.submit import submit_action
 
     state = state_of(ctx)
@@ -38,14 +37,7 @@ def _run(
         ws, env=env, services=services, action=action, actor=current_user(None, os.environ),
         **extra,
     )  # fmt: skip
-    watch(
-        state,
-        run_service(ws),
-        record.id,
-        detach=detach,
-        as_json=as_json,
-        queued=f"run {record.id} queued",
-    )
+    watch_started(state, ws, record.id, detach=detach, as_json=as_json)
 
 
 def preview(

@@ -35,9 +35,8 @@ def deploy(
     as_json: JsonFlag = False,
 ) -> None:
     """Deploy services at a tag to an environment, through its approvals and checks."""
-    from shipline.cli.runs import watch
+    from shipline.cli.runs import watch_started
     from shipline.engine.identity import current_user
-    from shipline.engine.service import run_service
     from shipline.engine.submit import submit_deploy
 
     state = state_of(ctx)
@@ -53,11 +52,4 @@ def deploy(
         reason=reason,
         force=force,
     )
-    watch(
-        state,
-        run_service(ws),
-        record.id,
-        detach=detach,
-        as_json=as_json,
-        queued=f"run {record.id} queued",
-    )
+    watch_started(state, ws, record.id, detach=detach, as_json=as_json)

@@ -335,6 +335,16 @@ def canary_abort(ctx: typer.Context, run: int, user: AsOpt, comment: CommentOpt 
     _canary(ctx, run, user, comment, False)
 
 
+def watch_started(state: Any, ws: Any, run_id: int, *, detach: bool, as_json: bool) -> None:
+    """`watch` a run just queued for workspace `ws`."""
+    from shipline.engine.service import run_service
+
+    watch(
+        state, run_service(ws), run_id, detach=detach, as_json=as_json,
+        queued=f"run {run_id} queued",
+    )  # fmt: skip
+
+
 def watch(
     state: Any,
     service: Any,
