@@ -59,8 +59,8 @@ def _status(env: dict[str, str], environment: str) -> dict[str, dict[str, object
     return {row["service"]: row for row in rows}
 
 
-def _version(port: object) -> str:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/version", timeout=5) as response:
+def _version(address: object) -> str:
+    with urllib.request.urlopen(f"{address}/version", timeout=5) as response:
         return str(json.loads(response.read())["version"])
 
 
@@ -73,12 +73,12 @@ def test_local_lifecycle(env: dict[str, str], tmp_path: Path) -> None:
         "web": ("1.0.0", "healthy"),
         "jobs": ("1.0.0", "healthy"),
     }
-    port = status["api"]["gatewayPort"]
+    address = status["api"]["address"]
     assert sh(env, "deploy", "--env", "dev", "--services", "api", "--tag", "1.1.0").returncode == 0
-    assert _version(port) == "1.1.0"
+    assert _version(address) == "1.1.0"
     back = sh(env, "rollback", "--env", "dev", "--services", "api", "--revision", "1", "--json")
     assert back.returncode == 0, back.stdout
-    assert _version(port) == "1.0.0"
+    assert _version(address) == "1.0.0"
     assert sh(env, "scale", "--env", "dev", "--services", "api", "--replicas", "3").returncode == 0
     assert (_status(env, "dev")["api"]["ready"], _status(env, "dev")["api"]["desired"]) == (3, 3)
     assert sh(env, "restart", "--env", "dev", "--services", "api").returncode == 0
@@ -189,14 +189,14 @@ def test_a_new_worker_restores_what_a_killed_one_ran(tmp_path: Path) -> None:
         for name in ("api", "web", "jobs"):  # same versions, same addresses, same history
             assert (
                 after[name]["version"],
-                after[name]["gatewayPort"],
+                after[name]["address"],
                 after[name]["revision"],
             ) == (
                 before[name]["version"],
-                before[name]["gatewayPort"],
+                before[name]["address"],
                 before[name]["revision"],
             )
-        assert _version(after["api"]["gatewayPort"]) == "1.1.0"
+        assert _version(after["api"]["address"]) == "1.1.0"
         replicas = _replica_pids(str(home))
         assert len(replicas) == 3 and not set(replicas) & set(orphans)  # orphans stopped
         environ_of = Path(f"/proc/{replicas[0]}/environ").read_bytes()
@@ -205,7 +205,7 @@ def test_a_new_worker_restores_what_a_killed_one_ran(tmp_path: Path) -> None:
         assert not [f for f in on_disk if TOKEN.encode() in f.read_bytes()]
         back = sh(environ, "rollback", "--env", "dev", "--services", "api", "--json")
         assert back.returncode == 0, back.stdout
-        assert _version(after["api"]["gatewayPort"]) == "1.0.0"
+        assert _version(after["api"]["address"]) == "1.0.0"
     finally:
         for worker in (first, second):
             if worker is not None and worker.poll() is None:

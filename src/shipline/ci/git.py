@@ -79,3 +79,10 @@ def changed_paths(repo: Path, base: str, head: str) -> ChangeSet:
         )
     message = done.stderr.decode(errors="replace").strip().splitlines()
     raise UserError(f"git cannot compare {base}...{head}: {message[-1] if message else 'failed'}")
+
+
+def rev_parse(repo: Path, *args: str) -> str | None:
+    """`git rev-parse ARGS` in `repo`, or None when git cannot answer."""
+    done = _git(repo, "rev-parse", *args)
+    text = done.stdout.decode(errors="replace").strip()
+    return text or None if done.returncode == 0 else None

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from pathlib import Path
@@ -102,27 +101,6 @@ def down(
     _run(ctx, env, None, "down", detach, as_json)
 
 
-def _local_state(state_dir: Path) -> dict[str, Any]:
-    path = state_dir / "local-state.json"
-    data: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {}
-    memory = state_dir / "targets" / "memory.json"
-    recorded = json.loads(memory.read_text()).get("services", {}) if memory.exists() else {}
-    for key, entry in recorded.items():
-        spec = entry["spec"]
-        data.setdefault(
-            key,
-            {
-                "service": spec["service"],
-                "environment": spec["environment"],
-                "version": spec["version"],
-                "desired": spec["replicas"],
-                "ready": spec["replicas"],
-                "revision": len(entry["revisions"]),
-            },
-        )
-    return data
-
-
 def history(
     ctx: typer.Context,
     env: EnvOpt,
@@ -165,53 +143,12 @@ def status(
 ) -> None:
     """Which version of each service runs where, its replicas and health, and its last deploy."""
     from shipline.engine.pipelines import find_environment
-    from shipline.store.sql import SqlStateStore
+    from shipline.engine.status import service_status
 
     state = state_of(ctx)
     ws = state.workspace()
     only = find_environment(ws.config, env).name if env else None
-    observed = _local_state(ws.state_dir)
-    from shipline.targets.local.target import owned
-
-    served = owned(ws.state_dir)  # no worker: the local services are not running now
-    last: dict[str, Any] = {}
-    store = SqlStateStore.connect(ws.database_url)
-    for run in reversed(store.list_runs(limit=500)):
-        if run.pipeline == "deploy" and run.environment:
-            for name in run.services:
-                last[f"{run.environment}/{name}"] = {
-                    "run": run.id,
-                    "phase": run.phase,
-                    "at": run.requested_at.isoformat(),
-                }
-    rows: list[dict[str, Any]] = []
-    for environment in ws.config.ladder_environments():
-        if only and environment.name != only:
-            continue
-        for service in ws.config.services:
-            key = f"{environment.name}/{service.name}"
-            seen = observed.get(key)
-            if seen is None and key not in last:
-                continue
-            seen = seen or {}
-            ready, desired = seen.get("ready"), seen.get("desired")
-            health = "unknown" if ready is None else ("healthy" if ready == desired else "degraded")
-            if "gatewayPort" in seen and not served:
-                ready, health = 0, "stopped (no worker)"
-            rows.append(
-                {
-                    "environment": environment.name,
-                    "service": service.name,
-                    "version": seen.get("version"),
-                    "ready": ready,
-                    "desired": desired,
-                    "restarts": seen.get("restarts"),
-                    "health": health,
-                    "gatewayPort": seen.get("gatewayPort"),
-                    "revision": seen.get("revision"),
-                    "lastDeploy": last.get(key),
-                }
-            )
+    rows = service_status(ws, only)
     if as_json:
         state.output.json(rows)
         return
@@ -226,7 +163,7 @@ def status(
             "version",
             "replicas",
             "health",
-            "gateway",
+            "address",
             "revision",
             "last deploy",
         ],
@@ -237,7 +174,7 @@ def status(
                 r["version"] or "-",
                 f"{r['ready']}/{r['desired']}" if r["desired"] is not None else "-",
                 r["health"],
-                f"127.0.0.1:{r['gatewayPort']}" if r["gatewayPort"] else "-",
+                r["address"] or "-",
                 r["revision"] or "-",
                 f"run {r['lastDeploy']['run']} {r['lastDeploy']['phase']}"
                 if r["lastDeploy"]

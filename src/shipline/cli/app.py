@@ -76,13 +76,13 @@ def root(
 @app.command()
 def validate(ctx: typer.Context, as_json: JsonFlag = False) -> None:
     """Check the configuration; print every problem as file:line:col."""
-    from shipline.config.loader import find_config, load_config
+    from shipline.config.loader import config_warnings, find_config
     from shipline.errors import ConfigError, ConfigErrors
 
     state = state_of(ctx)
     path = find_config(state.config)
     try:
-        config = load_config(path)
+        config, warnings = config_warnings(path)
     except ConfigError as exc:
         if not as_json:
             raise
@@ -96,7 +96,14 @@ def validate(ctx: typer.Context, as_json: JsonFlag = False) -> None:
         "stacks": len(config.stacks),
         "environments": len(config.environments),
         "variableGroups": len(config.variable_groups),
+        "warnings": [_error_json(w) for w in warnings],
     }
+    for warning in warnings if not as_json else []:
+        loc = warning.location
+        where = f"{loc.file}:{loc.line}:{loc.column}: " if loc else ""
+        state.output.error(f"{where}warning: {warning.message}")
+        if warning.hint:
+            state.output.error(f"    hint: {warning.hint}")
     if as_json:
         state.output.json(summary)
     else:

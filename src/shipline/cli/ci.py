@@ -4,14 +4,12 @@ ref, builds, and the dependency cache."""
 from __future__ import annotations
 
 import os
-import subprocess
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from shipline.cli.context import JsonFlag, state_of
-from shipline.errors import UserError
 
 ci_app = typer.Typer(help="CI: change detection, tags, builds.", no_args_is_help=True)
 
@@ -27,28 +25,19 @@ def detect(
     as_json: JsonFlag = False,
 ) -> None:
     """List the services changed on HEAD since it left BASE (merge-base semantics)."""
-    from shipline.ci.git import changed_paths
-    from shipline.domain.changes import affected_services
+    from shipline.engine.ci_service import detect as detect_changes
 
     state = state_of(ctx)
-    ws = state.workspace()
-    folder = repo or ws.config_path.parent
-    changes = changed_paths(folder, base, head)
-    config = ws.config
-    if changes.everything:
-        services = {s.name: ["base unknown"] for s in config.services}
-        build_all = True
-    else:
-        affected = affected_services(config, changes.paths, config.ci.build_all_paths)
-        services, build_all = affected.services, affected.build_all
-    for warning in changes.warnings:
+    found = detect_changes(state.workspace(), base, head, repo)
+    services, build_all = found.services, found.build_all
+    for warning in found.warnings:
         state.output.error(f"warning: {warning}")
     if as_json:
         state.output.json(
             {
                 "base": base,
                 "head": head,
-                "changedPaths": len(changes.paths),
+                "changedPaths": found.changed_paths,
                 "buildAll": build_all,
                 "services": list(services),
                 "reasons": services,
@@ -56,7 +45,7 @@ def detect(
         )
         return
     if not services:
-        state.output.line(f"no service changed ({len(changes.paths)} paths changed)")
+        state.output.line(f"no service changed ({found.changed_paths} paths changed)")
         return
     state.output.table(
         f"{len(services)} services changed",
@@ -85,32 +74,15 @@ def tag(
     as_json: JsonFlag = False,
 ) -> None:
     """Compute the image tag of a ref with the spec's tag strategies."""
-    from shipline.domain.tags import Strategy, TagError, image_tag
+    from shipline.engine.ci_service import tag_of
 
-    try:
-        chosen = Strategy(strategy)
-    except ValueError:
-        raise UserError(
-            f"unknown tag strategy '{strategy}'", hint="auto, semver, commit or custom"
-        ) from None
-    if chosen == Strategy.COMMIT and not sha:
-        done = subprocess.run(
-            ["git", "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}"],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        sha = done.stdout.strip() or None
-    try:
-        result = image_tag(ref, chosen, sha=sha, custom=custom)
-    except TagError as exc:
-        raise UserError(str(exc), hint="see `shipline ci tag --help` for the strategies") from None
+    result = tag_of(ref, strategy, sha=sha, custom=custom, repo=Path.cwd())
     output = state_of(ctx).output
     if as_json:
         output.json(
             {
                 "ref": ref,
-                "strategy": chosen.value,
+                "strategy": strategy,
                 "tag": result.tag,
                 "push": result.push,
                 "reason": result.reason,
@@ -118,33 +90,6 @@ def tag(
         )
     else:
         output.line(result.tag)
-
-
-def _git_out(repo: Path, *args: str) -> str | None:
-    done = subprocess.run(
-        ["git", "-C", str(repo), *args], capture_output=True, text=True, check=False
-    )
-    return done.stdout.strip() or None if done.returncode == 0 else None
-
-
-def _choose_services(
-    state: Any, config: Any, folder: Path, services: str, base: str | None
-) -> list[str]:
-    """The spec's `services` parameter: changed (since --base), all, or a list."""
-    from shipline.ci.git import changed_paths
-    from shipline.domain.changes import affected_services
-    from shipline.engine.pipelines import pick_services
-
-    if services != "changed":
-        return pick_services(config, services)
-    if not base:
-        raise UserError("--services changed needs --base REV", hint="or use --services all / a,b")
-    changes = changed_paths(folder, base, "HEAD")
-    for warning in changes.warnings:
-        state.output.error(f"warning: {warning}")
-    if changes.everything:
-        return [s.name for s in config.services]
-    return list(affected_services(config, changes.paths, config.ci.build_all_paths).services)
 
 
 @ci_app.command("build")
@@ -184,55 +129,31 @@ def build(
 ) -> None:
     """Build services with their stack recipes, build their images, scan and push them."""
     from shipline.cli.runs import watch
-    from shipline.domain.tags import Strategy, TagError, image_tag
+    from shipline.engine.ci_service import BuildRequest, submit_build
     from shipline.engine.identity import current_user
-    from shipline.engine.pipelines import ci_pipeline
     from shipline.engine.service import run_service
 
     state = state_of(ctx)
     ws = state.workspace()
-    config = ws.config
-    folder = (repo or ws.config_path.parent).resolve()
-    names = _choose_services(state, config, folder, services, base)
-    if not names:
+    request = BuildRequest(
+        services=services, base=base, ref=ref, strategy=strategy, custom=custom, push=push,
+        scan=scan, manifest=manifest, repo=repo, fresh_cache=fresh_cache,
+    )  # fmt: skip
+    started = submit_build(
+        ws, request, actor=current_user(None, os.environ), warn=state.output.error
+    )
+    if started.record is None:
         state.output.line("no service changed: nothing to build")
         return
-    commit = _git_out(folder, "rev-parse", "HEAD")
-    ref = ref or _git_out(folder, "rev-parse", "--abbrev-ref", "HEAD") or "HEAD"
-    try:
-        chosen = image_tag(ref, Strategy(strategy), sha=commit, custom=custom)
-    except (TagError, ValueError) as exc:
-        raise UserError(str(exc)) from None
-    if push and not chosen.push:
-        state.output.error(f"note: {chosen.reason}: images are not pushed")
-    path = manifest or ws.state_dir / "manifests" / f"build-{chosen.tag}.json"
-    spec = ci_pipeline(
-        config,
-        repo=str(folder),
-        services=names,
-        tag=chosen.tag,
-        push=push and chosen.push,
-        scan=scan,
-        commit=commit,
-        ref=ref,
-        artifacts=str(ws.state_dir / "artifacts"),
-        manifest=str(path.resolve()),
-        cache=str(ws.state_dir / "cache"),
-        fresh_cache=fresh_cache,
-    )
-    service = run_service(ws)
-    record = service.start(
-        spec,
-        actor=current_user(None, os.environ),
-        services=dict.fromkeys(names, chosen.tag),
-    )
+    path = started.manifest
     watch(
         state,
-        service,
-        record.id,
+        run_service(ws),
+        started.record.id,
         detach=detach,
         as_json=as_json,
-        queued=f"run {record.id} queued: building {len(names)} service(s) at {chosen.tag}",
+        queued=f"run {started.record.id} queued: building {len(started.services)} service(s)"
+        f" at {started.tag}",
         extra=lambda data: {"manifest": str(path) if data["phase"] == "succeeded" else None},
     )
     if not as_json and not detach:
@@ -247,15 +168,10 @@ StackOpt = Annotated[str | None, typer.Option("--stack", help="Only this stack's
 
 def _cache(ctx: typer.Context, stack: str | None) -> tuple[Any, Any]:
     """The command's state and the project's dependency cache; `stack` must be known."""
-    from shipline.ci.cache import DependencyCache
+    from shipline.engine.ci_service import dependency_cache
 
     state = state_of(ctx)
-    ws = state.workspace()
-    if stack and stack not in ws.config.stacks:
-        raise UserError(
-            f"unknown stack '{stack}'", hint=f"known: {', '.join(sorted(ws.config.stacks))}"
-        )
-    return state, DependencyCache(ws.state_dir / "cache")
+    return state, dependency_cache(state.workspace(), stack)
 
 
 @cache_app.command("list")

@@ -13,7 +13,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from shipline.config.source import PathKey, Source, load_source
-from shipline.config.validate import check_references
+from shipline.config.validate import check_references, check_unsupported
 from shipline.domain.models import Config
 from shipline.errors import ConfigError, ConfigErrors, NotFoundError
 
@@ -41,6 +41,13 @@ def find_config(explicit: str | None = None, start: Path | None = None) -> Path:
         f"no {CONFIG_NAME} here or in any parent folder",
         hint="run in a project, or pass --config PATH (or set SHIPLINE_CONFIG)",
     )
+
+
+def config_warnings(path: Path) -> tuple[Config, list[ConfigError]]:
+    """The configuration at `path` and what in it nothing acts on (located warnings)."""
+    source = load_source(path)
+    config = load_config(path)
+    return config, check_unsupported(config, source)
 
 
 def load_config(path: Path) -> Config:
@@ -129,6 +136,8 @@ def _hint_for(kind: str, ctx: dict[str, Any], loc: PathKey) -> str | None:
         return "start the path with '/'"
     if kind == "value_error" and "windows" in loc:
         return "write windows like 'Mon-Thu 09:00-16:00' or 'Sat,Sun 10:00-14:00'"
+    if kind == "value_error" and "strategy" in loc:
+        return "let at least one of maxSurge and maxUnavailable be 1 or more"
     hints = {
         "string_type": "quote the value to make it text",
         "int_type": "write a whole number",
@@ -140,6 +149,7 @@ def _hint_for(kind: str, ctx: dict[str, Any], loc: PathKey) -> str | None:
         "enum": "use one of the values listed",
         "string_pattern_mismatch": "use lowercase letters, digits and '-'",
         "union_tag_invalid": "set 'type' to one of the values listed",
+        "canary_step": "write 10, {setWeight: 10}, {pause: {duration: 60}} or {analysis: {}}",
         "too_short": "add at least one entry",
         "greater_than_equal": "use a larger number",
         "less_than_equal": "use a smaller number",

@@ -25,6 +25,8 @@ class DeploySpec:
     secret_names: frozenset[str] = frozenset()  # keys of `env` whose values are secret
     namespace: str | None = None
     image: str | None = None  # repository (without tag), where the target runs images
+    max_surge: int = 1  # rolling update: replicas above `replicas` while it runs
+    max_unavailable: int = 0  # rolling update: replicas below `replicas` while it runs
 
     def stored(self) -> dict[str, Any]:
         """What a successor needs to re-create the service: secret values left out."""
@@ -39,6 +41,8 @@ class DeploySpec:
             "secretNames": sorted(self.secret_names),
             "namespace": self.namespace,
             "image": self.image,
+            "maxSurge": self.max_surge,
+            "maxUnavailable": self.max_unavailable,
         }
 
     @classmethod
@@ -60,6 +64,8 @@ class DeploySpec:
             secret_names=names,
             namespace=data.get("namespace"),
             image=data.get("image"),
+            max_surge=int(data.get("maxSurge", 1)),
+            max_unavailable=int(data.get("maxUnavailable", 0)),
         )
 
     def missing_secrets(self) -> list[str]:

@@ -99,3 +99,12 @@ def verify_health(o: Observation) -> list[HealthCheck]:
 def healthy(checks: list[HealthCheck]) -> bool:
     """True when every check passed."""
     return all(c.passed for c in checks)
+
+
+def assess_status(ready: int | None, desired: int | None, *, live: bool) -> str:
+    """One word for `status`: healthy, degraded, unknown, or stopped when nothing serves it."""
+    if not live:
+        return "stopped (no worker)"
+    if ready is None or desired is None:
+        return "unknown"
+    return "healthy" if ready >= desired else "degraded"

@@ -10,15 +10,30 @@ from __future__ import annotations
 import base64
 import json
 import re
-from urllib.parse import quote, quote_plus
+import string
 
 MASK = "***"
 MIN_LENGTH = 4
+_UNRESERVED = frozenset((string.ascii_letters + string.digits + "_.-~").encode())
+
+
+def _percent(value: str, safe: str = "", *, plus: bool = False) -> str:
+    """URL-encoding as `urllib.parse.quote` (and `quote_plus` with `plus`) writes it."""
+    keep = _UNRESERVED | frozenset(safe.encode())
+    out = []
+    for byte in value.encode():
+        if byte in keep:
+            out.append(chr(byte))
+        elif plus and byte == 0x20:
+            out.append("+")
+        else:
+            out.append(f"%{byte:02X}")
+    return "".join(out)
 
 
 def _forms(value: str) -> set[str]:
     raw = value.encode()
-    forms = {value, quote(value, safe=""), quote_plus(value), quote(value)}
+    forms = {value, _percent(value), _percent(value, plus=True), _percent(value, "/")}
     forms |= {json.dumps(value)[1:-1], json.dumps(value, ensure_ascii=False)[1:-1]}
     for encoded in (base64.b64encode(raw), base64.urlsafe_b64encode(raw)):
         text = encoded.decode()

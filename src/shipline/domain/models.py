@@ -19,6 +19,7 @@ from pydantic import (
     PlainSerializer,
     Tag,
     WithJsonSchema,
+    model_validator,
 )
 from pydantic.alias_generators import to_camel
 
@@ -189,7 +190,7 @@ class Checks(Model):
 
     business_hours: BusinessHours | None = None
     lock: LockPolicy = LockPolicy.SEQUENTIAL
-    health: bool = True
+    health: bool = True  # false: no post-deploy verification stage
 
 
 class RollingStrategy(Model):
@@ -198,6 +199,12 @@ class RollingStrategy(Model):
     type: Literal["rolling"] = "rolling"
     max_surge: int = Field(default=1, ge=0)
     max_unavailable: int = Field(default=0, ge=0)
+
+    @model_validator(mode="after")
+    def _progresses(self) -> RollingStrategy:
+        if self.max_surge == 0 and self.max_unavailable == 0:
+            raise ValueError("maxSurge and maxUnavailable cannot both be 0: nothing could move")
+        return self
 
 
 class AnalysisThresholds(Model):
@@ -393,6 +400,7 @@ class CiSettings(Model):
     platforms: list[str] = []
     severity: list[str] = ["HIGH", "CRITICAL"]
     fail_on_severities: list[str] = []
+    fail_on_secrets: bool = False  # gitleaks findings in the repository fail the build
 
 
 class Config(Model):

@@ -188,4 +188,18 @@ class Restorable(Protocol):
         ...
 
 
+@runtime_checkable
+class TargetView(Protocol):
+    """What another process (the CLI, a web server) sees of a target that a worker runs."""
+
+    def observe(self, environment: str, service: str) -> ServiceState:
+        """The last recorded state; NotFoundError when the service is not deployed there."""
+        ...
+
+    def live(self) -> bool:
+        """Whether a process serves the target now (False: recorded, but nothing runs)."""
+        ...
+
+
 TargetFactory = Callable[[TargetContext], DeployTarget]
+TargetViewFactory = Callable[[TargetContext], TargetView]

@@ -10,10 +10,9 @@ import re
 from pathlib import Path
 from typing import Any
 
-from shipline.ci import scanners
-from shipline.ci.builders import BUILDERS, BuildFailed
 from shipline.domain.variables import REFERENCE
 from shipline.engine.actions import BUILTIN, StepContext
+from shipline.engine.wiring import BUILDERS, BuildFailed, scanners
 from shipline.errors import CheckFailed
 from shipline.process import stream
 
@@ -46,7 +45,7 @@ def cache_key(template: str | None, variables: dict[str, str], folder: Path) -> 
 def _cache(params: dict[str, Any], recipe: dict[str, Any], key: str | None) -> Any:
     if not key or not recipe.get("cache_paths") or not params.get("cacheDir"):
         return None
-    from shipline.ci.cache import DependencyCache
+    from shipline.engine.wiring import DependencyCache
 
     return DependencyCache(Path(str(params["cacheDir"])))
 

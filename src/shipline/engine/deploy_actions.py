@@ -109,6 +109,8 @@ def spec_of(params: dict[str, Any], version: str | None = None) -> DeploySpec:
         replicas = live.desired
     except NotFoundError:
         replicas = int(params.get("replicas", 1))
+    strategy = params.get("strategy") or {}
+    rolling = strategy.get("type", "rolling") == "rolling"
     return DeploySpec(
         str(params["environment"]),
         str(params["service"]),
@@ -120,6 +122,8 @@ def spec_of(params: dict[str, Any], version: str | None = None) -> DeploySpec:
         secret_names=secret_names,
         namespace=params.get("namespace"),
         image=params.get("image"),
+        max_surge=int(strategy.get("maxSurge", 1)) if rolling else 1,
+        max_unavailable=int(strategy.get("maxUnavailable", 0)) if rolling else 0,
     )
 
 

@@ -8,8 +8,8 @@ from typing import Any
 from shipline.domain.deploy import Revision
 from shipline.domain.models import Environment
 from shipline.domain.ports import DeployTarget
+from shipline.engine.wiring import SqlStateStore
 from shipline.engine.workspace import Workspace
-from shipline.store.sql import SqlStateStore
 
 
 def remember(

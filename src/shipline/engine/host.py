@@ -12,8 +12,8 @@ from dbos import DBOS, DBOSClient, DBOSConfig
 
 from shipline.engine import runner  # noqa: F401 - registers the workflow and its steps
 from shipline.engine.runtime import APP_VERSION, RUN_QUEUE, Runtime, install
+from shipline.engine.wiring import migration_lock
 from shipline.errors import AlreadyRunning, StoreError
-from shipline.store.sql import migration_lock
 
 WORKER_ENV = "SHIPLINE_WORKER_ID"
 

@@ -11,9 +11,8 @@ from shipline.domain.events import EventKind, RunEvent, mask_event
 from shipline.domain.masking import Masker
 from shipline.domain.models import Config
 from shipline.domain.ports import Notifier, SecretStore
+from shipline.engine.wiring import SlackNotifier, WebhookNotifier
 from shipline.errors import NotifyError
-from shipline.notify.slack import SlackNotifier
-from shipline.notify.webhook import WebhookNotifier
 
 log = logging.getLogger("shipline.notify")
 

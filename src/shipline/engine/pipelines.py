@@ -113,6 +113,16 @@ def deploy_pipeline(
             )
         ],
     }
+    verify = (  # the spec's six health checks, unless the environment turns them off
+        [
+            {
+                "name": "verify",
+                "steps": _steps("target.verify", config, env, services, state_dir, version=tag),
+            }
+        ]
+        if env.checks.health
+        else []
+    )
     if env.approvals is not None:
         deploy_stage["approval"] = env.approvals.model_dump(mode="json")
     if env.checks.business_hours is not None:
@@ -132,13 +142,10 @@ def deploy_pipeline(
                     ],
                 },
                 deploy_stage,
-                {
-                    "name": "verify",
-                    "steps": _steps("target.verify", config, env, services, state_dir, version=tag),
-                },
+                *verify,
                 {
                     "name": "rollback",
-                    "dependsOn": ["deploy", "verify"],
+                    "dependsOn": ["deploy", *(["verify"] if verify else [])],
                     "condition": "failed",
                     "steps": _steps(
                         "target.rollback", config, env, services, state_dir, afterFailure=True
@@ -270,7 +277,11 @@ def ci_pipeline(
                     {
                         "name": "gitleaks",
                         "action": "ci.scan-repository",
-                        "params": {"repo": repo, "artifacts": artifacts},
+                        "params": {
+                            "repo": repo,
+                            "artifacts": artifacts,
+                            "failOnSecrets": ci.fail_on_secrets,
+                        },
                     }
                 ],
             }

@@ -10,9 +10,8 @@ from shipline.domain.models import ApprovalPolicy
 from shipline.domain.pipeline import PipelineSpec, StageSpec, stage_order
 from shipline.engine.host import EngineClient
 from shipline.engine.runtime import INBOX
+from shipline.engine.wiring import RunRecord, SqlAuditLog, SqlStateStore
 from shipline.errors import NotFoundError, PermissionDenied, UserError
-from shipline.store.audit import SqlAuditLog
-from shipline.store.sql import RunRecord, SqlStateStore
 
 
 @dataclass

@@ -18,9 +18,8 @@ from shipline.domain.events import EventKind
 from shipline.domain.masking import Masker
 from shipline.domain.ports import DeployTarget, Notifier
 from shipline.engine.actions import Action
+from shipline.engine.wiring import SqlAuditLog, SqlStateStore
 from shipline.errors import ShiplineError
-from shipline.store.audit import SqlAuditLog
-from shipline.store.sql import SqlStateStore
 
 INBOX = "inbox"
 RUN_QUEUE = "shipline-runs"

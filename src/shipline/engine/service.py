@@ -10,8 +10,8 @@ from shipline.engine.host import EngineClient
 from shipline.engine.notifications import build_notifiers
 from shipline.engine.runs import RunService
 from shipline.engine.runtime import Runtime, system_database_url
+from shipline.engine.wiring import SqlStateStore
 from shipline.engine.workspace import Workspace
-from shipline.store.sql import SqlStateStore
 
 
 def run_service(ws: Workspace) -> RunService:

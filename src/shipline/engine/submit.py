@@ -20,10 +20,9 @@ from shipline.engine.pipelines import (
     pick_services,
 )
 from shipline.engine.service import run_service
-from shipline.engine.wiring import require_target
+from shipline.engine.wiring import RunRecord, require_target
 from shipline.engine.workspace import Workspace
 from shipline.errors import UserError
-from shipline.store.sql import RunRecord
 
 VARIABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,127}$")
 # What the target controls in a workload's environment; a run parameter may not replace it.

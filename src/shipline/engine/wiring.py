@@ -1,4 +1,7 @@
-"""The one place the engine meets adapters: deploy targets by kind, metric sources.
+"""The one place the engine meets adapters: deploy targets by kind, metric sources, and the
+concrete adapters the engine's other modules use (the state store, git, the build cache,
+builders and scanners, notifiers, configuration and secret stores). An import-linter contract
+keeps every other engine module from importing an adapter package directly.
 
 Target kinds come from the `shipline.targets` entry-point group (`local`, `memory`, `fake` ship
 with shipline; a plugin adds its own), so no engine module names one. A runtime builds each
@@ -10,11 +13,55 @@ from __future__ import annotations
 from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
 
+from shipline.ci import scanners
+from shipline.ci.builders import BUILDERS, BuildFailed
+from shipline.ci.cache import DependencyCache
+from shipline.ci.git import changed_paths, rev_parse
+from shipline.config.loader import find_config, load_config
+from shipline.domain.deploy import ServiceState
 from shipline.domain.models import CanaryMetrics, Config
-from shipline.domain.ports import DeployTarget, MetricSource, TargetContext, TargetFactory
+from shipline.domain.ports import (
+    DeployTarget,
+    MetricSource,
+    TargetContext,
+    TargetFactory,
+    TargetView,
+    TargetViewFactory,
+)
 from shipline.errors import TargetError, UserError
+from shipline.notify.slack import SlackNotifier
+from shipline.notify.webhook import WebhookNotifier
+from shipline.secrets.base import StoreContext, open_store
+from shipline.store.audit import SqlAuditLog
+from shipline.store.sql import RunRecord, SqlStateStore, migration_lock
+
+__all__ = [
+    "BUILDERS",
+    "GROUP",
+    "BuildFailed",
+    "DependencyCache",
+    "RunRecord",
+    "SlackNotifier",
+    "SqlAuditLog",
+    "SqlStateStore",
+    "StoreContext",
+    "WebhookNotifier",
+    "build_target",
+    "changed_paths",
+    "find_config",
+    "load_config",
+    "metric_source",
+    "migration_lock",
+    "open_store",
+    "require_target",
+    "rev_parse",
+    "scanners",
+    "target_kinds",
+    "view_target",
+]
 
 GROUP = "shipline.targets"
+VIEWS = "shipline.target_views"
 
 
 def target_kinds() -> dict[str, EntryPoint]:
@@ -46,6 +93,29 @@ def build_target(kind: str, state_dir: Path, settings: dict[str, str | None]) ->
         factory: TargetFactory = found.load()
     except (ImportError, AttributeError) as exc:
         raise TargetError(f"target type '{kind}' could not be loaded: {exc}") from exc
+    return factory(TargetContext(kind, state_dir, settings))
+
+
+class _LiveView:
+    """A target that any process can ask directly (no worker holds it) is its own view."""
+
+    def __init__(self, target: DeployTarget) -> None:
+        self._target = target
+
+    def observe(self, environment: str, service: str) -> ServiceState:
+        return self._target.observe(environment, service)
+
+    def live(self) -> bool:
+        return True
+
+
+def view_target(kind: str, state_dir: Path, settings: dict[str, str | None]) -> TargetView:
+    """How a process that does not run the target sees it: the kind's registered view (a target
+    that lives in a worker), or the target itself."""
+    view = {ep.name: ep for ep in entry_points(group=VIEWS)}.get(kind)
+    if view is None:
+        return _LiveView(build_target(kind, state_dir, settings))
+    factory: TargetViewFactory = view.load()
     return factory(TargetContext(kind, state_dir, settings))
 
 

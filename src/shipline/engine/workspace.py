@@ -8,15 +8,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from shipline.config.loader import load_config
 from shipline.domain.masking import Masker
 from shipline.domain.models import Config
 from shipline.domain.ports import SecretStore
+from shipline.engine.wiring import StoreContext, load_config, open_store
 from shipline.errors import NotFoundError, UserError
-from shipline.secrets.base import StoreContext, open_store
 
 if TYPE_CHECKING:  # the store (SQLAlchemy) loads only for commands that use it
-    from shipline.store.audit import SqlAuditLog
+    from shipline.engine.wiring import SqlAuditLog
 
 STATE_ENV = "SHIPLINE_HOME"
 DATABASE_ENV = "SHIPLINE_DATABASE_URL"
@@ -67,8 +66,7 @@ class Workspace:
 
         Records an earlier shipline kept in `.shipline/audit.jsonl` are taken over once."""
         if self._audit is None:
-            from shipline.store.audit import SqlAuditLog
-            from shipline.store.sql import SqlStateStore
+            from shipline.engine.wiring import SqlAuditLog, SqlStateStore
 
             self._audit = SqlAuditLog(SqlStateStore.connect(self.database_url))
             self._audit.import_file(self.state_dir / "audit.jsonl")

@@ -287,3 +287,40 @@ def test_one_live_owner_per_state_folder(tmp_path: Path) -> None:
     finally:
         first.close()
     assert not owned(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("surge", "unavailable", "lowest"),
+    [(1, 0, 3), (0, 1, 2), (3, 0, 3)],
+    ids=["surge-1", "unavailable-1", "surge-3"],
+)
+def test_a_rolling_update_keeps_to_max_surge_and_max_unavailable(
+    target: LocalTarget, surge: int, unavailable: int, lowest: int
+) -> None:
+    target.apply(DeploySpec("qa", "api", "1.0.0", replicas=3))
+    import threading
+
+    svc = target._services[("qa", "api")]
+    most: list[int] = []
+    done = threading.Event()
+
+    def count() -> None:  # replica processes alive during the rollout
+        while not done.is_set():
+            most.append(len(target.supervisor._replicas))
+            done.wait(0.005)
+
+    watcher = threading.Thread(target=count)
+    watcher.start()
+    try:
+        target.apply(
+            DeploySpec(
+                "qa", "api", "1.1.0", replicas=3, max_surge=surge, max_unavailable=unavailable
+            )
+        )
+    finally:
+        done.set()
+        watcher.join()
+    assert svc.lowest_available == lowest
+    assert max(most) <= 3 + surge, most
+    state = target.observe("qa", "api")
+    assert (state.version, state.ready) == ("1.1.0", 3)

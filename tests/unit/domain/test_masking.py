@@ -6,6 +6,8 @@ import base64
 from urllib.parse import quote, quote_plus
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from shipline.domain.masking import MASK, Masker
 
@@ -48,3 +50,17 @@ def test_json_escaped_forms_are_masked() -> None:
     masker = Masker([secret])
     for ascii_only in (True, False):
         assert MASK in masker.mask(json.dumps({"v": secret}, ensure_ascii=ascii_only))
+
+
+@given(st.text(min_size=1, max_size=40))
+def test_url_encoding_is_the_one_urllib_writes(value: str) -> None:
+    """The domain encodes as urllib does (the domain may not import urllib: I/O lives there)."""
+    from shipline.domain.masking import _percent
+
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return  # lone surrogates cannot be secrets
+    assert _percent(value) == quote(value, safe="")
+    assert _percent(value, plus=True) == quote_plus(value)
+    assert _percent(value, "/") == quote(value)

@@ -276,22 +276,9 @@ class LocalTarget:
             # The disruption budget guards replicas that already served; a first deploy has none.
             svc.lowest_available = None if first else self._available(svc)
             fresh: list[Replica] = []
+            retired_early = 0
             try:
-                for index in range(spec.replicas):
-                    replica = self._replica(spec, index)
-                    self.supervisor.add(replica)
-                    fresh.append(replica)
-                    self._wait_healthy(replica)
-                    svc.replicas.append(replica)
-                    self._route(svc)
-                    log(
-                        f"{spec.service} {spec.version}: replica {index + 1}/{spec.replicas}"
-                        f" healthy on :{replica.port}"
-                    )
-                    if old:
-                        self._retire(svc, old.pop(0))
-                    if svc.lowest_available is not None:
-                        svc.lowest_available = min(svc.lowest_available, self._available(svc))
+                retired_early = self._roll(svc, spec, old, fresh, log)
             except CheckFailed:
                 for replica in fresh:
                     if replica in svc.replicas:
@@ -301,6 +288,7 @@ class LocalTarget:
                     svc.gateway.stop()
                     del self._services[key]
                 else:
+                    self._refill(svc, retired_early)
                     self._route(svc)
                     svc.events.append(f"rollout of {spec.version} failed: new replica not healthy")
                 raise
@@ -311,6 +299,64 @@ class LocalTarget:
             self._stop_probe(svc)
             svc.spec = spec
             return self._record(svc, cause) if record else len(svc.revisions)
+
+    def _roll(
+        self,
+        svc: _Service,
+        spec: DeploySpec,
+        old: list[Replica],
+        fresh: list[Replica],
+        log: LogSink,
+    ) -> int:
+        """Replace `old` with `spec.replicas` new replicas as a Deployment's rolling update does:
+        never more than `maxSurge` above nor `maxUnavailable` below the desired count. Returns
+        how many old replicas went before their replacements were healthy."""
+        wanted, surge, unavailable = spec.replicas, spec.max_surge, spec.max_unavailable
+        retired_early = 0
+        while len(fresh) < wanted:
+            serving = len(old) + len(fresh)
+            removable = min(len(old), max(0, serving - (wanted - unavailable)))
+            for _ in range(removable):
+                self._retire(svc, old.pop(0))
+            retired_early += removable
+            serving -= removable
+            self._low_water(svc)
+            batch = max(1, min(wanted - len(fresh), wanted + surge - serving))
+            started = []
+            for _ in range(batch):
+                replica = self._replica(spec, len(fresh))
+                self.supervisor.add(replica)
+                fresh.append(replica)
+                started.append(replica)
+            for replica in started:
+                self._wait_healthy(replica)
+                svc.replicas.append(replica)
+                self._route(svc)
+                log(
+                    f"{spec.service} {spec.version}: replica {fresh.index(replica) + 1}/{wanted}"
+                    f" healthy on :{replica.port}"
+                )
+            while old and len(old) + len(fresh) > wanted:
+                self._retire(svc, old.pop(0))
+            self._low_water(svc)
+        return retired_early
+
+    def _low_water(self, svc: _Service) -> None:
+        """Remember the fewest replicas available during this rollout (the disruption budget)."""
+        if svc.lowest_available is not None:
+            svc.lowest_available = min(svc.lowest_available, self._available(svc))
+
+    def _refill(self, svc: _Service, count: int) -> None:
+        """After a failed rollout, start again the old replicas it had already retired."""
+        for _ in range(count):
+            replica = self._replica(svc.spec, len(svc.replicas))
+            self.supervisor.add(replica)
+            try:
+                self._wait_healthy(replica)
+            except CheckFailed:
+                self.supervisor.remove(replica)
+                return
+            svc.replicas.append(replica)
 
     def _retire(self, svc: _Service, replica: Replica) -> None:
         if replica in svc.replicas:
@@ -638,3 +684,45 @@ class LocalTarget:
 def create(context: TargetContext) -> LocalTarget:
     """The `local` target kind: this process runs the state folder's services (one owner)."""
     return LocalTarget(context.state_dir)
+
+
+class LocalView:
+    """The local target as another process sees it: what the owning worker last recorded."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.state_dir = state_dir
+        path = state_dir / "local-state.json"
+        try:
+            self._recorded: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {}
+        except ValueError:
+            self._recorded = {}
+
+    def observe(self, environment: str, service: str) -> ServiceState:
+        """The recorded state of `service` in `environment`."""
+        entry = self._recorded.get(f"{environment}/{service}")
+        if not isinstance(entry, dict):
+            raise NotFoundError(f"{service} is not deployed to {environment}")
+        return ServiceState(
+            environment,
+            service,
+            str(entry["version"]),
+            desired=int(entry["desired"]),
+            running=int(entry["running"]),
+            ready=int(entry["ready"]),
+            revision=int(entry["revision"]),
+            restarts=int(entry.get("restarts", 0)),
+            crash_looping=int(entry.get("crashLooping", 0)),
+            weights={str(k): int(v) for k, v in entry.get("weights", {}).items()},
+            canary=entry.get("canary"),
+            address=entry.get("address"),
+            events=tuple(entry.get("events", ())),
+        )
+
+    def live(self) -> bool:
+        """Whether a worker runs this state folder's local services now."""
+        return owned(self.state_dir)
+
+
+def view(context: TargetContext) -> LocalView:
+    """The `local` kind's view for processes other than its worker."""
+    return LocalView(context.state_dir)

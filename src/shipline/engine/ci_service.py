@@ -1,0 +1,144 @@
+"""CI requests the CLI (and a web API) make: which services a change touches, the tag of a ref,
+and starting a build run. Rules live here, not in the CLI."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from shipline.domain.changes import affected_services
+from shipline.domain.tags import ImageTag, Strategy, TagError, image_tag
+from shipline.engine.pipelines import ci_pipeline, pick_services
+from shipline.engine.service import run_service
+from shipline.engine.wiring import DependencyCache, RunRecord, changed_paths, rev_parse
+from shipline.engine.workspace import Workspace
+from shipline.errors import UserError
+
+
+@dataclass(frozen=True)
+class Detection:
+    """The services a change touches, and why."""
+
+    services: dict[str, list[str]]
+    build_all: bool
+    changed_paths: int
+    warnings: list[str] = field(default_factory=list)
+
+
+def detect(ws: Workspace, base: str, head: str, repo: Path | None = None) -> Detection:
+    """Services changed on `head` since it left `base` (merge-base semantics)."""
+    config = ws.config
+    changes = changed_paths(repo or ws.config_path.parent, base, head)
+    if changes.everything:
+        services = {s.name: ["base unknown"] for s in config.services}
+        return Detection(services, True, len(changes.paths), list(changes.warnings))
+    affected = affected_services(config, changes.paths, config.ci.build_all_paths)
+    return Detection(
+        affected.services, affected.build_all, len(changes.paths), list(changes.warnings)
+    )
+
+
+def strategy_of(name: str) -> Strategy:
+    """A tag strategy by name (exit 2 for an unknown one)."""
+    try:
+        return Strategy(name)
+    except ValueError:
+        raise UserError(
+            f"unknown tag strategy '{name}'", hint="auto, semver, commit or custom"
+        ) from None
+
+
+def tag_of(ref: str, strategy: str, *, sha: str | None, custom: str | None, repo: Path) -> ImageTag:
+    """The image tag of `ref` by `strategy` (the commit SHA from git when not given)."""
+    chosen = strategy_of(strategy)
+    if chosen == Strategy.COMMIT and not sha:
+        sha = rev_parse(repo, "--verify", "--quiet", f"{ref}^{{commit}}")
+    try:
+        return image_tag(ref, chosen, sha=sha, custom=custom)
+    except TagError as exc:
+        raise UserError(str(exc), hint="see `shipline ci tag --help` for the strategies") from None
+
+
+def choose_services(
+    ws: Workspace, folder: Path, services: str, base: str | None, warn: Callable[[str], None]
+) -> list[str]:
+    """A build's services: changed (since `base`), all, or a list."""
+    if services != "changed":
+        return pick_services(ws.config, services)
+    if not base:
+        raise UserError("--services changed needs --base REV", hint="or use --services all / a,b")
+    found = detect(ws, base, "HEAD", folder)
+    for warning in found.warnings:
+        warn(f"warning: {warning}")
+    return list(found.services)
+
+
+@dataclass(frozen=True)
+class BuildRequest:
+    """What `ci build` asks for."""
+
+    services: str = "changed"
+    base: str | None = None
+    ref: str | None = None
+    strategy: str = "auto"
+    custom: str | None = None
+    push: bool = False
+    scan: bool = False
+    manifest: Path | None = None
+    repo: Path | None = None
+    fresh_cache: bool = False
+
+
+@dataclass(frozen=True)
+class BuildStarted:
+    """A queued build run (None when nothing changed), its tag and where its manifest goes."""
+
+    record: RunRecord | None
+    services: list[str]
+    tag: str
+    manifest: Path
+
+
+def submit_build(
+    ws: Workspace, request: BuildRequest, *, actor: str, warn: Callable[[str], None]
+) -> BuildStarted:
+    """Queue a CI build run after its rules held; nothing when no service changed."""
+    folder = (request.repo or ws.config_path.parent).resolve()
+    names = choose_services(ws, folder, request.services, request.base, warn)
+    commit = rev_parse(folder, "HEAD")
+    ref = request.ref or rev_parse(folder, "--abbrev-ref", "HEAD") or "HEAD"
+    try:
+        chosen = image_tag(ref, strategy_of(request.strategy), sha=commit, custom=request.custom)
+    except TagError as exc:
+        raise UserError(str(exc)) from None
+    path = request.manifest or ws.state_dir / "manifests" / f"build-{chosen.tag}.json"
+    if not names:
+        return BuildStarted(None, [], chosen.tag, path)
+    if request.push and not chosen.push:
+        warn(f"note: {chosen.reason}: images are not pushed")
+    spec = ci_pipeline(
+        ws.config,
+        repo=str(folder),
+        services=names,
+        tag=chosen.tag,
+        push=request.push and chosen.push,
+        scan=request.scan,
+        commit=commit,
+        ref=ref,
+        artifacts=str(ws.state_dir / "artifacts"),
+        manifest=str(path.resolve()),
+        cache=str(ws.state_dir / "cache"),
+        fresh_cache=request.fresh_cache,
+    )
+    record = run_service(ws).start(spec, actor=actor, services=dict.fromkeys(names, chosen.tag))
+    return BuildStarted(record, names, chosen.tag, path)
+
+
+def dependency_cache(ws: Workspace, stack: str | None) -> DependencyCache:
+    """The project's dependency cache; `stack`, when given, must be known."""
+    if stack and stack not in ws.config.stacks:
+        raise UserError(
+            f"unknown stack '{stack}'", hint=f"known: {', '.join(sorted(ws.config.stacks))}"
+        )
+    return DependencyCache(ws.state_dir / "cache")

@@ -1,0 +1,83 @@
+"""`status`: which version of each service runs where, its replicas and health, and its last
+deploy, asked of each environment's target (or the view of it another process has)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from shipline.domain.health import assess_status
+from shipline.domain.ports import TargetView
+from shipline.engine.pipelines import find_environment
+from shipline.engine.wiring import SqlStateStore, target_kinds, view_target
+from shipline.engine.workspace import Workspace
+from shipline.errors import NotFoundError
+
+
+def _last_deploys(ws: Workspace) -> dict[str, dict[str, Any]]:
+    store = SqlStateStore.connect(ws.database_url)
+    try:
+        runs = store.list_runs(limit=500)
+    finally:
+        store.close()
+    last: dict[str, dict[str, Any]] = {}
+    for run in reversed(runs):
+        if run.pipeline == "deploy" and run.environment:
+            for name in run.services:
+                last[f"{run.environment}/{name}"] = {
+                    "run": run.id,
+                    "phase": run.phase,
+                    "at": run.requested_at.isoformat(),
+                }
+    return last
+
+
+def service_status(ws: Workspace, env: str | None = None) -> list[dict[str, Any]]:
+    """One row per (environment, service) that is deployed or was asked to be."""
+    only = find_environment(ws.config, env).name if env else None
+    last = _last_deploys(ws)
+    installed = target_kinds()
+    views: dict[str, TargetView | None] = {}
+    rows: list[dict[str, Any]] = []
+    for environment in ws.config.ladder_environments():
+        if only and environment.name != only:
+            continue
+        target = ws.config.targets[environment.target]
+        if target.type not in views:
+            views[target.type] = (
+                view_target(
+                    target.type,
+                    ws.state_dir,
+                    {"cluster": target.cluster, "context": target.context},
+                )
+                if target.type in installed
+                else None
+            )
+        view = views[target.type]
+        for service in ws.config.services:
+            key = f"{environment.name}/{service.name}"
+            try:
+                seen = view.observe(environment.name, service.name) if view else None
+            except NotFoundError:
+                seen = None
+            if seen is None and key not in last:
+                continue
+            live = view.live() if view else True
+            ready = (seen.ready if live else 0) if seen else None
+            rows.append(
+                {
+                    "environment": environment.name,
+                    "service": service.name,
+                    "version": seen.version if seen else None,
+                    "ready": ready,
+                    "desired": seen.desired if seen else None,
+                    "restarts": seen.restarts if seen else None,
+                    "health": assess_status(ready, seen.desired if seen else None, live=live)
+                    if seen
+                    else "unknown",
+                    "address": seen.address if seen else None,
+                    "canary": seen.canary if seen else None,
+                    "revision": seen.revision if seen else None,
+                    "lastDeploy": last.get(key),
+                }
+            )
+    return rows

@@ -1,0 +1,59 @@
+"""Configuration that is valid but that nothing here acts on is a located warning, never silent:
+`validate` still exits 0 and lists the warnings (also in `--json`)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import CLI
+
+BASE = """\
+project: demo
+stacks:
+  go: {port: 8080, healthPath: /health}
+services:
+  - {name: api, stack: go}
+tiers:
+  nonprod: {}
+targets:
+  here: {type: memory}
+  aks: {type: kubernetes}
+environments:
+  - {name: dev, cluster: c, namespace: d, tier: nonprod, target: here}
+  - {name: qa, cluster: c, namespace: q, tier: nonprod, target: aks}
+ladder: [dev, qa]
+triggers:
+  - {branch: main, deployTo: dev}
+"""
+
+
+def test_ignored_configuration_is_a_located_warning(
+    cli: CLI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "shipline.yaml").write_text(BASE)
+    monkeypatch.chdir(tmp_path)
+    result = cli("validate")
+    assert result.code == 0
+    warnings = [line for line in result.err.splitlines() if "warning:" in line]
+    assert warnings == [
+        "shipline.yaml:15:1: warning: triggers are not acted on yet: no run starts when a branch"
+        " or tag moves",
+        "shipline.yaml:10:15: warning: target type 'kubernetes' is not installed here: runs to its"
+        " environments are refused",
+    ]
+    data = json.loads(cli("validate", "--json").out)
+    assert data["valid"] is True
+    assert [(w["line"], w["column"]) for w in data["warnings"]] == [(15, 1), (10, 15)]
+
+
+def test_a_configuration_without_them_has_no_warning(
+    cli: CLI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clean = BASE.replace("  aks: {type: kubernetes}\n", "").replace("target: aks", "target: here")
+    (tmp_path / "shipline.yaml").write_text(clean.split("triggers:")[0])
+    monkeypatch.chdir(tmp_path)
+    result = cli("validate")
+    assert result.code == 0 and "warning" not in result.err

@@ -1,0 +1,67 @@
+"""What the deploy and CI pipelines are built from: every setting that the configuration accepts
+reaches the run (`checks.health`, the rolling strategy, the canary, `ci.failOnSecrets`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from shipline.domain.models import Config
+from shipline.engine.pipelines import ci_pipeline, deploy_pipeline
+
+
+def _config(**env: Any) -> Config:
+    return Config.model_validate(
+        {
+            "project": "demo",
+            "stacks": {"go": {"port": 8080, "healthPath": "/health"}},
+            "services": [{"name": "api", "stack": "go"}],
+            "tiers": {"nonprod": {}},
+            "targets": {"here": {"type": "memory"}},
+            "environments": [
+                {"name": "dev", "cluster": "c", "namespace": "d", "tier": "nonprod",
+                 "target": "here", **env}
+            ],
+            "ladder": ["dev"],
+            "ci": {"failOnSecrets": True},
+        }
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("health", "stages", "rollback_after"),
+    [(True, ["validate", "deploy", "verify", "rollback"], ["deploy", "verify"]),
+     (False, ["validate", "deploy", "rollback"], ["deploy"])],
+    ids=["health-checked", "health-off"],
+)  # fmt: skip
+def test_checks_health_decides_the_verify_stage(
+    health: bool, stages: list[str], rollback_after: list[str]
+) -> None:
+    config = _config(checks={"health": health})
+    spec = deploy_pipeline(config, config.environments[0], ["api"], "1.0.0", "/tmp/x")
+    assert [s.name for s in spec.stages] == stages
+    assert spec.stages[-1].depends_on == rollback_after
+
+
+def test_the_rolling_strategy_and_the_canary_reach_the_deploy_step() -> None:
+    rolling = _config(strategy={"type": "rolling", "maxSurge": 2, "maxUnavailable": 1})
+    step = deploy_pipeline(rolling, rolling.environments[0], ["api"], "1", "/x").stages[1].steps[0]
+    assert step.kind == "action"
+    assert (step.params["strategy"]["maxSurge"], step.params["strategy"]["maxUnavailable"]) == (
+        2,
+        1,
+    )
+    canary = _config(strategy={"type": "canary", "steps": [{"setWeight": 5}, {"pause": {}}]})
+    step = deploy_pipeline(canary, canary.environments[0], ["api"], "1", "/x").stages[1].steps[0]
+    assert step.kind == "canary"
+    assert step.params["strategy"]["steps"] == [{"setWeight": 5}, {"pause": {"duration": None}}]
+
+
+def test_fail_on_secrets_reaches_the_repository_scan() -> None:
+    spec = ci_pipeline(
+        _config(), repo="/r", services=["api"], tag="1", push=False, scan=True, commit=None,
+        ref=None, artifacts="/a", manifest="/m",
+    )  # fmt: skip
+    scan = next(s for s in spec.stages if s.name == "scan-repository")
+    assert scan.steps[0].params["failOnSecrets"] is True
