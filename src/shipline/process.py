@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+
+from shipline.errors import CheckFailed, ShiplineError, TechnicalError
 
 
 def stream(
@@ -30,3 +33,32 @@ def stream(
             lines.append(line)
             log(line)
         return process.wait(), lines
+
+
+# What a tool prints when the machine or the network broke, not the work it was given.
+_BROKEN = re.compile(
+    r"connection refused|connection reset|no such host|name resolution|network is unreachable"
+    r"|i/o timeout|timed out|tls handshake|x509:|50[234] |service unavailable|bad gateway"
+    r"|no space left on device|too many open files|cannot allocate memory|out of memory"
+    r"|permission denied while trying to connect",
+    re.IGNORECASE,
+)
+
+
+class ToolBroke(TechnicalError):
+    """A tool stopped for a technical reason (network, registry, disk, a signal): the step
+    errors and may be retried."""
+
+
+def classify_exit(code: int, lines: Sequence[str], what: str) -> ShiplineError:
+    """The error a tool's non-zero exit stands for: a rule's "no" (the build or test itself
+    failed: `RuleError`) or something that broke (`ToolBroke`). Exit codes 126/127 (cannot run),
+    death by a signal and output naming a network, registry or resource failure are technical."""
+    tail = [line for line in lines[-20:] if line.strip()]
+    last = tail[-1] if tail else ""
+    message = f"{what} (exit {code}): {last}"[:500]
+    if code in (126, 127) or code < 0 or code >= 128:
+        return ToolBroke(message, hint="the tool could not run or was killed; retrying may help")
+    if any(_BROKEN.search(line) for line in tail):
+        return ToolBroke(message, hint="a network, registry or resource problem; retrying may help")
+    return CheckFailed(message)

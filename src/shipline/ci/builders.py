@@ -12,7 +12,7 @@ from typing import Any
 
 from shipline.domain.ports import LogSink
 from shipline.errors import CheckFailed, TechnicalError
-from shipline.process import stream
+from shipline.process import classify_exit, stream
 
 
 class BuildFailed(CheckFailed):
@@ -26,13 +26,14 @@ class ToolMissing(TechnicalError):
 
 
 def run_tool(argv: list[str], log: LogSink, *, what: str) -> str:
-    """Run a tool, stream its output to `log`, return its output; non-zero exit → BuildFailed."""
+    """Run a tool, stream its output to `log`, return its output. A non-zero exit is
+    BuildFailed (the build said no) or ToolBroke (a registry down, the network, a signal)."""
     if shutil.which(argv[0]) is None:
         raise ToolMissing(f"{argv[0]} is not installed", hint=f"install {argv[0]} to {what}")
     code, lines = stream(argv, log)
     if code != 0:
-        tail = lines[-1] if lines else ""
-        raise BuildFailed(f"{argv[0]} could not {what} (exit {code}): {tail}"[:500])
+        found = classify_exit(code, lines, f"{argv[0]} could not {what}")
+        raise found if isinstance(found, TechnicalError) else BuildFailed(found.message)
     return "\n".join(lines)
 
 

@@ -63,6 +63,18 @@ def _needed(policy: ApprovalPolicy) -> int:
     return len(policy.groups)
 
 
+def policies_in_force(
+    approval: ApprovalPolicy | None, emergency: ApprovalPolicy | None, *, overridden: bool
+) -> list[ApprovalPolicy]:
+    """The approval policies a stage waits on: its own, plus the emergency approvals only when
+    the business-hours window was overridden by an emergency (built once; the run records it
+    and votes are checked against that record)."""
+    policies = [approval] if approval is not None else []
+    if overridden and emergency is not None:
+        policies.append(emergency)
+    return policies
+
+
 def check_voter(
     policy: ApprovalPolicy, members: Mapping[str, Sequence[str]], user: str, requester: str
 ) -> str | None:

@@ -15,7 +15,9 @@ class EventKind(StrEnum):
     STARTED = "started"
     WAITING = "waiting"
     SUCCEEDED = "succeeded"
-    FAILED = "failed"
+    FAILED = "failed"  # a rule or a test said no
+    ERRORED = "errored"  # something broke
+    CANCELLED = "cancelled"
 
 
 @dataclass(frozen=True)

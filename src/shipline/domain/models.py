@@ -358,11 +358,13 @@ class Notification(Model):
     type: Literal["slack", "webhook"]
     url_secret: str
     signing_secret: str | None = None
-    events: list[Literal["started", "waiting", "succeeded", "failed"]] = [
+    events: list[Literal["started", "waiting", "succeeded", "failed", "errored", "cancelled"]] = [
         "started",
         "waiting",
         "succeeded",
         "failed",
+        "errored",
+        "cancelled",
     ]
 
 

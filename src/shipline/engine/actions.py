@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from shipline.errors import CheckFailed, ShiplineError, TechnicalError, UserError
-from shipline.process import stream
+from shipline.process import classify_exit, stream
 
 
 class StepCancelled(ShiplineError):
@@ -120,9 +120,9 @@ def _script(ctx: StepContext, params: dict[str, Any]) -> dict[str, Any]:
         "SHIPLINE_STAGE": ctx.stage,
         "SHIPLINE_STEP": ctx.step,
     }
-    code, _ = stream([str(a) for a in argv], ctx.log, env=env)
+    code, lines = stream([str(a) for a in argv], ctx.log, env=env)
     if code != 0:
-        raise CheckFailed(f"script exited with {code}")
+        raise classify_exit(code, lines, "script failed")
     return {"exitCode": code}
 
 

@@ -14,7 +14,7 @@ from shipline.domain.variables import REFERENCE
 from shipline.engine.actions import BUILTIN, StepContext
 from shipline.engine.wiring import BUILDERS, BuildFailed, scanners
 from shipline.errors import CheckFailed
-from shipline.process import stream
+from shipline.process import classify_exit, stream
 
 
 def _run_commands(
@@ -23,9 +23,9 @@ def _run_commands(
     for command in commands:
         ctx.check_cancelled()
         ctx.log(f"$ {command}")
-        code, _ = stream(["sh", "-c", command], ctx.log, cwd=cwd, env=env)
+        code, lines = stream(["sh", "-c", command], ctx.log, cwd=cwd, env=env)
         if code != 0:
-            raise CheckFailed(f"{phase} command failed (exit {code}): {command}")
+            raise classify_exit(code, lines, f"{phase} command failed: {command}")
     return len(commands)
 
 

@@ -11,6 +11,7 @@ from shipline.domain.events import EventKind, RunEvent, mask_event
 from shipline.domain.masking import Masker
 from shipline.domain.models import Config
 from shipline.domain.ports import Notifier, SecretStore
+from shipline.domain.retry import backoff_delay
 from shipline.engine.wiring import SlackNotifier, WebhookNotifier
 from shipline.errors import NotifyError
 
@@ -47,7 +48,7 @@ def deliver(
             except NotifyError as exc:
                 error = masker.mask(exc.message)
                 if attempt < attempts:
-                    sleep(backoff * 2 ** (attempt - 1))
+                    sleep(backoff_delay(attempt, backoff))
                 continue
             results.append(Delivery(notifier.name, True, attempt))
             break

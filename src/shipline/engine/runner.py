@@ -18,7 +18,13 @@ from zoneinfo import ZoneInfo
 
 from dbos import DBOS
 
-from shipline.domain.approvals import Decision, Outcome, Vote, evaluate_approvals
+from shipline.domain.approvals import (
+    Decision,
+    Outcome,
+    Vote,
+    evaluate_approvals,
+    policies_in_force,
+)
 from shipline.domain.checks import QueuedRun, Verdict, assess_lock, check_window
 from shipline.domain.events import EventKind, RunEvent
 from shipline.domain.models import ApprovalPolicy, BusinessHours, LockPolicy
@@ -32,6 +38,7 @@ from shipline.domain.pipeline import (
     should_run,
     stage_order,
 )
+from shipline.domain.retry import backoff_delay
 from shipline.engine import ci_actions, deploy_actions  # noqa: F401 - register their actions
 from shipline.engine.actions import StepCancelled, StepContext, StepTimedOut, find_action
 from shipline.engine.canary import CanaryCancelled as _Cancelled
@@ -173,14 +180,24 @@ def _window(run_id: int, stage: str, window: dict[str, Any], emergency: bool) ->
 
 
 @DBOS.step(name="shipline.waiting")
-def _waiting(run_id: int, stage: str, position: int, reason: str, approve: str | None) -> None:
+def _waiting(
+    run_id: int,
+    stage: str,
+    position: int,
+    reason: str,
+    approve: str | None,
+    policies: list[dict[str, Any]] | None = None,
+) -> None:
     rt = current()
+    values: dict[str, Any] = {"position": position, "phase": "waiting", "reason": reason}
+    if policies is not None:  # what votes are checked against while the stage waits
+        values["outputs"] = {"approvalPolicies": policies}
     rt.store.record(
         run_id,
         "stage.waiting",
         reason,
         stage=stage,
-        stage_values={"position": position, "phase": "waiting", "reason": reason},
+        stage_values=values,
         run_values={"phase": "waiting"},
     )
     _announce(run_id, EventKind.WAITING, stage=stage, reason=reason, approve=approve)
@@ -254,32 +271,30 @@ def _approval_state(run_id: int, stage: str) -> list[dict[str, Any]]:
 
 @DBOS.step(name="shipline.step")
 def _execute(
-    run_id: int, stage: str, position: int, step: dict[str, Any], inputs: dict[str, dict[str, Any]]
+    run_id: int,
+    stage: str,
+    position: int,
+    step: dict[str, Any],
+    inputs: dict[str, dict[str, Any]],
+    attempt: int = 1,
 ) -> dict[str, Any]:
+    """One attempt of a step, durable on its own: a worker killed between attempts resumes with
+    the next one, after the rest of the backoff. `final` says whether the step ended."""
     rt = current()
     store = rt.store
     spec = StepSpec.model_validate(step)
-    started = rt.clock()
-    error: str | None = None
-    phase = Phase.ERRORED
     outputs: dict[str, Any] = {}
-    for attempt in range(1, spec.retry.attempts + 1):
-        cancel = store.record(
-            run_id,
-            "step.running",
-            f"attempt {attempt}",
-            stage=stage,
-            step=spec.name,
-            step_values={
-                "position": position,
-                "phase": "running",
-                "attempts": attempt,
-                "started_at": started,
-            },
-        )
-        if cancel:
-            phase, error = Phase.CANCELLED, "not started: the run was cancelled"
-            break
+    values: dict[str, Any] = {"position": position, "phase": "running", "attempts": attempt}
+    if attempt == 1:
+        values["started_at"] = rt.clock()
+    cancel = store.record(
+        run_id, "step.running", f"attempt {attempt}", stage=stage, step=spec.name,
+        step_values=values,
+    )  # fmt: skip
+    terminal = True
+    if cancel:
+        phase, error = Phase.CANCELLED, "not started: the run was cancelled"
+    else:
         deadline = time.monotonic() + spec.timeout_seconds if spec.timeout_seconds else None
         ctx = StepContext(
             run_id=run_id,
@@ -295,22 +310,22 @@ def _execute(
             action = find_action(spec.action, rt.actions)
             outputs = _call(action, ctx, dict(spec.params), spec.timeout_seconds)
             phase, error = Phase.SUCCEEDED, None
-            break
         except StepCancelled as exc:
             phase, error = Phase.CANCELLED, exc.message
-            break
         except RuleError as exc:
             phase, error = Phase.FAILED, exc.message
-            break
         except ShiplineError as exc:
-            phase, error = Phase.ERRORED, exc.message
-            if exc.terminal:
-                break
+            phase, error, terminal = Phase.ERRORED, exc.message, exc.terminal
         except Exception as exc:
-            phase, error = Phase.ERRORED, f"{type(exc).__name__}: {exc}"
-        if attempt < spec.retry.attempts:
-            time.sleep(spec.retry.backoff_seconds * 2 ** (attempt - 1))
+            phase, error, terminal = Phase.ERRORED, f"{type(exc).__name__}: {exc}", False
     error = rt.masker.mask(error) if error else None
+    final = phase != Phase.ERRORED or terminal or attempt >= spec.retry.attempts
+    if not final:
+        store.record(
+            run_id, "step.retrying", f"attempt {attempt} errored: {error}", stage=stage,
+            step=spec.name,
+        )  # fmt: skip
+        return {"phase": phase.value, "outputs": {}, "error": error, "final": False}
     store.record(
         run_id,
         f"step.{phase.value}",
@@ -325,7 +340,21 @@ def _execute(
             "outputs": outputs,
         },
     )
-    return {"phase": phase.value, "outputs": outputs, "error": error}
+    return {"phase": phase.value, "outputs": outputs, "error": error, "final": True}
+
+
+def _attempts(
+    run_id: int, stage: str, position: int, step: StepSpec, inputs: dict[str, dict[str, Any]]
+) -> dict[str, Any]:
+    """Run a step's attempts; the backoff between them is a durable sleep of the workflow."""
+    data = step.model_dump(mode="json")
+    attempt = 1
+    while True:
+        result = _execute(run_id, stage, position, data, inputs, attempt)
+        if result["final"]:
+            return result
+        DBOS.sleep(backoff_delay(attempt, step.retry.backoff_seconds))
+        attempt += 1
 
 
 def _step_logger(run_id: int, stage: str, step: str) -> Callable[[str], None]:
@@ -376,8 +405,7 @@ def _finish(run_id: int, phase: str, reason: str) -> None:
     for other in waiting:
         if other != run_id:
             _wake(other, {"type": "lock"})
-    kind = EventKind.SUCCEEDED if phase == Phase.SUCCEEDED else EventKind.FAILED
-    _announce(run_id, kind, reason=reason)
+    _announce(run_id, EventKind(phase), reason=reason)  # the true phase: errored is not failed
 
 
 # --- the workflow -------------------------------------------------------------------------------
@@ -447,7 +475,9 @@ def _gate_approvals(
     approve = f"shipline approve {run_id} --stage {stage.name} --as USER"
     notes = "; ".join(p.instructions for p in policies if p.instructions)
     reason = f"waiting for approval by {groups}" + (f" ({notes})" if notes else "")
-    _waiting(run_id, stage.name, position, reason, approve)
+    _waiting(
+        run_id, stage.name, position, reason, approve, [p.model_dump(mode="json") for p in policies]
+    )
     while True:
         votes = [
             Vote(v["user"], v["approve"], _parse(v["at"]), v["comment"])
@@ -494,13 +524,12 @@ def _run_stage(
     requester: str,
 ) -> tuple[Phase, dict[str, Any], str]:
     _stage_event(run_id, stage.name, position, Phase.RUNNING, "stage started")
-    policies = [stage.approval] if stage.approval else []
+    extra: ApprovalPolicy | None = None
     if stage.window is not None:
         final, extra = _gate_window(run_id, stage, position, bool(params.get("emergency")))
         if final is not None:
             return final, {}, "outside the deployment window"
-        if extra is not None:
-            policies.append(extra)
+    policies = policies_in_force(stage.approval, extra, overridden=extra is not None)
     if policies:
         phase, reason = _gate_approvals(run_id, stage, position, policies, members, requester)
         if phase != Phase.RUNNING:
@@ -538,7 +567,7 @@ def _run_sequential(
         if step.kind == "canary":
             result = drive_canary(run_id, stage.name, index, step, _receive, lambda: _parse(_now()))
         else:
-            result = _execute(run_id, stage.name, index, step.model_dump(mode="json"), outputs)
+            result = _attempts(run_id, stage.name, index, step, outputs)
         stage_outputs.update(result["outputs"])
         if result["phase"] != Phase.SUCCEEDED:
             return Phase(result["phase"]), _outcome(step, result)
@@ -550,7 +579,7 @@ def _step_workflow(
     run_id: int, stage: str, index: int, step: dict[str, Any], outputs: dict[str, dict[str, Any]]
 ) -> dict[str, Any]:
     """One step of a parallel stage, durable on its own (a child of the run's workflow)."""
-    return _execute(run_id, stage, index, step, outputs)
+    return _attempts(run_id, stage, index, StepSpec.model_validate(step), outputs)
 
 
 _SEVERITY = [Phase.SUCCEEDED, Phase.CANCELLED, Phase.FAILED, Phase.ERRORED]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from shipline.domain.approvals import check_voter
+from shipline.domain.approvals import check_voter, policies_in_force
 from shipline.domain.models import ApprovalPolicy
 from shipline.domain.pipeline import PipelineSpec, StageSpec, stage_order
 from shipline.engine.host import EngineClient
@@ -72,6 +72,15 @@ class RunService:
             raise NotFoundError(f"no run {run_id}", hint="see `shipline runs list`")
         return record
 
+    def _policies(self, run_id: int, stage: StageSpec) -> list[ApprovalPolicy]:
+        """The policies the run recorded for the waiting stage (the run decides whether the
+        emergency approvals apply); before it recorded any, the stage's own."""
+        row = next((s for s in self.store.stages(run_id) if s["name"] == stage.name), None)
+        recorded = ((row or {}).get("outputs") or {}).get("approvalPolicies")
+        if recorded is not None:
+            return [ApprovalPolicy.model_validate(p) for p in recorded]
+        return policies_in_force(stage.approval, None, overridden=False)
+
     def _waiting_stage(self, record: RunRecord, stage: str | None) -> StageSpec:
         spec = PipelineSpec.model_validate(record.spec)
         waiting = [s["name"] for s in self.store.stages(record.id) if s["phase"] == "waiting"]
@@ -97,13 +106,7 @@ class RunService:
         if record.phase not in ("waiting", "running", "pending"):
             raise UserError(f"run {run_id} has already ended ({record.phase})")
         target = self._waiting_stage(record, stage)
-        policies: list[ApprovalPolicy] = [p for p in (target.approval,) if p is not None]
-        if (
-            target.window is not None
-            and target.window.emergency is not None
-            and record.emergency_reason
-        ):
-            policies.append(target.window.emergency)
+        policies = self._policies(record.id, target)
         members: dict[str, list[str]] = record.params.get("approvers", {})
         action = "approval.approve" if approve else "approval.reject"
         reasons = [check_voter(p, members, user, record.requested_by) for p in policies]
@@ -141,11 +144,12 @@ class RunService:
         stage = next(st for st in spec.stages if st.name == steps[0]["stage"])
         members: dict[str, list[str]] = record.params.get("approvers", {})
         action = "canary.promote" if promote else "canary.abort"
-        if stage.approval is not None:
-            why = check_voter(stage.approval, members, user, record.requested_by)
-            if why and (promote or user != record.requested_by):
-                self.audit.append(user, "canary.refused", run=run_id, reason=why)
-                raise PermissionDenied(why)
+        policies = self._policies(run_id, stage)
+        reasons = [check_voter(p, members, user, record.requested_by) for p in policies]
+        if policies and all(reasons) and (promote or user != record.requested_by):
+            why = next(r for r in reasons if r)
+            self.audit.append(user, "canary.refused", run=run_id, reason=why)
+            raise PermissionDenied(why)
         self.audit.append(user, action, run=run_id, step=steps[0]["name"], comment=comment)
         self.client.send(
             record.workflow_id,

@@ -13,6 +13,8 @@ ICONS = {
     EventKind.WAITING: ":hourglass_flowing_sand:",
     EventKind.SUCCEEDED: ":white_check_mark:",
     EventKind.FAILED: ":x:",
+    EventKind.ERRORED: ":warning:",
+    EventKind.CANCELLED: ":no_entry_sign:",
 }
 
 

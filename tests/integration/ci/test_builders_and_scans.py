@@ -5,6 +5,7 @@ exercised only for the command it builds."""
 from __future__ import annotations
 
 import shutil
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from shipline.ci.builders import (
     ToolMissing,
 )
 from shipline.domain.ports import ImageBuilder
+from shipline.process import ToolBroke
 from tests.conftest import QUIKAPP
 
 BUSYBOX = next((p for p in ("/bin/busybox", "/usr/bin/busybox") if Path(p).exists()), None)
@@ -67,6 +69,14 @@ def test_builder_contract(kind: str, tmp_path: Path) -> None:
             build_args={},
             log=lines.append,
         )
+    if kind != "memory":
+        # A registry that is down is something broken, not a build that said no.
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            closed = probe.getsockname()[1]  # nothing listens once the socket closes
+        with pytest.raises(ToolBroke) as broke:
+            builder.push(image, f"127.0.0.1:{closed}/contract:1", insecure=True, log=lines.append)
+        assert not isinstance(broke.value, BuildFailed)
 
 
 def test_missing_tool_is_technical_and_terminal(monkeypatch: pytest.MonkeyPatch) -> None:

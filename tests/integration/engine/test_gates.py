@@ -190,3 +190,24 @@ def test_latest_only_supersedes_waiting_runs_also_during_approval(engine: Engine
     assert f"superseded by run {newest.id}" in (superseded.cancel_reason or "")
     assert engine.wait(first.id).phase == "succeeded"  # a holder is never pre-empted
     assert engine.wait(newest.id).phase == "succeeded"
+
+
+def test_inside_business_hours_only_the_stage_approvers_count(engine: Engine) -> None:
+    """An emergency run inside its window waits for the stage's approvers only: a member of the
+    emergency group alone is refused (the vote would not count), as the run decides."""
+    clock = _Clock(datetime(2026, 11, 30, 15, 0, tzinfo=UTC))  # Monday 10:00 in New York
+    engine.runtime.clock = clock
+    try:
+        run = engine.start(
+            [{"name": "deploy", "window": WINDOW, "approval": {"groups": ["cab"]},
+              "steps": [{"name": "a"}]}],
+            approvers={**APPROVERS, "cab": ["casey"]},
+            emergency_reason="not needed: the window is open",
+        )  # fmt: skip
+        engine.wait_stage(run.id, "deploy", "waiting")
+        with pytest.raises(PermissionDenied, match="not in any approver group"):
+            engine.service.vote(run.id, "taylor", approve=True)  # emergency group only
+        engine.service.vote(run.id, "casey", approve=True)
+        assert engine.wait(run.id).phase == "succeeded"
+    finally:
+        engine.runtime.clock = lambda: datetime.now(UTC)

@@ -16,7 +16,7 @@ from tests.engine_harness import Engine
 from tests.servers.receiver import receiver
 
 
-def test_started_waiting_succeeded_and_failed_are_announced(engine: Engine) -> None:
+def test_every_phase_is_announced_as_it_is(engine: Engine) -> None:
     with receiver() as (url, record):
         engine.runtime.notifiers = lambda kind: [WebhookNotifier("hook", url, "k3y-k3y-k3y")]
         try:
@@ -30,8 +30,20 @@ def test_started_waiting_succeeded_and_failed_are_announced(engine: Engine) -> N
             engine.wait(ok.id)
             bad = engine.start([{"name": "s", "steps": [{"name": "x", "action": "fail"}]}])
             engine.wait(bad.id)
+            broke = engine.start(
+                [{"name": "s", "steps": [{"name": "x", "action": "fail",
+                                          "params": {"technical": True}}]}]
+            )  # fmt: skip
+            engine.wait(broke.id)
+            stopped = engine.start(
+                [{"name": "deploy", "approval": {"groups": ["cab"]}, "steps": [{"name": "a"}]}],
+                approvers={"cab": ["casey"]},
+            )
+            engine.wait_stage(stopped.id, "deploy", "waiting")
+            engine.service.cancel(stopped.id, "casey", "not today")
+            engine.wait(stopped.id)
             end = time.monotonic() + 30  # the last announcement follows the run's final phase
-            while len(record.requests) < 5 and time.monotonic() < end:
+            while len(record.requests) < 10 and time.monotonic() < end:
                 time.sleep(0.05)
         finally:
             engine.runtime.notifiers = lambda kind: ()
@@ -39,11 +51,15 @@ def test_started_waiting_succeeded_and_failed_are_announced(engine: Engine) -> N
     # Each run's announcements in order (two runs' may interleave: delivery follows the phase).
     assert [e for r, e in seen if r == str(ok.id)] == ["started", "waiting", "succeeded"]
     assert [e for r, e in seen if r == str(bad.id)] == ["started", "failed"]
-    assert len(seen) == 5
+    assert [e for r, e in seen if r == str(broke.id)] == ["started", "errored"]
+    assert [e for r, e in seen if r == str(stopped.id)] == ["started", "waiting", "cancelled"]
+    assert len(seen) == 10
     waiting = json.loads(record.requests[[e for _, e in seen].index("waiting")][1])
     assert waiting["approveCommand"] == f"shipline approve {ok.id} --stage deploy --as USER"
     assert waiting["services"] == {"api": "1.0.0"}
-    assert {kind.value for kind in EventKind} == {"started", "waiting", "succeeded", "failed"}
+    assert {kind.value for kind in EventKind} == {
+        "started", "waiting", "succeeded", "failed", "errored", "cancelled",
+    }  # fmt: skip
 
 
 def test_migration_matches_the_declared_schema(tmp_path: Path) -> None:

@@ -85,7 +85,7 @@ def test_retry_policy_retries_technical_errors(engine: Engine) -> None:
                         "flaky",
                         "flaky",
                         params={"failures": 2},
-                        retry={"attempts": 3, "backoff_seconds": 0},
+                        retry={"attempts": 3, "backoff_seconds": 0.05},
                     ),
                 ],
             }
@@ -94,6 +94,16 @@ def test_retry_policy_retries_technical_errors(engine: Engine) -> None:
     assert engine.wait(run.id).phase == "succeeded"
     step = engine.store.steps(run.id)[0]
     assert step["attempts"] == 3 and step["outputs"] == {"attempts": 3}
+    # Each attempt is a durable step of its own, the backoff a durable sleep between them.
+    from dbos import DBOS
+
+    names = [s["function_name"] for s in DBOS.list_workflow_steps(f"shipline-run-{run.id}")]
+    assert names.count("shipline.step") == 3 and names.count("DBOS.sleep") == 2, names[3:]
+    retrying = [e for e in engine.store.events(run.id) if e["kind"] == "step.retrying"]
+    assert [e["message"].split(":")[0] for e in retrying] == [
+        "attempt 1 errored",
+        "attempt 2 errored",
+    ]
 
 
 def test_rule_errors_are_not_retried(engine: Engine) -> None:

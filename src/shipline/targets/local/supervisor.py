@@ -17,6 +17,8 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from shipline.domain.retry import backoff_delay
+
 BACKOFF_START = 0.5
 BACKOFF_MAX = 10.0
 CRASH_LOOP_RESTARTS = 3
@@ -124,7 +126,7 @@ class Supervisor:
                 if not replica.wanted or replica.running:
                     continue
                 if replica.next_start == 0.0:
-                    pause = min(BACKOFF_MAX, BACKOFF_START * 2 ** min(replica.restarts, 10))
+                    pause = backoff_delay(replica.restarts + 1, BACKOFF_START, cap=BACKOFF_MAX)
                     replica.next_start = now + pause
                 elif now >= replica.next_start:
                     replica.restarts += 1

@@ -1,0 +1,1 @@
+"""Plugins the tests install through entry points, as a third-party package would."""
