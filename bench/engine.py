@@ -99,7 +99,7 @@ def main() -> None:
         state_url, system_url = _database(args.pg, folder)
         store = SqlStateStore.connect(state_url)
         runtime = Runtime(store=store, audit=SqlAuditLog(store))
-        host.launch(runtime, system_url, executor_id="bench")
+        host.launch(runtime, system_url, executor_id="bench", poll_seconds=0.05)
         client = EngineClient(system_url)
         service = RunService(store, client, runtime.audit)
         report: dict[str, Any] = {"backend": "postgresql" if args.pg else "sqlite"}

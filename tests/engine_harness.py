@@ -98,7 +98,10 @@ def engine(
         lock_poll_seconds=0.2,
         wait_chunk_seconds=0.2,
     )
-    host.launch(runtime, system_url, executor_id=f"test-{request.param}")
+    host.launch(
+        runtime, system_url, executor_id=f"test-{request.param}", poll_seconds=0.05,
+        notify_poll_seconds=0.05,
+    )  # fmt: skip
     client = EngineClient(system_url)
     service = RunService(store, client, runtime.audit)
     yield Engine(runtime, service, state_url, system_url, folder)

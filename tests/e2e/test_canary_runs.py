@@ -80,7 +80,9 @@ def home(tmp_path: Path) -> Path:
 
 def _worker(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     with open(log, "ab") as out:
-        return subprocess.Popen([EXE, "worker"], env=env, stdout=out, stderr=out)
+        return subprocess.Popen(
+            [EXE, "worker", "--poll-seconds", "0.1"], env=env, stdout=out, stderr=out
+        )
 
 
 def _until_running(worker: subprocess.Popen[bytes], log: Path, starts: int) -> None:

@@ -163,7 +163,9 @@ def test_a_new_worker_restores_what_a_killed_one_ran(tmp_path: Path) -> None:
 
     def start(log: str) -> subprocess.Popen[bytes]:
         with open(tmp_path / log, "wb") as out:
-            return subprocess.Popen([EXE, "worker"], env=environ, stdout=out, stderr=out)
+            return subprocess.Popen(
+                [EXE, "worker", "--poll-seconds", "0.1"], env=environ, stdout=out, stderr=out
+            )
 
     first = start("first.log")
     second: subprocess.Popen[bytes] | None = None

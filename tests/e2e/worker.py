@@ -26,7 +26,9 @@ def running_worker(
     }
     environ.pop("SHIPLINE_DATABASE_URL", None)
     with open(log, "wb") as out:
-        worker = subprocess.Popen([EXE, "worker"], env=environ, stdout=out, stderr=out)
+        worker = subprocess.Popen(
+            [EXE, "worker", "--poll-seconds", "0.1"], env=environ, stdout=out, stderr=out
+        )
     try:
         yield environ
     finally:

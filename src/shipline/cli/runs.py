@@ -39,6 +39,16 @@ def worker(
     stop_it: Annotated[
         bool, typer.Option("--stop", help="Stop the worker with this id on this machine.")
     ] = False,
+    poll_seconds: Annotated[
+        float,
+        typer.Option(
+            "--poll-seconds",
+            min=0.01,
+            max=60,
+            help="How often to look for submitted runs (a run starts within this time; each"
+            " look costs a database transaction).",
+        ),
+    ] = 2.0,
 ) -> None:
     """Execute runs until stopped; runs of this worker id left unfinished resume first.
 
@@ -60,7 +70,9 @@ def worker(
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     _restore_targets(runtime, ws, state)
-    host.launch(runtime, system_url, executor_id=name, concurrency=concurrency)
+    host.launch(
+        runtime, system_url, executor_id=name, concurrency=concurrency, poll_seconds=poll_seconds
+    )
     pid_file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     pid_file.write_text(str(os.getpid()))
     state.output.error(f"shipline worker {name} running (pid {os.getpid()})")
@@ -83,7 +95,7 @@ def worker(
         os._exit(0)
 
 
-STATE_REFRESH_SECONDS = 2.0
+STATE_REFRESH_SECONDS = 10.0
 
 
 def _restorable(runtime: Any) -> list[Any]:

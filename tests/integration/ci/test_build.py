@@ -116,7 +116,9 @@ def test_build_scan_push_manifest_release(tmp_path: Path, registry: str) -> None
     }
     env.pop("SHIPLINE_DATABASE_URL", None)
     with open(tmp_path / "worker.log", "wb") as log:
-        worker = subprocess.Popen([EXE, "worker"], env=env, stdout=log, stderr=log)
+        worker = subprocess.Popen(
+            [EXE, "worker", "--poll-seconds", "0.1"], env=env, stdout=log, stderr=log
+        )
     try:
         manifest_path = tmp_path / "manifest.json"
         done = subprocess.run(

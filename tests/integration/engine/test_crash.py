@@ -71,7 +71,7 @@ def _worker(folder: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
     exe = Path(sys.executable).parent / "shipline"
     with open(folder / "worker.log", "ab") as log:
         return subprocess.Popen(
-            [str(exe), "worker", "--id", "crash-1"],
+            [str(exe), "worker", "--id", "crash-1", "--poll-seconds", "0.1"],
             cwd=folder,
             env=env,
             stdout=subprocess.DEVNULL,

@@ -32,7 +32,7 @@ def test_two_workers_share_the_runs(tmp_path: Path) -> None:
         with open(tmp_path / f"{name}.log", "wb") as log:
             workers.append(
                 subprocess.Popen(
-                    [exe, "worker", "--id", name, "--concurrency", "2"],
+                    [exe, "worker", "--id", name, "--concurrency", "2", "--poll-seconds", "0.1"],
                     env=env,
                     stdout=log,
                     stderr=log,

@@ -3,6 +3,7 @@ processes on loopback ports."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -14,6 +15,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from shipline.domain.canary import IntervalVerdict, Sample, assess_interval
 from shipline.domain.models import AnalysisThresholds
@@ -163,7 +165,58 @@ def test_gateway_exposes_prometheus_metrics() -> None:
         finally:
             gateway.stop()
     assert (
-        'shipline_gateway_responses_total{environment="qa",service="api",version="1.0.0",class="2xx"} 3'
+        'shipline_gateway_responses_total{class="2xx",environment="qa",service="api",version="1.0.0"} 3.0'
         in text
     )
-    assert 'le="+Inf"} 3' in text
+    assert (  # latency in seconds, as Prometheus' conventions say
+        'shipline_gateway_request_duration_seconds_bucket{environment="qa",le="+Inf",service="api",version="1.0.0"} 3.0'
+        in text
+    )
+
+
+def test_label_values_are_escaped() -> None:
+    gateway = Gateway(0, labels={"environment": "qa", "service": 'a"b\\c'})
+    gateway.route({"1.0.0": [_port()]}, {"1.0.0": 100})
+    assert 'service="a\\"b\\\\c"' in gateway.metrics()
+
+
+def _call(
+    method: str, url: str, body: bytes | None = None, **headers: str
+) -> tuple[int, dict[str, str], Any]:
+    request = urllib.request.Request(url, data=body, method=method, headers=headers)
+    with urllib.request.urlopen(request, timeout=10) as response:
+        raw = response.read()
+        return response.status, dict(response.headers), json.loads(raw) if raw else None
+
+
+def test_the_gateway_is_a_reverse_proxy_a_service_can_sit_behind() -> None:
+    with workload("1.0.0") as port:
+        gateway = Gateway(0)
+        gateway.start()
+        try:
+            gateway.route({"1.0.0": [port]}, {"1.0.0": 100})
+            url = f"http://127.0.0.1:{gateway.port}/api/echo"
+            big = bytes(range(256)) * 20_000  # 5 MB, streamed through
+            for method in ("POST", "PUT", "PATCH", "DELETE"):
+                status, _, body = _call(method, url, big)
+                assert (status, body["method"], body["bytes"]) == (200, method, len(big))
+                assert body["sha256"] == hashlib.sha256(big).hexdigest()
+            status, headers, body = _call("HEAD", url)
+            assert (status, body, headers["X-Shipline-Version"]) == (200, None, "1.0.0")
+            status, headers, _ = _call("OPTIONS", url)
+            assert status == 204 and "PATCH" in headers["Allow"]
+            import http.client
+
+            conn = http.client.HTTPConnection("127.0.0.1", gateway.port, timeout=10)
+            conn.request(  # urllib would send its own `Connection: close`
+                "POST", "/api/echo", b"x",
+                {"Connection": "keep-alive, X-Hop", "X-Hop": "1", "X-End": "2"},
+            )  # fmt: skip
+            hop = json.loads(conn.getresponse().read())
+            conn.close()
+            assert "x-hop" not in hop["headers"] and "x-end" in hop["headers"]
+            assert hop["forwardedFor"] == "127.0.0.1"
+            peers = {_call("POST", url, b"y")[2]["peerPort"] for _ in range(5)}
+            assert len(peers) == 1, "one kept-alive connection to the replica, not one a request"
+        finally:
+            gateway.stop()

@@ -79,6 +79,8 @@ class PrometheusMetrics:
             )
             or 0.0
         )
-        buckets = f"increase(shipline_gateway_request_duration_ms_bucket{{{sel}}}[{window}])"
+        buckets = f"increase(shipline_gateway_request_duration_seconds_bucket{{{sel}}}[{window}])"
         p95 = self._query(f"histogram_quantile(0.95, sum by (le) ({buckets}))")
-        return Sample(round(requests), round(errors), (), p95_ms=p95)
+        return Sample(
+            round(requests), round(errors), (), p95_ms=None if p95 is None else p95 * 1000
+        )

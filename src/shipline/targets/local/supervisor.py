@@ -96,7 +96,7 @@ class Replica:
 class Supervisor:
     """Keeps wanted replicas running: a crashed one is started again after a growing pause."""
 
-    def __init__(self, interval: float = 0.2) -> None:
+    def __init__(self, interval: float = 0.5) -> None:
         self._replicas: list[Replica] = []
         self._lock = threading.Lock()
         self._stop = threading.Event()

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
 import json
 import os
 import random
@@ -40,6 +41,7 @@ def make_handler(
 
     class Handler(BaseHTTPRequestHandler):
         server_version = f"{service}/{version}"
+        protocol_version = "HTTP/1.1"  # keep-alive, as a real service behind a proxy
 
         def log_message(self, format: str, *args: Any) -> None:
             return
@@ -51,7 +53,40 @@ def make_handler(
             self.send_header("Content-Length", str(len(data)))
             self.send_header("X-Service-Version", version)
             self.end_headers()
-            self.wfile.write(data)
+            if self.command != "HEAD":
+                self.wfile.write(data)
+
+        def _echo(self) -> None:
+            """`/api/echo` with a body: answer with what was sent (its size and digest)."""
+            length = int(self.headers.get("Content-Length") or 0)
+            received = self.rfile.read(length) if length else b""
+            if rng.random() < settings["error_rate"]:
+                self._send(500, {"error": "injected failure", "version": version})
+                return
+            self._send(
+                200,
+                {
+                    "service": service,
+                    "version": version,
+                    "method": self.command,
+                    "bytes": len(received),
+                    "sha256": hashlib.sha256(received).hexdigest(),
+                    "forwardedFor": self.headers.get("X-Forwarded-For"),
+                    "headers": sorted(k.lower() for k in self.headers),
+                    "peerPort": self.client_address[1],
+                },
+            )
+
+        do_POST = do_PUT = do_PATCH = do_DELETE = _echo  # noqa: N815
+
+        def do_HEAD(self) -> None:
+            self.do_GET()
+
+        def do_OPTIONS(self) -> None:
+            self.send_response(204)
+            self.send_header("Allow", "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
 
         def do_GET(self) -> None:
             path = self.path.split("?", 1)[0]
