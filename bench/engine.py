@@ -26,8 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from dbos import DBOS
 
 from shipline.domain.pipeline import PipelineSpec
-from shipline.engine import host
-from shipline.engine.host import EngineClient
+from shipline.engine import durable
+from shipline.engine.durable import EngineClient
 from shipline.engine.runs import RunService
 from shipline.engine.runtime import Runtime, system_database_url
 from shipline.store.audit import SqlAuditLog
@@ -99,7 +99,7 @@ def main() -> None:
         state_url, system_url = _database(args.pg, folder)
         store = SqlStateStore.connect(state_url)
         runtime = Runtime(store=store, audit=SqlAuditLog(store))
-        host.launch(runtime, system_url, executor_id="bench", poll_seconds=0.05)
+        durable.launch(runtime, system_url, executor_id="bench", poll_seconds=0.05)
         client = EngineClient(system_url)
         service = RunService(store, client, runtime.audit)
         report: dict[str, Any] = {"backend": "postgresql" if args.pg else "sqlite"}
@@ -165,7 +165,7 @@ def main() -> None:
         )
         print(json.dumps(report, indent=2))
         client.close()
-        host.shutdown()
+        durable.shutdown()
         store.close()
     sys.stdout.flush()
     import os

@@ -14,8 +14,8 @@ import pytest
 import sqlalchemy as sa
 
 from shipline.domain.pipeline import PipelineSpec
-from shipline.engine import host
-from shipline.engine.host import EngineClient
+from shipline.engine import durable
+from shipline.engine.durable import EngineClient
 from shipline.engine.runs import RunService
 from shipline.engine.runtime import Runtime, system_database_url
 from shipline.store.audit import SqlAuditLog
@@ -98,7 +98,7 @@ def engine(
         lock_poll_seconds=0.2,
         wait_chunk_seconds=0.2,
     )
-    host.launch(
+    durable.launch(
         runtime, system_url, executor_id=f"test-{request.param}", poll_seconds=0.05,
         notify_poll_seconds=0.05,
     )  # fmt: skip
@@ -106,5 +106,5 @@ def engine(
     service = RunService(store, client, runtime.audit)
     yield Engine(runtime, service, state_url, system_url, folder)
     client.close()
-    host.shutdown()
+    durable.shutdown()
     store.close()

@@ -181,6 +181,14 @@ def test_a_manual_pause_waits_for_a_person(home: Path, tmp_path: Path) -> None:
         run = _qa_canary_started(env, home)
         time.sleep(1)  # paused: it must still be at 10 %
         assert _memory(home)["services"]["qa/api"]["canary"]["weight"] == 10
+        step = next(
+            s for st in _show(env, run)["stages"] for s in st["steps"] if s["name"] == "api"
+        )
+        assert (step["canary"]["weight"], step["canary"]["step"], step["canary"]["of"]) == (
+            10,
+            2,
+            4,
+        )
         refused = sh(env, "canary", "promote", str(run), "--as", "ann")
         assert refused.returncode == 2 and "approver group" in refused.stderr
         outsider = sh(env, "canary", "promote", str(run), "--as", "mallory")

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import time
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -196,35 +194,13 @@ def logs(
         int, typer.Option("--lines", "-n", help="Lines from the end of each log.")
     ] = 50,
 ) -> None:
-    """Print the logs of a service's replicas on this machine."""
-    from shipline.engine.pipelines import find_environment
+    """Print the logs of a service's replicas."""
+    from shipline.engine import service_logs
 
     state = state_of(ctx)
     ws = state.workspace()
-    environment = find_environment(ws.config, env).name
-    if service not in {s.name for s in ws.config.services}:
-        raise UserError(f"unknown service '{service}'", hint="see `shipline services list`")
-    if lines < 0:
-        raise UserError("--lines must be 0 or more")
-    folder = ws.state_dir / "logs" / environment / service
-    files = sorted(folder.glob("*.log"), key=lambda p: p.stat().st_mtime) if folder.exists() else []
-    if not files:
-        raise UserError(
-            f"no logs for {service} in {environment}", hint="deploy it to a local environment first"
-        )
-    positions: dict[Path, int] = {}
-    for path in files[-4:]:
-        content = path.read_text(errors="replace").splitlines()
-        for line in content[-lines:]:
-            state.output.line(f"[{path.stem}] {line}")
-        positions[path] = path.stat().st_size
-    while follow:
-        time.sleep(0.5)
-        for path in sorted(folder.glob("*.log")):
-            size = path.stat().st_size
-            if size > positions.get(path, 0):
-                with open(path, errors="replace") as handle:
-                    handle.seek(positions.get(path, 0))
-                    for line in handle.read().splitlines():
-                        state.output.line(f"[{path.stem}] {line}")
-                positions[path] = size
+    for source, line in service_logs.tail(ws, env, service, lines):
+        state.output.line(f"[{source}] {line}")
+    if follow:
+        for source, line in service_logs.follow(ws, env, service):
+            state.output.line(f"[{source}] {line}")

@@ -217,12 +217,14 @@ def vars_show(
     variables = resolve(ws.config, scope, ws.store, fetch_secrets=not skip_secrets)
     rows = views.variables(variables, reveal=reveal)
     if reveal:
-        ws.audit.append(
-            current_user(None, os.environ),
-            "vars.reveal",
+        from shipline.engine.secret_chores import audit_reveal
+
+        audit_reveal(
+            ws,
+            actor=current_user(None, os.environ),
             environment=scope.environment.name,
             service=service,
-            variables=[v.name for v in variables if v.secret],
+            names=[v.name for v in variables if v.secret],
         )
     with state.output.unmasked() if reveal else nullcontext():
         if as_json:
@@ -266,14 +268,13 @@ StoreOpt = Annotated[
 def secrets_set(ctx: typer.Context, name: str, store: StoreOpt = None) -> None:
     """Store a secret; the value is read from stdin, never from the command line."""
     from shipline.engine.identity import current_user
+    from shipline.engine.secret_chores import set_secret
 
     state = state_of(ctx)
     ws = state.workspace()
-    target = ws.store(store)
+    ws.store(store)  # an unknown store is refused before the value is asked for
     value = _read_secret_value(name)
-    target.set(name, value)
-    chosen = store or ws.config.default_secret_store
-    ws.audit.append(current_user(None, os.environ), "secret.set", name=name, store=chosen)
+    chosen = set_secret(ws, name, value, store=store, actor=current_user(None, os.environ))
     state.output.error(f"secret '{name}' set in store '{chosen}'")
 
 
@@ -294,14 +295,12 @@ def secrets_list(ctx: typer.Context, store: StoreOpt = None, as_json: JsonFlag =
 def secrets_rm(ctx: typer.Context, name: str, store: StoreOpt = None) -> None:
     """Remove a secret."""
     from shipline.engine.identity import current_user
-    from shipline.errors import NotFoundError
+    from shipline.engine.secret_chores import remove_secret
 
     state = state_of(ctx)
-    ws = state.workspace()
-    chosen = store or ws.config.default_secret_store
-    if not ws.store(store).delete(name):
-        raise NotFoundError(f"no secret '{name}' in store '{chosen}'")
-    ws.audit.append(current_user(None, os.environ), "secret.rm", name=name, store=chosen)
+    chosen = remove_secret(
+        state.workspace(), name, store=store, actor=current_user(None, os.environ)
+    )
     state.output.error(f"secret '{name}' removed from store '{chosen}'")
 
 
@@ -313,17 +312,10 @@ def secrets_generate(
 ) -> None:
     """Fill every missing required secret of an environment with a random value."""
     from shipline.engine.identity import current_user
-    from shipline.engine.secrets import generate_missing
+    from shipline.engine.secret_chores import generate_audited
 
     state = state_of(ctx)
-    ws = state.workspace()
-    made = generate_missing(ws, env)
-    ws.audit.append(
-        current_user(None, os.environ),
-        "secret.generate",
-        environment=env,
-        names=[m[1] for m in made],
-    )
+    made = generate_audited(state.workspace(), env, actor=current_user(None, os.environ))
     if as_json:
         state.output.json([{"store": s, "name": n} for s, n in made])
     else:

@@ -129,9 +129,9 @@ def build(
 ) -> None:
     """Build services with their stack recipes, build their images, scan and push them."""
     from shipline.cli.runs import watch
+    from shipline.engine.assembly import run_service
     from shipline.engine.ci_service import BuildRequest, submit_build
     from shipline.engine.identity import current_user
-    from shipline.engine.service import run_service
 
     state = state_of(ctx)
     ws = state.workspace()

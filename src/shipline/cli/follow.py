@@ -49,12 +49,25 @@ def render_stages(stages: list[dict[str, Any]]) -> Table:
             detail = step.get("error") or (
                 f"attempt {step['attempts']}" if step.get("attempts", 0) > 1 else ""
             )
+            canary = step.get("canary")
+            if canary and not step.get("error"):
+                detail = canary_line(canary)
             table.add_row(
                 f"  {step['name']}",
                 Text(f"{ICONS.get(sp, '?')} {sp}", style=STYLES.get(sp, "")),
                 detail,
             )
     return table
+
+
+def canary_line(canary: dict[str, Any]) -> str:
+    """A running canary in one line: version and weight, step, last analysis."""
+    last = canary.get("lastAnalysis")
+    return (
+        f"canary {canary.get('version')} at {canary.get('weight')}% (stable"
+        f" {canary.get('stable')}) · step {canary.get('step')}/{canary.get('of')}"
+        + (f" · last analysis {last}" if last else "")
+    )
 
 
 def _hint(run_id: int, data: dict[str, Any], waited: float) -> Text:

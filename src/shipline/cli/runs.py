@@ -18,7 +18,7 @@ runs_app = typer.Typer(help="Runs: list, show, logs, cancel.", no_args_is_help=T
 
 
 def _service(ctx: typer.Context) -> Any:
-    from shipline.engine.service import run_service
+    from shipline.engine.assembly import run_service
 
     return run_service(state_of(ctx).workspace())
 
@@ -54,8 +54,8 @@ def worker(
 
     Services on the local target run as this worker's processes and stop with it.
     """
-    from shipline.engine import host
-    from shipline.engine.service import worker_runtime
+    from shipline.engine import durable
+    from shipline.engine.assembly import worker_runtime
 
     state = state_of(ctx)
     ws = state.workspace()
@@ -65,12 +65,12 @@ def worker(
         _stop_worker(pid_file, name, state)
         return
     runtime, system_url = worker_runtime(ws)
-    host.hold_worker_lock(ws.state_dir, name)  # a second worker with this id is refused here
+    durable.hold_worker_lock(ws.state_dir, name)  # a second worker with this id is refused here
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     _restore_targets(runtime, ws, state)
-    host.launch(
+    durable.launch(
         runtime, system_url, executor_id=name, concurrency=concurrency, poll_seconds=poll_seconds
     )
     pid_file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -83,7 +83,7 @@ def worker(
     finally:
         for target in _restorable(runtime):
             target.close()  # the replicas this worker supervised stop with it
-        host.shutdown()
+        durable.shutdown()
         pid_file.unlink(missing_ok=True)
         state.output.error(
             "shipline worker stopped; unfinished runs resume when a worker starts again"
@@ -206,6 +206,11 @@ def _details(service: Any, run_id: int) -> dict[str, Any]:
                     "phase": st["phase"],
                     "attempts": st["attempts"],
                     "error": st["error"],
+                    **(
+                        {"canary": st["outputs"]["canary"]}
+                        if isinstance(st.get("outputs"), dict) and "canary" in st["outputs"]
+                        else {}
+                    ),
                 }
                 for st in steps
                 if st["stage"] == s["name"]
@@ -349,7 +354,7 @@ def canary_abort(ctx: typer.Context, run: int, user: AsOpt, comment: CommentOpt 
 
 def watch_started(state: Any, ws: Any, run_id: int, *, detach: bool, as_json: bool) -> None:
     """`watch` a run just queued for workspace `ws`."""
-    from shipline.engine.service import run_service
+    from shipline.engine.assembly import run_service
 
     watch(
         state, run_service(ws), run_id, detach=detach, as_json=as_json,

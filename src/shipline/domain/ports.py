@@ -201,5 +201,14 @@ class TargetView(Protocol):
         ...
 
 
+@runtime_checkable
+class ServiceLogs(Protocol):
+    """A view that can read what a service's replicas wrote."""
+
+    def log_files(self, environment: str, service: str) -> list[Path]:
+        """The replicas' log files, oldest first (empty when there are none)."""
+        ...
+
+
 TargetFactory = Callable[[TargetContext], DeployTarget]
 TargetViewFactory = Callable[[TargetContext], TargetView]

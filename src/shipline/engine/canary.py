@@ -41,7 +41,7 @@ Now = Callable[[], datetime]
 
 
 class CanaryCancelled(Exception):
-    """The run was cancelled while the canary ran (raised by the runner's receive)."""
+    """The run was cancelled while the canary ran (raised by the workflow's receive)."""
 
 
 def _logger(run_id: int, stage: str, step: str) -> Callable[[str], None]:

@@ -9,8 +9,8 @@ from pathlib import Path
 
 from shipline.domain.changes import affected_services
 from shipline.domain.tags import ImageTag, Strategy, TagError, image_tag
+from shipline.engine.assembly import run_service
 from shipline.engine.pipelines import ci_pipeline, pick_services
-from shipline.engine.service import run_service
 from shipline.engine.wiring import DependencyCache, RunRecord, changed_paths, rev_parse
 from shipline.engine.workspace import Workspace
 from shipline.errors import UserError

@@ -8,7 +8,7 @@ from typing import Any
 from shipline.domain.approvals import check_voter, policies_in_force
 from shipline.domain.models import ApprovalPolicy
 from shipline.domain.pipeline import PipelineSpec, StageSpec, stage_order
-from shipline.engine.host import EngineClient
+from shipline.engine.durable import EngineClient
 from shipline.engine.runtime import INBOX
 from shipline.engine.wiring import RunRecord, SqlAuditLog, SqlStateStore
 from shipline.errors import NotFoundError, PermissionDenied, UserError

@@ -11,6 +11,7 @@ from typing import Any
 
 from shipline.domain.models import Config, Environment
 from shipline.domain.tags import OCI_TAG
+from shipline.engine.assembly import run_service
 from shipline.engine.pipelines import (
     action_pipeline,
     approvers,
@@ -19,7 +20,6 @@ from shipline.engine.pipelines import (
     find_environment,
     pick_services,
 )
-from shipline.engine.service import run_service
 from shipline.engine.wiring import RunRecord, require_target
 from shipline.engine.workspace import Workspace
 from shipline.errors import UserError

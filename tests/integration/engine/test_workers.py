@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from shipline.domain.pipeline import PipelineSpec
-from shipline.engine.host import EngineClient
+from shipline.engine.durable import EngineClient
 from shipline.engine.runs import RunService
 from shipline.store.audit import SqlAuditLog
 from shipline.store.sql import SqlStateStore

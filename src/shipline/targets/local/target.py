@@ -546,6 +546,10 @@ class LocalTarget:
         """The gateway's per-version counters."""
         return GatewayMetrics(self._service(environment, service).gateway)
 
+    def counters(self, environment: str, service: str, *, reset: bool) -> dict[str, Any]:
+        """The gateway's per-version counters since their last reset."""
+        return self._service(environment, service).gateway.counters(reset=reset)
+
     @staticmethod
     def _stop_probe(svc: _Service) -> None:
         if svc.probe is not None:
@@ -719,8 +723,15 @@ class LocalView:
         )
 
     def live(self) -> bool:
-        """Whether a worker runs this state folder's local services now."""
+        """Whether this state folder's local services run now (their daemon holds the lock)."""
         return owned(self.state_dir)
+
+    def log_files(self, environment: str, service: str) -> list[Path]:
+        """The replicas' log files (`logs/<environment>/<service>/`), oldest first."""
+        folder = self.state_dir / "logs" / environment / service
+        if not folder.exists():
+            return []
+        return sorted(folder.glob("*.log"), key=lambda p: p.stat().st_mtime)
 
 
 def view(context: TargetContext) -> LocalView:

@@ -35,3 +35,39 @@ def generate_missing(ws: Workspace, env: str) -> list[tuple[str, str]]:
             store.set(key, random_source.token_urlsafe(32))
             made.append((store_name, key))
     return made
+
+
+def _store_name(ws: Workspace, store: str | None) -> str:
+    return store or ws.config.default_secret_store or ""
+
+
+def set_secret(ws: Workspace, name: str, value: str, *, store: str | None, actor: str) -> str:
+    """Store a secret (its name checked by the store) and audit it; returns the store's name."""
+    ws.store(store).set(name, value)
+    chosen = _store_name(ws, store)
+    ws.audit.append(actor, "secret.set", name=name, store=chosen)
+    return chosen
+
+
+def remove_secret(ws: Workspace, name: str, *, store: str | None, actor: str) -> str:
+    """Remove a secret (exit 2 when there is none) and audit it; returns the store's name."""
+    from shipline.errors import NotFoundError
+
+    chosen = _store_name(ws, store)
+    if not ws.store(store).delete(name):
+        raise NotFoundError(f"no secret '{name}' in store '{chosen}'")
+    ws.audit.append(actor, "secret.rm", name=name, store=chosen)
+    return chosen
+
+
+def generate_audited(ws: Workspace, env: str, *, actor: str) -> list[tuple[str, str]]:
+    """`generate_missing`, audited."""
+    made = generate_missing(ws, env)
+    ws.audit.append(actor, "secret.generate", environment=env, names=[m[1] for m in made])
+    return made
+
+
+def audit_reveal(ws: Workspace, *, actor: str, environment: str, service: str | None,
+                 names: list[str]) -> None:  # fmt: skip
+    """Record that secret values were shown to `actor`."""
+    ws.audit.append(actor, "vars.reveal", environment=environment, service=service, variables=names)

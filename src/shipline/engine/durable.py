@@ -10,7 +10,7 @@ from typing import Any
 
 from dbos import DBOS, DBOSClient, DBOSConfig
 
-from shipline.engine import runner  # noqa: F401 - registers the workflow and its steps
+from shipline.engine import workflow  # noqa: F401 - registers the workflow and its steps
 from shipline.engine.runtime import APP_VERSION, RUN_QUEUE, Runtime, install
 from shipline.engine.wiring import migration_lock
 from shipline.errors import AlreadyRunning, StoreError

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 from shipline.domain.events import EventKind
 from shipline.domain.ports import Notifier
-from shipline.engine.host import EngineClient
+from shipline.engine.durable import EngineClient
 from shipline.engine.notifications import build_notifiers
 from shipline.engine.runs import RunService
 from shipline.engine.runtime import Runtime, system_database_url

@@ -1,0 +1,132 @@
+"""The local services' daemon: one process per state folder that runs the local target (replicas,
+gateways, supervision) so that the services outlive the worker that deployed them.
+
+A worker killed with `kill -9` leaves the daemon serving every service, canary included; the
+next worker connects to it and goes on where its runs were. A graceful stop of the worker stops
+the daemon too (the services stop with it, ADR 0004). The daemon answers on `local.sock` in the
+state folder (0600): one request a connection, JSON lines (`wire.py`), log lines streamed back
+before the result.
+
+Run: python -m shipline.targets.local.daemon --state DIR
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socketserver
+import sys
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from shipline.errors import ShiplineError
+from shipline.targets.local.target import LocalTarget
+from shipline.targets.local.wire import decode, encode, error_message
+
+SOCKET = "local.sock"
+
+
+def _dispatch(
+    target: LocalTarget, method: str, args: dict[str, Any], log: Callable[[str], None]
+) -> Any:
+    """Run one request against the target."""
+    calls: dict[str, Callable[[], Any]] = {
+        "ping": os.getpid,
+        "plan": lambda: target.plan(args["spec"]),
+        "apply": lambda: target.apply(args["spec"], cause=args.get("cause", "deploy"), log=log),
+        "observe": lambda: target.observe(args["environment"], args["service"]),
+        "history": lambda: target.history(args["environment"], args["service"]),
+        "rollback": lambda: target.rollback(
+            args["environment"], args["service"], int(args["revision"]), log=log
+        ),
+        "scale": lambda: target.scale(
+            args["environment"], args["service"], int(args["replicas"]), log=log
+        ),
+        "restart": lambda: target.restart(args["environment"], args["service"], log=log),
+        "stop": lambda: target.stop(args["environment"], args.get("service")),
+        "health": lambda: target.health(args["environment"], args["service"], args["bounds"]),
+        "set_canary": lambda: target.set_canary(
+            args["spec"], int(args["weight"]), probe_rps=float(args["probeRps"]), log=log
+        ),
+        "end_canary": lambda: target.end_canary(
+            args["spec"], promote=bool(args["promote"]), log=log
+        ),
+        "counters": lambda: target.counters(
+            args["environment"], args["service"], reset=bool(args.get("reset"))
+        ),
+        "restore": lambda: target.restore(
+            lambda environment, service: dict(args["secrets"].get(f"{environment}/{service}", {})),
+            log=log,
+        ),
+        "services": lambda: [list(key) for key in target.services()],
+        "write_state": target.write_state,
+    }
+    if method not in calls:
+        raise ShiplineError(f"the local daemon has no request '{method}'")
+    return calls[method]()
+
+
+def serve(state_dir: Path) -> int:
+    """Own `state_dir`'s local services and answer requests until told to shut down."""
+    target = LocalTarget(state_dir)  # TargetBusy when another daemon owns the folder
+    path = state_dir / SOCKET
+    path.unlink(missing_ok=True)
+    stopping = threading.Event()
+
+    class Handler(socketserver.StreamRequestHandler):
+        def _send(self, message: dict[str, Any]) -> None:
+            try:
+                self.wfile.write((json.dumps(message) + "\n").encode())
+                self.wfile.flush()
+            except OSError:
+                pass  # the client left (a killed worker): the work goes on regardless
+
+        def handle(self) -> None:
+            request = json.loads(self.rfile.readline() or b"{}")
+            method = str(request.get("method"))
+            if method == "shutdown":
+                stopping.set()
+                target.close()
+                self._send({"result": True})
+                threading.Thread(target=server.shutdown, daemon=True).start()
+                return
+            try:
+                args = decode(request.get("args") or {})
+                result = _dispatch(target, method, args, lambda line: self._send({"log": line}))
+                self._send({"result": encode(result)})
+            except ShiplineError as exc:
+                self._send({"error": error_message(exc)})
+            except Exception as exc:  # a bug must not kill the services: report, keep serving
+                self._send({"error": {"type": "TargetError", "message": f"{exc!r}"}})
+
+    server = socketserver.ThreadingUnixStreamServer(str(path), Handler)
+    server.daemon_threads = True
+    os.chmod(path, 0o600)
+    print(f"local daemon {os.getpid()} serving {state_dir}", flush=True)
+    try:
+        server.serve_forever(poll_interval=2)
+    finally:
+        if not stopping.is_set():
+            target.close()
+        server.server_close()
+        path.unlink(missing_ok=True)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the daemon process."""
+    parser = argparse.ArgumentParser(prog="shipline-local-daemon")
+    parser.add_argument("--state", required=True, type=Path)
+    args = parser.parse_args(argv)
+    try:
+        return serve(args.state)
+    except ShiplineError as exc:
+        print(exc.message, file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
