@@ -23,7 +23,7 @@ CASES = {
     "process-imports-the-engine": ("process.py", "import shipline.engine.runtime", "Layers"),
     "cli-imports-the-store": ("cli/actions.py", "import shipline.store.sql", "The CLI reaches"),
     "engine-imports-a-target": (
-        "engine/runner.py",
+        "engine/workflow.py",
         "import shipline.targets.fake",
         "The engine reaches adapters only through its wiring",
     ),

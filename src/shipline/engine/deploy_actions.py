@@ -106,7 +106,10 @@ def spec_of(params: dict[str, Any], version: str | None = None) -> DeploySpec:
     env = {**variables, **{k: str(v) for k, v in params.get("extraEnv", {}).items()}}
     try:
         live = target_of(params).observe(str(params["environment"]), str(params["service"]))
-        replicas = live.desired
+        # A scaled count is kept, within the tier's bounds (an override lasts until the next
+        # deploy, as an autoscaler would bring it back).
+        low, high = int(params.get("minReplicas", 1)), int(params.get("maxReplicas", 20))
+        replicas = min(max(live.desired, low), high)
     except NotFoundError:
         replicas = int(params.get("replicas", 1))
     strategy = params.get("strategy") or {}

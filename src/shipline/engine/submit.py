@@ -131,6 +131,12 @@ def submit_action(
             raise UserError("--revision is 0 (the previous) or a revision number")
         for name in names:
             known = _revisions(ws, environment, name)
+            if not known:
+                raise UserError(
+                    f"{name} has no revisions in {environment.name}: nothing to roll back",
+                    hint=f"deploy it first: shipline deploy --env {environment.name}"
+                    f" --services {name} --tag TAG",
+                )
             wanted = (len(known) - 1) if revision == 0 else revision
             if wanted not in known:
                 raise UserError(
