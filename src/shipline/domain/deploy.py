@@ -20,7 +20,7 @@ class DeploySpec:
     version: str
     replicas: int = 1
     health_path: str = "/health"
-    env: dict[str, str] = field(default_factory=dict)
+    env: dict[str, str] = field(default_factory=dict, repr=False)  # values may be secret
     command: list[str] | None = None  # None: the target's default workload
     secret_names: frozenset[str] = frozenset()  # keys of `env` whose values are secret
     namespace: str | None = None

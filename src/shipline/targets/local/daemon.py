@@ -18,6 +18,7 @@ import os
 import socketserver
 import sys
 import threading
+import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -100,7 +101,14 @@ def serve(state_dir: Path) -> int:
             except ShiplineError as exc:
                 self._send({"error": error_message(exc)})
             except Exception as exc:  # a bug must not kill the services: report, keep serving
-                self._send({"error": {"type": "TargetError", "message": f"{exc!r}"}})
+                # Only the type and where: a message could quote a variable's (secret) value.
+                where = "".join(traceback.format_tb(exc.__traceback__))
+                print(f"{type(exc).__name__} in {method}:\n{where}", file=sys.stderr, flush=True)
+                self._send(
+                    {"error": {"type": "TargetError",
+                               "message": f"the local daemon failed: {type(exc).__name__}",
+                               "hint": f"see {state_dir / 'local-daemon.log'}"}}
+                )  # fmt: skip
 
     server = socketserver.ThreadingUnixStreamServer(str(path), Handler)
     server.daemon_threads = True
