@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import fcntl
+import os
 import re
 import subprocess
+import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
@@ -62,3 +65,25 @@ def classify_exit(code: int, lines: Sequence[str], what: str) -> ShiplineError:
     if any(_BROKEN.search(line) for line in tail):
         return ToolBroke(message, hint="a network, registry or resource problem; retrying may help")
     return CheckFailed(message)
+
+
+def hold_lock(path: Path, *, wait_seconds: float = 0.0) -> tuple[int | None, str]:
+    """Take an exclusive `flock` on `path` for this process's life (the kernel frees it when the
+    process dies, `kill -9` included) and write our pid in it. Returns (the open descriptor, "")
+    or, when another process holds it after `wait_seconds`, (None, the holder's pid)."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    end = time.monotonic() + wait_seconds
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except BlockingIOError:
+            if time.monotonic() < end:
+                time.sleep(0.05)
+                continue
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            return None, holder
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, str(os.getpid()).encode(), 0)
+    return fd, ""

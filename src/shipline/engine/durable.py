@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import fcntl
 import logging
 import os
 from pathlib import Path
@@ -14,6 +13,7 @@ from shipline.engine import workflow  # noqa: F401 - registers the workflow and 
 from shipline.engine.runtime import APP_VERSION, RUN_QUEUE, Runtime, install
 from shipline.engine.wiring import migration_lock
 from shipline.errors import AlreadyRunning, StoreError
+from shipline.process import hold_lock
 
 WORKER_ENV = "SHIPLINE_WORKER_ID"
 
@@ -37,18 +37,12 @@ def hold_worker_lock(state_dir: Path, name: str) -> None:
     """Hold `worker-NAME.lock` of the state folder for this process's life (the kernel frees it
     when the process dies, even by `kill -9`); a second worker with the same id is refused."""
     state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd = os.open(state_dir / f"worker-{name}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
-        os.close(fd)
+    fd, holder = hold_lock(state_dir / f"worker-{name}.lock")
+    if fd is None:
         raise AlreadyRunning(
             f"worker {name} already runs for {state_dir} (pid {holder})",
             hint="stop it with `shipline worker --stop`, or start this one with another --id",
-        ) from None
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, str(os.getpid()).encode(), 0)
+        )
     _HELD.append(fd)
 
 

@@ -8,7 +8,6 @@ One worker uses a state folder's local services at a time (an exclusive lock on
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import socket
@@ -24,6 +23,7 @@ from shipline.domain.deploy import DeployPlan, DeploySpec, Revision, ServiceStat
 from shipline.domain.health import HealthBounds, Observation
 from shipline.domain.ports import LogSink, MetricSource, TargetContext
 from shipline.errors import TargetError
+from shipline.process import hold_lock
 from shipline.targets.local.daemon import SOCKET
 from shipline.targets.local.target import TargetBusy
 from shipline.targets.local.wire import decode, encode, raise_error
@@ -46,19 +46,13 @@ class LocalClient:
 
     @staticmethod
     def _exclusive(path: Path) -> int:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
-            os.close(fd)
+        fd, holder = hold_lock(path)
+        if fd is None:
             raise TargetBusy(
                 f"the local services of {path.parent} are used by another worker (pid {holder})",
                 hint="local environments are served by one worker per state folder: stop the"
                 " other worker, or give this one its own SHIPLINE_HOME",
-            ) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, str(os.getpid()).encode(), 0)
+            )
         return fd
 
     def _ensure_daemon(self) -> int:

@@ -27,6 +27,7 @@ from shipline.domain.deploy import DeployPlan, DeploySpec, Revision, ServiceStat
 from shipline.domain.health import HealthBounds, Observation
 from shipline.domain.ports import LogSink, MetricSource, TargetContext
 from shipline.errors import AlreadyRunning, CheckFailed, NotFoundError, ShiplineError
+from shipline.process import hold_lock
 from shipline.targets.local.gateway import Gateway
 from shipline.targets.local.metrics import GatewayMetrics
 from shipline.targets.local.supervisor import Replica, Supervisor, free_port
@@ -82,26 +83,14 @@ def owned(state_dir: Path) -> bool:
 def _own(state_dir: Path) -> int:
     """Take the state folder's ownership lock for this process's life (released when it dies)."""
     state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    path = state_dir / "local.lock"
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    end = time.monotonic() + 2  # `owned()` (shipline status) may hold it for a moment
-    while True:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            break
-        except BlockingIOError:
-            if time.monotonic() < end:
-                time.sleep(0.05)
-                continue
-        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
-        os.close(fd)
+    # `owned()` (shipline status) may hold the lock for a moment: wait that long.
+    fd, holder = hold_lock(state_dir / "local.lock", wait_seconds=2)
+    if fd is None:
         raise TargetBusy(
             f"the local target of {state_dir} is run by another process (pid {holder})",
             hint="local environments are served by one worker per state folder: stop the other"
             " worker, or give this one its own SHIPLINE_HOME",
-        ) from None
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, str(os.getpid()).encode(), 0)
+        )
     return fd
 
 
