@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import re
 import subprocess
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 from shipline.errors import CheckFailed, ShiplineError, TechnicalError
@@ -65,6 +66,19 @@ def classify_exit(code: int, lines: Sequence[str], what: str) -> ShiplineError:
     if any(_BROKEN.search(line) for line in tail):
         return ToolBroke(message, hint="a network, registry or resource problem; retrying may help")
     return CheckFailed(message)
+
+
+@contextlib.contextmanager
+def exclusive(path: Path) -> Iterator[None]:
+    """Hold an exclusive `flock` on `path` for the block (waiting for other holders): what a
+    read-modify-write of a shared file takes so that concurrent writers lose nothing."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
 
 
 def hold_lock(path: Path, *, wait_seconds: float = 0.0) -> tuple[int | None, str]:

@@ -268,11 +268,11 @@ StoreOpt = Annotated[
 def secrets_set(ctx: typer.Context, name: str, store: StoreOpt = None) -> None:
     """Store a secret; the value is read from stdin, never from the command line."""
     from shipline.engine.identity import current_user
-    from shipline.engine.secret_chores import set_secret
+    from shipline.engine.secret_chores import checked_store, set_secret
 
     state = state_of(ctx)
     ws = state.workspace()
-    ws.store(store)  # an unknown store is refused before the value is asked for
+    checked_store(ws, name, store)  # a bad name or store is refused before the value is read
     value = _read_secret_value(name)
     chosen = set_secret(ws, name, value, store=store, actor=current_user(None, os.environ))
     state.output.error(f"secret '{name}' set in store '{chosen}'")

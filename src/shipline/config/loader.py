@@ -136,12 +136,19 @@ def _hint_for(kind: str, ctx: dict[str, Any], loc: PathKey) -> str | None:
         return "start the path with '/'"
     if kind == "value_error" and "windows" in loc:
         return "write windows like 'Mon-Thu 09:00-16:00' or 'Sat,Sun 10:00-14:00'"
+    if kind == "value_error" and "steps" in loc:
+        return "write increasing weights that end at 100, e.g. [10, 50, 100]"
     if kind == "value_error" and "strategy" in loc:
         return "let at least one of maxSurge and maxUnavailable be 1 or more"
+    if kind == "value_error" and "resources" in loc:
+        return "make minReplicas at most maxReplicas"
     hints = {
         "string_type": "quote the value to make it text",
         "int_type": "write a whole number",
         "int_parsing": "write a whole number",
+        "float_type": "write a number (not true/false, not quoted)",
+        "finite_number": "write a plain number",
+        "bool_type": "write true or false",
         "list_type": "write a list ('- item' lines or [a, b])",
         "dict_type": "write a mapping of 'key: value' lines",
         "model_type": "write a mapping of 'key: value' lines",

@@ -16,6 +16,15 @@ from shipline.domain.models import (
     Config,
     PipelineKind,
 )
+from shipline.domain.scopes import Scope, layers
+from shipline.domain.variables import (
+    Definition,
+    Layer,
+    ResolvedVariable,
+    VariableCycleError,
+    expand,
+    merge_layers,
+)
 from shipline.errors import ConfigError
 
 BUILTIN_STORE_TYPES = {"file", "env", "azure-keyvault", "vault", "memory"}
@@ -74,6 +83,8 @@ def check_references(config: Config, source: Source) -> list[ConfigError]:
     _check_environments(c)
     _check_ladder(c)
     _check_variables(c)
+    if not c.errors:  # layers need every group name to resolve
+        _check_variable_cycles(c)
     for name, group in config.approver_groups.items():
         if not group.members:
             c.error(
@@ -91,6 +102,49 @@ def check_references(config: Config, source: Source) -> list[ConfigError]:
             envs = _env_names(config)
             c.known(("triggers", i, "deployTo"), "environment", trigger.deploy_to, envs)
     return c.errors
+
+
+def _variable_path(config: Config, variable: ResolvedVariable) -> PathKey:
+    """Where the winning definition of `variable` is written."""
+    kind, _, name = variable.source.partition(" ")
+    if kind == "environment":
+        index = next(i for i, e in enumerate(config.environments) if e.name == name)
+        return ("environments", index, "variables", variable.name)
+    if kind == "service":
+        index = next(i for i, s in enumerate(config.services) if s.name == name)
+        return ("services", index, "variables", variable.name)
+    return ("variableGroups", variable.source, "variables", variable.name)
+
+
+def _check_variable_cycles(c: _Checker) -> None:
+    """`$(a)` → `$(b)` → `$(a)` in a group or in any (environment, service) scope, reported
+    once per loop."""
+    config = c.config
+    seen: set[frozenset[str]] = set()
+    scopes = [
+        merge_layers(
+            layers(config, Scope(env, service, PipelineKind.DEPLOY), {}, enforce_pipelines=False)
+        )
+        for env in config.environments
+        for service in [None, *config.services]
+    ]
+    groups = [
+        merge_layers([Layer(name, {k: Definition(value=v.value) for k, v in g.variables.items()})])
+        for name, g in config.variable_groups.items()
+    ]
+    for merged in [*groups, *scopes]:
+        try:
+            expand(merged)
+        except VariableCycleError as exc:
+            loop = frozenset(n.casefold() for n in exc.cycle)
+            if loop not in seen:
+                seen.add(loop)
+                first = merged[exc.cycle[0].casefold()]
+                c.error(
+                    _variable_path(config, first),
+                    str(exc),
+                    "break the loop: one of them must not refer back",
+                )
 
 
 def _env_names(config: Config) -> set[str]:

@@ -27,6 +27,9 @@ class DeploySpec:
     image: str | None = None  # repository (without tag), where the target runs images
     max_surge: int = 1  # rolling update: replicas above `replicas` while it runs
     max_unavailable: int = 0  # rolling update: replicas below `replicas` while it runs
+    # The run's `--set NAME=VALUE` parameters as submitted: secrets in them were turned into
+    # `$(variable)` references at submission, so these are safe to keep and resolve again.
+    parameters: dict[str, str] = field(default_factory=dict)
 
     def stored(self) -> dict[str, Any]:
         """What a successor needs to re-create the service: secret values left out."""
@@ -43,6 +46,7 @@ class DeploySpec:
             "image": self.image,
             "maxSurge": self.max_surge,
             "maxUnavailable": self.max_unavailable,
+            "parameters": dict(self.parameters),
         }
 
     @classmethod
@@ -66,6 +70,7 @@ class DeploySpec:
             image=data.get("image"),
             max_surge=int(data.get("maxSurge", 1)),
             max_unavailable=int(data.get("maxUnavailable", 0)),
+            parameters={str(k): str(v) for k, v in (data.get("parameters") or {}).items()},
         )
 
     def missing_secrets(self) -> list[str]:

@@ -7,8 +7,9 @@ by `shipline.config.validate`, which knows where each value came from in the fil
 
 from __future__ import annotations
 
+import itertools
 from enum import StrEnum
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -19,6 +20,7 @@ from pydantic import (
     PlainSerializer,
     Tag,
     WithJsonSchema,
+    field_validator,
     model_validator,
 )
 from pydantic.alias_generators import to_camel
@@ -33,7 +35,11 @@ class Model(BaseModel):
     """Base of every config model: camelCase keys in YAML, unknown keys refused, immutable."""
 
     model_config = ConfigDict(
-        alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        frozen=True,
+        allow_inf_nan=False,
     )
 
 
@@ -75,7 +81,7 @@ class Stack(Model):
 
     display_name: str | None = None
     build: BuildRecipe | None = None
-    port: int = Field(ge=1, le=65535)
+    port: int = Field(strict=True, ge=1, le=65535)
     health_path: str = Field(pattern=r"^/")
     dockerfile: str | None = None
     paths: list[str] = []
@@ -87,7 +93,7 @@ class Service(Model):
 
     name: Name
     stack: str
-    port: int | None = Field(default=None, ge=1, le=65535)
+    port: int | None = Field(strict=True, default=None, ge=1, le=65535)
     health_path: str | None = Field(default=None, pattern=r"^/")
     paths: list[str] = []
     shared_paths: list[str] = []
@@ -103,10 +109,18 @@ class Resources(Model):
 
     cpu_request: str = "100m"
     memory_request: str = "256Mi"
-    min_replicas: int = Field(default=1, ge=0)
-    max_replicas: int = Field(default=3, ge=1)
-    cpu_target_utilization: int = Field(default=80, ge=1, le=100)
+    min_replicas: int = Field(strict=True, default=1, ge=0, le=1000)
+    max_replicas: int = Field(strict=True, default=3, ge=1, le=1000)
+    cpu_target_utilization: int = Field(strict=True, default=80, ge=1, le=100)
     pod_disruption_budget: bool = False
+
+    @model_validator(mode="after")
+    def _bounds(self) -> Resources:
+        if self.min_replicas > self.max_replicas:
+            raise ValueError(
+                f"minReplicas ({self.min_replicas}) is above maxReplicas ({self.max_replicas})"
+            )
+        return self
 
 
 class Tier(Model):
@@ -146,8 +160,8 @@ class ApprovalPolicy(Model):
 
     groups: list[str] = Field(min_length=1)
     mode: ApprovalMode = ApprovalMode.ANY
-    minimum: int | None = Field(default=None, ge=1)
-    timeout_minutes: int = Field(default=1440, ge=1)
+    minimum: int | None = Field(strict=True, default=None, ge=1, le=1000)
+    timeout_minutes: int = Field(strict=True, default=1440, ge=1, le=525_600)  # a year
     instructions: str | None = None
     allow_requester: bool = False
 
@@ -197,8 +211,8 @@ class RollingStrategy(Model):
     """Replace replicas a few at a time, never below the minimum available."""
 
     type: Literal["rolling"] = "rolling"
-    max_surge: int = Field(default=1, ge=0)
-    max_unavailable: int = Field(default=0, ge=0)
+    max_surge: int = Field(strict=True, default=1, ge=0, le=1000)
+    max_unavailable: int = Field(strict=True, default=0, ge=0, le=1000)
 
     @model_validator(mode="after")
     def _progresses(self) -> RollingStrategy:
@@ -210,13 +224,19 @@ class RollingStrategy(Model):
 class AnalysisThresholds(Model):
     """When a canary interval counts as failed, and what too little traffic means."""
 
-    max_error_rate: float = Field(default=0.05, ge=0, le=1)
-    max_p95_latency_ms: float | None = Field(default=None, gt=0)
-    failure_limit: int = Field(default=2, ge=1)
-    interval_seconds: float = Field(default=60, gt=0)
-    min_requests: int = Field(default=10, ge=1)  # fewer canary requests: inconclusive
-    latency_tolerance: float = Field(default=1.5, ge=1)  # canary p95 up to this x stable's: shared
-    inconclusive_limit: int = Field(default=3, ge=0)  # extra intervals a step may bake when unsure
+    max_error_rate: float = Field(strict=True, default=0.05, ge=0, le=1)
+    max_p95_latency_ms: float | None = Field(strict=True, default=None, gt=0, le=3_600_000)
+    failure_limit: int = Field(strict=True, default=2, ge=1, le=1000)
+    interval_seconds: float = Field(strict=True, default=60, gt=0, le=3600)
+    min_requests: int = Field(
+        strict=True, default=10, ge=1, le=10**9
+    )  # fewer canary requests: inconclusive
+    latency_tolerance: float = Field(
+        strict=True, default=1.5, ge=1, le=1000
+    )  # canary p95 up to this x stable's: shared
+    inconclusive_limit: int = Field(
+        strict=True, default=3, ge=0, le=1000
+    )  # extra intervals a step may bake when unsure
     on_inconclusive: Literal["rollback", "pause", "promote"] = "rollback"
 
 
@@ -225,19 +245,21 @@ class CanaryMetrics(Model):
 
     source: Literal["gateway", "prometheus"] = "gateway"
     url: str | None = None  # Prometheus's base URL, for source: prometheus
-    probe_rps: float = Field(default=50, ge=0)  # the analysis's own requests per second (0: none)
+    probe_rps: float = Field(
+        strict=True, default=50, ge=0, le=10_000
+    )  # the analysis's own requests per second (0: none)
 
 
 class PauseSpec(Model):
     """Wait `duration` seconds, or (no duration) until a person promotes or aborts."""
 
-    duration: float | None = Field(default=None, ge=0)
+    duration: float | None = Field(strict=True, default=None, ge=0, le=2_592_000)
 
 
 class SetWeightStep(Model):
     """Send `setWeight` % of the traffic to the canary."""
 
-    set_weight: int = Field(ge=0, le=100)
+    set_weight: int = Field(strict=True, ge=0, le=100)
 
 
 class PauseStep(Model):
@@ -249,7 +271,7 @@ class PauseStep(Model):
 class AnalysisRun(Model):
     """Analyse `intervals` intervals at the current weight (the bake, judged)."""
 
-    intervals: int = Field(default=1, ge=1)
+    intervals: int = Field(strict=True, default=1, ge=1, le=10_000)
 
 
 class AnalysisStep(Model):
@@ -276,7 +298,7 @@ def _canary_step_kind(raw: object) -> str | None:
 
 
 CanaryStepSpec = Annotated[
-    Annotated[Annotated[int, Field(ge=1, le=100)], Tag("weight")]
+    Annotated[Annotated[int, Field(strict=True, ge=1, le=100)], Tag("weight")]
     | Annotated[SetWeightStep, Tag("setWeight")]
     | Annotated[PauseStep, Tag("pause")]
     | Annotated[AnalysisStep, Tag("analysis")],
@@ -299,9 +321,35 @@ class CanaryStrategy(Model):
 
     type: Literal["canary"] = "canary"
     steps: list[CanaryStepSpec] = [10, 50, 100]
-    bake_seconds: float = Field(default=300, ge=0)
+    bake_seconds: float = Field(strict=True, default=300, ge=0, le=604_800)
     analysis: AnalysisThresholds = AnalysisThresholds()
     metrics: CanaryMetrics = CanaryMetrics()
+
+    @field_validator("steps", mode="after")
+    @classmethod
+    def _steps_lead_to_promotion(cls, steps: list[Any]) -> list[Any]:
+        weights = [
+            s if isinstance(s, int) else s.set_weight
+            for s in steps
+            if isinstance(s, int | SetWeightStep)
+        ]
+        if not weights:
+            raise ValueError("a canary needs steps with weights, ending at 100")
+        for before, after in itertools.pairwise(weights):
+            if after <= before:
+                raise ValueError(f"canary weights must increase (got {before} then {after})")
+        if weights[-1] != 100:
+            raise ValueError(f"the last canary weight is {weights[-1]}; end the steps at 100")
+        if not any(0 < w < 100 for w in weights):
+            raise ValueError("a canary needs a weight between 1 and 99 before 100")
+        last = steps[-1]
+        if (last if isinstance(last, int) else getattr(last, "set_weight", None)) != 100:
+            raise ValueError("nothing runs after weight 100 (promotion); end the steps with it")
+        plain = any(isinstance(s, int) for s in steps)
+        gated = any(isinstance(s, AnalysisStep | PauseStep) for s in steps)
+        if not plain and not gated:
+            raise ValueError("no {analysis: ...} or {pause: ...} step checks the canary")
+        return steps
 
 
 Strategy = Annotated[RollingStrategy | CanaryStrategy, Field(discriminator="type")]
@@ -395,7 +443,7 @@ class CiSettings(Model):
     """CI settings: what rebuilds everything, how many builds at once, where images go."""
 
     build_all_paths: list[str] = []
-    concurrency: int = Field(default=4, ge=1, le=64)
+    concurrency: int = Field(strict=True, default=4, ge=1, le=64)
     builder: Literal["buildah", "podman", "docker", "memory"] = "buildah"
     registry: str | None = None
     insecure_registry: bool = False

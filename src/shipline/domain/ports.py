@@ -33,6 +33,10 @@ class SecretStore(Protocol):
         """The stored names, sorted."""
         ...
 
+    def name_problem(self, name: str) -> str | None:
+        """Why the store cannot hold a secret called `name` (None: it can)."""
+        ...
+
 
 @runtime_checkable
 class Notifier(Protocol):
@@ -170,13 +174,17 @@ class MetricSource(Protocol):
         ...
 
 
+SecretValues = Callable[[str, str, Mapping[str, str]], dict[str, str]]
+
+
 @runtime_checkable
 class Restorable(Protocol):
     """A target whose services live in the worker's process and come back when it starts."""
 
-    def restore(self, secrets: Callable[[str, str], dict[str, str]], *, log: LogSink) -> list[str]:
-        """Re-create what ran before; `secrets(environment, service)` gives the secret values
-        (never written down). Returns what could not be restored, one line each."""
+    def restore(self, secrets: SecretValues, *, log: LogSink) -> list[str]:
+        """Re-create what ran before; `secrets(environment, service, parameters)` gives the
+        secret values (never written down) of a service deployed with those run parameters.
+        Returns what could not be restored, one line each."""
         ...
 
     def write_state(self) -> None:

@@ -7,6 +7,7 @@ The canary is not here: the engine drives it step by step (`engine/canary.py`).
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -77,8 +78,10 @@ def restore_targets(ws: Any, log: Any) -> list[str]:
         target = rt.target(kind, ws.state_dir)
         if isinstance(target, Restorable):
 
-            def secrets(environment: str, service: str) -> dict[str, str]:
-                env, names = service_environment(ws, environment, service)
+            def secrets(
+                environment: str, service: str, parameters: Mapping[str, str]
+            ) -> dict[str, str]:
+                env, names = service_environment(ws, environment, service, dict(parameters))
                 return {k: v for k, v in env.items() if k in names}
 
             problems += target.restore(secrets, log=log)
@@ -127,6 +130,7 @@ def spec_of(params: dict[str, Any], version: str | None = None) -> DeploySpec:
         image=params.get("image"),
         max_surge=int(strategy.get("maxSurge", 1)) if rolling else 1,
         max_unavailable=int(strategy.get("maxUnavailable", 0)) if rolling else 0,
+        parameters={str(k): str(v) for k, v in params.get("runParameters", {}).items()},
     )
 
 

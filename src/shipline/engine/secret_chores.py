@@ -5,9 +5,12 @@ from __future__ import annotations
 import secrets as random_source
 
 from shipline.domain.models import PipelineKind
+from shipline.domain.ports import SecretStore
+from shipline.domain.scopes import Scope, layers
 from shipline.domain.variables import merge_layers
-from shipline.engine.variables import Scope, find_scope, layers
+from shipline.engine.variables import find_scope
 from shipline.engine.workspace import Workspace
+from shipline.errors import UserError
 
 
 def required_secrets(ws: Workspace, env: str) -> list[tuple[str, str, bool]]:
@@ -41,9 +44,21 @@ def _store_name(ws: Workspace, store: str | None) -> str:
     return store or ws.config.default_secret_store or ""
 
 
+def checked_store(ws: Workspace, name: str, store: str | None) -> SecretStore:
+    """The store `store`, once it accepts `name` as a secret's name (UserError otherwise)."""
+    chosen = ws.store(store)
+    problem = chosen.name_problem(name)
+    if problem:
+        raise UserError(
+            f"invalid secret name {name!r}: {problem}",
+            hint="names look like DEV-jwtSecret: a group's secretPrefix, '-', the variable",
+        )
+    return chosen
+
+
 def set_secret(ws: Workspace, name: str, value: str, *, store: str | None, actor: str) -> str:
     """Store a secret (its name checked by the store) and audit it; returns the store's name."""
-    ws.store(store).set(name, value)
+    checked_store(ws, name, store).set(name, value)
     chosen = _store_name(ws, store)
     ws.audit.append(actor, "secret.set", name=name, store=chosen)
     return chosen
@@ -54,7 +69,7 @@ def remove_secret(ws: Workspace, name: str, *, store: str | None, actor: str) ->
     from shipline.errors import NotFoundError
 
     chosen = _store_name(ws, store)
-    if not ws.store(store).delete(name):
+    if not checked_store(ws, name, store).delete(name):
         raise NotFoundError(f"no secret '{name}' in store '{chosen}'")
     ws.audit.append(actor, "secret.rm", name=name, store=chosen)
     return chosen

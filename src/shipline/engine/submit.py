@@ -22,7 +22,7 @@ from shipline.engine.pipelines import (
 )
 from shipline.engine.wiring import RunRecord, require_target
 from shipline.engine.workspace import Workspace
-from shipline.errors import UserError
+from shipline.errors import ShiplineError, UserError
 
 VARIABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,127}$")
 # What the target controls in a workload's environment; a run parameter may not replace it.
@@ -61,6 +61,34 @@ def parse_parameters(items: list[str]) -> dict[str, str]:
     return found
 
 
+def as_references(
+    ws: Workspace, environment: str, services: list[str], parameters: dict[str, str]
+) -> dict[str, str]:
+    """`parameters` with every secret value in them replaced by its `$(variable)` reference:
+    what a run keeps is then safe to store, and resolves to the same value at deploy time."""
+    if not parameters:
+        return parameters
+    from shipline.engine.variables import find_scope, resolve
+
+    known: dict[str, str] = {}  # secret value -> variable name
+    for service in services:
+        scope = find_scope(ws.config, environment, service, "deploy")
+        try:
+            resolved = resolve(ws.config, scope, ws.store)
+        except ShiplineError:
+            continue  # a secret that is missing fails the deploy itself, with its own message
+        for variable in resolved:
+            if variable.secret and variable.value:
+                known.setdefault(str(variable.value), variable.name)
+    out: dict[str, str] = {}
+    for name, value in parameters.items():
+        kept = value
+        for secret in sorted(known, key=len, reverse=True):
+            kept = kept.replace(secret, f"$({known[secret]})")
+        out[name] = kept
+    return out
+
+
 def _revisions(ws: Workspace, env: Environment, service: str) -> list[int]:
     """The revisions the target recorded for `service` (read from what the worker wrote)."""
     from shipline.engine.history import read_history
@@ -90,7 +118,7 @@ def submit_deploy(
     require_target(ws.config, environment.name)
     names = pick_services(ws.config, services)
     check_tag(tag)
-    run_parameters = parse_parameters(parameters or [])
+    run_parameters = as_references(ws, environment.name, names, parse_parameters(parameters or []))
     spec = deploy_pipeline(
         ws.config, environment, names, tag, str(ws.state_dir), run_parameters, force=force
     )

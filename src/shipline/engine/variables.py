@@ -7,35 +7,20 @@ Order, later wins: global groups → tier groups → environment groups and vari
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 
 from shipline.domain.models import (
     Config,
-    Environment,
     PipelineKind,
-    Service,
-    VariableGroup,
-    Variables,
 )
 from shipline.domain.ports import SecretStore
+from shipline.domain.scopes import Scope, layers
 from shipline.domain.variables import (
-    Definition,
-    Layer,
     ResolvedVariable,
     VariableCycleError,
     expand,
     merge_layers,
 )
-from shipline.errors import ConfigError, NotFoundError, PermissionDenied, SecretMissing
-
-
-@dataclass(frozen=True)
-class Scope:
-    """What a resolution is for."""
-
-    environment: Environment
-    service: Service | None
-    pipeline: PipelineKind
+from shipline.errors import ConfigError, NotFoundError, SecretMissing
 
 
 def find_scope(config: Config, env: str, service: str | None, pipeline: str) -> Scope:
@@ -59,54 +44,6 @@ def find_scope(config: Config, env: str, service: str | None, pipeline: str) -> 
         known = ", ".join(k.value for k in PipelineKind)
         raise NotFoundError(f"unknown pipeline '{pipeline}'", hint=f"known: {known}") from None
     return Scope(environment, svc, kind)
-
-
-def _group_layer(config: Config, name: str, scope: Scope) -> Layer:
-    group: VariableGroup = config.variable_groups[name]
-    if group.pipelines is not None and scope.pipeline.value not in group.pipelines:
-        allowed = ", ".join(group.pipelines) or "none"
-        raise PermissionDenied(
-            f"pipeline '{scope.pipeline.value}' may not use variable group '{name}'",
-            hint=f"the group allows: {allowed}; add the pipeline to its 'pipelines' to grant it",
-        )
-    store = group.secret_store or config.default_secret_store
-    defs = {
-        var: Definition(
-            value=spec.value,
-            secret=spec.secret,
-            store=store if spec.secret else None,
-            ref=group.secret_ref(var, spec) if spec.secret else None,
-            optional=spec.optional,
-        )
-        for var, spec in group.variables.items()
-    }
-    return Layer(name, defs)
-
-
-def _inline_layer(source: str, variables: Variables) -> Layer:
-    return Layer(source, {k: Definition(value=v.value) for k, v in variables.items()})
-
-
-def layers(config: Config, scope: Scope, params: Mapping[str, str]) -> list[Layer]:
-    """The variable layers of `scope`, in resolution order."""
-    env = scope.environment
-    names = list(config.global_variable_groups)
-    names += config.tiers[env.tier].variable_groups
-    out = [_group_layer(config, n, scope) for n in names]
-    out += [_group_layer(config, n, scope) for n in env.variable_groups]
-    if env.variables:
-        out.append(_inline_layer(f"environment {env.name}", env.variables))
-    if scope.service is not None:
-        service = scope.service
-        out += [
-            _group_layer(config, n, scope) for n in config.stacks[service.stack].variable_groups
-        ]
-        out += [_group_layer(config, n, scope) for n in service.variable_groups]
-        if service.variables:
-            out.append(_inline_layer(f"service {service.name}", service.variables))
-    if params:
-        out.append(Layer("run parameters", {k: Definition(value=v) for k, v in params.items()}))
-    return out
 
 
 def resolve(

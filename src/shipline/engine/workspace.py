@@ -111,3 +111,6 @@ class _MaskingStore:
 
     def names(self) -> list[str]:
         return self._inner.names()
+
+    def name_problem(self, name: str) -> str | None:
+        return self._inner.name_problem(name)

@@ -20,6 +20,7 @@ from azure.core.exceptions import (
 )
 from azure.keyvault.secrets import SecretClient
 
+from shipline.domain.secret_names import DASHED, DASHED_RULE, name_problem
 from shipline.errors import ConfigError, StoreError
 
 
@@ -111,3 +112,7 @@ class AzureKeyVaultSecretStore:
             return sorted(str(p.name) for p in self._client.list_properties_of_secrets())
         except AzureError as exc:
             raise self._fail("list", "*", exc) from exc
+
+    def name_problem(self, name: str) -> str | None:
+        """Key Vault names: letters, digits and '-' only."""
+        return name_problem(name, DASHED, DASHED_RULE)

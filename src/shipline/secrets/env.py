@@ -9,6 +9,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from shipline.domain.secret_names import name_problem
 from shipline.errors import UserError
 
 DEFAULT_PREFIX = "SHIPLINE_SECRET_"
@@ -53,3 +54,7 @@ class EnvSecretStore:
     def names(self) -> list[str]:
         """Names derived from the variables with the prefix (dashes shown as '_')."""
         return sorted(k[len(self.prefix) :] for k in self._environ if k.startswith(self.prefix))
+
+    def name_problem(self, name: str) -> str | None:
+        """Why `name` cannot be a secret's name here (None: it can)."""
+        return name_problem(name)

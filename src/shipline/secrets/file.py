@@ -6,6 +6,7 @@ mode 0600 on first use. Writes are atomic; the store file is 0600 too.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
@@ -15,7 +16,9 @@ from typing import Any
 
 from cryptography.fernet import Fernet, InvalidToken
 
+from shipline.domain.secret_names import name_problem
 from shipline.errors import StoreError
+from shipline.process import exclusive
 
 KEY_ENV = "SHIPLINE_SECRET_KEY"
 
@@ -39,11 +42,12 @@ def load_or_create_key(key_file: Path, environ: Mapping[str, str]) -> bytes:
     """The Fernet key: from the environment, else the key file (created 0600 when absent)."""
     if environ.get(KEY_ENV):
         return environ[KEY_ENV].encode()
-    if key_file.exists():
-        return key_file.read_bytes().strip()
-    key = Fernet.generate_key()
-    _write_private(key_file, key + b"\n")
-    return key
+    with exclusive(key_file.with_name(key_file.name + ".lock")):  # two first uses make one key
+        if key_file.exists():
+            return key_file.read_bytes().strip()
+        key = Fernet.generate_key()
+        _write_private(key_file, key + b"\n")
+        return key
 
 
 class FileSecretStore:
@@ -94,21 +98,31 @@ class FileSecretStore:
         """The value stored under `name`, or None."""
         return self._read().get(name)
 
+    def _locked(self) -> contextlib.AbstractContextManager[None]:
+        """Read-modify-write in turn with every other process writing this store."""
+        return exclusive(self.path.with_name(self.path.name + ".lock"))
+
     def set(self, name: str, value: str) -> None:
         """Store `value` under `name`."""
-        values = self._read()
-        values[name] = value
-        self._write(values)
+        with self._locked():
+            values = self._read()
+            values[name] = value
+            self._write(values)
 
     def delete(self, name: str) -> bool:
         """Remove `name`; False when it was not there."""
-        values = self._read()
-        if name not in values:
-            return False
-        del values[name]
-        self._write(values)
-        return True
+        with self._locked():
+            values = self._read()
+            if name not in values:
+                return False
+            del values[name]
+            self._write(values)
+            return True
 
     def names(self) -> list[str]:
         """The stored names, sorted."""
         return sorted(self._read())
+
+    def name_problem(self, name: str) -> str | None:
+        """Why `name` cannot be a secret's name here (None: it can)."""
+        return name_problem(name)

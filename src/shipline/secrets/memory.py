@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from shipline.domain.secret_names import name_problem
+
 
 class MemorySecretStore:
     """Secrets in a dict; nothing is written anywhere."""
@@ -24,3 +26,7 @@ class MemorySecretStore:
     def names(self) -> list[str]:
         """The stored names, sorted."""
         return sorted(self._values)
+
+    def name_problem(self, name: str) -> str | None:
+        """Why `name` cannot be a secret's name here (None: it can)."""
+        return name_problem(name)

@@ -14,6 +14,7 @@ import hvac
 import requests
 from hvac import exceptions as hvac_errors
 
+from shipline.domain.secret_names import name_problem
 from shipline.errors import ConfigError, StoreError
 
 
@@ -105,3 +106,7 @@ class VaultSecretStore:
         except (hvac_errors.VaultError, requests.RequestException) as exc:
             raise self._fail("list", "*", exc) from exc
         return sorted(str(k) for k in response["data"]["keys"] if not str(k).endswith("/"))
+
+    def name_problem(self, name: str) -> str | None:
+        """Why `name` cannot be a secret's name here (None: it can)."""
+        return name_problem(name)

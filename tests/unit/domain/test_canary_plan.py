@@ -29,11 +29,32 @@ def test_weights_become_set_weight_and_analysis_of_the_bake() -> None:
 
 def test_argo_style_steps_are_taken_as_written() -> None:
     steps = [{"setWeight": 20}, {"pause": {"duration": 30}}, {"pause": {}},
-             {"analysis": {"intervals": 2}}, {"setWeight": 100}, {"setWeight": 5}]  # fmt: skip
+             {"analysis": {"intervals": 2}}, {"setWeight": 100}]  # fmt: skip
     assert _plan(steps=steps) == [
         (StepKind.WEIGHT, 20, None, 0), (StepKind.PAUSE, 0, 30.0, 0),
         (StepKind.PAUSE, 0, None, 0), (StepKind.ANALYSIS, 0, None, 2),
     ]  # a weight of 100 ends the plan: promotion  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("steps", "problem"),
+    [
+        ([], "needs steps with weights"),
+        ([{"pause": {}}], "needs steps with weights"),
+        ([50, 20, 100], "must increase"),
+        ([10, 50], "end the steps at 100"),
+        ([100], "between 1 and 99"),
+        ([{"setWeight": 20}, {"setWeight": 100}], "checks the canary"),
+        ([{"setWeight": 20}, {"analysis": {}}, {"setWeight": 100}, {"pause": {}}], "after weight"),
+    ],
+    ids=["empty", "no-weights", "not-increasing", "not-ending-at-100", "no-canary-weight",
+         "nothing-gates-it", "steps-after-100"],
+)  # fmt: skip
+def test_canary_steps_that_cannot_guard_a_promotion_are_refused(
+    steps: list[object], problem: str
+) -> None:
+    with pytest.raises(ValueError, match=problem):
+        CanaryStrategy.model_validate({"steps": steps})
 
 
 V = IntervalVerdict

@@ -52,10 +52,14 @@ def test_the_rolling_strategy_and_the_canary_reach_the_deploy_step() -> None:
         2,
         1,
     )
-    canary = _config(strategy={"type": "canary", "steps": [{"setWeight": 5}, {"pause": {}}]})
+    canary = _config(strategy={"type": "canary", "steps": [{"setWeight": 5}, {"pause": {}}, 100]})
     step = deploy_pipeline(canary, canary.environments[0], ["api"], "1", "/x").stages[1].steps[0]
     assert step.kind == "canary"
-    assert step.params["strategy"]["steps"] == [{"setWeight": 5}, {"pause": {"duration": None}}]
+    assert step.params["strategy"]["steps"] == [
+        {"setWeight": 5},
+        {"pause": {"duration": None}},
+        100,
+    ]
 
 
 def test_fail_on_secrets_reaches_the_repository_scan() -> None:

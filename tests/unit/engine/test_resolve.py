@@ -7,9 +7,16 @@ from pathlib import Path
 import pytest
 
 from shipline.config.loader import load_config
+from shipline.config.source import load_source
 from shipline.domain.models import Config
 from shipline.engine.variables import find_scope, resolve
-from shipline.errors import ConfigError, NotFoundError, PermissionDenied, SecretMissing
+from shipline.errors import (
+    ConfigError,
+    ConfigErrors,
+    NotFoundError,
+    PermissionDenied,
+    SecretMissing,
+)
 from shipline.secrets.memory import MemorySecretStore
 
 CONFIG = """
@@ -134,7 +141,12 @@ def test_cycle_is_a_config_error(tmp_path: Path) -> None:
             "fromGlobal: g", "fromGlobal: $(fromTier)"
         )
     )
-    config = load_config(path)
+    with pytest.raises(ConfigErrors) as found:
+        load_config(path)  # `validate` finds it before any run, at its place
+    (error,) = found.value.errors
+    assert "cycle: $(fromGlobal) -> $(fromTier) -> $(fromGlobal)" in error.message
+    assert error.location is not None and error.location.line > 1
+    config = Config.model_validate(load_source(path).data)  # and resolution refuses it too
     with pytest.raises(ConfigError, match="cycle"):
         resolve(
             config,

@@ -14,14 +14,13 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from shipline.domain.canary import Sample
 from shipline.domain.deploy import DeployPlan, DeploySpec, Revision, ServiceState
 from shipline.domain.health import HealthBounds, Observation
-from shipline.domain.ports import LogSink, MetricSource, TargetContext
+from shipline.domain.ports import LogSink, MetricSource, SecretValues, TargetContext
 from shipline.errors import TargetError
 from shipline.process import hold_lock
 from shipline.targets.local.daemon import SOCKET
@@ -169,9 +168,7 @@ class LocalClient:
 
     # --- Restorable ----------------------------------------------------------------------------
 
-    def restore(
-        self, secrets: Callable[[str, str], dict[str, str]], *, log: LogSink = _quiet
-    ) -> list[str]:
+    def restore(self, secrets: SecretValues, *, log: LogSink = _quiet) -> list[str]:
         """Let the daemon re-create what the state file says ran (nothing when it still runs
         it, as after a killed worker); secret values are resolved here and passed in memory."""
         path = self.state_dir / "local-state.json"
@@ -185,8 +182,9 @@ class LocalClient:
             if key in running or not isinstance(entry, dict) or not entry.get("restore"):
                 continue
             environment, service = key.split("/", 1)
+            parameters = (entry["restore"].get("spec") or {}).get("parameters") or {}
             try:
-                values[key] = secrets(environment, service)
+                values[key] = secrets(environment, service, parameters)
             except Exception as exc:  # a store that is down: the daemon names what it skips
                 log(f"{service} in {environment}: secrets not resolved ({type(exc).__name__})")
         problems: list[str] = self._call("restore", log, secrets=values)

@@ -59,7 +59,9 @@ def _dispatch(
             args["environment"], args["service"], reset=bool(args.get("reset"))
         ),
         "restore": lambda: target.restore(
-            lambda environment, service: dict(args["secrets"].get(f"{environment}/{service}", {})),
+            lambda environment, service, _parameters: dict(
+                args["secrets"].get(f"{environment}/{service}", {})
+            ),
             log=log,
         ),
         "services": lambda: [list(key) for key in target.services()],

@@ -25,7 +25,7 @@ from typing import Any
 
 from shipline.domain.deploy import DeployPlan, DeploySpec, Revision, ServiceState, plan_change
 from shipline.domain.health import HealthBounds, Observation
-from shipline.domain.ports import LogSink, MetricSource, TargetContext
+from shipline.domain.ports import LogSink, MetricSource, SecretValues, TargetContext
 from shipline.errors import AlreadyRunning, CheckFailed, NotFoundError, ShiplineError
 from shipline.process import hold_lock
 from shipline.targets.local.gateway import Gateway
@@ -617,14 +617,14 @@ class LocalTarget:
 
     def restore(
         self,
-        secrets: Callable[[str, str], dict[str, str]],
+        secrets: SecretValues,
         *,
         log: Callable[[str], None] = lambda line: None,
     ) -> list[str]:
         """Re-create what the state file says ran here (after a restart or a killed worker): the
         same versions, replicas, gateway ports and revision history; secret values come from
-        `secrets(environment, service)`, as they were never written down. Returns what could not
-        be restored, one line each.
+        `secrets(environment, service, parameters)`, as they were never written down. Returns
+        what could not be restored, one line each.
         """
         path = self.state_dir / "local-state.json"
         try:
@@ -641,7 +641,7 @@ class LocalTarget:
             if key in self._services:
                 continue
             try:
-                values = secrets(*key)
+                values = secrets(*key, dict(spec_data.get("parameters") or {}))
                 spec = DeploySpec.from_stored(spec_data, values)
                 if spec.missing_secrets():
                     raise NotFoundError(

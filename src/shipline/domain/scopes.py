@@ -1,0 +1,82 @@
+"""Which variable layers apply to one (environment, service) for one pipeline, in order.
+
+Later wins: global groups → tier groups → environment groups and variables → stack groups →
+service groups and variables → run parameters. Pure: it reads the configuration only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from shipline.domain.models import (
+    Config,
+    Environment,
+    PipelineKind,
+    Service,
+    VariableGroup,
+    Variables,
+)
+from shipline.domain.variables import Definition, Layer
+from shipline.errors import PermissionDenied
+
+
+@dataclass(frozen=True)
+class Scope:
+    """What a resolution is for."""
+
+    environment: Environment
+    service: Service | None
+    pipeline: PipelineKind
+
+
+def _group_layer(config: Config, name: str, scope: Scope, enforce: bool) -> Layer:
+    group: VariableGroup = config.variable_groups[name]
+    if enforce and group.pipelines is not None and scope.pipeline.value not in group.pipelines:
+        allowed = ", ".join(group.pipelines) or "none"
+        raise PermissionDenied(
+            f"pipeline '{scope.pipeline.value}' may not use variable group '{name}'",
+            hint=f"the group allows: {allowed}; add the pipeline to its 'pipelines' to grant it",
+        )
+    store = group.secret_store or config.default_secret_store
+    defs = {
+        var: Definition(
+            value=spec.value,
+            secret=spec.secret,
+            store=store if spec.secret else None,
+            ref=group.secret_ref(var, spec) if spec.secret else None,
+            optional=spec.optional,
+        )
+        for var, spec in group.variables.items()
+    }
+    return Layer(name, defs)
+
+
+def _inline_layer(source: str, variables: Variables) -> Layer:
+    return Layer(source, {k: Definition(value=v.value) for k, v in variables.items()})
+
+
+def layers(
+    config: Config, scope: Scope, params: Mapping[str, str], *, enforce_pipelines: bool = True
+) -> list[Layer]:
+    """The variable layers of `scope`, in resolution order. A group that does not allow the
+    scope's pipeline is PermissionDenied (unless `enforce_pipelines` is False)."""
+    env = scope.environment
+    names = list(config.global_variable_groups)
+    names += config.tiers[env.tier].variable_groups
+    out = [_group_layer(config, n, scope, enforce_pipelines) for n in names]
+    out += [_group_layer(config, n, scope, enforce_pipelines) for n in env.variable_groups]
+    if env.variables:
+        out.append(_inline_layer(f"environment {env.name}", env.variables))
+    if scope.service is not None:
+        service = scope.service
+        out += [
+            _group_layer(config, n, scope, enforce_pipelines)
+            for n in config.stacks[service.stack].variable_groups
+        ]
+        out += [_group_layer(config, n, scope, enforce_pipelines) for n in service.variable_groups]
+        if service.variables:
+            out.append(_inline_layer(f"service {service.name}", service.variables))
+    if params:
+        out.append(Layer("run parameters", {k: Definition(value=v) for k, v in params.items()}))
+    return out
