@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import pytest
@@ -231,7 +231,9 @@ def test_a_successor_stops_the_orphans_and_restores_what_ran(tmp_path: Path) -> 
             process.wait(timeout=10)
         asked: list[tuple[str, str]] = []
 
-        def secrets(environment: str, service: str) -> dict[str, str]:
+        def secrets(
+            environment: str, service: str, parameters: Mapping[str, str]
+        ) -> dict[str, str]:
             asked.append((environment, service))
             return {"API_TOKEN": secret}
 
@@ -267,7 +269,7 @@ def test_restore_names_what_it_cannot_bring_back(tmp_path: Path) -> None:
     first.close()  # a graceful stop: replicas stop, what ran stays recorded
     second = LocalTarget(tmp_path, health_timeout=8)
     try:
-        problems = second.restore(lambda environment, service: {})
+        problems = second.restore(lambda environment, service, parameters: {})
         assert len(problems) == 1 and "api in qa not restored" in problems[0]
         assert "K could not be resolved" in problems[0] and "value-941" not in problems[0]
         assert second.observe("qa", "web").ready == 1
