@@ -98,7 +98,7 @@ def main() -> None:
         folder = Path(tmp)
         state_url, system_url = _database(args.pg, folder)
         store = SqlStateStore.connect(state_url)
-        runtime = Runtime(store=store, audit=SqlAuditLog(store))
+        runtime = Runtime(store=store, audit=SqlAuditLog(store, b"bench-key" * 8))
         durable.launch(runtime, system_url, executor_id="bench", poll_seconds=0.05)
         client = EngineClient(system_url)
         service = RunService(store, client, runtime.audit)

@@ -23,6 +23,7 @@ from shipline.store.sql import RunRecord, SqlStateStore
 
 PG_ENV = "SHIPLINE_TEST_DATABASE_URL"
 BACKENDS = ["sqlite", "postgresql"]
+TEST_AUDIT_KEY = b"k" * 64  # the audit chain's MAC key in tests
 
 
 def fresh_database(backend: str, folder: Path) -> tuple[str, str]:
@@ -94,7 +95,7 @@ def engine(
     store = SqlStateStore.connect(state_url)
     runtime = Runtime(
         store=store,
-        audit=SqlAuditLog(store),
+        audit=SqlAuditLog(store, TEST_AUDIT_KEY),
         lock_poll_seconds=0.2,
         wait_chunk_seconds=0.2,
     )

@@ -6,7 +6,8 @@
     │   │   └── ConfigErrors       every ConfigError found, reported together
     │   ├── NotFoundError          a named thing (environment, service, secret, run) does not exist
     │   ├── AlreadyRunning         another live process holds this worker id or state folder
-    │   └── PermissionDenied       a rule refuses this actor or pipeline (variable group, approval)
+    │   ├── PermissionDenied       a rule refuses this actor or pipeline (variable group, approval)
+    │   └── VoteNotCounted         a vote that would change nothing; said so, not recorded
     ├── RuleError                  a rule said no (non-technical: the run *failed*)
     │   ├── ApprovalRequired       the stage waits for people
     │   └── CheckFailed            an automatic check said no
@@ -56,6 +57,11 @@ class NotFoundError(UserError):
 
 class PermissionDenied(UserError):
     """A rule refuses this actor or this pipeline."""
+
+
+class VoteNotCounted(UserError):
+    """A vote that changes nothing (the same person again, a group already satisfied, out of
+    turn); it is audited as such and not recorded as a vote."""
 
 
 class AlreadyRunning(UserError):
@@ -162,4 +168,5 @@ __all__ = [
     "TargetError",
     "TechnicalError",
     "UserError",
+    "VoteNotCounted",
 ]

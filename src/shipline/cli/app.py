@@ -325,11 +325,25 @@ def secrets_generate(
 
 
 @audit_app.command("verify")
-def audit_verify(ctx: typer.Context, as_json: JsonFlag = False) -> None:
-    """Check the audit log's hash chain; exit 1 when a record was changed or removed."""
+def audit_verify(
+    ctx: typer.Context,
+    head: Annotated[
+        str | None,
+        typer.Option("--head", help="A head printed earlier by `audit head` (SEQ:MAC)."),
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Check the audit log's MAC chain (and that it still holds an exported head); exit 1 when
+    a record was changed, removed or the log was rewound."""
+    from shipline.domain.audit import parse_head
+
     state = state_of(ctx)
+    try:
+        exported = parse_head(head) if head is not None else None
+    except ValueError as exc:
+        raise UserError(f"--head {head!r}: {exc}") from None
     log = state.workspace().audit
-    problems = log.verify()
+    problems = log.verify(exported)
     count = len(log.records())
     if as_json:
         state.output.json(
@@ -339,9 +353,22 @@ def audit_verify(ctx: typer.Context, as_json: JsonFlag = False) -> None:
         for problem in problems:
             state.output.line(f"{log.where}: record {problem.line}: {problem.message}")
     else:
-        state.output.line(f"{log.where}: {count} records, chain intact")
+        held = f"; holds exported head {exported[0]}" if exported else ""
+        state.output.line(f"{log.where}: {count} records, chain intact{held}")
     if problems:
         raise typer.Exit(1)
+
+
+@audit_app.command("head")
+def audit_head(ctx: typer.Context, as_json: JsonFlag = False) -> None:
+    """Print the newest record's number and MAC (SEQ:MAC): keep it somewhere else and check the
+    log against it later with `audit verify --head SEQ:MAC`."""
+    state = state_of(ctx)
+    seq, mac = state.workspace().audit.head()
+    if as_json:
+        state.output.json({"seq": seq, "mac": mac, "head": f"{seq}:{mac}"})
+    else:
+        state.output.line(f"{seq}:{mac}")
 
 
 @audit_app.command("list")

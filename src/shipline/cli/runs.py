@@ -302,9 +302,11 @@ def runs_cancel(
 def _vote(
     ctx: typer.Context, run: int, stage: str | None, user: str, comment: str | None, approve: bool
 ) -> None:
-    voted = _service(ctx).vote(run, _actor(user), approve=approve, stage=stage, comment=comment)
+    who = _actor(user)
+    effect = _service(ctx).vote(run, who, approve=approve, stage=stage, comment=comment)
     word = "approved" if approve else "rejected"
-    state_of(ctx).output.error(f"run {run} stage '{voted}': {word} by {user}")
+    still = f"; still needed: {', '.join(effect.waiting_on)}" if effect.waiting_on else ""
+    state_of(ctx).output.error(f"run {run} stage '{effect.stage}': {word} by {who}{still}")
 
 
 StageOpt = Annotated[

@@ -9,6 +9,7 @@ from pathlib import PurePosixPath
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from shipline.config.source import PathKey, Source
+from shipline.domain.identity import IdentityError, canonical_identity
 from shipline.domain.models import (
     ApprovalMode,
     ApprovalPolicy,
@@ -93,6 +94,24 @@ def check_references(config: Config, source: Source) -> list[ConfigError]:
                 "add 'members: [user, ...]' or remove the group",
                 key=True,
             )
+        seen_members: dict[str, str] = {}
+        for j, member in enumerate(group.members):
+            try:
+                person = canonical_identity(member)
+            except IdentityError as exc:
+                c.error(
+                    ("approverGroups", name, "members", j),
+                    f"member {member!r}: {exc}",
+                    "user names are letters and digits with . _ - @ + ' (one script)",
+                )
+                continue
+            if person in seen_members:
+                c.error(
+                    ("approverGroups", name, "members", j),
+                    f"member {member!r} is {seen_members[person]!r} again",
+                    "names compare without case and surrounding spaces; list each once",
+                )
+            seen_members[person] = member
     for i, trigger in enumerate(config.triggers):
         if not trigger.branch and not trigger.tag and not trigger.pull_request:
             c.error(

@@ -169,3 +169,45 @@ def evaluate_approvals(
         ignored=tuple(ignored),
         deadline=deadline,
     )
+
+
+@dataclass(frozen=True)
+class VoteEffect:
+    """What one more vote does: whether it counts (and if not, why), and who is still needed."""
+
+    counted: bool
+    reason: str
+    outcome: Outcome
+    waiting_on: tuple[str, ...] = ()
+    stage: str = ""  # set by whoever knows which stage was voted on
+
+
+def vote_effect(
+    policies: Sequence[ApprovalPolicy],
+    members: Mapping[str, Sequence[str]],
+    votes: Sequence[Vote],
+    vote: Vote,
+    requester: str,
+    opened: datetime,
+) -> VoteEffect:
+    """What `vote`, cast after `votes`, does to a stage waiting on `policies` since `opened`.
+
+    It counts when at least one policy counts it; otherwise the reason says why not (already
+    voted, the group already approved, out of turn, not an approver, after the decision)."""
+    decisions = [
+        evaluate_approvals(p, members, [*votes, vote], requester, opened, vote.at) for p in policies
+    ]
+    counted = any(any(v is vote for v in d.counted) for d in decisions)
+    reasons: list[str] = []
+    for decision in decisions:
+        for other, why in (*decision.refused, *decision.ignored):
+            if other is vote and why not in reasons:
+                reasons.append(why)
+    outcomes = {d.outcome for d in decisions}
+    outcome = next(
+        (o for o in (Outcome.REJECTED, Outcome.TIMED_OUT, Outcome.PENDING) if o in outcomes),
+        Outcome.APPROVED,
+    )
+    waiting = tuple(dict.fromkeys(g for d in decisions for g in d.waiting_on))
+    reason = "counted" if counted else "; ".join(reasons) or "it changes nothing"
+    return VoteEffect(counted, reason, outcome, waiting if outcome == Outcome.PENDING else ())

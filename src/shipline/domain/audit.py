@@ -1,13 +1,17 @@
-"""The audit trail's hash chain: each record's hash covers its body and the previous hash.
+"""The audit trail's chain: each record's MAC covers its body and the previous record's MAC.
 
-A changed, inserted or removed record breaks the chain; a head (the newest record's number and
-hash, kept apart from the records) also shows a removed tail. Pure functions; the store keeps the
-records.
+The MAC is HMAC-SHA256 under a key kept outside the state store, so a database writer can neither
+edit a record nor recompute the chain after one. A changed, inserted or removed record breaks the
+chain; the head (the newest record's number and MAC, kept apart from the records) shows a removed
+tail; a head exported earlier (`audit head`) shows a rewound or emptied log. Pure functions; the
+store keeps the records. Without a key (`key=None`) the chain is plain SHA-256, as written before
+keys existed: such a chain is re-sealed under the key once.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -16,14 +20,33 @@ from typing import Any
 GENESIS = "0" * 64
 
 
-def digest(previous: str, body: dict[str, Any]) -> str:
-    """The hash of `body` chained to `previous`."""
-    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256((previous + canonical).encode()).hexdigest()
+def digest(previous: str, body: dict[str, Any], key: bytes | None = None) -> str:
+    """The MAC (the plain hash without a key) of `body` chained to `previous`."""
+    canonical = (previous + json.dumps(body, sort_keys=True, separators=(",", ":"))).encode()
+    if key is None:
+        return hashlib.sha256(canonical).hexdigest()
+    return hmac.new(key, canonical, hashlib.sha256).hexdigest()
+
+
+def rechained(records: Sequence[dict[str, Any]], key: bytes) -> list[dict[str, Any]]:
+    """`records` chained again under `key` (bodies unchanged but for their links)."""
+    out: list[dict[str, Any]] = []
+    previous = GENESIS
+    for record in records:
+        body = {**{k: v for k, v in record.items() if k != "hash"}, "prev": previous}
+        previous = digest(previous, body, key)
+        out.append({**body, "hash": previous})
+    return out
 
 
 def chained(
-    previous: str, seq: int, time: str, actor: str, action: str, details: dict[str, Any]
+    previous: str,
+    seq: int,
+    time: str,
+    actor: str,
+    action: str,
+    details: dict[str, Any],
+    key: bytes | None = None,
 ) -> dict[str, Any]:
     """A new record following the one whose hash is `previous`."""
     body = {
@@ -34,7 +57,7 @@ def chained(
         "details": details,
         "prev": previous,
     }
-    return {**body, "hash": digest(previous, body)}
+    return {**body, "hash": digest(previous, body, key)}
 
 
 @dataclass(frozen=True)
@@ -46,11 +69,14 @@ class AuditProblem:
 
 
 def verify_chain(
-    records: Sequence[dict[str, Any] | None], head: tuple[int, str] | None
+    records: Sequence[dict[str, Any] | None],
+    head: tuple[int, str] | None,
+    key: bytes | None = None,
+    exported: tuple[int, str] | None = None,
 ) -> list[AuditProblem]:
     """Problems in `records` (oldest first; None for one that cannot be read) given the `head`
-    (seq and hash of the newest record written); empty when every record is intact and in place.
-    """
+    (seq and MAC of the newest record written) and a head `exported` earlier for safekeeping;
+    empty when every record is intact and in place."""
     problems: list[AuditProblem] = []
     previous, expected_seq = GENESIS, 1
     for number, record in enumerate(records, start=1):
@@ -64,7 +90,7 @@ def verify_chain(
             )
         if body.get("prev") != previous:
             problems.append(AuditProblem(number, "does not follow the previous record"))
-        if digest(str(body.get("prev")), body) != record["hash"]:
+        if not hmac.compare_digest(digest(str(body.get("prev")), body, key), str(record["hash"])):
             problems.append(AuditProblem(number, "record was changed"))
         previous = str(record["hash"])
         seq = body.get("seq")
@@ -79,4 +105,36 @@ def verify_chain(
                 " records were removed",
             )
         )
+    if exported is not None:
+        problems += _against_export(records, exported)
     return problems
+
+
+def _against_export(
+    records: Sequence[dict[str, Any] | None], exported: tuple[int, str]
+) -> list[AuditProblem]:
+    seq, mac = exported
+    found = next((r for r in records if isinstance(r, dict) and r.get("seq") == seq), None)
+    if found is None:
+        return [
+            AuditProblem(
+                seq,
+                f"record {seq} of the exported head is gone: the log was rewound or emptied",
+            )
+        ]
+    if not hmac.compare_digest(str(found.get("hash")), mac):
+        return [AuditProblem(seq, f"record {seq} differs from the exported head: rewritten")]
+    return []
+
+
+def parse_head(text: str) -> tuple[int, str]:
+    """`SEQ:MAC` as `audit head` prints it; ValueError when it is not."""
+    seq, sep, mac = text.strip().partition(":")
+    if (
+        not sep
+        or not seq.isdigit()
+        or len(mac) != 64
+        or any(c not in "0123456789abcdef" for c in mac)
+    ):
+        raise ValueError("a head is SEQ:MAC as `shipline audit head` prints it")
+    return int(seq), mac

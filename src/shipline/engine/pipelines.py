@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from shipline.domain.identity import canonical_identity
 from shipline.domain.models import Config, Environment
 from shipline.domain.pipeline import PipelineSpec
 from shipline.errors import NotFoundError, UserError
@@ -40,8 +41,11 @@ def find_environment(config: Config, name: str) -> Environment:
 
 
 def approvers(config: Config) -> dict[str, list[str]]:
-    """Every approver group's members, as a run keeps them."""
-    return {name: list(group.members) for name, group in config.approver_groups.items()}
+    """Every approver group's members, as a run keeps them (canonical names, as votes are)."""
+    return {
+        name: [canonical_identity(m) for m in group.members]
+        for name, group in config.approver_groups.items()
+    }
 
 
 def _service_params(

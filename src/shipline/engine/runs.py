@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from typing import Any
 
-from shipline.domain.approvals import check_voter, policies_in_force
+from shipline.domain.approvals import (
+    Vote,
+    VoteEffect,
+    check_voter,
+    policies_in_force,
+    vote_effect,
+)
 from shipline.domain.models import ApprovalPolicy
 from shipline.domain.pipeline import PipelineSpec, StageSpec, stage_order
 from shipline.engine.durable import EngineClient
 from shipline.engine.runtime import INBOX
 from shipline.engine.wiring import RunRecord, SqlAuditLog, SqlStateStore
-from shipline.errors import NotFoundError, PermissionDenied, UserError
+from shipline.errors import NotFoundError, PermissionDenied, UserError, VoteNotCounted
 
 
 @dataclass
@@ -100,8 +107,10 @@ class RunService:
         approve: bool,
         stage: str | None = None,
         comment: str | None = None,
-    ) -> str:
-        """Approve or reject the waiting stage; refuse (and audit) users the policy forbids."""
+    ) -> VoteEffect:
+        """Approve or reject the waiting stage. A vote the policy forbids is PermissionDenied, one
+        that would not count (the same person again, a group already satisfied, out of turn) is
+        VoteNotCounted; both are audited with the reason and change nothing."""
         record = self.get(run_id)
         if record.phase not in ("waiting", "running", "pending"):
             raise UserError(f"run {run_id} has already ended ({record.phase})")
@@ -119,10 +128,27 @@ class RunService:
             why = f"'{user}' is not in any approver group of this stage"
             self.audit.append(user, "approval.refused", run=run_id, stage=target.name, reason=why)
             raise PermissionDenied(why)
+        now = datetime.now(UTC)
+        earlier = [
+            Vote(v["user"], bool(v["approve"]), _utc(v["at"]), v["comment"])
+            for v in self.store.votes(run_id, target.name)
+        ]
+        effect = vote_effect(
+            policies, members, earlier, Vote(user, approve, now, comment), record.requested_by, now
+        )
+        if not effect.counted:
+            self.audit.append(
+                user, "approval.not-counted", run=run_id, stage=target.name,
+                approve=approve, reason=effect.reason,
+            )  # fmt: skip
+            raise VoteNotCounted(
+                f"vote not counted: {effect.reason}",
+                hint="still needed: " + ", ".join(effect.waiting_on) if effect.waiting_on else None,
+            )
         self.store.add_vote(run_id, target.name, user, approve, comment)
         self.audit.append(user, action, run=run_id, stage=target.name, comment=comment)
         self.client.send(record.workflow_id, {"type": "vote"}, INBOX)
-        return target.name
+        return replace(effect, stage=target.name)
 
     def canary(self, run_id: int, user: str, *, promote: bool, comment: str | None = None) -> str:
         """Promote a canary past its current pause or analysis, or abort it (stable restored).
@@ -166,3 +192,7 @@ class RunService:
             raise UserError(f"run {run_id} has already ended ({record.phase})")
         self.audit.append(actor, "run.cancel", run=run_id, reason=why)
         self.client.send(record.workflow_id, {"type": "cancel"}, INBOX)
+
+
+def _utc(moment: datetime) -> datetime:
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)

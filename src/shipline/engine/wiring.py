@@ -32,7 +32,7 @@ from shipline.errors import TargetError, UserError
 from shipline.notify.slack import SlackNotifier
 from shipline.notify.webhook import WebhookNotifier
 from shipline.secrets.base import StoreContext, open_store
-from shipline.store.audit import SqlAuditLog
+from shipline.store.audit import SqlAuditLog, audit_key
 from shipline.store.sql import RunRecord, SqlStateStore, migration_lock
 
 __all__ = [
@@ -46,6 +46,7 @@ __all__ = [
     "SqlStateStore",
     "StoreContext",
     "WebhookNotifier",
+    "audit_key",
     "build_target",
     "changed_paths",
     "find_config",

@@ -203,6 +203,19 @@ def _waiting(
     _announce(run_id, EventKind.WAITING, stage=stage, reason=reason, approve=approve)
 
 
+@DBOS.step(name="shipline.still-waiting")
+def _still_waiting(run_id: int, stage: str, position: int, reason: str) -> None:
+    """A counted vote changed who is still needed: the stage's reason says so (no new
+    announcement: the stage was announced once when it began to wait)."""
+    current().store.record(
+        run_id,
+        "stage.waiting",
+        reason,
+        stage=stage,
+        stage_values={"position": position, "phase": "waiting", "reason": reason},
+    )
+
+
 @DBOS.step(name="shipline.resumed")
 def _resumed(run_id: int, stage: str, position: int, reason: str) -> None:
     current().store.record(
@@ -497,6 +510,10 @@ def _gate_approvals(
             return Phase.FAILED, "approval timed out: " + next(
                 d.reason for d in decisions if d.outcome == Outcome.TIMED_OUT
             )
+        still = "; ".join(d.reason for d in decisions if d.outcome == Outcome.PENDING)
+        if votes and still != reason:
+            reason = still
+            _still_waiting(run_id, stage.name, position, reason)
         deadline = min(d.deadline for d in decisions if d.deadline is not None)
         _receive(deadline)
 

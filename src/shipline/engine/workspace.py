@@ -66,10 +66,13 @@ class Workspace:
 
         Records an earlier shipline kept in `.shipline/audit.jsonl` are taken over once."""
         if self._audit is None:
-            from shipline.engine.wiring import SqlAuditLog, SqlStateStore
+            from shipline.engine.wiring import SqlAuditLog, SqlStateStore, audit_key
 
-            self._audit = SqlAuditLog(SqlStateStore.connect(self.database_url))
+            key, made = audit_key(self.state_dir, self.environ)
+            self._audit = SqlAuditLog(SqlStateStore.connect(self.database_url), key)
             self._audit.import_file(self.state_dir / "audit.jsonl")
+            if made:
+                self._audit.reseal()  # a trail from before keys existed is sealed once
         return self._audit
 
     def store(self, name: str | None = None) -> SecretStore:

@@ -1,31 +1,56 @@
-"""The audit trail in the state store: append-only, hash-chained (see `shipline.domain.audit`).
+"""The audit trail in the state store: append-only, MAC-chained (see `shipline.domain.audit`).
 
-Appends are serialized by the database (PostgreSQL: the head row locked FOR UPDATE; SQLite: the
-write lock taken first), so every worker and CLI sharing a database writes one unbroken chain.
-A record is committed before `append` returns.
+The key lives outside the database: SHIPLINE_AUDIT_KEY, or `audit.key` (0600) in the state
+folder, made on first use. Appends are serialized by the database (PostgreSQL: the head row
+locked FOR UPDATE; SQLite: the write lock taken first), so every worker and CLI sharing a
+database writes one unbroken chain. A record is committed before `append` returns.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import secrets
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 
-from shipline.domain.audit import AuditProblem, chained, verify_chain
+from shipline.domain.audit import GENESIS, AuditProblem, chained, rechained, verify_chain
 from shipline.errors import StoreError
+from shipline.process import exclusive
 from shipline.store.schema import audit, audit_head
 from shipline.store.sql import SqlStateStore
 
+KEY_ENV = "SHIPLINE_AUDIT_KEY"
+
+
+def audit_key(state_dir: Path, environ: Mapping[str, str]) -> tuple[bytes, bool]:
+    """The audit MAC key and whether it was made just now (SHIPLINE_AUDIT_KEY, else the key file,
+    created 0600 on first use by one process while the others wait)."""
+    if environ.get(KEY_ENV):
+        return environ[KEY_ENV].encode(), False
+    path = state_dir / "audit.key"
+    with exclusive(state_dir / "audit.key.lock"):
+        if path.exists():
+            return path.read_bytes().strip(), False
+        key = secrets.token_hex(32).encode()
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(key + b"\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        return key, True
+
 
 class SqlAuditLog:
-    """The project's audit trail."""
+    """The project's audit trail, chained under `key`."""
 
-    def __init__(self, store: SqlStateStore) -> None:
+    def __init__(self, store: SqlStateStore, key: bytes) -> None:
         self.store = store
+        self._key = key
 
     @property
     def where(self) -> str:
@@ -50,6 +75,7 @@ class SqlAuditLog:
                     actor,
                     action,
                     json.loads(json.dumps(details, default=str)),  # as it will read back
+                    self._key,
                 )
                 conn.execute(audit.insert().values(**self._row(record)))
                 conn.execute(
@@ -90,13 +116,48 @@ class SqlAuditLog:
         """Every record, oldest first."""
         return [r for r in self._rows()[0] if r is not None]
 
-    def verify(self) -> list[AuditProblem]:
-        """Problems in the chain; empty when every record is intact and in place."""
+    def head(self) -> tuple[int, str]:
+        """The newest record's number and MAC, to keep somewhere else (`audit verify --head`)."""
+        return self._rows()[1] or (0, GENESIS)
+
+    def verify(self, exported: tuple[int, str] | None = None) -> list[AuditProblem]:
+        """Problems in the chain (and against a head exported earlier); empty when every record
+        is intact and in place."""
         records, head = self._rows()
-        problems = verify_chain(records, head)
+        problems = verify_chain(records, head, self._key, exported)
         if head is None:
             problems.append(AuditProblem(len(records), "the audit head row was removed"))
         return problems
+
+    def reseal(self) -> int:
+        """Chain records written before the key existed (plain SHA-256) under the key, once their
+        plain chain is verified intact. Returns how many were re-sealed (0: nothing to do, or a
+        broken chain left as it is for `audit verify` to report)."""
+        records, head = self._rows()
+        readable = [r for r in records if r is not None]
+        if not readable or len(readable) != len(records):
+            return 0
+        if verify_chain(records, head, None) or not verify_chain(records, head, self._key):
+            return 0  # broken, or already under this key
+        sealed = rechained(readable, self._key)
+        try:
+            with self.store.engine.begin() as conn:
+                if self.store.sqlite:
+                    conn.exec_driver_sql("UPDATE audit_head SET seq = seq WHERE 0")
+                for record in sealed:
+                    conn.execute(
+                        audit.update()
+                        .where(audit.c.seq == record["seq"])
+                        .values(prev=record["prev"], hash=record["hash"])
+                    )
+                conn.execute(
+                    audit_head.update()
+                    .where(audit_head.c.id == 1)
+                    .values(seq=sealed[-1]["seq"], hash=sealed[-1]["hash"])
+                )
+        except sa.exc.SQLAlchemyError as exc:
+            raise StoreError(f"audit re-seal failed: {type(exc).__name__}") from exc
+        return len(sealed)
 
     def import_file(self, path: Path) -> int:
         """Take over the records of an audit file written by an earlier shipline (JSON lines, the
@@ -106,7 +167,7 @@ class SqlAuditLog:
             return 0
         lines = [line for line in path.read_text("utf-8").splitlines() if line.strip()]
         try:
-            records = [json.loads(line) for line in lines]
+            records = rechained([json.loads(line) for line in lines], self._key)
             rows = [self._row(r) for r in records]
         except (ValueError, KeyError, TypeError):
             return 0  # not ours to repair: left where it is for `audit verify` of the file

@@ -25,7 +25,7 @@ from shipline.engine.durable import EngineClient
 from shipline.engine.runs import RunService
 from shipline.store.audit import SqlAuditLog
 from shipline.store.sql import SqlStateStore
-from tests.engine_harness import BACKENDS, fresh_database
+from tests.engine_harness import BACKENDS, TEST_AUDIT_KEY, fresh_database
 
 KILLS = 20
 APPROVERS = {"cab": ["casey"]}
@@ -123,7 +123,7 @@ def test_kill_9_twenty_times(backend: str, tmp_path: Path) -> None:
         )  # state.db and dbos.sqlite beside each other, as the URLs say
     store = SqlStateStore.connect(state_url)
     client = EngineClient(system_url)
-    service = RunService(store, client, SqlAuditLog(store))
+    service = RunService(store, client, SqlAuditLog(store, TEST_AUDIT_KEY))
     effects = tmp_path / "effects"
     run = service.start(_pipeline(effects), actor="ann", approvers=APPROVERS)
 

@@ -14,7 +14,7 @@ from shipline.engine.durable import EngineClient
 from shipline.engine.runs import RunService
 from shipline.store.audit import SqlAuditLog
 from shipline.store.sql import SqlStateStore
-from tests.engine_harness import fresh_database
+from tests.engine_harness import TEST_AUDIT_KEY, fresh_database
 
 
 def test_two_workers_share_the_runs(tmp_path: Path) -> None:
@@ -40,7 +40,7 @@ def test_two_workers_share_the_runs(tmp_path: Path) -> None:
             )
     store = SqlStateStore.connect(state_url)
     client = EngineClient(system_url)
-    service = RunService(store, client, SqlAuditLog(store))
+    service = RunService(store, client, SqlAuditLog(store, TEST_AUDIT_KEY))
     effects = tmp_path / "effects"
     spec = PipelineSpec.model_validate(
         {
