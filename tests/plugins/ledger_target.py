@@ -40,10 +40,20 @@ class LedgerTarget:
             current = None
         return plan_change(current, replace(spec, env={}))
 
-    def apply(self, spec: DeploySpec, *, cause: str = "deploy", log: LogSink = print) -> int:
+    def apply(
+        self,
+        spec: DeploySpec,
+        *,
+        cause: str = "deploy",
+        log: LogSink = print,
+        change: str | None = None,
+    ) -> int:
         data = self._read()
         entries = data.setdefault(f"{spec.environment}/{spec.service}", [])
-        entries.append({"cause": cause, "spec": replace(spec, env={}).stored()})
+        done = [i + 1 for i, e in enumerate(entries) if change and e.get("change") == change]
+        if done:
+            return done[0]
+        entries.append({"cause": cause, "spec": replace(spec, env={}).stored(), "change": change})
         self.path.write_text(json.dumps(data))
         log(f"ledger: {spec.service} {spec.version}")
         return len(entries)
@@ -62,17 +72,28 @@ class LedgerTarget:
             for i, e in enumerate(self._revisions(environment, service))
         ]
 
-    def rollback(self, environment: str, service: str, revision: int, *, log: LogSink) -> int:
+    def rollback(
+        self, environment: str, service: str, revision: int, *, log: LogSink,
+        change: str | None = None,
+    ) -> int:  # fmt: skip
         entries = self._revisions(environment, service)
+        done = [i + 1 for i, e in enumerate(entries) if change and e.get("change") == change]
+        if done:
+            return done[0]
         wanted = len(entries) - 1 if revision == 0 else revision
         spec = DeploySpec.from_stored(entries[wanted - 1]["spec"], {})
-        return self.apply(spec, cause=f"rollback to revision {wanted}", log=log)
+        return self.apply(spec, cause=f"rollback to revision {wanted}", log=log, change=change)
 
-    def scale(self, environment: str, service: str, replicas: int, *, log: LogSink) -> int:
+    def scale(
+        self, environment: str, service: str, replicas: int, *, log: LogSink,
+        change: str | None = None,
+    ) -> int:  # fmt: skip
         spec = DeploySpec.from_stored(self._revisions(environment, service)[-1]["spec"], {})
-        return self.apply(replace(spec, replicas=replicas), cause="scale", log=log)
+        return self.apply(replace(spec, replicas=replicas), cause="scale", log=log, change=change)
 
-    def restart(self, environment: str, service: str, *, log: LogSink) -> int:
+    def restart(
+        self, environment: str, service: str, *, log: LogSink, change: str | None = None
+    ) -> int:
         return len(self._revisions(environment, service))
 
     def stop(self, environment: str, service: str | None = None) -> list[str]:

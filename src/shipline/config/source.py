@@ -121,7 +121,9 @@ _BOMS = (
 
 def _read_bytes(path: Path, name: str, origin: Location | None) -> bytes:
     """The file's bytes: only a regular file, only up to MAX_FILE_BYTES, never blocking (a FIFO
-    or a device named as a configuration is refused, not read)."""
+    or a device named as a configuration is refused, not read). Errors are located at the
+    include that named the file (the main file: its first line)."""
+    origin = origin or Location(name, 1, 1)
     try:
         info = os.stat(path)
     except FileNotFoundError:

@@ -103,9 +103,15 @@ class DeployTarget(Protocol):
         """What applying `spec` would change (preview); secret values never appear."""
         ...
 
-    def apply(self, spec: DeploySpec, *, cause: str, log: LogSink) -> int:
+    def apply(
+        self, spec: DeploySpec, *, cause: str, log: LogSink, change: str | None = None
+    ) -> int:
         """Roll out `spec`; return the new revision number. A failed rollout leaves the
-        previous version serving (and removes what a first deploy started)."""
+        previous version serving (and removes what a first deploy started).
+
+        `change` is the caller's idempotency key (every mutating operation takes one): when a
+        revision was already recorded under it, nothing is done and that revision is returned,
+        so a step that runs again after a crash changes nothing twice."""
         ...
 
     def observe(self, environment: str, service: str) -> ServiceState:
@@ -116,7 +122,15 @@ class DeployTarget(Protocol):
         """Revisions, oldest first."""
         ...
 
-    def rollback(self, environment: str, service: str, revision: int, *, log: LogSink) -> int:
+    def rollback(
+        self,
+        environment: str,
+        service: str,
+        revision: int,
+        *,
+        log: LogSink,
+        change: str | None = None,
+    ) -> int:
         """Re-apply `revision` (0: the previous); return the new revision number."""
         ...
 
@@ -125,11 +139,21 @@ class DeployTarget(Protocol):
 class ServiceControl(Protocol):
     """Operations on what runs: scale, restart, stop, and health as verification reads it."""
 
-    def scale(self, environment: str, service: str, replicas: int, *, log: LogSink) -> int:
+    def scale(
+        self,
+        environment: str,
+        service: str,
+        replicas: int,
+        *,
+        log: LogSink,
+        change: str | None = None,
+    ) -> int:
         """Change the replica count; return the new revision number."""
         ...
 
-    def restart(self, environment: str, service: str, *, log: LogSink) -> int:
+    def restart(
+        self, environment: str, service: str, *, log: LogSink, change: str | None = None
+    ) -> int:
         """Replace every replica, one at a time; return the revision number."""
         ...
 

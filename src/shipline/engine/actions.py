@@ -103,6 +103,7 @@ def _record(ctx: StepContext, params: dict[str, Any]) -> dict[str, Any]:
             handle.write(ctx.idempotency_key + "\n")
             handle.flush()
             os.fsync(handle.fileno())
+    ctx.log(f"recorded {ctx.idempotency_key}")
     delay = float(params.get("seconds", 0))
     if delay:
         time.sleep(delay)

@@ -15,6 +15,7 @@ from shipline.domain.deploy import DeploySpec
 from shipline.domain.health import HealthBounds, healthy, verify_health
 from shipline.domain.ports import DeployTarget, Restorable, ServiceControl
 from shipline.engine.actions import BUILTIN, StepContext
+from shipline.engine.failpoints import failpoint
 from shipline.engine.runtime import current
 from shipline.errors import CheckFailed, NotFoundError, TechnicalError
 
@@ -157,6 +158,12 @@ def _revision(target: DeployTarget, params: dict[str, Any]) -> int:
         return 0
 
 
+def change_key(ctx: StepContext) -> str:
+    """The idempotency key of a step's effect on a target: a step that runs again after a crash
+    finds its change already recorded and does not make it twice."""
+    return f"run-{ctx.run_id}/{ctx.stage}/{ctx.step}"
+
+
 def deploy(ctx: StepContext, params: dict[str, Any]) -> dict[str, Any]:
     """Roll out the service's new version; a deploy already in sync does nothing (unless forced)."""
     service, version = str(params["service"]), str(params["version"])
@@ -166,8 +173,12 @@ def deploy(ctx: StepContext, params: dict[str, Any]) -> dict[str, Any]:
     plan = target.plan(spec)
     if plan.in_sync and not params.get("force"):
         ctx.log(f"{service} {version}: in sync, nothing to do (--force redeploys)")
+        remember_revision(ctx.run_id, params)  # in case a crash came between apply and this
         return {service: version, f"{service}.previousRevision": before, f"{service}.inSync": True}
-    target.apply(spec, cause=str(params.get("cause", "deploy")), log=ctx.log)
+    target.apply(
+        spec, cause=str(params.get("cause", "deploy")), log=ctx.log, change=change_key(ctx)
+    )
+    failpoint("deploy-applied", change_key(ctx))
     remember_revision(ctx.run_id, params)
     return {service: version, f"{service}.previousRevision": before}
 
@@ -224,7 +235,7 @@ def rollback(ctx: StepContext, params: dict[str, Any]) -> dict[str, Any]:
         revision = previous
     else:
         revision = int(params.get("revision", 0))
-    done = target.rollback(environment, service, revision, log=ctx.log)
+    done = target.rollback(environment, service, revision, log=ctx.log, change=change_key(ctx))
     remember_revision(ctx.run_id, params)
     ctx.log(f"{service}: rolled back (now revision {done})")
     return {service: f"revision {done}"}
@@ -234,8 +245,9 @@ def scale(ctx: StepContext, params: dict[str, Any]) -> dict[str, Any]:
     """Change the replica count."""
     replicas = int(params["replicas"])
     _control(params, "scale").scale(
-        str(params["environment"]), str(params["service"]), replicas, log=ctx.log
-    )
+        str(params["environment"]), str(params["service"]), replicas, log=ctx.log,
+        change=change_key(ctx),
+    )  # fmt: skip
     remember_revision(ctx.run_id, params)
     return {str(params["service"]): f"{replicas} replicas"}
 
@@ -243,7 +255,7 @@ def scale(ctx: StepContext, params: dict[str, Any]) -> dict[str, Any]:
 def restart(ctx: StepContext, params: dict[str, Any]) -> dict[str, Any]:
     """Rolling restart."""
     _control(params, "restart").restart(
-        str(params["environment"]), str(params["service"]), log=ctx.log
+        str(params["environment"]), str(params["service"]), log=ctx.log, change=change_key(ctx)
     )
     remember_revision(ctx.run_id, params)
     return {str(params["service"]): "restarted"}

@@ -43,6 +43,7 @@ from shipline.engine import ci_actions, deploy_actions  # noqa: F401 - register 
 from shipline.engine.actions import StepCancelled, StepContext, StepTimedOut, find_action
 from shipline.engine.canary import CanaryCancelled as _Cancelled
 from shipline.engine.canary import drive_canary
+from shipline.engine.failpoints import failpoint
 from shipline.engine.notifications import deliver
 from shipline.engine.runtime import INBOX, WORKFLOW_NAME, current, log
 from shipline.errors import RuleError, ShiplineError
@@ -158,6 +159,11 @@ def _stage_event(
     outputs: dict[str, Any] | None = None,
 ) -> None:
     rt = current()
+    if Phase(phase).done and any(
+        s["name"] == stage and s["phase"] == phase and s["finished_at"] is not None
+        for s in rt.store.stages(run_id)
+    ):
+        return  # recorded before a crash: once is enough
     values: dict[str, Any] = {"position": position, "phase": phase, "reason": message}
     now = rt.clock()
     if phase == Phase.RUNNING:
@@ -296,6 +302,9 @@ def _execute(
     rt = current()
     store = rt.store
     spec = StepSpec.model_validate(step)
+    done = _recorded_outcome(run_id, stage, spec.name)
+    if done is not None:
+        return done  # ran to its end before a crash: its recorded outcome is the outcome
     outputs: dict[str, Any] = {}
     values: dict[str, Any] = {"position": position, "phase": "running", "attempts": attempt}
     if attempt == 1:
@@ -353,7 +362,25 @@ def _execute(
             "outputs": outputs,
         },
     )
+    failpoint("step-recorded", f"run-{run_id}/{stage}/{spec.name}")
     return {"phase": phase.value, "outputs": outputs, "error": error, "final": True}
+
+
+def _recorded_outcome(run_id: int, stage: str, step: str) -> dict[str, Any] | None:
+    """A step's final outcome as the state store recorded it, or None while it has none.
+
+    The recorded outcome is the commit point of a step: the engine's own checkpoint follows it
+    in another transaction, and a worker killed between the two runs the step again; this makes
+    that run return what was recorded instead of acting (and logging) a second time."""
+    row = current().store.step(run_id, stage, step)
+    if row is None or row["finished_at"] is None or not Phase(row["phase"]).done:
+        return None
+    return {
+        "phase": row["phase"],
+        "outputs": row["outputs"] or {},
+        "error": row["error"],
+        "final": True,
+    }
 
 
 def _attempts(
@@ -409,12 +436,14 @@ def _call(
 def _finish(run_id: int, phase: str, reason: str) -> None:
     rt = current()
     waiting = rt.store.leave_locks(run_id)
-    rt.store.record(
-        run_id,
-        f"run.{phase}",
-        reason,
-        run_values={"phase": phase, "reason": reason, "finished_at": rt.clock()},
-    )
+    record = rt.store.get_run(run_id)
+    if record is None or record.phase != phase or record.finished_at is None:  # not yet recorded
+        rt.store.record(
+            run_id,
+            f"run.{phase}",
+            reason,
+            run_values={"phase": phase, "reason": reason, "finished_at": rt.clock()},
+        )
     for other in waiting:
         if other != run_id:
             _wake(other, {"type": "lock"})

@@ -314,6 +314,15 @@ class SqlStateStore:
         )
         return self._read(query)
 
+    def step(self, run_id: int, stage: str, name: str) -> dict[str, Any] | None:
+        """One step of a run, or None when it has not started."""
+        rows = self._read(
+            steps.select().where(
+                steps.c.run_id == run_id, steps.c.stage == stage, steps.c.name == name
+            )
+        )
+        return rows[0] if rows else None
+
     def events(self, run_id: int, after: int = 0) -> list[dict[str, Any]]:
         """Events of a run with id greater than `after`."""
         query = events.select().where(events.c.run_id == run_id).where(events.c.id > after)

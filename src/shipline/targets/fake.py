@@ -62,13 +62,24 @@ class FakeTarget:
                 current = replace(current, env={**current.env, **entry.get("secretHashes", {})})
         return plan_change(current, replace(spec, env=_comparable(spec)))
 
-    def apply(self, spec: DeploySpec, *, cause: str = "deploy", log: LogSink = _quiet) -> int:
-        """Make `spec` the desired state at once; record a revision."""
+    def apply(
+        self,
+        spec: DeploySpec,
+        *,
+        cause: str = "deploy",
+        log: LogSink = _quiet,
+        change: str | None = None,
+    ) -> int:
+        """Make `spec` the desired state at once; record a revision (once per `change`)."""
         if spec.env.get("FAKE_UNHEALTHY") == "1":
             raise CheckFailed(f"{spec.service} {spec.version}: new replica not healthy")
         with self._state() as data:
             key = self._key(spec.environment, spec.service)
             entry = data["services"].setdefault(key, {"revisions": [], "canary": None})
+            done = _recorded(entry["revisions"], change)
+            if done is not None:
+                log(f"{spec.service}: {cause} already applied (revision {done})")
+                return done
             entry["spec"] = spec.stored()
             entry["secretHashes"] = _secret_hashes(spec)
             number = len(entry["revisions"]) + 1
@@ -78,6 +89,7 @@ class FakeTarget:
                     "at": datetime.now(UTC).isoformat(),
                     "cause": cause,
                     "spec": spec.stored(),
+                    "change": change,
                 }
             )
         log(f"{spec.service} {spec.version} applied ({spec.replicas} replica(s))")
@@ -123,11 +135,20 @@ class FakeTarget:
             ]
 
     def rollback(
-        self, environment: str, service: str, revision: int = 0, *, log: LogSink = _quiet
+        self,
+        environment: str,
+        service: str,
+        revision: int = 0,
+        *,
+        log: LogSink = _quiet,
+        change: str | None = None,
     ) -> int:
         """Re-apply `revision` (0: the one before the current)."""
         with self._state() as data:
             revisions = self._entry(data, environment, service)["revisions"]
+            done = _recorded(revisions, change)
+            if done is not None:
+                return done
             target = len(revisions) - 1 if revision == 0 else revision
             if not 1 <= target <= len(revisions):
                 raise NotFoundError(
@@ -135,21 +156,33 @@ class FakeTarget:
                     hint=f"revisions 1..{len(revisions)}",
                 )
             spec = self._spec(revisions[target - 1]["spec"])
-        return self.apply(spec, cause=f"rollback to revision {target}", log=log)
+        return self.apply(spec, cause=f"rollback to revision {target}", log=log, change=change)
 
     # --- ServiceControl --------------------------------------------------------------------
 
-    def scale(self, environment: str, service: str, replicas: int, *, log: LogSink = _quiet) -> int:
+    def scale(
+        self,
+        environment: str,
+        service: str,
+        replicas: int,
+        *,
+        log: LogSink = _quiet,
+        change: str | None = None,
+    ) -> int:
         """A new revision with `replicas`."""
         with self._state() as data:
             spec = self._spec(self._entry(data, environment, service)["spec"])
-        return self.apply(replace(spec, replicas=replicas), cause=f"scale to {replicas}", log=log)
+        return self.apply(
+            replace(spec, replicas=replicas), cause=f"scale to {replicas}", log=log, change=change
+        )
 
-    def restart(self, environment: str, service: str, *, log: LogSink = _quiet) -> int:
+    def restart(
+        self, environment: str, service: str, *, log: LogSink = _quiet, change: str | None = None
+    ) -> int:
         """A new revision of the same spec."""
         with self._state() as data:
             spec = self._spec(self._entry(data, environment, service)["spec"])
-        return self.apply(spec, cause="restart", log=log)
+        return self.apply(spec, cause="restart", log=log, change=change)
 
     def stop(self, environment: str, service: str | None = None) -> list[str]:
         """Forget `service` (None: every service) of `environment`."""
@@ -250,3 +283,10 @@ def _comparable(spec: DeploySpec) -> dict[str, str]:
 def create(context: TargetContext) -> FakeTarget:
     """The `fake` target kind: one per process, nothing kept."""
     return FakeTarget()
+
+
+def _recorded(revisions: list[dict[str, Any]], change: str | None) -> int | None:
+    """The revision recorded under idempotency key `change`, if any."""
+    if change is None:
+        return None
+    return next((int(r["number"]) for r in revisions if r.get("change") == change), None)

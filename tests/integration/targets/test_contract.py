@@ -77,6 +77,23 @@ def test_rollback_previous_and_given(target: Any) -> None:
         target.rollback("qa", "api", 99)
 
 
+def test_a_change_key_applies_once(target: Any) -> None:
+    """A step that runs again after a crash passes the same key: nothing happens twice."""
+    spec = DeploySpec("qa", "api", "1.0.0")
+    assert target.apply(spec, cause="deploy", change="run-1/deploy/api") == 1
+    assert target.apply(DeploySpec("qa", "api", "2.0.0"), change="run-2/deploy/api") == 2
+    assert target.apply(DeploySpec("qa", "api", "2.0.0"), change="run-2/deploy/api") == 2
+    assert target.restart("qa", "api", change="run-3/restart/api") == 3
+    assert target.restart("qa", "api", change="run-3/restart/api") == 3
+    assert target.scale("qa", "api", 2, change="run-4/scale/api") == 4
+    assert target.scale("qa", "api", 2, change="run-4/scale/api") == 4
+    assert target.rollback("qa", "api", 0, change="run-5/rollback/api") == 5
+    assert target.rollback("qa", "api", 0, change="run-5/rollback/api") == 5
+    assert target.observe("qa", "api").revision == 5
+    assert len(target.history("qa", "api")) == 5
+    assert target.restart("qa", "api") == 6  # no key: every call is a change
+
+
 def test_a_failed_rollout_keeps_the_current_version(target: Any) -> None:
     target.apply(DeploySpec("qa", "api", "1.0.0"))
     with pytest.raises(CheckFailed):

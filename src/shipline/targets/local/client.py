@@ -64,11 +64,25 @@ class LocalClient:
         # it lives on when this worker dies.
         with open(self.state_dir / "local-daemon.log", "ab") as log:
             subprocess.run(
-                ["sh", "-c", 'exec "$@" &', "sh", sys.executable, "-m",
-                 "shipline.targets.local.daemon", "--state", str(self.state_dir)],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
-                close_fds=True, check=False, timeout=30,
-            )  # fmt: skip
+                [
+                    "sh",
+                    "-c",
+                    'exec "$@" &',
+                    "sh",
+                    sys.executable,
+                    "-m",
+                    "shipline.targets.local.daemon",
+                    "--state",
+                    str(self.state_dir),
+                ],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                start_new_session=True,
+                close_fds=True,
+                check=False,
+                timeout=30,
+            )
         end = time.monotonic() + START_SECONDS
         while time.monotonic() < end:
             try:
@@ -104,9 +118,16 @@ class LocalClient:
         found: DeployPlan = self._call("plan", spec=spec)
         return found
 
-    def apply(self, spec: DeploySpec, *, cause: str = "deploy", log: LogSink = _quiet) -> int:
-        """Rolling update to `spec`."""
-        return int(self._call("apply", log, spec=spec, cause=cause))
+    def apply(
+        self,
+        spec: DeploySpec,
+        *,
+        cause: str = "deploy",
+        log: LogSink = _quiet,
+        change: str | None = None,
+    ) -> int:
+        """Rolling update to `spec` (once per `change`)."""
+        return int(self._call("apply", log, spec=spec, cause=cause, change=change))
 
     def observe(self, environment: str, service: str) -> ServiceState:
         """What runs now."""
@@ -119,24 +140,56 @@ class LocalClient:
         return found
 
     def rollback(
-        self, environment: str, service: str, revision: int = 0, *, log: LogSink = _quiet
+        self,
+        environment: str,
+        service: str,
+        revision: int = 0,
+        *,
+        log: LogSink = _quiet,
+        change: str | None = None,
     ) -> int:
         """Re-apply `revision` (0: the previous)."""
         return int(
-            self._call("rollback", log, environment=environment, service=service, revision=revision)
+            self._call(
+                "rollback",
+                log,
+                environment=environment,
+                service=service,
+                revision=revision,
+                change=change,
+            )
         )
 
     # --- ServiceControl ------------------------------------------------------------------------
 
-    def scale(self, environment: str, service: str, replicas: int, *, log: LogSink = _quiet) -> int:
+    def scale(
+        self,
+        environment: str,
+        service: str,
+        replicas: int,
+        *,
+        log: LogSink = _quiet,
+        change: str | None = None,
+    ) -> int:
         """Change the replica count."""
         return int(
-            self._call("scale", log, environment=environment, service=service, replicas=replicas)
+            self._call(
+                "scale",
+                log,
+                environment=environment,
+                service=service,
+                replicas=replicas,
+                change=change,
+            )
         )
 
-    def restart(self, environment: str, service: str, *, log: LogSink = _quiet) -> int:
+    def restart(
+        self, environment: str, service: str, *, log: LogSink = _quiet, change: str | None = None
+    ) -> int:
         """Rolling restart."""
-        return int(self._call("restart", log, environment=environment, service=service))
+        return int(
+            self._call("restart", log, environment=environment, service=service, change=change)
+        )
 
     def stop(self, environment: str, service: str | None = None) -> list[str]:
         """Stop services of `environment`."""

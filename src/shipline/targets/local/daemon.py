@@ -37,16 +37,28 @@ def _dispatch(
     calls: dict[str, Callable[[], Any]] = {
         "ping": os.getpid,
         "plan": lambda: target.plan(args["spec"]),
-        "apply": lambda: target.apply(args["spec"], cause=args.get("cause", "deploy"), log=log),
+        "apply": lambda: target.apply(
+            args["spec"], cause=args.get("cause", "deploy"), log=log, change=args.get("change")
+        ),
         "observe": lambda: target.observe(args["environment"], args["service"]),
         "history": lambda: target.history(args["environment"], args["service"]),
         "rollback": lambda: target.rollback(
-            args["environment"], args["service"], int(args["revision"]), log=log
+            args["environment"],
+            args["service"],
+            int(args["revision"]),
+            log=log,
+            change=args.get("change"),
         ),
         "scale": lambda: target.scale(
-            args["environment"], args["service"], int(args["replicas"]), log=log
+            args["environment"],
+            args["service"],
+            int(args["replicas"]),
+            log=log,
+            change=args.get("change"),
         ),
-        "restart": lambda: target.restart(args["environment"], args["service"], log=log),
+        "restart": lambda: target.restart(
+            args["environment"], args["service"], log=log, change=args.get("change")
+        ),
         "stop": lambda: target.stop(args["environment"], args.get("service")),
         "health": lambda: target.health(args["environment"], args["service"], args["bounds"]),
         "set_canary": lambda: target.set_canary(
@@ -107,10 +119,14 @@ def serve(state_dir: Path) -> int:
                 where = "".join(traceback.format_tb(exc.__traceback__))
                 print(f"{type(exc).__name__} in {method}:\n{where}", file=sys.stderr, flush=True)
                 self._send(
-                    {"error": {"type": "TargetError",
-                               "message": f"the local daemon failed: {type(exc).__name__}",
-                               "hint": f"see {state_dir / 'local-daemon.log'}"}}
-                )  # fmt: skip
+                    {
+                        "error": {
+                            "type": "TargetError",
+                            "message": f"the local daemon failed: {type(exc).__name__}",
+                            "hint": f"see {state_dir / 'local-daemon.log'}",
+                        }
+                    }
+                )
 
     server = socketserver.ThreadingUnixStreamServer(str(path), Handler)
     server.daemon_threads = True

@@ -214,13 +214,14 @@ class LocalTarget:
             raise NotFoundError(f"{service} is not deployed to {environment}")
         return found
 
-    def _record(self, svc: _Service, cause: str) -> int:
+    def _record(self, svc: _Service, cause: str, change: str | None = None) -> int:
         number = len(svc.revisions) + 1
         svc.revisions.append(
             {
                 "revision": number,
                 "at": datetime.now(UTC).isoformat(),
                 "cause": cause,
+                "change": change,
                 **svc.spec.public(),
                 "_spec": svc.spec,
             }
@@ -241,6 +242,7 @@ class LocalTarget:
         cause: str = "deploy",
         log: LogSink = _quiet,
         record: bool = True,
+        change: str | None = None,
     ) -> int:
         """Rolling update to `spec`; returns the new revision (`record=False`: re-create the
         current revision, as after a restart).
@@ -249,14 +251,20 @@ class LocalTarget:
         A failed first deploy leaves nothing behind.
         """
         try:
-            return self._apply(spec, cause, log, record)
+            return self._apply(spec, cause, log, record, change)
         finally:
             self.write_state()
 
-    def _apply(self, spec: DeploySpec, cause: str, log: LogSink, record: bool) -> int:
+    def _apply(
+        self, spec: DeploySpec, cause: str, log: LogSink, record: bool, change: str | None
+    ) -> int:
         with self._lock:
             key = (spec.environment, spec.service)
             svc = self._services.get(key)
+            done = _recorded(svc.revisions, change) if svc is not None else None
+            if done is not None:
+                log(f"{spec.service}: {cause} already applied (revision {done})")
+                return done
             first = svc is None or not svc.replicas
             if svc is None:
                 svc = self._services[key] = _Service(spec, self._gateway(spec, 0))
@@ -287,7 +295,7 @@ class LocalTarget:
                 self._retire(svc, leftover)  # a canary's replica, now part of the promotion
             self._stop_probe(svc)
             svc.spec = spec
-            return self._record(svc, cause) if record else len(svc.revisions)
+            return self._record(svc, cause, change) if record else len(svc.revisions)
 
     def _roll(
         self,
@@ -403,10 +411,19 @@ class LocalTarget:
         ]
 
     def rollback(
-        self, environment: str, service: str, revision: int = 0, *, log: LogSink = _quiet
+        self,
+        environment: str,
+        service: str,
+        revision: int = 0,
+        *,
+        log: LogSink = _quiet,
+        change: str | None = None,
     ) -> int:
         """Re-apply revision `revision` (0: the one before the current)."""
         svc = self._service(environment, service)
+        done = _recorded(svc.revisions, change)
+        if done is not None:
+            return done
         target = len(svc.revisions) - 1 if revision == 0 else revision
         if not 1 <= target <= len(svc.revisions):
             raise NotFoundError(
@@ -414,21 +431,34 @@ class LocalTarget:
                 hint=f"revisions 1..{len(svc.revisions)}",
             )
         spec = svc.revisions[target - 1]["_spec"]
-        return self.apply(spec, cause=f"rollback to revision {target}", log=log)
+        return self.apply(spec, cause=f"rollback to revision {target}", log=log, change=change)
 
     # --- ServiceControl ------------------------------------------------------------------------
 
-    def scale(self, environment: str, service: str, replicas: int, *, log: LogSink = _quiet) -> int:
+    def scale(
+        self,
+        environment: str,
+        service: str,
+        replicas: int,
+        *,
+        log: LogSink = _quiet,
+        change: str | None = None,
+    ) -> int:
         """Change the replica count (a rolling apply of the same version)."""
         svc = self._service(environment, service)
         return self.apply(
-            replace(svc.spec, replicas=replicas), cause=f"scale to {replicas}", log=log
+            replace(svc.spec, replicas=replicas),
+            cause=f"scale to {replicas}",
+            log=log,
+            change=change,
         )
 
-    def restart(self, environment: str, service: str, *, log: LogSink = _quiet) -> int:
+    def restart(
+        self, environment: str, service: str, *, log: LogSink = _quiet, change: str | None = None
+    ) -> int:
         """Rolling restart: new processes replace the old ones one by one."""
         svc = self._service(environment, service)
-        return self.apply(svc.spec, cause="restart", log=log)
+        return self.apply(svc.spec, cause="restart", log=log, change=change)
 
     def stop(self, environment: str, service: str | None = None) -> list[str]:
         """Stop `service` (None: every service) of `environment`; returns their names."""
@@ -726,3 +756,10 @@ class LocalView:
 def view(context: TargetContext) -> LocalView:
     """The `local` kind's view for processes other than its worker."""
     return LocalView(context.state_dir)
+
+
+def _recorded(revisions: list[dict[str, Any]], change: str | None) -> int | None:
+    """The revision recorded under idempotency key `change`, if any."""
+    if change is None:
+        return None
+    return next((int(r["revision"]) for r in revisions if r.get("change") == change), None)
