@@ -198,6 +198,25 @@ def _decode(data: bytes, name: str) -> str:
     return text.removeprefix("\ufeff")
 
 
+# A node's anchor (&a), alias (*a) or tag (!t) starts right after a line start, a space, ':',
+# ',', '[' or '{'; a '*' inside a plain value (a glob like `src/**`) does not.
+_RISKY = re.compile(r"(?:^|[\s:,\[{])[&*!]|\d{16}|\.(?:inf|Inf|INF|nan|NaN|NAN)\b")
+_BRACKETS = re.compile(r"[^\[\]{}]+")
+
+
+def _needs_screening(text: str) -> bool:
+    """Whether `text` could hold anything `_screen` refuses: anchors, aliases or tags, a long
+    number, `.inf`/`.nan`, or brackets nested deeper than MAX_DEPTH. Plain configuration (most
+    of it) is parsed once, not twice; deep block nesting is caught by the parser's own limit."""
+    if _RISKY.search(text):
+        return True
+    depth = deepest = 0
+    for char in _BRACKETS.sub("", text):
+        depth = depth + 1 if char in "[{" else max(depth - 1, 0)
+        deepest = max(deepest, depth)
+    return deepest > MAX_DEPTH
+
+
 def _screen(yaml: YAML, text: str, name: str) -> None:
     """Walk the YAML event stream (no objects are built) and refuse, at their place, what
     configuration never needs: tags beyond the standard ones, nesting deeper than MAX_DEPTH,
@@ -264,8 +283,13 @@ def _read_one(path: Path, name: str, origin: Location | None) -> tuple[Any, Sour
     yaml = YAML(typ="rt")
     yaml.allow_duplicate_keys = False
     try:
-        _screen(yaml, text, name)
-        node = yaml.load(text)
+        if _needs_screening(text):
+            _screen(yaml, text, name)
+        try:
+            node = yaml.load(text)
+        except RecursionError:
+            _screen(yaml, text, name)  # finds where it nests too deep, and says so there
+            raise
     except DuplicateKeyError as exc:
         found = re.search(r'duplicate key "([^"]*)"', exc.problem or "")
         key = found.group(1) if found else "?"

@@ -17,9 +17,8 @@ from shipline.domain.models import (
     Config,
     PipelineKind,
 )
-from shipline.domain.scopes import Scope, layers
+from shipline.domain.scopes import Scope, layer_cache, layers
 from shipline.domain.variables import (
-    Definition,
     Layer,
     ResolvedVariable,
     VariableCycleError,
@@ -137,21 +136,49 @@ def _variable_path(config: Config, variable: ResolvedVariable) -> PathKey:
 
 def _check_variable_cycles(c: _Checker) -> None:
     """`$(a)` → `$(b)` → `$(a)` in a group or in any (environment, service) scope, reported
-    once per loop."""
+    once per loop. Only names that some definition writes with a reference can be in a loop, so
+    each scope is merged over those names alone."""
     config = c.config
+    cache = layer_cache(config)
+    groups = list(cache.values())
+    referring = {
+        name.casefold()
+        for layer in cache.values()
+        for name, definition in layer.variables.items()
+        if definition.value and "$(" in definition.value
+    }
+    for env in config.environments:
+        referring |= {k.casefold() for k, v in env.variables.items() if v.value and "$(" in v.value}
+    for service in config.services:
+        referring |= {
+            k.casefold() for k, v in service.variables.items() if v.value and "$(" in v.value
+        }
+    if not referring:
+        return
+    narrowed: dict[int, Layer] = {}
+
+    def narrow(layer: Layer) -> Layer:
+        if id(layer) not in narrowed:
+            kept = {k: v for k, v in layer.variables.items() if k.casefold() in referring}
+            narrowed[id(layer)] = Layer(layer.source, kept)
+        return narrowed[id(layer)]
+
     seen: set[frozenset[str]] = set()
-    scopes = [
-        merge_layers(
-            layers(config, Scope(env, service, PipelineKind.DEPLOY), {}, enforce_pipelines=False)
-        )
+    scopes = (
+        layers(config, Scope(env, service, PipelineKind.DEPLOY), {}, enforce_pipelines=False,
+               cache=cache)
         for env in config.environments
         for service in [None, *config.services]
-    ]
-    groups = [
-        merge_layers([Layer(name, {k: Definition(value=v.value) for k, v in g.variables.items()})])
-        for name, g in config.variable_groups.items()
-    ]
-    for merged in [*groups, *scopes]:
+    )  # fmt: skip
+    tried: set[tuple[int, ...]] = set()
+    for stack in [*([layer] for layer in groups), *scopes]:
+        relevant = [narrow(layer) for layer in stack]
+        relevant = [layer for layer in relevant if layer.variables]
+        key = tuple(id(layer) for layer in relevant)
+        if key in tried:
+            continue  # the same definitions in the same order: the same answer
+        tried.add(key)
+        merged = merge_layers(relevant)
         try:
             expand(merged)
         except VariableCycleError as exc:

@@ -30,14 +30,18 @@ class Scope:
     pipeline: PipelineKind
 
 
-def _group_layer(config: Config, name: str, scope: Scope, enforce: bool) -> Layer:
+def _check_pipeline(config: Config, name: str, scope: Scope) -> None:
     group: VariableGroup = config.variable_groups[name]
-    if enforce and group.pipelines is not None and scope.pipeline.value not in group.pipelines:
+    if group.pipelines is not None and scope.pipeline.value not in group.pipelines:
         allowed = ", ".join(group.pipelines) or "none"
         raise PermissionDenied(
             f"pipeline '{scope.pipeline.value}' may not use variable group '{name}'",
             hint=f"the group allows: {allowed}; add the pipeline to its 'pipelines' to grant it",
         )
+
+
+def _group_layer(config: Config, name: str) -> Layer:
+    group: VariableGroup = config.variable_groups[name]
     store = group.secret_store or config.default_secret_store
     defs = {
         var: Definition(
@@ -56,27 +60,48 @@ def _inline_layer(source: str, variables: Variables) -> Layer:
     return Layer(source, {k: Definition(value=v.value) for k, v in variables.items()})
 
 
+def layer_cache(config: Config) -> dict[str, Layer]:
+    """A `cache` for `layers` with every variable group's layer already built."""
+    return {f"group {name}": _group_layer(config, name) for name in config.variable_groups}
+
+
 def layers(
-    config: Config, scope: Scope, params: Mapping[str, str], *, enforce_pipelines: bool = True
+    config: Config,
+    scope: Scope,
+    params: Mapping[str, str],
+    *,
+    enforce_pipelines: bool = True,
+    cache: dict[str, Layer] | None = None,
 ) -> list[Layer]:
     """The variable layers of `scope`, in resolution order. A group that does not allow the
-    scope's pipeline is PermissionDenied (unless `enforce_pipelines` is False)."""
+    scope's pipeline is PermissionDenied (unless `enforce_pipelines` is False). `cache` keeps
+    the layers built for groups and inline variables across calls (for many scopes at once)."""
+    memo: dict[str, Layer] = {} if cache is None else cache
+
+    def group(name: str) -> Layer:
+        if enforce_pipelines:
+            _check_pipeline(config, name, scope)
+        if f"group {name}" not in memo:
+            memo[f"group {name}"] = _group_layer(config, name)
+        return memo[f"group {name}"]
+
+    def inline(source: str, variables: Variables) -> Layer:
+        if source not in memo:
+            memo[source] = _inline_layer(source, variables)
+        return memo[source]
+
     env = scope.environment
-    names = list(config.global_variable_groups)
-    names += config.tiers[env.tier].variable_groups
-    out = [_group_layer(config, n, scope, enforce_pipelines) for n in names]
-    out += [_group_layer(config, n, scope, enforce_pipelines) for n in env.variable_groups]
+    names = [*config.global_variable_groups, *config.tiers[env.tier].variable_groups]
+    names += env.variable_groups
+    out = [group(n) for n in names]
     if env.variables:
-        out.append(_inline_layer(f"environment {env.name}", env.variables))
+        out.append(inline(f"environment {env.name}", env.variables))
     if scope.service is not None:
         service = scope.service
-        out += [
-            _group_layer(config, n, scope, enforce_pipelines)
-            for n in config.stacks[service.stack].variable_groups
-        ]
-        out += [_group_layer(config, n, scope, enforce_pipelines) for n in service.variable_groups]
+        out += [group(n) for n in config.stacks[service.stack].variable_groups]
+        out += [group(n) for n in service.variable_groups]
         if service.variables:
-            out.append(_inline_layer(f"service {service.name}", service.variables))
+            out.append(inline(f"service {service.name}", service.variables))
     if params:
         out.append(Layer("run parameters", {k: Definition(value=v) for k, v in params.items()}))
     return out
