@@ -74,4 +74,110 @@ build() {
   echo "== built into $cache/bin"
 }
 
-"$@"
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+certificates() {
+  # A CA, the API server's serving certificate (127.0.0.1 and the Service IP), an admin client
+  # certificate (system:masters) and the service-account signing key. Private, in $run/pki.
+  local pki="$run/pki"
+  mkdir -p "$pki" && chmod 700 "$pki"
+  openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj "/CN=shipline-test-ca" \
+    -keyout "$pki/ca.key" -out "$pki/ca.crt" 2>/dev/null
+  openssl req -newkey rsa:2048 -nodes -subj "/CN=kube-apiserver" \
+    -keyout "$pki/apiserver.key" -out "$pki/apiserver.csr" 2>/dev/null
+  printf 'subjectAltName=IP:127.0.0.1,IP:10.96.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc\n' > "$pki/san.ext"
+  openssl x509 -req -in "$pki/apiserver.csr" -CA "$pki/ca.crt" -CAkey "$pki/ca.key" \
+    -CAcreateserial -days 30 -extfile "$pki/san.ext" -out "$pki/apiserver.crt" 2>/dev/null
+  openssl req -newkey rsa:2048 -nodes -subj "/O=system:masters/CN=shipline-admin" \
+    -keyout "$pki/admin.key" -out "$pki/admin.csr" 2>/dev/null
+  openssl x509 -req -in "$pki/admin.csr" -CA "$pki/ca.crt" -CAkey "$pki/ca.key" \
+    -CAcreateserial -days 30 -out "$pki/admin.crt" 2>/dev/null
+  openssl genrsa -out "$pki/sa.key" 2048 2>/dev/null
+  openssl rsa -in "$pki/sa.key" -pubout -out "$pki/sa.pub" 2>/dev/null
+  chmod 600 "$pki"/*.key
+}
+
+kubeconfig() {
+  local port="$1" pki="$run/pki"
+  cat > "$run/kubeconfig" <<KUBE
+apiVersion: v1
+kind: Config
+clusters:
+- name: shipline-test
+  cluster:
+    server: https://127.0.0.1:$port
+    certificate-authority: $pki/ca.crt
+users:
+- name: shipline-admin
+  user:
+    client-certificate: $pki/admin.crt
+    client-key: $pki/admin.key
+contexts:
+- name: shipline-test
+  context: {cluster: shipline-test, user: shipline-admin}
+current-context: shipline-test
+KUBE
+  chmod 600 "$run/kubeconfig"
+}
+
+start() {
+  build
+  if [ -f "$run/apiserver.pid" ] && kill -0 "$(cat "$run/apiserver.pid")" 2>/dev/null; then
+    echo "== control plane already runs: export KUBECONFIG=$run/kubeconfig"
+    return
+  fi
+  need_packages etcd-server openssl
+  rm -rf "$run" && mkdir -p "$run/logs" && chmod 700 "$run"
+  certificates
+  local etcd_port peer_port api_port pki="$run/pki" bin="$cache/bin"
+  etcd_port="$(free_port)"; peer_port="$(free_port)"; api_port="$(free_port)"
+  etcd --name shipline --data-dir "$run/etcd" \
+    --listen-client-urls "http://127.0.0.1:$etcd_port" --advertise-client-urls "http://127.0.0.1:$etcd_port" \
+    --listen-peer-urls "http://127.0.0.1:$peer_port" --initial-advertise-peer-urls "http://127.0.0.1:$peer_port" \
+    --initial-cluster "shipline=http://127.0.0.1:$peer_port" --unsafe-no-fsync \
+    > "$run/logs/etcd.log" 2>&1 &
+  echo $! > "$run/etcd.pid"
+  "$bin/kube-apiserver" --etcd-servers "http://127.0.0.1:$etcd_port" \
+    --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$api_port" --insecure-port 0 \
+    --tls-cert-file "$pki/apiserver.crt" --tls-private-key-file "$pki/apiserver.key" \
+    --client-ca-file "$pki/ca.crt" --authorization-mode Node,RBAC \
+    --service-account-key-file "$pki/sa.pub" --service-account-signing-key-file "$pki/sa.key" \
+    --service-account-issuer https://kubernetes.default.svc --api-audiences https://kubernetes.default.svc \
+    --service-cluster-ip-range 10.96.0.0/16 --allow-privileged=false \
+    > "$run/logs/kube-apiserver.log" 2>&1 &
+  echo $! > "$run/apiserver.pid"
+  kubeconfig "$api_port"
+  for _ in $(seq 1 120); do
+    kubectl --kubeconfig "$run/kubeconfig" get --raw /readyz >/dev/null 2>&1 && break
+    sleep 0.5
+  done
+  kubectl --kubeconfig "$run/kubeconfig" get --raw /readyz >/dev/null \
+    || { tail -20 "$run/logs/kube-apiserver.log"; exit 1; }
+  "$bin/kube-controller-manager" --kubeconfig "$run/kubeconfig" --leader-elect=false \
+    --service-account-private-key-file "$pki/sa.key" --root-ca-file "$pki/ca.crt" \
+    --port 0 --secure-port 0 --controllers '*,-nodeipam,-nodelifecycle,-cloud-node-lifecycle' \
+    --horizontal-pod-autoscaler-sync-period 5s \
+    > "$run/logs/kube-controller-manager.log" 2>&1 &
+  echo $! > "$run/controller-manager.pid"
+  "$bin/kube-scheduler" --kubeconfig "$run/kubeconfig" --leader-elect=false \
+    --port 0 --secure-port 0 > "$run/logs/kube-scheduler.log" 2>&1 &
+  echo $! > "$run/scheduler.pid"
+  echo "== control plane on https://127.0.0.1:$api_port: export KUBECONFIG=$run/kubeconfig"
+}
+
+stop() {
+  for name in scheduler controller-manager apiserver etcd; do
+    if [ -f "$run/$name.pid" ]; then
+      kill "$(cat "$run/$name.pid")" 2>/dev/null || true
+      rm -f "$run/$name.pid"
+    fi
+  done
+  echo "== control plane stopped"
+}
+
+env() { echo "export KUBECONFIG=$run/kubeconfig"; }
+
+case "${1:-}" in
+  build|start|stop|env) "$1" ;;
+  *) echo "usage: $0 build|start|stop|env" >&2; exit 2 ;;
+esac

@@ -77,7 +77,7 @@ def _base(config: Config, name: str) -> dict[str, Any]:
                         {
                             "name": name,
                             "image": image,
-                            "ports": [{"name": "http", "containerPort": port}],
+                            "ports": [{"name": "http", "containerPort": port, "protocol": "TCP"}],
                             "env": [{"name": "PORT", "value": str(port)}],
                             "readinessProbe": {**probe, "initialDelaySeconds": 2},
                             "livenessProbe": {
@@ -105,7 +105,7 @@ def _base(config: Config, name: str) -> dict[str, Any]:
             "metadata": {"name": name, "labels": labels},
             "spec": {
                 "selector": {LABEL: name},
-                "ports": [{"name": "http", "port": 80, "targetPort": "http"}],
+                "ports": [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}],
             },
         },
         "serviceaccount.yaml": {

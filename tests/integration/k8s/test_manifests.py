@@ -66,7 +66,7 @@ def test_an_overlay_renders_with_its_namespace_tier_and_probes(overlay: str) -> 
     )
     container = auth["spec"]["template"]["spec"]["containers"][0]
     assert container["readinessProbe"]["httpGet"] == {"path": "/actuator/health", "port": "http"}
-    assert container["ports"] == [{"containerPort": 8080, "name": "http"}]
+    assert container["ports"] == [{"containerPort": 8080, "name": "http", "protocol": "TCP"}]
     assert auth["spec"]["template"]["spec"]["securityContext"]["runAsNonRoot"] is True
     tier = {"dev": (1, 3), "qa": (1, 3), "live": (3, 20)}.get(overlay, (2, 8))
     hpa = next(d for d in docs if d["kind"] == "HorizontalPodAutoscaler")

@@ -1,0 +1,905 @@
+"""The `kubernetes` target: a service is a Deployment (with its Service, ServiceAccount, HPA and
+PDB) applied by server-side apply; its revisions are the Deployment's ReplicaSets.
+
+- The objects come from the environment's Kustomize overlay (`manifests:` in the target's
+  settings, e.g. `k8s/overlays/{environment}`, rendered by `kubectl kustomize`), or, without one,
+  from a minimal Deployment and Service. The image tag, replicas, rolling-update budget and
+  variables are set from the `DeploySpec` at every deploy; files are never edited.
+- Secret variables reach the pods through a Secret `SERVICE-shipline-secrets` written at deploy
+  time (never to disk); the Deployment names them with `secretKeyRef`.
+- API versions a cluster does not serve (autoscaling/v2 and policy/v1 on 1.20) are replaced by
+  ones it does, found by discovery.
+- A rollout is waited for as `kubectl rollout status` does (observed generation, updated, ready
+  and available replicas, progress deadline); new pods that crash-loop or cannot pull their image
+  fail it at once. A failed rollout is undone (`rollout undo`), a failed first deploy removed.
+- Every mutating call carries its change key in the pod template's annotations, so a change
+  recorded under a key is found instead of made again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import itertools
+import json
+import os
+import subprocess
+import threading
+import time
+import urllib.error
+import urllib.request
+from dataclasses import replace
+from datetime import UTC, datetime
+from fractions import Fraction
+from pathlib import Path
+from typing import Any, cast
+
+from lightkube import ApiError, Client, KubeConfig
+from lightkube.codecs import from_dict
+from lightkube.generic_resource import create_namespaced_resource
+from lightkube.resources.apps_v1 import Deployment, ReplicaSet
+from lightkube.resources.core_v1 import Endpoints, Event, Namespace, Pod, Secret, Service
+from lightkube.types import PatchType
+from ruamel.yaml import YAML
+
+from shipline.domain.canary import Sample
+from shipline.domain.deploy import DeployPlan, DeploySpec, Revision, ServiceState, plan_change
+from shipline.domain.health import HealthBounds, Observation
+from shipline.domain.ports import LogSink, MetricSource, TargetContext
+from shipline.errors import CheckFailed, NotFoundError, TargetError
+from shipline.targets.kubernetes.apiversions import adapt
+
+MANAGER = "shipline"
+NAME = "app.kubernetes.io/name"
+SPEC = "shipline.dev/spec"  # the applied DeploySpec (secret values left out, digests kept)
+CHANGE = "shipline.dev/change"  # the change key of the mutation that made this template
+CAUSE = "kubernetes.io/change-cause"
+ENVIRONMENT = "shipline.dev/environment"
+REVISION = "deployment.kubernetes.io/revision"
+RESTARTED = "kubectl.kubernetes.io/restartedAt"
+STABLE_REPLICAS = "shipline.dev/stable-replicas"  # stable's own count while a canary runs
+TRACK = "shipline.dev/track"
+CANARY_SUFFIX = "-canary"
+UNDO_CAUSE = "shipline.dev/rollback-cause"  # on the Deployment: why its last undo was
+UNDO_CHANGE = "shipline.dev/rollback-change"  # and under which change key
+_GENERIC = {
+    ("autoscaling/v2beta2", "HorizontalPodAutoscaler"): ("horizontalpodautoscalers",),
+    ("policy/v1beta1", "PodDisruptionBudget"): ("poddisruptionbudgets",),
+}
+
+
+def _quiet(line: str) -> None:
+    """Log sink that drops lines."""
+
+
+def _digest(value: str) -> str:
+    return "sha256:" + hashlib.sha256(value.encode()).hexdigest()
+
+
+class KubernetesTarget:
+    """Services as Deployments on one cluster (one kubeconfig context)."""
+
+    def __init__(
+        self,
+        client: Client,
+        *,
+        kubeconfig: str,
+        manifests: str | None = None,
+        project: Path | None = None,
+        rollout_timeout: float = 120,
+        port: int = 8080,
+    ) -> None:
+        self.client = client
+        self.kubeconfig = kubeconfig
+        self.manifests = manifests
+        self.project = project or Path.cwd()
+        self.rollout_timeout = rollout_timeout
+        self.port = port
+        self._served: set[str] | None = None
+        self._namespaces: dict[tuple[str, str], str] = {}
+        self._probers: dict[tuple[str, str], _Prober] = {}
+
+    def close(self) -> None:
+        """Stop canary probes and release the API connections."""
+        for prober in self._probers.values():
+            prober.stop()
+        self._probers.clear()
+        self.client.close()
+
+    # --- objects -------------------------------------------------------------------------
+
+    def _namespace(self, spec: DeploySpec) -> str:
+        namespace = spec.namespace or spec.environment
+        self._namespaces[(spec.environment, spec.service)] = namespace
+        return namespace
+
+    def _where(self, environment: str, service: str) -> str:
+        """The namespace `service` of `environment` was deployed to (found by its labels)."""
+        known = self._namespaces.get((environment, service))
+        if known:
+            return known
+        found = list(
+            self.client.list(
+                Deployment, namespace="*", labels={NAME: service, ENVIRONMENT: environment}
+            )
+        )
+        namespace = found[0].metadata.namespace if found and found[0].metadata else None
+        if namespace:
+            self._namespaces[(environment, service)] = namespace
+        return namespace or environment
+
+    def served(self) -> set[str]:
+        """The "group/version"s the API server serves (discovery, once)."""
+        if self._served is None:
+            raw = subprocess.run(
+                ["kubectl", "--kubeconfig", self.kubeconfig, "api-versions"],
+                capture_output=True, text=True, timeout=60, check=False,
+            )  # fmt: skip
+            if raw.returncode != 0:
+                raise TargetError(f"discovery failed: {raw.stderr.strip()[:200]}")
+            self._served = set(raw.stdout.split())
+        return self._served
+
+    def _rendered(self, spec: DeploySpec) -> list[dict[str, Any]]:
+        """The service's objects: from the overlay when one is configured, else a minimal pair."""
+        if not self.manifests:
+            return self._minimal(spec)
+        folder = self.project / self.manifests.format(environment=spec.environment)
+        done = subprocess.run(
+            ["kubectl", "kustomize", str(folder)], capture_output=True, text=True, timeout=120,
+            check=False,
+        )  # fmt: skip
+        if done.returncode != 0:
+            raise TargetError(
+                f"kubectl kustomize {folder} failed: {done.stderr.strip()[:300]}",
+                hint="check the overlay: kubectl kustomize " + str(folder),
+            )
+        docs = [d for d in YAML(typ="safe").load_all(done.stdout) if d]
+        mine = [
+            d
+            for d in docs
+            if (d.get("metadata") or {}).get("name") == spec.service
+            and d.get("kind") != "Namespace"
+        ]
+        if not any(d.get("kind") == "Deployment" for d in mine):
+            raise NotFoundError(f"the overlay {folder} has no Deployment '{spec.service}'")
+        return mine
+
+    def _minimal(self, spec: DeploySpec) -> list[dict[str, Any]]:
+        labels = {NAME: spec.service}
+        probe = {"httpGet": {"path": spec.health_path, "port": "http"}, "periodSeconds": 1}
+        return [
+            {
+                "apiVersion": "apps/v1",
+                "kind": "Deployment",
+                "metadata": {"name": spec.service, "labels": labels},
+                "spec": {
+                    "selector": {"matchLabels": labels},
+                    "progressDeadlineSeconds": 120,
+                    "template": {
+                        "metadata": {"labels": labels},
+                        "spec": {
+                            "containers": [
+                                {
+                                    "name": spec.service,
+                                    "image": spec.image or f"shipline/{spec.service}",
+                                    "ports": [{"name": "http", "containerPort": self.port}],
+                                    "readinessProbe": probe,
+                                }
+                            ]
+                        },
+                    },
+                },
+            },
+            {
+                "apiVersion": "v1",
+                "kind": "Service",
+                "metadata": {"name": spec.service, "labels": labels},
+                "spec": {
+                    "selector": labels,
+                    "ports": [{"name": "http", "port": 80, "targetPort": "http"}],
+                },
+            },
+        ]
+
+    def _desired(
+        self, spec: DeploySpec, *, cause: str, change: str | None
+    ) -> tuple[list[dict[str, Any]], dict[str, str]]:
+        """The objects to apply for `spec`, and the secret values for the service's Secret."""
+        docs = [json.loads(json.dumps(d)) for d in self._rendered(spec)]
+        secrets = {k: v for k, v in spec.env.items() if k in spec.secret_names}
+        stored = spec.stored()
+        stored["secretDigests"] = {k: _digest(v) for k, v in secrets.items()}
+        for doc in docs:
+            meta = doc.setdefault("metadata", {})
+            meta["namespace"] = self._namespace(spec)
+            meta.setdefault("labels", {})[ENVIRONMENT] = spec.environment
+            if doc["kind"] == "Service":
+                _with_protocols(doc["spec"].get("ports", []))
+            if doc["kind"] != "Deployment":
+                continue
+            body = doc["spec"]
+            body["replicas"] = spec.replicas
+            body["strategy"] = {
+                "type": "RollingUpdate",
+                "rollingUpdate": {
+                    "maxSurge": spec.max_surge,
+                    "maxUnavailable": spec.max_unavailable,
+                },
+            }
+            template = body["template"]
+            notes = template.setdefault("metadata", {}).setdefault("annotations", {})
+            notes[SPEC] = json.dumps(stored, sort_keys=True)
+            notes[CAUSE] = cause
+            if change:
+                notes[CHANGE] = change
+            container = template["spec"]["containers"][0]
+            image = spec.image or str(container.get("image", spec.service)).split(":")[0]
+            container["image"] = f"{image}:{spec.version}"
+            env = [e for e in container.get("env", []) if e["name"] not in spec.env]
+            for name in sorted(spec.env):
+                if name in spec.secret_names:
+                    env.append({
+                        "name": name,
+                        "valueFrom": {"secretKeyRef": {"name": self._secret_name(spec),
+                                                       "key": name}},
+                    })  # fmt: skip
+                else:
+                    env.append({"name": name, "value": spec.env[name]})
+            container["env"] = env
+            _with_protocols(container.get("ports", []))
+        return adapt(docs, self.served()), secrets
+
+    @staticmethod
+    def _secret_name(spec: DeploySpec) -> str:
+        return f"{spec.service}-shipline-secrets"
+
+    def _resource(self, doc: dict[str, Any]) -> Any:
+        key = (doc["apiVersion"], doc["kind"])
+        if key in _GENERIC:
+            group, _, version = doc["apiVersion"].partition("/")
+            cls = create_namespaced_resource(group, version, doc["kind"], _GENERIC[key][0])
+            return cls.from_dict(doc)
+        return from_dict(doc)
+
+    def _apply_docs(self, docs: list[dict[str, Any]]) -> None:
+        for doc in docs:
+            try:
+                self.client.apply(self._resource(doc), field_manager=MANAGER, force=True)
+            except ApiError as exc:
+                raise TargetError(
+                    f"apply {doc['kind']} {doc['metadata']['name']}: {exc.status.message}"
+                ) from exc
+
+    def _ensure_namespace(self, name: str) -> None:
+        try:
+            self.client.get(Namespace, name)
+        except ApiError:
+            with contextlib.suppress(ApiError):
+                self.client.create(from_dict({"apiVersion": "v1", "kind": "Namespace",
+                                              "metadata": {"name": name}}))  # fmt: skip
+
+    def _write_secret(self, spec: DeploySpec, values: dict[str, str]) -> None:
+        if not values:
+            return
+        secret = from_dict({
+            "apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+            "metadata": {"name": self._secret_name(spec), "namespace": self._namespace(spec),
+                         "labels": {NAME: spec.service}},
+            "stringData": values,
+        })  # fmt: skip
+        self.client.apply(cast(Any, secret), field_manager=MANAGER, force=True)
+
+    # --- reading ---------------------------------------------------------------------------
+
+    def _get(self, kind: Any, name: str, namespace: str) -> dict[str, Any]:
+        """An object as a plain dict (NotFoundError when there is none)."""
+        try:
+            found: dict[str, Any] = self.client.get(kind, name, namespace=namespace).to_dict()
+        except ApiError as exc:
+            if exc.status.code == 404:
+                raise NotFoundError(f"{kind.__name__} {name} not found in {namespace}") from None
+            raise TargetError(f"read {kind.__name__} {name}: {exc.status.message}") from exc
+        return found
+
+    def _list(self, kind: Any, namespace: str, labels: dict[str, Any]) -> list[dict[str, Any]]:
+        return [o.to_dict() for o in self.client.list(kind, namespace=namespace, labels=labels)]
+
+    def _deployment(self, environment: str, service: str) -> dict[str, Any]:
+        try:
+            return self._get(Deployment, service, self._where(environment, service))
+        except NotFoundError:
+            raise NotFoundError(f"{service} is not deployed to {environment}") from None
+
+    def _replica_sets(self, environment: str, service: str) -> list[dict[str, Any]]:
+        """The ReplicaSets of the Deployment (by its uid: those of a deleted one being
+        collected do not count), oldest revision first."""
+        owner = _dig(self._deployment(environment, service), "metadata", "uid")
+        found = self._list(ReplicaSet, self._where(environment, service), {NAME: service})
+        mine = [
+            rs
+            for rs in found
+            if any(o.get("uid") == owner for o in _dig(rs, "metadata", "ownerReferences") or [])
+        ]
+        return sorted(mine, key=_revision_of)
+
+    @staticmethod
+    def _template_notes(obj: dict[str, Any]) -> dict[str, str]:
+        notes: dict[str, str] = _dig(obj, "spec", "template", "metadata", "annotations") or {}
+        return notes
+
+    @classmethod
+    def _spec_of(cls, obj: dict[str, Any]) -> dict[str, Any] | None:
+        raw = cls._template_notes(obj).get(SPEC)
+        return json.loads(raw) if raw else None
+
+    # --- DeployTarget ----------------------------------------------------------------------
+
+    def plan(self, spec: DeploySpec) -> DeployPlan:
+        """What applying `spec` would change (secret values compared by digest)."""
+        try:
+            deployment = self._deployment(spec.environment, spec.service)
+        except NotFoundError:
+            return plan_change(None, spec)
+        stored = self._spec_of(deployment)
+        if stored is None:
+            return plan_change(None, spec)
+        current = DeploySpec.from_stored(stored, {})
+        digests = stored.get("secretDigests", {})
+        current = replace(current, env={**current.env, **digests})
+        comparable = {
+            **spec.env,
+            **{k: _digest(v) for k, v in spec.env.items() if k in spec.secret_names},
+        }
+        return plan_change(current, replace(spec, env=comparable))
+
+    def apply(
+        self,
+        spec: DeploySpec,
+        *,
+        cause: str = "deploy",
+        log: LogSink = _quiet,
+        change: str | None = None,
+    ) -> int:
+        """Server-side apply of the service's objects, then the rollout waited for."""
+        done = self._recorded(spec.environment, spec.service, change)
+        if done is not None:
+            log(f"{spec.service}: {cause} already applied (revision {done})")
+            return done
+        try:
+            self._deployment(spec.environment, spec.service)
+            first = False
+        except NotFoundError:
+            first = True
+        docs, secrets = self._desired(spec, cause=cause, change=change)
+        self._ensure_namespace(self._namespace(spec))
+        self._write_secret(spec, secrets)
+        self._apply_docs(docs)
+        log(f"{spec.service} {spec.version}: applied {len(docs)} object(s); rolling out")
+        try:
+            return self._await_rollout(spec.environment, spec.service, log)
+        except CheckFailed:
+            if first:
+                self.stop(spec.environment, spec.service)
+                log(f"{spec.service}: first deploy failed; removed")
+            else:
+                failed = self._replica_sets(spec.environment, spec.service)[-1]
+                self._undo(spec.environment, spec.service, 0, log=log, cause="undo failed rollout")
+                with contextlib.suppress(ApiError):  # a failed rollout is not a revision
+                    self.client.delete(
+                        ReplicaSet, str(_dig(failed, "metadata", "name")),
+                        namespace=self._where(spec.environment, spec.service),
+                    )  # fmt: skip
+            raise
+
+    def _recorded(self, environment: str, service: str, change: str | None) -> int | None:
+        if change is None:
+            return None
+        try:
+            sets = self._replica_sets(environment, service)
+        except NotFoundError:
+            return None
+        for rs in sets:
+            if self._template_notes(rs).get(CHANGE) == change:
+                return _revision_of(rs)
+        deployment = self._deployment(environment, service)
+        if (_dig(deployment, "metadata", "annotations") or {}).get(UNDO_CHANGE) == change:
+            return _revision_of(deployment)
+        return None
+
+    def _new_pods(self, environment: str, service: str) -> list[dict[str, Any]]:
+        sets = self._replica_sets(environment, service)
+        if not sets:
+            return []
+        newest = sets[-1]
+        template_hash = (_dig(newest, "metadata", "labels") or {}).get("pod-template-hash", "")
+        labels = {NAME: service, "pod-template-hash": template_hash}
+        owner = _dig(newest, "metadata", "uid")
+        return [
+            pod
+            for pod in self._list(Pod, self._where(environment, service), labels)
+            if any(o.get("uid") == owner for o in _dig(pod, "metadata", "ownerReferences") or [])
+        ]
+
+    def _await_rollout(self, environment: str, service: str, log: LogSink) -> int:
+        """Wait as `kubectl rollout status` does; fail fast on crash loops and pull errors."""
+        end = time.monotonic() + self.rollout_timeout
+        while True:
+            dep = self._deployment(environment, service)
+            status, wanted = dep.get("status") or {}, int(_dig(dep, "spec", "replicas") or 0)
+            generation = int(_dig(dep, "metadata", "generation") or 0)
+            if int(status.get("observedGeneration") or 0) >= generation:
+                for condition in status.get("conditions") or []:
+                    if condition.get("reason") == "ProgressDeadlineExceeded":
+                        raise CheckFailed(f"{service}: rollout exceeded its progress deadline")
+                updated = int(status.get("updatedReplicas") or 0)
+                if (
+                    updated >= wanted
+                    and int(status.get("replicas") or 0) <= updated
+                    and int(status.get("availableReplicas") or 0) >= updated
+                    and int(status.get("readyReplicas") or 0) >= wanted
+                ):
+                    revision = _revision_of(dep)
+                    log(f"{service}: rolled out (revision {revision}, {wanted} ready)")
+                    return revision
+            for pod in self._new_pods(environment, service):
+                for state in _dig(pod, "status", "containerStatuses") or []:
+                    reason = _dig(state, "state", "waiting", "reason")
+                    restarts = int(state.get("restartCount") or 0)
+                    if reason in ("CrashLoopBackOff", "ImagePullBackOff", "ErrImagePull") or (
+                        restarts > 0
+                    ):
+                        raise CheckFailed(
+                            f"{service}: new pod {_dig(pod, 'metadata', 'name')} is "
+                            f"{reason or 'restarting'} ({restarts} restart(s))"
+                        )
+            if time.monotonic() > end:
+                raise CheckFailed(f"{service}: rollout not done after {self.rollout_timeout:g} s")
+            time.sleep(0.25)
+
+    def observe(self, environment: str, service: str) -> ServiceState:
+        """The Deployment's state: version from its template, replicas from its status."""
+        dep = self._deployment(environment, service)
+        stored = self._spec_of(dep) or {}
+        containers = _dig(dep, "spec", "template", "spec", "containers") or [{}]
+        image = str(containers[0].get("image", ""))
+        tail = image.rsplit("/", 1)[-1]
+        version = str(stored.get("version") or (tail.split(":", 1)[1] if ":" in tail else ""))
+        status = dep.get("status") or {}
+        restarts = crash = 0
+        for pod in self._new_pods(environment, service):
+            for state in _dig(pod, "status", "containerStatuses") or []:
+                restarts += int(state.get("restartCount") or 0)
+                crash += int(_dig(state, "state", "waiting", "reason") == "CrashLoopBackOff")
+        weights, canary_version = {version: 100}, None
+        canary = self._canary(environment, service)
+        if canary is not None:
+            canary_version = str((self._spec_of(canary) or {}).get("version", ""))
+            stable_ready = int(status.get("readyReplicas") or 0)
+            canary_ready = int(_dig(canary, "status", "readyReplicas") or 0)
+            total = max(stable_ready + canary_ready, 1)
+            share = round(100 * canary_ready / total)
+            weights = {version: 100 - share, canary_version: share}
+        return ServiceState(
+            environment,
+            service,
+            version,
+            canary=canary_version,
+            desired=int(_dig(dep, "spec", "replicas") or 0),
+            running=int(status.get("replicas") or 0),
+            ready=int(status.get("readyReplicas") or 0),
+            revision=_revision_of(dep),
+            restarts=restarts,
+            crash_looping=crash,
+            weights=weights,
+            address=f"{service}.{self._where(environment, service)}.svc",
+        )
+
+    def history(self, environment: str, service: str) -> list[Revision]:
+        """The Deployment's ReplicaSets, oldest revision first."""
+        out = []
+        for rs in self._replica_sets(environment, service):
+            stored = self._spec_of(rs) or {}
+            out.append(
+                Revision(
+                    _revision_of(rs),
+                    str(stored.get("version", "")),
+                    int(stored.get("replicas", _dig(rs, "spec", "replicas") or 0)),
+                    str(_dig(rs, "metadata", "creationTimestamp") or ""),
+                    self._template_notes(rs).get(CAUSE, ""),
+                    tuple(sorted(stored.get("env", {})) + list(stored.get("secretNames", []))),
+                )
+            )
+        return out
+
+    def rollback(
+        self,
+        environment: str,
+        service: str,
+        revision: int = 0,
+        *,
+        log: LogSink = _quiet,
+        change: str | None = None,
+    ) -> int:
+        """`kubectl rollout undo [--to-revision N]`: the ReplicaSet's template back in place."""
+        done = self._recorded(environment, service, change)
+        if done is not None:
+            return done
+        return self._undo(environment, service, revision, log=log, change=change)
+
+    def _undo(
+        self,
+        environment: str,
+        service: str,
+        revision: int,
+        *,
+        log: LogSink,
+        change: str | None = None,
+        cause: str | None = None,
+    ) -> int:
+        sets = self._replica_sets(environment, service)
+        numbers = [_revision_of(rs) for rs in sets]
+        if revision == 0:
+            if len(numbers) < 2:
+                raise NotFoundError(f"{service} in {environment} has no previous revision")
+            revision = numbers[-2]
+        chosen = next((rs for rs in sets if _revision_of(rs) == revision), None)
+        if chosen is None:
+            raise NotFoundError(
+                f"{service} in {environment} has no revision {revision}",
+                hint=f"revisions: {', '.join(map(str, numbers)) or 'none'}",
+            )
+        template = json.loads(json.dumps(_dig(chosen, "spec", "template")))
+        (_dig(template, "metadata", "labels") or {}).pop("pod-template-hash", None)
+        # As `kubectl rollout undo`: the very template, so the ReplicaSet is reused (and takes
+        # the next revision number); who and why go on the Deployment.
+        notes = {UNDO_CAUSE: cause or f"rollback to revision {revision}", UNDO_CHANGE: change}
+        try:
+            self.client.patch(
+                Deployment, service,
+                [{"op": "replace", "path": "/spec/template", "value": template}],
+                namespace=self._where(environment, service), patch_type=PatchType.JSON,
+                field_manager=MANAGER,
+            )  # fmt: skip
+        except ApiError as exc:
+            raise TargetError(f"roll back Deployment {service}: {exc.status.message}") from exc
+        self._patch(environment, service, {"metadata": {"annotations": notes}})
+        log(f"{service}: rolling back to revision {revision}")
+        return self._await_rollout(environment, service, log)
+
+    def _patch(self, environment: str, service: str, patch: dict[str, Any]) -> None:
+        try:
+            self.client.patch(
+                Deployment, service, patch, namespace=self._where(environment, service),
+                patch_type=PatchType.MERGE, field_manager=MANAGER,
+            )  # fmt: skip
+        except ApiError as exc:
+            raise TargetError(f"patch Deployment {service}: {exc.status.message}") from exc
+
+    # --- ServiceControl ----------------------------------------------------------------------
+
+    def scale(
+        self,
+        environment: str,
+        service: str,
+        replicas: int,
+        *,
+        log: LogSink = _quiet,
+        change: str | None = None,
+    ) -> int:
+        """Set the replica count (no new revision: scaling is not a rollout in Kubernetes)."""
+        self._deployment(environment, service)
+        self._patch(environment, service, {"spec": {"replicas": replicas}})
+        return self._await_rollout(environment, service, log)
+
+    def restart(
+        self, environment: str, service: str, *, log: LogSink = _quiet, change: str | None = None
+    ) -> int:
+        """`kubectl rollout restart`: a pod-template annotation; with a change key as its value
+        the same restart twice changes the template once."""
+        done = self._recorded(environment, service, change)
+        if done is not None:
+            return done
+        self._deployment(environment, service)
+        notes = {RESTARTED: change or datetime.now(UTC).isoformat(), CAUSE: "restart"}
+        if change:
+            notes[CHANGE] = change
+        self._patch(
+            environment, service, {"spec": {"template": {"metadata": {"annotations": notes}}}}
+        )
+        return self._await_rollout(environment, service, log)
+
+    def stop(self, environment: str, service: str | None = None) -> list[str]:
+        """Delete the service's objects (every service of the environment: None)."""
+        labels: dict[str, Any] = {ENVIRONMENT: environment}
+        if service:
+            labels[NAME] = service
+        found = self._list(Deployment, "*", labels)
+        found = [d for d in found if TRACK not in (_dig(d, "metadata", "labels") or {})]
+        for prober in [p for k, p in self._probers.items() if k[0] == environment]:
+            prober.stop()
+        for deployment in found:
+            name = str(_dig(deployment, "metadata", "name"))
+            namespace = str(_dig(deployment, "metadata", "namespace"))
+            self._namespaces.pop((environment, name), None)
+            kinds: list[tuple[Any, str]] = [
+                (Deployment, name), (Deployment, f"{name}{CANARY_SUFFIX}"), (Service, name),
+                (Secret, f"{name}-shipline-secrets"),
+            ]  # fmt: skip
+            for (version, kind), (plural,) in _GENERIC.items():
+                group, _, number = version.partition("/")
+                kinds.append((create_namespaced_resource(group, number, kind, plural), name))
+            for kind, target in kinds:
+                with contextlib.suppress(ApiError):
+                    self.client.delete(kind, target, namespace=namespace)
+        return sorted(str(_dig(d, "metadata", "name")) for d in found)
+
+    def health(self, environment: str, service: str, bounds: HealthBounds) -> Observation:
+        """The six checks' inputs: pods, restarts, endpoints, the HPA bounds, events."""
+        state = self.observe(environment, service)
+        namespace = self._where(environment, service)
+        endpoint_ok, detail = False, "no endpoints: no ready pod matches the Service's selector"
+        try:
+            endpoints = self._get(Endpoints, service, namespace)
+            ready = [a for s in endpoints.get("subsets") or [] for a in s.get("addresses") or []]
+            if ready:
+                endpoint_ok, detail = True, f"{len(ready)} endpoint(s)"
+        except NotFoundError:
+            detail = f"Service {service} not found"
+        warnings = tuple(
+            f"{e.get('reason')}: {e.get('message')}"
+            for e in self._list(Event, namespace, {})
+            if e.get("type") == "Warning"
+            and str(_dig(e, "involvedObject", "name") or "").startswith(f"{service}-")
+        )
+        return Observation(
+            desired=state.desired,
+            running=state.running,
+            ready=state.ready,
+            restarts=state.restarts,
+            crash_looping=state.crash_looping,
+            endpoint_ok=endpoint_ok,
+            endpoint_detail=detail,
+            min_replicas=bounds.min_replicas,
+            max_replicas=bounds.max_replicas,
+            required_available=bounds.required_available,
+            error_events=warnings[-5:],
+        )
+
+    # --- CanaryRouter: replica ratio ---------------------------------------------------------
+
+    def _canary_name(self, service: str) -> str:
+        return f"{service}{CANARY_SUFFIX}"
+
+    def _canary(self, environment: str, service: str) -> dict[str, Any] | None:
+        try:
+            return self._get(
+                Deployment, self._canary_name(service), self._where(environment, service)
+            )
+        except NotFoundError:
+            return None
+
+    def set_canary(
+        self, spec: DeploySpec, weight: int, *, probe_rps: float = 0.0, log: LogSink = _quiet
+    ) -> bool:
+        """A canary Deployment beside stable, behind the same Service: `weight` % of the pods
+        (stable scaled so that the ratio holds, never below its own count). Returns whether the
+        canary was started now (False: it ran already, only its weight changed)."""
+        environment, service = spec.environment, spec.service
+        stable = self._deployment(environment, service)
+        notes = _dig(stable, "metadata", "annotations") or {}
+        base = int(notes.get(STABLE_REPLICAS) or _dig(stable, "spec", "replicas") or 1)
+        canary_pods, stable_pods = _ratio(weight, base)
+        existing = self._canary(environment, service)
+        docs, secrets = self._desired(replace(spec, replicas=canary_pods), cause="canary",
+                                      change=None)  # fmt: skip
+        deployment = next(d for d in docs if d["kind"] == "Deployment")
+        deployment["metadata"]["name"] = self._canary_name(service)
+        deployment["metadata"]["labels"][TRACK] = "canary"
+        deployment["spec"]["selector"] = {"matchLabels": {NAME: service, TRACK: "canary"}}
+        deployment["spec"]["template"]["metadata"].setdefault("labels", {}).update(
+            {NAME: service, TRACK: "canary"}
+        )
+        self._write_secret(spec, secrets)
+        self._apply_docs([deployment])
+        self._patch(
+            environment, service,
+            {"metadata": {"annotations": {STABLE_REPLICAS: str(base)}},
+             "spec": {"replicas": stable_pods}},
+        )  # fmt: skip
+        self._await_pods(environment, service, canary_pods, stable_pods)
+        log(f"{service}: canary {spec.version} at {weight} % ({canary_pods} of "
+            f"{canary_pods + stable_pods} pods)")  # fmt: skip
+        key = (environment, service)
+        if probe_rps > 0 and key not in self._probers:
+            self._probers[key] = _Prober(self, environment, service, probe_rps)
+        return existing is None
+
+    def _await_pods(self, environment: str, service: str, canary: int, stable: int) -> None:
+        end = time.monotonic() + self.rollout_timeout
+        while time.monotonic() < end:
+            made = self._canary(environment, service) or {}
+            dep = self._deployment(environment, service)
+            if (
+                int(_dig(made, "status", "readyReplicas") or 0) >= canary
+                and int(_dig(made, "status", "replicas") or 0) == canary
+                and int(_dig(dep, "status", "readyReplicas") or 0) >= stable
+                and int(_dig(dep, "status", "replicas") or 0) == stable
+            ):
+                return
+            time.sleep(0.25)
+        raise CheckFailed(f"{service}: canary pods not ready after {self.rollout_timeout:g} s")
+
+    def end_canary(self, spec: DeploySpec, *, promote: bool, log: LogSink = _quiet) -> int:
+        """Promote the canary (a rollout of its spec on stable) or remove it; stable gets its
+        own replica count back either way."""
+        environment, service = spec.environment, spec.service
+        prober = self._probers.pop((environment, service), None)
+        if prober is not None:
+            prober.stop()
+        stable = self._deployment(environment, service)
+        notes = _dig(stable, "metadata", "annotations") or {}
+        base = int(notes.get(STABLE_REPLICAS) or _dig(stable, "spec", "replicas") or 1)
+        revision = _revision_of(stable)
+        if promote:
+            revision = self.apply(replace(spec, replicas=base), cause="canary promoted", log=log)
+        with contextlib.suppress(ApiError):
+            self.client.delete(
+                Deployment, self._canary_name(service),
+                namespace=self._where(environment, service),
+            )  # fmt: skip
+        self._patch(
+            environment, service,
+            {"metadata": {"annotations": {STABLE_REPLICAS: None}}, "spec": {"replicas": base}},
+        )  # fmt: skip
+        end = time.monotonic() + self.rollout_timeout
+        while self._canary_pods(environment, service) and time.monotonic() < end:
+            time.sleep(0.25)
+        self._await_rollout(environment, service, log)
+        log(f"{service}: canary {'promoted' if promote else 'removed'}; revision {revision}")
+        return revision
+
+    def _canary_pods(self, environment: str, service: str) -> list[dict[str, Any]]:
+        return self._list(Pod, self._where(environment, service), {NAME: service, TRACK: "canary"})
+
+    def metrics(self, environment: str, service: str) -> MetricSource:
+        """Per-version counts of the canary probe's requests to the Service's endpoints."""
+        key = (environment, service)
+        if key not in self._probers:
+            self._probers[key] = _Prober(self, environment, service, 0.0)
+        return self._probers[key]
+
+    def endpoints(self, environment: str, service: str) -> list[str]:
+        """The Service's ready endpoints as URLs (what kube-proxy would balance over)."""
+        try:
+            found = self._get(Endpoints, service, self._where(environment, service))
+        except NotFoundError:
+            return []
+        urls = []
+        for subset in found.get("subsets") or []:
+            port = next((p.get("port") for p in subset.get("ports") or []), 8080)
+            urls += [f"http://{a.get('ip')}:{port}" for a in subset.get("addresses") or []]
+        return urls
+
+
+def _dig(obj: Any, *keys: str) -> Any:
+    """`obj[k1][k2]...`, None where a level is missing."""
+    for key in keys:
+        if not isinstance(obj, dict):
+            return None
+        obj = obj.get(key)
+    return obj
+
+
+def _ratio(weight: int, base: int) -> tuple[int, int]:
+    """(canary pods, stable pods) whose ratio is `weight` %, with at least `base` stable pods
+    and at most 20 pods in all."""
+    share = Fraction(weight, 100).limit_denominator(20)
+    canary, stable = share.numerator, share.denominator - share.numerator
+    factor = max(1, -(-base // stable)) if stable else 1
+    return max(canary * factor, 1), stable * factor
+
+
+class _Prober:
+    """The canary analysis's own traffic: requests spread over the Service's endpoints (as
+    kube-proxy spreads them), counted per version as the workload reports it."""
+
+    def __init__(self, target: KubernetesTarget, environment: str, service: str, rps: float):
+        self._target, self._environment, self._service = target, environment, service
+        self._lock = threading.Lock()
+        self._counts: dict[str, list[float]] = {}  # version -> [requests, errors, *latencies]
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        if rps > 0:
+            self._pause = 1.0 / rps
+            self._thread = threading.Thread(target=self._run, name="k8s-probe", daemon=True)
+            self._thread.start()
+
+    def _run(self) -> None:
+        urls: list[str] = []
+        refreshed = 0.0
+        turn = itertools.count()
+        while not self._stop.is_set():
+            if time.monotonic() - refreshed > 1:
+                with contextlib.suppress(Exception):
+                    urls = self._target.endpoints(self._environment, self._service)
+                refreshed = time.monotonic()
+            if urls:
+                self._one(urls[next(turn) % len(urls)])
+            self._stop.wait(self._pause)
+
+    def _one(self, url: str) -> None:
+        started = time.monotonic()
+        version, failed = "?", True
+        try:
+            with urllib.request.urlopen(f"{url}/version", timeout=2) as response:
+                version = str(json.loads(response.read()).get("version", "?"))
+                failed = response.status >= 500
+        except urllib.error.HTTPError as exc:
+            with contextlib.suppress(Exception):
+                version = str(json.loads(exc.read()).get("version", "?"))
+        except (urllib.error.URLError, OSError, ValueError):
+            pass
+        elapsed = (time.monotonic() - started) * 1000
+        with self._lock:
+            counts = self._counts.setdefault(version, [0.0, 0.0])
+            counts[0] += 1
+            counts[1] += int(failed)
+            counts.append(elapsed)
+
+    def collect(self) -> None:
+        """End the interval: the next samples count from now."""
+        with self._lock:
+            self._window = self._counts
+            self._counts = {}
+
+    _window: dict[str, list[float]] = {}
+
+    def sample(self, version: str, seconds: float) -> Sample:
+        """`version`'s requests in the last collected interval."""
+        with self._lock:
+            counts = self._window.get(version, [0.0, 0.0])
+        return Sample(int(counts[0]), int(counts[1]), tuple(counts[2:]))
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=3)
+
+
+def _with_protocols(ports: list[dict[str, Any]]) -> None:
+    """Server-side apply before 1.21 needs each port's protocol written out (a list keyed by
+    port and protocol)."""
+    for port in ports:
+        port.setdefault("protocol", "TCP")
+
+
+def _revision_of(obj: dict[str, Any]) -> int:
+    return int((_dig(obj, "metadata", "annotations") or {}).get(REVISION, "0"))
+
+
+def create(context: TargetContext) -> KubernetesTarget:
+    """The `kubernetes` target kind: kubeconfig and context from the target's settings (or
+    KUBECONFIG and its current context)."""
+    settings = dict(context.settings)
+    path = settings.get("kubeconfig") or os.environ.get("KUBECONFIG")
+    if not path:
+        raise TargetError(
+            "the kubernetes target needs a kubeconfig",
+            hint="set 'kubeconfig:' on the target, or KUBECONFIG",
+        )
+    try:
+        config = KubeConfig.from_file(path).get(settings.get("context") or None)
+    except Exception as exc:  # a missing file, bad YAML, an unknown context
+        raise TargetError(
+            f"kubeconfig {path}: {type(exc).__name__}: {exc}",
+            hint="check the target's 'kubeconfig' and 'context'",
+        ) from None
+    client = Client(config=config, field_manager=MANAGER)
+    project = settings.get("project")
+    return KubernetesTarget(
+        client,
+        kubeconfig=path,
+        manifests=settings.get("manifests"),
+        project=Path(project) if project else None,
+    )
