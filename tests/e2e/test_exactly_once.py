@@ -84,6 +84,7 @@ def test_kills_inside_the_commit_windows_repeat_nothing(backend: str, tmp_path: 
         assert shown["phase"] == "succeeded", (command, shown)
 
     windows = collections.Counter(line.split()[0] for line in fired.read_text().splitlines())
+    print(f"{backend}: {kills} kills inside the windows: {dict(windows)}")
     assert kills >= MIN_KILLS and kills == sum(windows.values()), (kills, windows)
     assert windows["deploy-applied"] >= 6 and windows["step-recorded"] >= 14, windows
 
