@@ -20,7 +20,7 @@ tiers:
   nonprod: {}
 targets:
   here: {type: memory}
-  aks: {type: kubernetes}
+  aks: {type: nomad}
 environments:
   - {name: dev, cluster: c, namespace: d, tier: nonprod, target: here}
   - {name: qa, cluster: c, namespace: q, tier: nonprod, target: aks}
@@ -41,7 +41,7 @@ def test_ignored_configuration_is_a_located_warning(
     assert warnings == [
         "shipline.yaml:15:1: warning: triggers are not acted on yet: no run starts when a branch"
         " or tag moves",
-        "shipline.yaml:10:15: warning: target type 'kubernetes' is not installed here: runs to its"
+        "shipline.yaml:10:15: warning: target type 'nomad' is not installed here: runs to its"
         " environments are refused",
     ]
     data = json.loads(cli("validate", "--json").out)
@@ -52,7 +52,7 @@ def test_ignored_configuration_is_a_located_warning(
 def test_a_configuration_without_them_has_no_warning(
     cli: CLI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    clean = BASE.replace("  aks: {type: kubernetes}\n", "").replace("target: aks", "target: here")
+    clean = BASE.replace("  aks: {type: nomad}\n", "").replace("target: aks", "target: here")
     (tmp_path / "shipline.yaml").write_text(clean.split("triggers:")[0])
     monkeypatch.chdir(tmp_path)
     result = cli("validate")
