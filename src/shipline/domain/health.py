@@ -9,6 +9,10 @@ rollout), 6 recent events (no error events). Targets observe; this decides.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from shipline.domain.deploy import ServiceState
 
 
 @dataclass(frozen=True)
@@ -37,6 +41,34 @@ class Observation:
     required_available: int = 0
     lowest_available: int | None = None  # during the rollout; None when not measured
     error_events: tuple[str, ...] = ()
+
+    @classmethod
+    def of(
+        cls,
+        state: ServiceState,
+        bounds: HealthBounds,
+        *,
+        endpoint_ok: bool | None,
+        endpoint_detail: str,
+        error_events: tuple[str, ...],
+        lowest_available: int | None = None,
+    ) -> Observation:
+        """An observation from a target's `ServiceState`, the bounds verification holds it to,
+        and what the target saw beyond the state (endpoints, events, the rollout's low point)."""
+        return cls(
+            desired=state.desired,
+            running=state.running,
+            ready=state.ready,
+            restarts=state.restarts,
+            crash_looping=state.crash_looping,
+            endpoint_ok=endpoint_ok,
+            endpoint_detail=endpoint_detail,
+            min_replicas=bounds.min_replicas,
+            max_replicas=bounds.max_replicas,
+            required_available=bounds.required_available,
+            lowest_available=lowest_available,
+            error_events=error_events,
+        )
 
 
 @dataclass(frozen=True)

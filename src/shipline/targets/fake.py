@@ -199,16 +199,10 @@ class FakeTarget:
     def health(self, environment: str, service: str, bounds: HealthBounds) -> Observation:
         """Every replica ready and answering (the fake does not fail after a rollout)."""
         state = self.observe(environment, service)
-        return Observation(
-            desired=state.desired,
-            running=state.running,
-            ready=state.ready,
-            endpoint_ok=True,
-            endpoint_detail=f"{state.address} answered",
-            min_replicas=bounds.min_replicas,
-            max_replicas=bounds.max_replicas,
-            required_available=bounds.required_available,
-        )
+        return Observation.of(
+            state, bounds, endpoint_ok=True, endpoint_detail=f"{state.address} answered",
+            error_events=(),
+        )  # fmt: skip
 
     # --- CanaryRouter ----------------------------------------------------------------------
 

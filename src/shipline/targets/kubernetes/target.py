@@ -652,19 +652,10 @@ class KubernetesTarget:
             if e.get("type") == "Warning"
             and str(_dig(e, "involvedObject", "name") or "").startswith(f"{service}-")
         )
-        return Observation(
-            desired=state.desired,
-            running=state.running,
-            ready=state.ready,
-            restarts=state.restarts,
-            crash_looping=state.crash_looping,
-            endpoint_ok=endpoint_ok,
-            endpoint_detail=detail,
-            min_replicas=bounds.min_replicas,
-            max_replicas=bounds.max_replicas,
-            required_available=bounds.required_available,
+        return Observation.of(
+            state, bounds, endpoint_ok=endpoint_ok, endpoint_detail=detail,
             error_events=warnings[-5:],
-        )
+        )  # fmt: skip
 
     # --- CanaryRouter: replica ratio ---------------------------------------------------------
 

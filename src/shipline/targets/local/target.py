@@ -493,20 +493,10 @@ class LocalTarget:
             ok, detail = False, f"{url} answered {exc.code}"
         except OSError as exc:
             ok, detail = False, f"{url} unreachable ({type(exc).__name__})"
-        return Observation(
-            desired=state.desired,
-            running=state.running,
-            ready=state.ready,
-            restarts=state.restarts,
-            crash_looping=state.crash_looping,
-            endpoint_ok=ok,
-            endpoint_detail=detail,
-            min_replicas=bounds.min_replicas,
-            max_replicas=bounds.max_replicas,
-            required_available=bounds.required_available,
-            lowest_available=svc.lowest_available,
-            error_events=tuple(svc.events),
-        )
+        return Observation.of(
+            state, bounds, endpoint_ok=ok, endpoint_detail=detail,
+            error_events=tuple(svc.events), lowest_available=svc.lowest_available,
+        )  # fmt: skip
 
     # --- CanaryRouter --------------------------------------------------------------------------
 
