@@ -445,7 +445,13 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     client = Client(config=KubeConfig.from_file(args.kubeconfig), field_manager=FIELD_MANAGER)
     agent = NodeAgent(client, args.nodes, backoff=args.backoff)
-    signal.signal(signal.SIGTERM, lambda *_: agent.stopping.set())
+
+    def terminate(*_: object) -> None:  # at once, not when the watch next returns
+        agent.stopping.set()
+        agent.close()
+        os._exit(0)
+
+    signal.signal(signal.SIGTERM, terminate)
     try:
         agent.run()
     except KeyboardInterrupt:
