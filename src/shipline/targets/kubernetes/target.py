@@ -18,8 +18,8 @@ PDB) applied by server-side apply; its revisions are the Deployment's ReplicaSet
 
 from __future__ import annotations
 
+import base64
 import contextlib
-import hashlib
 import itertools
 import json
 import os
@@ -51,7 +51,7 @@ from shipline.targets.kubernetes.apiversions import adapt
 
 MANAGER = "shipline"
 NAME = "app.kubernetes.io/name"
-SPEC = "shipline.dev/spec"  # the applied DeploySpec (secret values left out, digests kept)
+SPEC = "shipline.dev/spec"  # the applied DeploySpec (secret values left out)
 CHANGE = "shipline.dev/change"  # the change key of the mutation that made this template
 CAUSE = "kubernetes.io/change-cause"
 ENVIRONMENT = "shipline.dev/environment"
@@ -70,10 +70,6 @@ _GENERIC = {
 
 def _quiet(line: str) -> None:
     """Log sink that drops lines."""
-
-
-def _digest(value: str) -> str:
-    return "sha256:" + hashlib.sha256(value.encode()).hexdigest()
 
 
 class KubernetesTarget:
@@ -209,7 +205,6 @@ class KubernetesTarget:
         docs = [json.loads(json.dumps(d)) for d in self._rendered(spec)]
         secrets = {k: v for k, v in spec.env.items() if k in spec.secret_names}
         stored = spec.stored()
-        stored["secretDigests"] = {k: _digest(v) for k, v in secrets.items()}
         for doc in docs:
             meta = doc.setdefault("metadata", {})
             meta["namespace"] = self._namespace(spec)
@@ -279,6 +274,16 @@ class KubernetesTarget:
                 self.client.create(from_dict({"apiVersion": "v1", "kind": "Namespace",
                                               "metadata": {"name": name}}))  # fmt: skip
 
+    def _secret_values(self, spec: DeploySpec) -> dict[str, str]:
+        """The values the service's Secret holds now (in memory only)."""
+        try:
+            found = self._get(
+                Secret, self._secret_name(spec), self._where(spec.environment, spec.service)
+            )
+        except NotFoundError:
+            return {}
+        return {k: base64.b64decode(v).decode() for k, v in (found.get("data") or {}).items()}
+
     def _write_secret(self, spec: DeploySpec, values: dict[str, str]) -> None:
         if not values:
             return
@@ -336,7 +341,7 @@ class KubernetesTarget:
     # --- DeployTarget ----------------------------------------------------------------------
 
     def plan(self, spec: DeploySpec) -> DeployPlan:
-        """What applying `spec` would change (secret values compared by digest)."""
+        """What applying `spec` would change (secret values compared with the Secret)."""
         try:
             deployment = self._deployment(spec.environment, spec.service)
         except NotFoundError:
@@ -344,14 +349,11 @@ class KubernetesTarget:
         stored = self._spec_of(deployment)
         if stored is None:
             return plan_change(None, spec)
-        current = DeploySpec.from_stored(stored, {})
-        digests = stored.get("secretDigests", {})
-        current = replace(current, env={**current.env, **digests})
-        comparable = {
-            **spec.env,
-            **{k: _digest(v) for k, v in spec.env.items() if k in spec.secret_names},
-        }
-        return plan_change(current, replace(spec, env=comparable))
+        # Secret values are compared with the Secret itself, never with a digest kept where
+        # anyone who reads Deployments could guess at it.
+        current = DeploySpec.from_stored(stored, self._secret_values(spec))
+        comparable = spec
+        return plan_change(current, comparable)
 
     def apply(
         self,
