@@ -5,14 +5,13 @@ run of the engine whose effect the API server holds (Deployment revisions, ready
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
 
+from tests.e2e.kube import kubeconfig
 from tests.e2e.worker import running_worker, sh
 
-KUBECONFIG = "SHIPLINE_TEST_KUBECONFIG"
 PROJECT = """
 project: k8s-e2e
 stacks:
@@ -31,12 +30,7 @@ ladder: [e2e]
 
 @pytest.fixture
 def kube_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    kubeconfig = os.environ.get(KUBECONFIG)
-    if not kubeconfig:
-        if os.environ.get("CI"):
-            pytest.fail(f"{KUBECONFIG} is unset under CI: scripts/test starts the control plane")
-        pytest.skip(f"no Kubernetes API server: {KUBECONFIG} is unset (scripts/test starts one)")
-    monkeypatch.setenv("KUBECONFIG", kubeconfig)
+    monkeypatch.setenv("KUBECONFIG", kubeconfig())
     project = tmp_path / "shipline.yaml"
     project.write_text(PROJECT)
     return project

@@ -22,6 +22,7 @@ def _run(
     action: str,
     detach: bool,
     as_json: bool,
+    after: Any = None,
     **extra: Any,
 ) -> None:
     from shipline.cli.runs import watch_started
@@ -34,7 +35,7 @@ def _run(
         ws, env=env, services=services, action=action, actor=current_user(None, os.environ),
         **extra,
     )  # fmt: skip
-    watch_started(state, ws, record.id, detach=detach, as_json=as_json)
+    watch_started(state, ws, record.id, detach=detach, as_json=as_json, after=after)
 
 
 def preview(
@@ -44,8 +45,34 @@ def preview(
     services: ServicesOpt = "all",
     as_json: JsonFlag = False,
 ) -> None:
-    """Show what a deploy would change: versions, replicas, variables (names only)."""
-    _run(ctx, env, services, "preview", False, as_json, version=tag)
+    """Show what a deploy would change: versions, replicas, variables (names only) and, where
+    the target can tell (kubernetes: a server-side dry run), every changed field."""
+    state = state_of(ctx)
+
+    def changes(details: dict[str, Any]) -> None:
+        rows: list[list[Any]] = []
+        for stage in details.get("stages", []):
+            for service, plan in sorted((stage.get("outputs") or {}).items()):
+                if not isinstance(plan, dict) or "inSync" not in plan:
+                    continue
+                if plan["inSync"]:
+                    rows.append([service, "", "(in sync)", "", ""])
+                spec = plan.get("changes") or {}
+                if plan.get("create"):  # a new service: its version, then its objects
+                    spec = {"version": spec.get("version") or {}}
+                for name, change in spec.items():
+                    rows.append([service, "spec", name, change.get("from"), change.get("to")])
+                for name in plan.get("variablesChanged") or []:
+                    rows.append([service, "spec", f"variable {name}", "***", "*** (changed)"])
+                for field in plan.get("fields") or []:
+                    rows.append([service, field["object"], field["path"] or "(whole object)",
+                                 field["from"], field["to"]])  # fmt: skip
+        if rows:
+            state.output.table(
+                "what the deploy would change", ["service", "object", "field", "from", "to"], rows
+            )
+
+    _run(ctx, env, services, "preview", False, as_json, after=changes, version=tag)
 
 
 def rollback(

@@ -75,13 +75,14 @@ class Output:
         self, title: str | None, columns: Sequence[str], rows: Sequence[Sequence[Any]]
     ) -> None:
         """Print a table; cells are shown as text."""
+        from rich.markup import escape
         from rich.table import Table
 
         table = Table(title=title, title_justify="left", header_style="bold")
         for column in columns:
             table.add_column(column)
-        for row in rows:
-            table.add_row(*("" if cell is None else str(cell) for cell in row))
+        for row in rows:  # cells are text: "[name]" in them is not markup
+            table.add_row(*("" if cell is None else escape(str(cell)) for cell in row))
         self.console.print(table)
 
     @contextmanager

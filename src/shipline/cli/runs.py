@@ -354,13 +354,21 @@ def canary_abort(ctx: typer.Context, run: int, user: AsOpt, comment: CommentOpt 
     _canary(ctx, run, user, comment, False)
 
 
-def watch_started(state: Any, ws: Any, run_id: int, *, detach: bool, as_json: bool) -> None:
+def watch_started(
+    state: Any,
+    ws: Any,
+    run_id: int,
+    *,
+    detach: bool,
+    as_json: bool,
+    after: Callable[[dict[str, Any]], None] | None = None,
+) -> None:
     """`watch` a run just queued for workspace `ws`."""
     from shipline.engine.assembly import run_service
 
     watch(
         state, run_service(ws), run_id, detach=detach, as_json=as_json,
-        queued=f"run {run_id} queued",
+        queued=f"run {run_id} queued", after=after,
     )  # fmt: skip
 
 
@@ -373,8 +381,10 @@ def watch(
     as_json: bool,
     queued: str,
     extra: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+    after: Callable[[dict[str, Any]], None] | None = None,
 ) -> None:
-    """After starting a run: detach (exit 3), wait and print JSON, or follow it live."""
+    """After starting a run: detach (exit 3), wait and print JSON, or follow it live (and
+    then show what `after` makes of its details)."""
     from shipline.cli.follow import EXIT, follow
 
     if detach:
@@ -391,5 +401,7 @@ def watch(
         code = EXIT[data["phase"]]
     else:
         code = follow(service, run_id, state.output.console, _details)
+        if after is not None:
+            after(_details(service, run_id))
     if code:
         raise typer.Exit(code)

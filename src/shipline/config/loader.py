@@ -57,7 +57,7 @@ def load_config(path: Path) -> Config:
         config = Config.model_validate(source.data)
     except ValidationError as exc:
         raise ConfigErrors(schema_errors(exc, source)) from None
-    problems = check_references(config, source)
+    problems = check_references(config, source, root=path.parent)
     if problems:
         raise ConfigErrors(problems)
     return config

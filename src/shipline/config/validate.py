@@ -5,7 +5,7 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable
 from importlib.metadata import entry_points
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from shipline.config.source import PathKey, Source
@@ -76,11 +76,14 @@ def kind_key(kind: str) -> str:
     }.get(kind, kind)
 
 
-def check_references(config: Config, source: Source) -> list[ConfigError]:
-    """Every cross-reference problem in `config`, located through `source`."""
+def check_references(config: Config, source: Source, root: Path | None = None) -> list[ConfigError]:
+    """Every cross-reference problem in `config`, located through `source`; with the project
+    folder `root`, also the files the configuration names (Kustomize overlays)."""
     c = _Checker(config, source)
     _check_services(c)
     _check_environments(c)
+    if root is not None:
+        _check_overlays(c, root)
     _check_ladder(c)
     _check_variables(c)
     if not c.errors:  # layers need every group name to resolve
@@ -191,6 +194,31 @@ def _check_variable_cycles(c: _Checker) -> None:
                     str(exc),
                     "break the loop: one of them must not refer back",
                 )
+
+
+KUSTOMIZATIONS = ("kustomization.yaml", "kustomization.yml", "Kustomization")
+
+
+def _check_overlays(c: _Checker, root: Path) -> None:
+    """A target's `manifests` names, for every environment deployed through it, a folder with a
+    kustomization."""
+    for env in c.config.environments:
+        target = c.config.targets.get(env.target)
+        if target is None or not target.manifests:
+            continue
+        path = ("targets", env.target, "manifests")
+        try:
+            named = target.manifests.format(environment=env.name)
+        except (KeyError, IndexError, ValueError) as exc:
+            c.error(path, f"manifests: unknown placeholder {exc}", "only {environment} is known")
+            return
+        if not any((root / named / name).is_file() for name in KUSTOMIZATIONS):
+            c.error(
+                path,
+                f"environment '{env.name}' has no overlay: {named}/ has no kustomization.yaml",
+                "create the overlay, or point 'manifests' at the folder that holds it"
+                " (relative to the project; {environment} is the environment's name)",
+            )
 
 
 def _env_names(config: Config) -> set[str]:

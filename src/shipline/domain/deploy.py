@@ -27,6 +27,7 @@ class DeploySpec:
     image: str | None = None  # repository (without tag), where the target runs images
     max_surge: int = 1  # rolling update: replicas above `replicas` while it runs
     max_unavailable: int = 0  # rolling update: replicas below `replicas` while it runs
+    progress_deadline: int | None = None  # seconds without progress before a rollout fails
     # The run's `--set NAME=VALUE` parameters as submitted: secrets in them were turned into
     # `$(variable)` references at submission, so these are safe to keep and resolve again.
     parameters: dict[str, str] = field(default_factory=dict)
@@ -46,6 +47,7 @@ class DeploySpec:
             "image": self.image,
             "maxSurge": self.max_surge,
             "maxUnavailable": self.max_unavailable,
+            "progressDeadline": self.progress_deadline,
             "parameters": dict(self.parameters),
         }
 
@@ -70,6 +72,7 @@ class DeploySpec:
             image=data.get("image"),
             max_surge=int(data.get("maxSurge", 1)),
             max_unavailable=int(data.get("maxUnavailable", 0)),
+            progress_deadline=data.get("progressDeadline"),
             parameters={str(k): str(v) for k, v in (data.get("parameters") or {}).items()},
         )
 
@@ -158,6 +161,20 @@ class ServiceState:
 
 
 @dataclass(frozen=True)
+class FieldChange:
+    """One field of one object that applying a spec would change (a cluster's dry run)."""
+
+    object: str  # Kind/name
+    path: str  # e.g. spec.template.spec.containers[api].image
+    before: Any  # None: the object or field is new
+    after: Any  # None: removed
+
+    def as_dict(self) -> dict[str, Any]:
+        """The change as previews show it."""
+        return {"object": self.object, "path": self.path, "from": self.before, "to": self.after}
+
+
+@dataclass(frozen=True)
 class DeployPlan:
     """What applying a spec would change; `in_sync` when nothing would."""
 
@@ -166,6 +183,7 @@ class DeployPlan:
     create: bool
     changes: dict[str, dict[str, Any]]
     variables_changed: tuple[str, ...] = ()  # names whose values differ (values never shown)
+    fields: tuple[FieldChange, ...] = ()  # field by field, where the target can tell
 
     @property
     def in_sync(self) -> bool:
@@ -181,6 +199,7 @@ class DeployPlan:
             "inSync": self.in_sync,
             "changes": self.changes,
             "variablesChanged": list(self.variables_changed),
+            "fields": [f.as_dict() for f in self.fields],
         }
 
 
@@ -198,3 +217,32 @@ def plan_change(current: DeploySpec | None, desired: DeploySpec) -> DeployPlan:
         changed_vars = tuple(sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k)))
         changed_vars = tuple(k for k in changed_vars if k in old and k in new)
     return DeployPlan(desired.environment, desired.service, current is None, changes, changed_vars)
+
+
+def field_changes(kind_name: str, before: Any, after: Any) -> list[FieldChange]:
+    """The leaves that differ between two renderings of one object. Lists of named items
+    (containers, env, ports) are compared item by item, keyed by name."""
+    old, new = _leaves(before), _leaves(after)
+    return [
+        FieldChange(kind_name, path, old.get(path), new.get(path))
+        for path in sorted(set(old) | set(new))
+        if old.get(path) != new.get(path)
+    ]
+
+
+def _leaves(value: Any, path: str = "") -> dict[str, Any]:
+    if isinstance(value, dict):
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            out.update(_leaves(item, f"{path}.{key}" if path else str(key)))
+        return out
+    if (
+        isinstance(value, list)
+        and value
+        and all(isinstance(i, dict) and "name" in i for i in value)
+    ):
+        out = {}
+        for item in value:
+            out.update(_leaves(item, f"{path}[{item['name']}]"))
+        return out
+    return {path: value}

@@ -135,8 +135,19 @@ class Target(Model):
 
     type: Name  # a registered target kind (`shipline.targets` entry points): local, memory, ...
     cluster: str | None = None
-    context: str | None = None
+    context: str | None = None  # the kubeconfig context (default: its current context)
+    kubeconfig: str | None = None  # a path, relative to the project (default: KUBECONFIG)
+    manifests: str | None = None  # the Kustomize overlay, e.g. k8s/overlays/{environment}
     service_connection: str | None = None
+
+    def settings(self) -> dict[str, str | None]:
+        """What the target's adapter is built with (paths as written)."""
+        return {
+            "cluster": self.cluster,
+            "context": self.context,
+            "kubeconfig": self.kubeconfig,
+            "manifests": self.manifests,
+        }
 
 
 class ApproverGroup(Model):
@@ -205,6 +216,9 @@ class Checks(Model):
     business_hours: BusinessHours | None = None
     lock: LockPolicy = LockPolicy.SEQUENTIAL
     health: bool = True  # false: no post-deploy verification stage
+    # How long a rollout may go without progress before it fails (Kubernetes'
+    # progressDeadlineSeconds; default: the manifest's, else the target's own).
+    progress_deadline_seconds: int | None = Field(strict=True, default=None, ge=1, le=86_400)
 
 
 class RollingStrategy(Model):

@@ -17,7 +17,13 @@ from shipline.domain.ports import DeployTarget, Restorable, ServiceControl
 from shipline.engine.actions import BUILTIN, StepContext
 from shipline.engine.failpoints import failpoint
 from shipline.engine.runtime import current
-from shipline.errors import CheckFailed, NotFoundError, TechnicalError
+from shipline.errors import (
+    AlreadyRunning,
+    CheckFailed,
+    NotFoundError,
+    ShiplineError,
+    TechnicalError,
+)
 
 
 class TargetUnsupported(TechnicalError):
@@ -75,8 +81,20 @@ def restore_targets(ws: Any, log: Any) -> list[str]:
     rt = current()
     kinds = target_kinds()
     problems: list[str] = []
-    for kind in sorted({t.type for t in ws.config.targets.values()} & set(kinds)):
-        target = rt.target(kind, ws.state_dir)
+    chosen: dict[str, str] = {}  # target name -> an environment that uses it
+    for environment in ws.config.environments:
+        chosen.setdefault(environment.target, environment.name)
+    for name, environment in sorted(chosen.items()):
+        kind = ws.config.targets[name].type
+        if kind not in kinds:
+            continue
+        try:
+            target = rt.target(kind, ws.state_dir, ws.target_settings(environment))
+        except AlreadyRunning:
+            raise
+        except ShiplineError as exc:  # one unreachable target does not keep the others down
+            problems.append(f"target '{name}' ({kind}): {exc}")
+            continue
         if isinstance(target, Restorable):
 
             def secrets(
@@ -131,6 +149,7 @@ def spec_of(params: dict[str, Any], version: str | None = None) -> DeploySpec:
         image=params.get("image"),
         max_surge=int(strategy.get("maxSurge", 1)) if rolling else 1,
         max_unavailable=int(strategy.get("maxUnavailable", 0)) if rolling else 0,
+        progress_deadline=params.get("progressDeadline"),
         parameters={str(k): str(v) for k, v in params.get("runParameters", {}).items()},
     )
 
@@ -203,10 +222,16 @@ def verify(ctx: StepContext, params: dict[str, Any]) -> dict[str, Any]:
     )
     checks = verify_health(observation)
     for check in checks:
-        ctx.log(f"{'pass' if check.passed else 'FAIL'} {check.name}: {check.reason}")
+        verdict = "FAIL" if not check.passed else "warn" if check.warning else "pass"
+        ctx.log(f"{verdict} {check.name}: {check.reason}")
+        if check.hint and (check.warning or not check.passed):
+            ctx.log(f"     hint: {check.hint}")
     if not healthy(checks):
-        failed = "; ".join(f"{c.name}: {c.reason}" for c in checks if not c.passed)
-        raise CheckFailed(f"{service} is not healthy: {failed}")
+        failed = [c for c in checks if not c.passed]
+        raise CheckFailed(
+            f"{service} is not healthy: " + "; ".join(f"{c.name}: {c.reason}" for c in failed),
+            hint=failed[0].hint,
+        )
     return {f"{service}.verified": True}
 
 
@@ -270,6 +295,9 @@ def preview(ctx: StepContext, params: dict[str, Any]) -> dict[str, Any]:
         ctx.log(f"{params['service']}: {key}: {change}")
     if plan.variables_changed:
         ctx.log(f"{params['service']}: values changed: {', '.join(plan.variables_changed)}")
+    for field in plan.fields:
+        where = f"{field.object} {field.path}".rstrip()
+        ctx.log(f"{params['service']}: {where}: {field.before!r} -> {field.after!r}")
     return {str(params["service"]): plan.as_dict()}
 
 

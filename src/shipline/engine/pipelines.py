@@ -6,6 +6,7 @@ one step per service on the environment's target) → verify.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from shipline.domain.identity import canonical_identity
@@ -48,20 +49,33 @@ def approvers(config: Config) -> dict[str, list[str]]:
     }
 
 
+def target_settings(config: Config, env: Environment, root: str | Path) -> dict[str, str | None]:
+    """The settings `env`'s target is built with: its configuration, with the kubeconfig path
+    made absolute against the project folder `root` and the project folder itself (where an
+    overlay named by `manifests` is found)."""
+    settings = config.targets[env.target].settings()
+    kubeconfig = settings.get("kubeconfig")
+    if kubeconfig:
+        settings["kubeconfig"] = str(Path(root, Path(kubeconfig).expanduser()))
+    settings["project"] = str(Path(root).resolve())
+    return settings
+
+
 def _service_params(
-    config: Config, env: Environment, service: str, state_dir: str
+    config: Config, env: Environment, service: str, state_dir: str, root: str
 ) -> dict[str, Any]:
     target = config.targets[env.target]
     svc = config.service(service)
     tier = config.tiers[env.tier].resources
     return {
         "target": target.type,
-        "targetSettings": {"cluster": target.cluster, "context": target.context},
+        "targetSettings": target_settings(config, env, root),
         "environment": env.name,
         "namespace": env.namespace,
         "stateDir": state_dir,
         "service": service,
         "healthPath": config.service_health_path(svc),
+        "progressDeadline": env.checks.progress_deadline_seconds,
         "replicas": tier.min_replicas or 1,
         "minReplicas": tier.min_replicas or 1,
         "maxReplicas": tier.max_replicas,
@@ -72,13 +86,19 @@ def _service_params(
 
 
 def _steps(
-    action: str, config: Config, env: Environment, services: list[str], state_dir: str, **extra: Any
+    action: str,
+    config: Config,
+    env: Environment,
+    services: list[str],
+    where: tuple[str, str],
+    **extra: Any,
 ) -> list[dict[str, Any]]:
+    state_dir, root = where
     return [
         {
             "name": service,
             "action": action,
-            "params": {**_service_params(config, env, service, state_dir), **extra},
+            "params": {**_service_params(config, env, service, state_dir, root), **extra},
         }
         for service in services
     ]
@@ -92,6 +112,7 @@ def deploy_pipeline(
     state_dir: str,
     run_parameters: dict[str, str] | None = None,
     *,
+    root: str,
     force: bool = False,
 ) -> PipelineSpec:
     """validate → deploy (window, approvals, locks; the environment's strategy) → verify, and a
@@ -109,7 +130,7 @@ def deploy_pipeline(
                 config,
                 env,
                 services,
-                state_dir,
+                (state_dir, root),
                 version=tag,
                 strategy=strategy,
                 runParameters=run_parameters or {},
@@ -121,7 +142,9 @@ def deploy_pipeline(
         [
             {
                 "name": "verify",
-                "steps": _steps("target.verify", config, env, services, state_dir, version=tag),
+                "steps": _steps(
+                    "target.verify", config, env, services, (state_dir, root), version=tag
+                ),
             }
         ]
         if env.checks.health
@@ -152,7 +175,12 @@ def deploy_pipeline(
                     "dependsOn": ["deploy", *(["verify"] if verify else [])],
                     "condition": "failed",
                     "steps": _steps(
-                        "target.rollback", config, env, services, state_dir, afterFailure=True
+                        "target.rollback",
+                        config,
+                        env,
+                        services,
+                        (state_dir, root),
+                        afterFailure=True,
                     ),
                 },
             ],
@@ -169,12 +197,19 @@ ACTIONS = {
 
 
 def action_pipeline(
-    config: Config, env: Environment, services: list[str], action: str, state_dir: str, **extra: Any
+    config: Config,
+    env: Environment,
+    services: list[str],
+    action: str,
+    state_dir: str,
+    *,
+    root: str,
+    **extra: Any,
 ) -> PipelineSpec:
     """One action (rollback, scale, restart, preview) on each service, under the same locks."""
     stage: dict[str, Any] = {
         "name": action,
-        "steps": _steps(ACTIONS[action], config, env, services, state_dir, **extra),
+        "steps": _steps(ACTIONS[action], config, env, services, (state_dir, root), **extra),
     }
     if action != "preview":
         stage["locks"] = [f"{env.name}/{service}" for service in services]
@@ -182,12 +217,12 @@ def action_pipeline(
     return PipelineSpec.model_validate({"kind": action, "stages": [stage]})
 
 
-def down_pipeline(config: Config, env: Environment, state_dir: str) -> PipelineSpec:
-    """Stop every service of `env` that runs on this machine."""
+def down_pipeline(config: Config, env: Environment, state_dir: str, *, root: str) -> PipelineSpec:
+    """Stop every service of `env` on its target."""
     target = config.targets[env.target]
     params = {
         "target": target.type,
-        "targetSettings": {"cluster": target.cluster, "context": target.context},
+        "targetSettings": target_settings(config, env, root),
         "environment": env.name,
         "stateDir": state_dir,
     }

@@ -47,7 +47,9 @@ class Runtime:
     wait_chunk_seconds: float = 60.0
     notify_backoff_seconds: float = 0.5
     workspace: Any = None  # the project, when the worker runs for one (variables, secrets)
-    targets: dict[tuple[str, str], DeployTarget] = field(default_factory=dict)
+    targets: dict[tuple[str, str, tuple[tuple[str, str], ...]], DeployTarget] = field(
+        default_factory=dict
+    )
     _targets_lock: threading.Lock = field(default_factory=threading.Lock)
 
     def target(
@@ -57,11 +59,12 @@ class Runtime:
         replicas live as long as the worker that built it)."""
         from shipline.engine.wiring import build_target
 
-        key = (kind, str(state_dir))
+        chosen = dict(settings or {})
+        key = (kind, str(state_dir), tuple(sorted((k, v or "") for k, v in chosen.items())))
         with self._targets_lock:
             found = self.targets.get(key)
             if found is None:
-                found = self.targets[key] = build_target(kind, state_dir, settings or {})
+                found = self.targets[key] = build_target(kind, state_dir, chosen)
             return found
 
 

@@ -22,8 +22,7 @@ def _sources(ws: Workspace, env: str, service: str) -> tuple[ServiceLogs, str, s
     if len(names) != 1:
         raise UserError("--service takes one service name")
     kind = require_target(ws.config, environment.name)
-    target = ws.config.targets[environment.target]
-    view = view_target(kind, ws.state_dir, {"cluster": target.cluster, "context": target.context})
+    view = view_target(kind, ws.state_dir, ws.target_settings(environment.name))
     if not isinstance(view, ServiceLogs):
         raise UserError(f"target type '{kind}' keeps no service logs that shipline can read")
     return view, environment.name, names[0]

@@ -42,17 +42,13 @@ def service_status(ws: Workspace, env: str | None = None) -> list[dict[str, Any]
         if only and environment.name != only:
             continue
         target = ws.config.targets[environment.target]
-        if target.type not in views:
-            views[target.type] = (
-                view_target(
-                    target.type,
-                    ws.state_dir,
-                    {"cluster": target.cluster, "context": target.context},
-                )
+        if environment.target not in views:
+            views[environment.target] = (
+                view_target(target.type, ws.state_dir, ws.target_settings(environment.name))
                 if target.type in installed
                 else None
             )
-        view = views[target.type]
+        view = views[environment.target]
         for service in ws.config.services:
             key = f"{environment.name}/{service.name}"
             try:

@@ -120,7 +120,14 @@ def submit_deploy(
     check_tag(tag)
     run_parameters = as_references(ws, environment.name, names, parse_parameters(parameters or []))
     spec = deploy_pipeline(
-        ws.config, environment, names, tag, str(ws.state_dir), run_parameters, force=force
+        ws.config,
+        environment,
+        names,
+        tag,
+        str(ws.state_dir),
+        run_parameters,
+        root=str(ws.root),
+        force=force,
     )
     return run_service(ws).start(
         spec,
@@ -184,9 +191,11 @@ def submit_action(
                 hint="stay within the bounds, or add --override-bounds REASON (audited)",
             )
     if action == "down":
-        spec = down_pipeline(ws.config, environment, str(ws.state_dir))
+        spec = down_pipeline(ws.config, environment, str(ws.state_dir), root=str(ws.root))
     else:
-        spec = action_pipeline(ws.config, environment, names, action, str(ws.state_dir), **extra)
+        spec = action_pipeline(
+            ws.config, environment, names, action, str(ws.state_dir), root=str(ws.root), **extra
+        )
     service = run_service(ws)
     record = service.start(
         spec,

@@ -335,9 +335,9 @@ def _execute(
         except StepCancelled as exc:
             phase, error = Phase.CANCELLED, exc.message
         except RuleError as exc:
-            phase, error = Phase.FAILED, exc.message
+            phase, error = Phase.FAILED, _told(exc)
         except ShiplineError as exc:
-            phase, error, terminal = Phase.ERRORED, exc.message, exc.terminal
+            phase, error, terminal = Phase.ERRORED, _told(exc), exc.terminal
         except Exception as exc:
             phase, error, terminal = Phase.ERRORED, f"{type(exc).__name__}: {exc}", False
     error = rt.masker.mask(error) if error else None
@@ -364,6 +364,11 @@ def _execute(
     )
     failpoint("step-recorded", f"run-{run_id}/{stage}/{spec.name}")
     return {"phase": phase.value, "outputs": outputs, "error": error, "final": True}
+
+
+def _told(exc: ShiplineError) -> str:
+    """A step's error as the run keeps it: the message, and what to do about it."""
+    return f"{exc.message} (hint: {exc.hint})" if exc.hint else exc.message
 
 
 def _recorded_outcome(run_id: int, stage: str, step: str) -> dict[str, Any] | None:

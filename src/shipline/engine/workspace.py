@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from shipline.domain.masking import Masker
 from shipline.domain.models import Config
 from shipline.domain.ports import SecretStore
+from shipline.engine.pipelines import target_settings
 from shipline.engine.wiring import StoreContext, load_config, open_store
 from shipline.errors import NotFoundError, UserError
 
@@ -42,6 +43,15 @@ class Workspace:
         """Load the configuration at `config_path`."""
         env = dict(os.environ if environ is None else environ)
         return cls(config_path, load_config(config_path), env, masker or Masker())
+
+    @property
+    def root(self) -> Path:
+        """The project folder: where the configuration file is."""
+        return self.config_path.resolve().parent
+
+    def target_settings(self, environment: str) -> dict[str, str | None]:
+        """What `environment`'s target is built with (paths resolved against the project)."""
+        return target_settings(self.config, self.config.environment(environment), self.root)
 
     @property
     def state_dir(self) -> Path:

@@ -39,21 +39,29 @@ def test_checks_health_decides_the_verify_stage(
     health: bool, stages: list[str], rollback_after: list[str]
 ) -> None:
     config = _config(checks={"health": health})
-    spec = deploy_pipeline(config, config.environments[0], ["api"], "1.0.0", "/tmp/x")
+    spec = deploy_pipeline(config, config.environments[0], ["api"], "1.0.0", "/tmp/x", root="/tmp")
     assert [s.name for s in spec.stages] == stages
     assert spec.stages[-1].depends_on == rollback_after
 
 
 def test_the_rolling_strategy_and_the_canary_reach_the_deploy_step() -> None:
     rolling = _config(strategy={"type": "rolling", "maxSurge": 2, "maxUnavailable": 1})
-    step = deploy_pipeline(rolling, rolling.environments[0], ["api"], "1", "/x").stages[1].steps[0]
+    step = (
+        deploy_pipeline(rolling, rolling.environments[0], ["api"], "1", "/x", root="/")
+        .stages[1]
+        .steps[0]
+    )
     assert step.kind == "action"
     assert (step.params["strategy"]["maxSurge"], step.params["strategy"]["maxUnavailable"]) == (
         2,
         1,
     )
     canary = _config(strategy={"type": "canary", "steps": [{"setWeight": 5}, {"pause": {}}, 100]})
-    step = deploy_pipeline(canary, canary.environments[0], ["api"], "1", "/x").stages[1].steps[0]
+    step = (
+        deploy_pipeline(canary, canary.environments[0], ["api"], "1", "/x", root="/")
+        .stages[1]
+        .steps[0]
+    )
     assert step.kind == "canary"
     assert step.params["strategy"]["steps"] == [
         {"setWeight": 5},
@@ -69,3 +77,25 @@ def test_fail_on_secrets_reaches_the_repository_scan() -> None:
     )  # fmt: skip
     scan = next(s for s in spec.stages if s.name == "scan-repository")
     assert scan.steps[0].params["failOnSecrets"] is True
+
+
+def test_the_targets_settings_reach_every_step_with_paths_resolved_against_the_project() -> None:
+    config = Config.model_validate(
+        {
+            **_config().model_dump(by_alias=True, exclude_defaults=True),
+            "targets": {
+                "here": {"type": "kubernetes", "context": "dev-admin",
+                         "kubeconfig": "clusters/dev.yaml",
+                         "manifests": "k8s/overlays/{environment}"}
+            },
+        }
+    )  # fmt: skip
+    spec = deploy_pipeline(config, config.environments[0], ["api"], "1", "/x", root="/srv/app")
+    settings = [step.params["targetSettings"] for stage in spec.stages for step in stage.steps
+                if "targetSettings" in step.params]  # fmt: skip
+    assert len(settings) == 3  # deploy, verify, rollback
+    assert all(
+        s == {"cluster": None, "context": "dev-admin", "kubeconfig": "/srv/app/clusters/dev.yaml",
+              "manifests": "k8s/overlays/{environment}", "project": "/srv/app"}
+        for s in settings
+    )  # fmt: skip

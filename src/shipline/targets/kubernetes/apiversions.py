@@ -38,3 +38,10 @@ def adapt(docs: Iterable[dict[str, Any]], served: set[str]) -> list[dict[str, An
             )
         out.append({**doc, "apiVersion": chosen})
     return out
+
+
+def served_version(wanted: str, served: set[str]) -> str | None:
+    """`wanted`, or the first fallback the cluster serves; None when it serves neither."""
+    if wanted in served:
+        return wanted
+    return next((v for v in FALLBACKS.get(wanted, ()) if v in served), None)

@@ -38,16 +38,32 @@ from lightkube import ApiError, Client, KubeConfig
 from lightkube.codecs import from_dict
 from lightkube.generic_resource import create_namespaced_resource
 from lightkube.resources.apps_v1 import Deployment, ReplicaSet
-from lightkube.resources.core_v1 import Endpoints, Event, Namespace, Pod, Secret, Service
+from lightkube.resources.core_v1 import (
+    Endpoints,
+    Event,
+    Namespace,
+    Pod,
+    Secret,
+    Service,
+    ServiceAccount,
+)
 from lightkube.types import PatchType
 from ruamel.yaml import YAML
 
 from shipline.domain.canary import Sample
-from shipline.domain.deploy import DeployPlan, DeploySpec, Revision, ServiceState, plan_change
-from shipline.domain.health import HealthBounds, Observation
+from shipline.domain.deploy import (
+    DeployPlan,
+    DeploySpec,
+    FieldChange,
+    Revision,
+    ServiceState,
+    field_changes,
+    plan_change,
+)
+from shipline.domain.health import HealthBounds, HealthCheck, Observation, troubleshooting
 from shipline.domain.ports import LogSink, MetricSource, TargetContext
 from shipline.errors import CheckFailed, NotFoundError, TargetError
-from shipline.targets.kubernetes.apiversions import adapt
+from shipline.targets.kubernetes.apiversions import adapt, served_version
 
 MANAGER = "shipline"
 NAME = "app.kubernetes.io/name"
@@ -62,6 +78,12 @@ TRACK = "shipline.dev/track"
 CANARY_SUFFIX = "-canary"
 UNDO_CAUSE = "shipline.dev/rollback-cause"  # on the Deployment: why its last undo was
 UNDO_CHANGE = "shipline.dev/rollback-change"  # and under which change key
+_PLURALS = {
+    "HorizontalPodAutoscaler": "horizontalpodautoscalers",
+    "PodDisruptionBudget": "poddisruptionbudgets",
+}
+_POD_PROBLEMS = ("CrashLoopBackOff", "ImagePullBackOff", "ErrImagePull", "InvalidImageName",
+                 "CreateContainerConfigError")  # fmt: skip
 _GENERIC = {
     ("autoscaling/v2beta2", "HorizontalPodAutoscaler"): ("horizontalpodautoscalers",),
     ("policy/v1beta1", "PodDisruptionBudget"): ("poddisruptionbudgets",),
@@ -82,7 +104,7 @@ class KubernetesTarget:
         kubeconfig: str,
         manifests: str | None = None,
         project: Path | None = None,
-        rollout_timeout: float = 120,
+        rollout_timeout: float | None = None,
         port: int = 8080,
     ) -> None:
         self.client = client
@@ -215,6 +237,8 @@ class KubernetesTarget:
                 continue
             body = doc["spec"]
             body["replicas"] = spec.replicas
+            if spec.progress_deadline:
+                body["progressDeadlineSeconds"] = spec.progress_deadline
             body["strategy"] = {
                 "type": "RollingUpdate",
                 "rollingUpdate": {
@@ -307,6 +331,20 @@ class KubernetesTarget:
             raise TargetError(f"read {kind.__name__} {name}: {exc.status.message}") from exc
         return found
 
+    def _optional(
+        self, api_version: str, kind: str, name: str, namespace: str
+    ) -> dict[str, Any] | None:
+        """An object of a kind whose version depends on the cluster (HPA, PDB), or None."""
+        chosen = served_version(api_version, self.served())
+        if chosen is None:
+            return None
+        group, _, version = chosen.partition("/")
+        resource = create_namespaced_resource(group, version, kind, _PLURALS[kind])
+        try:
+            return self._get(resource, name, namespace)
+        except NotFoundError:
+            return None
+
     def _list(self, kind: Any, namespace: str, labels: dict[str, Any]) -> list[dict[str, Any]]:
         return [o.to_dict() for o in self.client.list(kind, namespace=namespace, labels=labels)]
 
@@ -341,19 +379,48 @@ class KubernetesTarget:
     # --- DeployTarget ----------------------------------------------------------------------
 
     def plan(self, spec: DeploySpec) -> DeployPlan:
-        """What applying `spec` would change (secret values compared with the Secret)."""
+        """What applying `spec` would change: the spec's own fields (secret values compared
+        with the Secret, never shown), and every object's fields as a server-side dry run of
+        the apply sees them against the live objects."""
+        fields = tuple(self._dry_run(spec))
         try:
             deployment = self._deployment(spec.environment, spec.service)
         except NotFoundError:
-            return plan_change(None, spec)
+            return replace(plan_change(None, spec), fields=fields)
         stored = self._spec_of(deployment)
         if stored is None:
-            return plan_change(None, spec)
+            return replace(plan_change(None, spec), fields=fields)
         # Secret values are compared with the Secret itself, never with a digest kept where
         # anyone who reads Deployments could guess at it.
         current = DeploySpec.from_stored(stored, self._secret_values(spec))
-        comparable = spec
-        return plan_change(current, comparable)
+        return replace(plan_change(current, spec), fields=fields)
+
+    def _dry_run(self, spec: DeploySpec) -> list[FieldChange]:
+        """Field-level changes: each object applied with dryRun=All, compared with the live one
+        (shipline's bookkeeping annotations and server-kept fields left out)."""
+        docs, _ = self._desired(spec, cause="preview", change=None)
+        changes: list[FieldChange] = []
+        for doc in docs:
+            resource = self._resource(doc)
+            label = f"{doc['kind']}/{doc['metadata']['name']}"
+            namespace = doc["metadata"]["namespace"]
+            try:
+                live = self.client.get(type(resource), doc["metadata"]["name"], namespace=namespace)
+            except ApiError as exc:
+                if exc.status.code != 404:
+                    raise TargetError(f"read {label}: {exc.status.message}") from exc
+                changes.append(FieldChange(label, "", None, "created"))
+                continue
+            try:
+                dry = self.client.apply(resource, field_manager=MANAGER, force=True, dry_run=True)
+            except ApiError as exc:
+                raise TargetError(
+                    f"dry run of {label}: {exc.status.message}",
+                    hint="the API server refused the object: check the overlay",
+                ) from exc
+            found = field_changes(label, _comparable(live.to_dict()), _comparable(dry.to_dict()))
+            changes += [_masked(change) for change in found]
+        return changes
 
     def apply(
         self,
@@ -423,17 +490,58 @@ class KubernetesTarget:
             if any(o.get("uid") == owner for o in _dig(pod, "metadata", "ownerReferences") or [])
         ]
 
+    def _pod_problem(self, environment: str, service: str) -> tuple[str, str] | None:
+        """(pod, reason) of the first new pod that is not running well: a waiting reason
+        (CrashLoopBackOff, ImagePullBackOff, ...), restarts, or not ready."""
+        unready: tuple[str, str] | None = None
+        for pod in self._new_pods(environment, service):
+            name = str(_dig(pod, "metadata", "name"))
+            for state in _dig(pod, "status", "containerStatuses") or []:
+                reason = _dig(state, "state", "waiting", "reason")
+                if reason in _POD_PROBLEMS:
+                    return name, str(reason)
+                if int(state.get("restartCount") or 0) > 0:
+                    return name, "restarting"
+                if not state.get("ready") and unready is None:
+                    unready = name, "not-ready"
+        return unready
+
+    def _rollout_failed(
+        self, environment: str, service: str, what: str, problem: tuple[str, str] | None
+    ) -> CheckFailed:
+        namespace = self._where(environment, service)
+        pod, reason = problem or ("POD", "timeout")
+        said = {"not-ready": "not ready (readiness probe failing)", "restarting": "restarting"}
+        return CheckFailed(
+            f"{service}: {what}"
+            + (f"; pod {pod} is {said.get(reason, reason)}" if problem else ""),
+            hint=troubleshooting(reason, service, namespace, pod),
+        )
+
+    def _limit(self, deadline: int | None) -> float:
+        """How long to wait for pods: the progress deadline and a margin for the controller to
+        report it, at most the target's own `rollout_timeout` when one is set."""
+        wait = (deadline or 600) + 15
+        return min(wait, self.rollout_timeout) if self.rollout_timeout else wait
+
     def _await_rollout(self, environment: str, service: str, log: LogSink) -> int:
-        """Wait as `kubectl rollout status` does; fail fast on crash loops and pull errors."""
-        end = time.monotonic() + self.rollout_timeout
+        """Wait as `kubectl rollout status` does, until the Deployment's progress deadline
+        (plus a margin for the controller to say so); fail fast on crash loops and pull errors."""
+        start = time.monotonic()
         while True:
             dep = self._deployment(environment, service)
+            deadline = int(_dig(dep, "spec", "progressDeadlineSeconds") or 600)
+            limit = self._limit(deadline)
             status, wanted = dep.get("status") or {}, int(_dig(dep, "spec", "replicas") or 0)
             generation = int(_dig(dep, "metadata", "generation") or 0)
             if int(status.get("observedGeneration") or 0) >= generation:
                 for condition in status.get("conditions") or []:
                     if condition.get("reason") == "ProgressDeadlineExceeded":
-                        raise CheckFailed(f"{service}: rollout exceeded its progress deadline")
+                        raise self._rollout_failed(
+                            environment, service,
+                            f"rollout made no progress for {deadline} s (its progress deadline)",
+                            self._pod_problem(environment, service),
+                        )  # fmt: skip
                 updated = int(status.get("updatedReplicas") or 0)
                 if (
                     updated >= wanted
@@ -444,19 +552,14 @@ class KubernetesTarget:
                     revision = _revision_of(dep)
                     log(f"{service}: rolled out (revision {revision}, {wanted} ready)")
                     return revision
-            for pod in self._new_pods(environment, service):
-                for state in _dig(pod, "status", "containerStatuses") or []:
-                    reason = _dig(state, "state", "waiting", "reason")
-                    restarts = int(state.get("restartCount") or 0)
-                    if reason in ("CrashLoopBackOff", "ImagePullBackOff", "ErrImagePull") or (
-                        restarts > 0
-                    ):
-                        raise CheckFailed(
-                            f"{service}: new pod {_dig(pod, 'metadata', 'name')} is "
-                            f"{reason or 'restarting'} ({restarts} restart(s))"
-                        )
-            if time.monotonic() > end:
-                raise CheckFailed(f"{service}: rollout not done after {self.rollout_timeout:g} s")
+            problem = self._pod_problem(environment, service)
+            if problem and problem[1] != "not-ready":
+                raise self._rollout_failed(environment, service, "new pods fail", problem)
+            waited = time.monotonic() - start
+            if waited > limit:
+                raise self._rollout_failed(
+                    environment, service, f"rollout not done after {waited:.0f} s", problem
+                )
             time.sleep(0.25)
 
     def observe(self, environment: str, service: str) -> ServiceState:
@@ -626,18 +729,23 @@ class KubernetesTarget:
             self._namespaces.pop((environment, name), None)
             kinds: list[tuple[Any, str]] = [
                 (Deployment, name), (Deployment, f"{name}{CANARY_SUFFIX}"), (Service, name),
-                (Secret, f"{name}-shipline-secrets"),
+                (Secret, f"{name}-shipline-secrets"), (ServiceAccount, name),
             ]  # fmt: skip
-            for (version, kind), (plural,) in _GENERIC.items():
-                group, _, number = version.partition("/")
-                kinds.append((create_namespaced_resource(group, number, kind, plural), name))
+            for wanted, kind in (("autoscaling/v2", "HorizontalPodAutoscaler"),
+                                 ("policy/v1", "PodDisruptionBudget")):  # fmt: skip
+                chosen = served_version(wanted, self.served())
+                if chosen:
+                    group, _, number = chosen.partition("/")
+                    resource = create_namespaced_resource(group, number, kind, _PLURALS[kind])
+                    kinds.append((resource, name))
             for kind, target in kinds:
                 with contextlib.suppress(ApiError):
                     self.client.delete(kind, target, namespace=namespace)
         return sorted(str(_dig(d, "metadata", "name")) for d in found)
 
     def health(self, environment: str, service: str, bounds: HealthBounds) -> Observation:
-        """The six checks' inputs: pods, restarts, endpoints, the HPA bounds, events."""
+        """The six checks' inputs: pods, restarts, endpoints, the HPA's and the PDB's own
+        state, Warning events."""
         state = self.observe(environment, service)
         namespace = self._where(environment, service)
         endpoint_ok, detail = False, "no endpoints: no ready pod matches the Service's selector"
@@ -656,8 +764,68 @@ class KubernetesTarget:
         )
         return Observation.of(
             state, bounds, endpoint_ok=endpoint_ok, endpoint_detail=detail,
-            error_events=warnings[-5:],
+            error_events=warnings[-5:], namespace=namespace,
+            pod_problem=self._pod_problem(environment, service),
+            autoscaler=self._autoscaler(service, namespace, state.desired),
+            budget=self._budget(service, namespace, bounds.required_available),
         )  # fmt: skip
+
+    def _autoscaler(self, service: str, namespace: str, desired: int) -> HealthCheck | None:
+        """The HPA's own state (None without one: the bounds check applies)."""
+        hpa = self._optional("autoscaling/v2", "HorizontalPodAutoscaler", service, namespace)
+        if hpa is None:
+            return None
+        low = int(_dig(hpa, "spec", "minReplicas") or 1)
+        high = int(_dig(hpa, "spec", "maxReplicas") or 0)
+        said = f"{desired} replica(s), HPA bounds {low}-{high}"
+        describe = f"`kubectl describe hpa {service} -n {namespace}`"
+        if not low <= desired <= high:
+            return HealthCheck("scaling", False, f"{said}: outside them", f"{describe}")
+        conditions = {c.get("type"): c for c in _dig(hpa, "status", "conditions") or []}
+        able, active = conditions.get("AbleToScale"), conditions.get("ScalingActive")
+        if able and able.get("status") == "False":
+            why = f"{able.get('reason')}: {able.get('message')}"
+            return HealthCheck("scaling", False, f"{said}; HPA cannot scale ({why})", describe)
+        if active and active.get("status") == "False" and active.get("reason") != "ScalingDisabled":
+            return HealthCheck(
+                "scaling", True, f"{said}; HPA has no metrics ({active.get('reason')})",
+                troubleshooting("hpa-no-metrics", service, namespace), warning=True,
+            )  # fmt: skip
+        if not conditions:
+            return HealthCheck("scaling", True, f"{said}; HPA not evaluated yet")
+        return HealthCheck("scaling", True, f"{said}; HPA active")
+
+    def _budget(self, service: str, namespace: str, required: int) -> HealthCheck | None:
+        """The PDB's own state once its controller has seen it (None without one, when the
+        tier asks for none: the rollout's low point applies)."""
+        name = "disruption budget"
+        pdb: dict[str, Any] | None = None
+        for _ in range(20):  # the disruption controller counts within moments of a change
+            pdb = self._optional("policy/v1", "PodDisruptionBudget", service, namespace)
+            if pdb is None:
+                break
+            seen = int(_dig(pdb, "status", "observedGeneration") or 0)
+            if seen >= int(_dig(pdb, "metadata", "generation") or 0) and (pdb.get("status") or {}):
+                break
+            time.sleep(0.25)
+        if pdb is None:
+            if required <= 0:
+                return None
+            return HealthCheck(
+                name, False, f"no PodDisruptionBudget {service}; the tier requires {required}"
+                " available", f"apply the overlay's PodDisruptionBudget (`kubectl get pdb -n "
+                f"{namespace}`)",
+            )  # fmt: skip
+        status = pdb.get("status") or {}
+        healthy, wanted = (
+            int(status.get("currentHealthy") or 0),
+            int(status.get("desiredHealthy") or 0),
+        )
+        allowed = int(status.get("disruptionsAllowed") or 0)
+        ok = healthy >= wanted
+        said = f"PDB {service}: {healthy} healthy, {wanted} required, {allowed} may be disrupted"
+        hint = None if ok else f"`kubectl describe pdb {service} -n {namespace}`"
+        return HealthCheck(name, ok, said, hint)
 
     # --- CanaryRouter: replica ratio ---------------------------------------------------------
 
@@ -700,7 +868,7 @@ class KubernetesTarget:
             {"metadata": {"annotations": {STABLE_REPLICAS: str(base)}},
              "spec": {"replicas": stable_pods}},
         )  # fmt: skip
-        self._await_pods(environment, service, canary_pods, stable_pods)
+        self._await_pods(spec, canary_pods, stable_pods)
         log(f"{service}: canary {spec.version} at {weight} % ({canary_pods} of "
             f"{canary_pods + stable_pods} pods)")  # fmt: skip
         key = (environment, service)
@@ -708,8 +876,10 @@ class KubernetesTarget:
             self._probers[key] = _Prober(self, environment, service, probe_rps)
         return existing is None
 
-    def _await_pods(self, environment: str, service: str, canary: int, stable: int) -> None:
-        end = time.monotonic() + self.rollout_timeout
+    def _await_pods(self, spec: DeploySpec, canary: int, stable: int) -> None:
+        environment, service = spec.environment, spec.service
+        limit = self._limit(spec.progress_deadline)
+        end = time.monotonic() + limit
         while time.monotonic() < end:
             made = self._canary(environment, service) or {}
             dep = self._deployment(environment, service)
@@ -720,8 +890,22 @@ class KubernetesTarget:
                 and int(_dig(dep, "status", "replicas") or 0) == stable
             ):
                 return
+            for pod in self._canary_pods(environment, service):
+                for state in _dig(pod, "status", "containerStatuses") or []:
+                    reason = _dig(state, "state", "waiting", "reason")
+                    if reason in _POD_PROBLEMS:
+                        name = str(_dig(pod, "metadata", "name"))
+                        raise CheckFailed(
+                            f"{service}: canary pod {name} is {reason}",
+                            hint=troubleshooting(
+                                str(reason), service, self._where(environment, service), name
+                            ),
+                        )
             time.sleep(0.25)
-        raise CheckFailed(f"{service}: canary pods not ready after {self.rollout_timeout:g} s")
+        raise CheckFailed(
+            f"{service}: canary pods not ready after {limit:g} s",
+            hint=troubleshooting("not-ready", service, self._where(environment, service)),
+        )
 
     def end_canary(self, spec: DeploySpec, *, promote: bool, log: LogSink = _quiet) -> int:
         """Promote the canary (a rollout of its spec on stable) or remove it; stable gets its
@@ -745,7 +929,7 @@ class KubernetesTarget:
             environment, service,
             {"metadata": {"annotations": {STABLE_REPLICAS: None}}, "spec": {"replicas": base}},
         )  # fmt: skip
-        end = time.monotonic() + self.rollout_timeout
+        end = time.monotonic() + self._limit(spec.progress_deadline)
         while self._canary_pods(environment, service) and time.monotonic() < end:
             time.sleep(0.25)
         self._await_rollout(environment, service, log)
@@ -764,15 +948,28 @@ class KubernetesTarget:
 
     def endpoints(self, environment: str, service: str) -> list[str]:
         """The Service's ready endpoints as URLs (what kube-proxy would balance over)."""
+        return [url for url, _ in self.backends(environment, service)]
+
+    def backends(self, environment: str, service: str) -> list[tuple[str, str]]:
+        """(URL, version) of each ready endpoint: the version of the pod behind it, as its
+        template recorded it (a response need not say which version answered)."""
+        namespace = self._where(environment, service)
         try:
-            found = self._get(Endpoints, service, self._where(environment, service))
+            found = self._get(Endpoints, service, namespace)
         except NotFoundError:
             return []
-        urls = []
+        versions: dict[str, str] = {}
+        for found_pod in self._list(Pod, namespace, {NAME: service}):
+            notes = _dig(found_pod, "metadata", "annotations") or {}
+            stored = json.loads(notes.get(SPEC) or "{}")
+            versions[str(_dig(found_pod, "metadata", "name"))] = str(stored.get("version", "?"))
+        out = []
         for subset in found.get("subsets") or []:
             port = next((p.get("port") for p in subset.get("ports") or []), 8080)
-            urls += [f"http://{a.get('ip')}:{port}" for a in subset.get("addresses") or []]
-        return urls
+            for address in subset.get("addresses") or []:
+                name = str(_dig(address, "targetRef", "name") or "")
+                out.append((f"http://{address.get('ip')}:{port}", versions.get(name, "?")))
+        return out
 
 
 def _dig(obj: Any, *keys: str) -> Any:
@@ -809,28 +1006,29 @@ class _Prober:
             self._thread.start()
 
     def _run(self) -> None:
-        urls: list[str] = []
+        backends: list[tuple[str, str]] = []
         refreshed = 0.0
         turn = itertools.count()
         while not self._stop.is_set():
             if time.monotonic() - refreshed > 1:
                 with contextlib.suppress(Exception):
-                    urls = self._target.endpoints(self._environment, self._service)
+                    backends = self._target.backends(self._environment, self._service)
                 refreshed = time.monotonic()
-            if urls:
-                self._one(urls[next(turn) % len(urls)])
+            if backends:
+                self._one(*backends[next(turn) % len(backends)])
             self._stop.wait(self._pause)
 
-    def _one(self, url: str) -> None:
+    def _one(self, url: str, version: str) -> None:
+        """One request to the service's root, counted for the version of the pod behind
+        `url`: a 5xx or no answer is an error."""
         started = time.monotonic()
-        version, failed = "?", True
+        failed = True
         try:
-            with urllib.request.urlopen(f"{url}/version", timeout=2) as response:
-                version = str(json.loads(response.read()).get("version", "?"))
+            with urllib.request.urlopen(f"{url}/", timeout=2) as response:
+                response.read()
                 failed = response.status >= 500
         except urllib.error.HTTPError as exc:
-            with contextlib.suppress(Exception):
-                version = str(json.loads(exc.read()).get("version", "?"))
+            failed = exc.code >= 500
         except (urllib.error.URLError, OSError, ValueError):
             pass
         elapsed = (time.monotonic() - started) * 1000
@@ -858,6 +1056,40 @@ class _Prober:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=3)
+
+
+_KEPT_BY_SERVER = ("managedFields", "resourceVersion", "generation", "uid", "creationTimestamp",
+                   "selfLink")  # fmt: skip
+_BOOKKEEPING = (SPEC, CHANGE, CAUSE, REVISION, "kubectl.kubernetes.io/last-applied-configuration")
+
+
+def _masked(change: FieldChange) -> FieldChange:
+    """A variable's value is never shown, as with every plan: that it changes is."""
+    if ".env[" in change.path and change.path.endswith(".value"):
+        return replace(
+            change,
+            before=None if change.before is None else "***",
+            after=None if change.after is None else "*** (changed)",
+        )
+    return change
+
+
+def _comparable(obj: dict[str, Any]) -> dict[str, Any]:
+    """An object as a preview compares it: no status, no fields the server keeps for itself,
+    no annotations shipline keeps for its own bookkeeping."""
+    out = {k: v for k, v in obj.items() if k != "status"}
+    meta = {k: v for k, v in (obj.get("metadata") or {}).items() if k not in _KEPT_BY_SERVER}
+    meta["annotations"] = {
+        k: v for k, v in (meta.get("annotations") or {}).items() if k not in _BOOKKEEPING
+    }
+    out["metadata"] = meta
+    template = _dig(obj, "spec", "template", "metadata")
+    if isinstance(template, dict):
+        notes = {k: v for k, v in (template.get("annotations") or {}).items()
+                 if k not in _BOOKKEEPING}  # fmt: skip
+        pod = {**obj["spec"]["template"], "metadata": {**template, "annotations": notes}}
+        out["spec"] = {**obj["spec"], "template": pod}
+    return out
 
 
 def _with_protocols(ports: list[dict[str, Any]]) -> None:

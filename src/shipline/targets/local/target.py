@@ -183,8 +183,11 @@ class LocalTarget:
         )
         return Replica(spec.service, spec.version, port, argv, env, log, spec.health_path)
 
-    def _wait_healthy(self, replica: Replica) -> None:
-        end = time.monotonic() + self.health_timeout
+    def _wait_healthy(self, replica: Replica, deadline: int | None = None) -> None:
+        """Wait for the replica's health path; `deadline` (the environment's progress deadline)
+        or the target's own timeout."""
+        seconds = deadline or self.health_timeout
+        end = time.monotonic() + seconds
         while time.monotonic() < end:
             if replica.healthy(timeout=0.5):
                 return
@@ -194,7 +197,7 @@ class LocalTarget:
         state = "crash-looping" if replica.crash_looping or not replica.running else "not healthy"
         raise CheckFailed(
             f"{replica.service} {replica.version}: new replica {state} after "
-            f"{self.health_timeout:g} s (restarts: {replica.restarts})"
+            f"{seconds:g} s (restarts: {replica.restarts})"
         )
 
     def _route(self, svc: _Service, weights: dict[str, int] | None = None) -> None:
@@ -326,7 +329,7 @@ class LocalTarget:
                 fresh.append(replica)
                 started.append(replica)
             for replica in started:
-                self._wait_healthy(replica)
+                self._wait_healthy(replica, spec.progress_deadline)
                 svc.replicas.append(replica)
                 self._route(svc)
                 log(
@@ -349,7 +352,7 @@ class LocalTarget:
             replica = self._replica(svc.spec, len(svc.replicas))
             self.supervisor.add(replica)
             try:
-                self._wait_healthy(replica)
+                self._wait_healthy(replica, svc.spec.progress_deadline)
             except CheckFailed:
                 self.supervisor.remove(replica)
                 return
@@ -522,7 +525,7 @@ class LocalTarget:
                 replica = self._replica(spec, 0)
                 self.supervisor.add(replica)
                 try:
-                    self._wait_healthy(replica)
+                    self._wait_healthy(replica, spec.progress_deadline)
                 except CheckFailed:
                     self.supervisor.remove(replica)
                     svc.events.append(f"canary {spec.version} not healthy")

@@ -1,0 +1,266 @@
+"""Scenarios on the test control plane through the CLI and a worker, as a user runs them: QuikApp
+services into `quikapp-dev` through the dev overlay with a preview of exactly what changes; a
+canary answering 50 % errors rolled back by replica ratio; and health verification catching a
+crash-looping version, a readiness probe that never passes and a Service without endpoints, each
+with its troubleshooting hint."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.e2e.kube import drop_namespace, kubeconfig, kubectl, objects
+from tests.e2e.worker import EXE, running_worker, sh
+
+QUIKAPP = Path(__file__).parents[2] / "examples" / "quikapp"
+THREE = "auth-service,backend-gateway,presence-service"
+
+
+def _run(env: dict[str, str], *args: str) -> tuple[int, dict[str, Any]]:
+    done = sh(env, *args, "--json", timeout=300)
+    assert done.stdout.strip(), done.stderr
+    return done.returncode, json.loads(done.stdout)
+
+
+def _plans(data: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return dict(data["stages"][0]["outputs"])
+
+
+def _errors(data: dict[str, Any]) -> str:
+    return " ".join(
+        str(step["error"]) for stage in data["stages"] for step in stage["steps"] if step["error"]
+    )
+
+
+@pytest.fixture
+def quikapp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
+    """The QuikApp reference configuration, its dev environment on the test cluster. Key Vault
+    is not reachable from here: the copy keeps the vault-linked secrets in the embedded store."""
+    monkeypatch.setenv("KUBECONFIG", kubeconfig())
+    project = tmp_path / "quikapp"
+    shutil.copytree(QUIKAPP, project, ignore=shutil.ignore_patterns(".shipline"))
+    config = project / "shipline.yaml"
+    text = config.read_text()
+    vault = "  kv-quikapp:\n    type: azure-keyvault\n    vaultUrl: https://kv-quikapp.vault.azure.net/\n"
+    assert vault in text
+    config.write_text(text.replace(vault, "  kv-quikapp:\n    type: file\n"))
+    drop_namespace("quikapp-dev")
+    with running_worker(config, tmp_path / "state", "dev", tmp_path / "worker.log") as env:
+        generated = subprocess.run(
+            [EXE, "secrets", "generate", "--env", "dev"], env=env, capture_output=True,
+            text=True, timeout=120, check=False,
+        )  # fmt: skip
+        assert generated.returncode == 0, generated.stderr
+        try:
+            yield env
+        finally:
+            sh(env, "down", "--env", "dev")
+            drop_namespace("quikapp-dev")
+
+
+def test_quikapp_services_deploy_into_quikapp_dev_with_the_dev_overlay(
+    quikapp: dict[str, str],
+) -> None:
+    code, data = _run(quikapp, "deploy", "--env", "dev", "--services", THREE, "--tag", "1.0.0")
+    assert code == 0, _errors(data)
+    deployments = objects("deployments", "quikapp-dev")
+    assert sorted(deployments) == sorted(THREE.split(","))
+    ports = {"auth-service": (8080, "/actuator/health"), "backend-gateway": (3000, "/health"),
+             "presence-service": (4000, "/health")}  # fmt: skip
+    for name, deployment in deployments.items():
+        assert deployment["status"]["readyReplicas"] == 1
+        assert deployment["metadata"]["labels"]["shipline.dev/environment"] == "dev"
+        pod = deployment["spec"]["template"]["spec"]
+        container = pod["containers"][0]
+        assert container["image"] == f"quikapp/{name}:1.0.0"
+        assert container["ports"][0]["containerPort"] == ports[name][0]
+        assert container["readinessProbe"]["httpGet"]["path"] == ports[name][1]
+        assert container["livenessProbe"]["httpGet"]["path"] == ports[name][1]
+        assert container["resources"]["requests"]["cpu"] == "50m"  # the nonprod tier
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        env = {e["name"]: e for e in container["env"]}
+        # A secret from a vault-linked group reaches the pod through the service's Secret.
+        assert env["JWT_SECRET"]["valueFrom"]["secretKeyRef"]["name"] == f"{name}-shipline-secrets"
+        assert "value" not in env["JWT_SECRET"]
+    hpas = objects("hpa", "quikapp-dev")
+    assert {n: (h["spec"]["minReplicas"], h["spec"]["maxReplicas"]) for n, h in hpas.items()} == {
+        n: (1, 3) for n in THREE.split(",")
+    }
+    assert sorted(objects("serviceaccounts", "quikapp-dev")) == sorted(
+        ["default", *THREE.split(",")]
+    )
+
+    # The same tag again: every service in sync, no field would change.
+    code, same = _run(quikapp, "preview", "--env", "dev", "--services", THREE, "--tag", "1.0.0")
+    assert code == 0
+    assert {s: (p["inSync"], p["fields"]) for s, p in _plans(same).items()} == {
+        s: (True, []) for s in THREE.split(",")
+    }
+    # A new tag for one service: exactly its image changes.
+    code, plan = _run(quikapp, "preview", "--env", "dev", "--services", "auth-service",
+                      "--tag", "1.1.0")  # fmt: skip
+    assert code == 0
+    assert _plans(plan)["auth-service"]["fields"] == [
+        {"object": "Deployment/auth-service",
+         "path": "spec.template.spec.containers[auth-service].image",
+         "from": "quikapp/auth-service:1.0.0", "to": "quikapp/auth-service:1.1.0"}
+    ]  # fmt: skip
+    human = sh(quikapp, "preview", "--env", "dev", "--services", "auth-service", "--tag", "1.1.0")
+    assert "spec.template.spec.containers[auth-service].image" in human.stdout
+
+    # The rolling upgrade the preview announced.
+    code, data = _run(quikapp, "deploy", "--env", "dev", "--services", "auth-service",
+                      "--tag", "1.1.0")  # fmt: skip
+    assert code == 0, _errors(data)
+    upgraded = objects("deployments", "quikapp-dev")["auth-service"]
+    assert upgraded["metadata"]["annotations"]["deployment.kubernetes.io/revision"] == "2"
+    assert upgraded["spec"]["template"]["spec"]["containers"][0]["image"].endswith(":1.1.0")
+
+
+SMALL = """
+project: k8s-scenarios
+stacks:
+  python: {port: 8000, healthPath: /health}
+services:
+  - {name: orders, stack: python, image: shipline/orders}
+tiers:
+  nonprod: {resources: {minReplicas: 1, maxReplicas: 4}}
+targets:
+  cluster: {type: kubernetes}
+  overlaid: {type: kubernetes, manifests: "k8s/{environment}"}
+environments:
+  - name: canary
+    cluster: test
+    namespace: shipline-canary
+    tier: nonprod
+    target: cluster
+    strategy:
+      type: canary
+      steps: [50, 100]
+      bakeSeconds: 4
+      analysis: {maxErrorRate: 0.05, failureLimit: 2, intervalSeconds: 1}
+  - name: checked
+    cluster: test
+    namespace: shipline-checked
+    tier: nonprod
+    target: cluster
+    checks: {progressDeadlineSeconds: 8}
+  - name: broken
+    cluster: test
+    namespace: shipline-broken
+    tier: nonprod
+    target: overlaid
+ladder: [canary, checked, broken]
+"""
+
+# An overlay whose Service selects a label no pod carries: the rollout succeeds, nothing serves.
+BROKEN_OVERLAY = {
+    "kustomization.yaml": "resources: [deployment.yaml, service.yaml]\n",
+    "deployment.yaml": """
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: orders, labels: {app.kubernetes.io/name: orders}}
+spec:
+  selector: {matchLabels: {app.kubernetes.io/name: orders}}
+  progressDeadlineSeconds: 60
+  template:
+    metadata: {labels: {app.kubernetes.io/name: orders}}
+    spec:
+      containers:
+        - name: orders
+          image: shipline/orders
+          ports: [{name: http, containerPort: 8000}]
+          readinessProbe: {httpGet: {path: /health, port: http}, periodSeconds: 1}
+""",
+    "service.yaml": """
+apiVersion: v1
+kind: Service
+metadata: {name: orders, labels: {app.kubernetes.io/name: orders}}
+spec:
+  selector: {app.kubernetes.io/name: order}
+  ports: [{name: http, port: 80, targetPort: http}]
+""",
+}
+
+
+@pytest.fixture
+def small(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
+    monkeypatch.setenv("KUBECONFIG", kubeconfig())
+    (tmp_path / "shipline.yaml").write_text(SMALL)
+    overlay = tmp_path / "k8s" / "broken"
+    overlay.mkdir(parents=True)
+    for name, text in BROKEN_OVERLAY.items():
+        (overlay / name).write_text(text)
+    with running_worker(
+        tmp_path / "shipline.yaml", tmp_path / "state", "dev", tmp_path / "worker.log"
+    ) as env:
+        try:
+            yield env
+        finally:
+            for environment in ("canary", "checked", "broken"):
+                sh(env, "down", "--env", environment)
+                drop_namespace(f"shipline-{environment}")
+
+
+def _version(env: dict[str, str], environment: str) -> str:
+    rows = json.loads(sh(env, "status", "--env", environment, "--json").stdout)
+    return str(rows[0]["version"])
+
+
+def test_a_canary_answering_half_errors_is_rolled_back_by_replica_ratio(
+    small: dict[str, str],
+) -> None:
+    code, data = _run(small, "deploy", "--env", "canary", "--services", "orders", "--tag", "1.0.0")
+    assert code == 0, _errors(data)
+    code, bad = _run(small, "deploy", "--env", "canary", "--services", "orders", "--tag", "2.0.0",
+                     "--set", "shiplineDemoErrorRate=0.5")  # fmt: skip
+    assert code == 1
+    assert {s["name"]: s["phase"] for s in bad["stages"]}["deploy"] == "failed"
+    assert "rolled back" in bad["reason"]
+    logs = json.loads(sh(small, "runs", "logs", str(bad["id"]), "--json").stdout)["logs"]
+    assert any("analysis failed" in line["line"] for line in logs)
+    assert any("canary 2.0.0 at 50 %" in line["line"] for line in logs)  # the replica ratio
+    assert _version(small, "canary") == "1.0.0"
+    assert "orders-canary" not in objects("deployments", "shipline-canary")
+    assert kubectl("get", "pods", "-n", "shipline-canary", "-l", "shipline.dev/track=canary",
+                   "-o", "name").stdout.strip() == ""  # fmt: skip
+    code, good = _run(small, "deploy", "--env", "canary", "--services", "orders", "--tag", "2.1.0")
+    assert code == 0, _errors(good)
+    assert _version(small, "canary") == "2.1.0"
+
+
+def test_health_verification_catches_crash_loops_unready_pods_and_missing_endpoints(
+    small: dict[str, str],
+) -> None:
+    code, data = _run(small, "deploy", "--env", "checked", "--services", "orders", "--tag", "1.0.0")
+    assert code == 0, _errors(data)
+
+    code, crash = _run(small, "deploy", "--env", "checked", "--services", "orders", "--tag",
+                       "1.1.0", "--set", "shiplineDemoCrashAtStart=1")  # fmt: skip
+    assert code == 1
+    said = _errors(crash)
+    assert "CrashLoopBackOff" in said or "restarting" in said, said
+    assert "kubectl logs --previous" in said  # the spec's hint
+    assert _version(small, "checked") == "1.0.0"
+
+    code, unready = _run(small, "deploy", "--env", "checked", "--services", "orders", "--tag",
+                         "1.2.0", "--set", "shiplineDemoFailHealth=1")  # fmt: skip
+    assert code == 1
+    said = _errors(unready)
+    assert "progress deadline" in said and "readiness probe failing" in said, said
+    assert "kubectl describe pod" in said
+    assert _version(small, "checked") == "1.0.0"
+
+    code, empty = _run(small, "deploy", "--env", "broken", "--services", "orders", "--tag", "1.0.0")
+    assert code == 1
+    assert {s["name"]: s["phase"] for s in empty["stages"]}["verify"] == "failed"
+    said = _errors(empty)
+    assert "service endpoints: no endpoints" in said, said
+    assert "kubectl get endpoints orders -n shipline-broken" in said
+    assert "orders" not in objects("deployments", "shipline-broken")  # a failed first deploy
