@@ -227,6 +227,7 @@ class RollingStrategy(Model):
     type: Literal["rolling"] = "rolling"
     max_surge: int = Field(strict=True, default=1, ge=0, le=1000)
     max_unavailable: int = Field(strict=True, default=0, ge=0, le=1000)
+    max_parallel: int = Field(strict=True, default=1, ge=1, le=64)  # services rolling at once
 
     @model_validator(mode="after")
     def _progresses(self) -> RollingStrategy:

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from shipline.domain.identity import canonical_identity
-from shipline.domain.models import Config, Environment
+from shipline.domain.models import Config, Environment, RollingStrategy
 from shipline.domain.pipeline import PipelineSpec
 from shipline.errors import NotFoundError, UserError
 
@@ -119,8 +119,12 @@ def deploy_pipeline(
     rollback stage that runs only when deploy or verify failed ("rollback is automatic")."""
     strategy = env.strategy.model_dump(mode="json", by_alias=True)
     kind = "canary" if strategy.get("type") == "canary" else "action"
+    # A rolling strategy may roll several services at once; canaries run one after another.
+    wide = env.strategy.max_parallel if isinstance(env.strategy, RollingStrategy) else 1
+    spread = min(wide, max(len(services), 1))
     deploy_stage: dict[str, Any] = {
         "name": "deploy",
+        "parallel": spread,
         "locks": [f"{env.name}/{service}" for service in services],
         "lockPolicy": env.checks.lock.value,
         "steps": [
@@ -142,6 +146,7 @@ def deploy_pipeline(
         [
             {
                 "name": "verify",
+                "parallel": spread,
                 "steps": _steps(
                     "target.verify", config, env, services, (state_dir, root), version=tag
                 ),
@@ -174,6 +179,7 @@ def deploy_pipeline(
                     "name": "rollback",
                     "dependsOn": ["deploy", *(["verify"] if verify else [])],
                     "condition": "failed",
+                    "parallel": spread,
                     "steps": _steps(
                         "target.rollback",
                         config,

@@ -99,3 +99,19 @@ def test_the_targets_settings_reach_every_step_with_paths_resolved_against_the_p
               "manifests": "k8s/overlays/{environment}", "project": "/srv/app"}
         for s in settings
     )  # fmt: skip
+
+
+def test_max_parallel_rolls_several_services_at_once_and_canaries_one_at_a_time() -> None:
+    rolling = _config(strategy={"type": "rolling", "maxParallel": 4})
+    rolling = Config.model_validate(
+        {**rolling.model_dump(by_alias=True, exclude_defaults=True, mode="json"),
+         "environments": [{**rolling.environments[0].model_dump(by_alias=True, exclude_defaults=True), "strategy": {"type": "rolling", "maxParallel": 4}}],
+         "services": [{"name": n, "stack": "go"} for n in ("a", "b", "c")]}
+    )  # fmt: skip
+    spec = deploy_pipeline(rolling, rolling.environments[0], ["a", "b", "c"], "1", "/x", root="/")
+    assert {s.name: s.parallel for s in spec.stages} == {
+        "validate": 1, "deploy": 3, "verify": 3, "rollback": 3
+    }  # fmt: skip
+    canary = _config(strategy={"type": "canary", "steps": [50, 100]})
+    spec = deploy_pipeline(canary, canary.environments[0], ["api"], "1", "/x", root="/")
+    assert {s.name: s.parallel for s in spec.stages}["deploy"] == 1

@@ -28,12 +28,14 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
 from fractions import Fraction
 from pathlib import Path
 from typing import Any, cast
 
+import msgspec
 from lightkube import ApiError, Client, KubeConfig
 from lightkube.codecs import from_dict
 from lightkube.generic_resource import create_namespaced_resource
@@ -99,7 +101,7 @@ class KubernetesTarget:
 
     def __init__(
         self,
-        client: Client,
+        connect: Callable[[], Client],
         *,
         kubeconfig: str,
         manifests: str | None = None,
@@ -107,7 +109,10 @@ class KubernetesTarget:
         rollout_timeout: float | None = None,
         port: int = 8080,
     ) -> None:
-        self.client = client
+        self._connect = connect
+        self._local = threading.local()
+        self._clients: list[tuple[threading.Thread, Client]] = []
+        self._clients_lock = threading.Lock()
         self.kubeconfig = kubeconfig
         self.manifests = manifests
         self.project = project or Path.cwd()
@@ -116,13 +121,36 @@ class KubernetesTarget:
         self._served: set[str] | None = None
         self._namespaces: dict[tuple[str, str], str] = {}
         self._probers: dict[tuple[str, str], _Prober] = {}
+        self._renders: dict[Path, tuple[tuple[Any, ...], list[dict[str, Any]]]] = {}
+        self._render_lock = threading.Lock()
+
+    @property
+    def client(self) -> Client:
+        """This thread's API client. Each thread has its own: TLS handshakes that share one
+        client's SSL context from several threads can crash the process (CPython with OpenSSL 3),
+        and a worker deploys several services at once."""
+        found: Client | None = getattr(self._local, "client", None)
+        if found is None:
+            found = self._local.client = self._connect()
+            with self._clients_lock:
+                # Steps run in short-lived threads: the clients of ended ones are closed.
+                ended = [(t, c) for t, c in self._clients if not t.is_alive()]
+                self._clients = [(t, c) for t, c in self._clients if t.is_alive()]
+                self._clients.append((threading.current_thread(), found))
+            for _, client in ended:
+                client.close()
+        return found
 
     def close(self) -> None:
         """Stop canary probes and release the API connections."""
         for prober in self._probers.values():
             prober.stop()
         self._probers.clear()
-        self.client.close()
+        with self._clients_lock:
+            clients, self._clients = self._clients, []
+        for _, client in clients:
+            client.close()
+        self._local = threading.local()
 
     # --- objects -------------------------------------------------------------------------
 
@@ -148,6 +176,10 @@ class KubernetesTarget:
 
     def served(self) -> set[str]:
         """The "group/version"s the API server serves (discovery, once)."""
+        with self._render_lock:
+            return self._discover()
+
+    def _discover(self) -> set[str]:
         if self._served is None:
             raw = subprocess.run(
                 ["kubectl", "--kubeconfig", self.kubeconfig, "api-versions"],
@@ -163,18 +195,9 @@ class KubernetesTarget:
         if not self.manifests:
             return self._minimal(spec)
         folder = self.project / self.manifests.format(environment=spec.environment)
-        done = subprocess.run(
-            ["kubectl", "kustomize", str(folder)], capture_output=True, text=True, timeout=120,
-            check=False,
-        )  # fmt: skip
-        if done.returncode != 0:
-            raise TargetError(
-                f"kubectl kustomize {folder} failed: {done.stderr.strip()[:300]}",
-                hint="check the overlay: kubectl kustomize " + str(folder),
-            )
-        docs = [d for d in YAML(typ="safe").load_all(done.stdout) if d]
+        docs = self._render(folder)
         mine = [
-            d
+            json.loads(json.dumps(d))  # a copy: the cached rendering stays as rendered
             for d in docs
             if (d.get("metadata") or {}).get("name") == spec.service
             and d.get("kind") != "Namespace"
@@ -182,6 +205,29 @@ class KubernetesTarget:
         if not any(d.get("kind") == "Deployment" for d in mine):
             raise NotFoundError(f"the overlay {folder} has no Deployment '{spec.service}'")
         return mine
+
+    def _render(self, folder: Path) -> list[dict[str, Any]]:
+        """`kubectl kustomize folder`, rendered again only when a file under the manifests'
+        top folder changed (a stage deploying 22 services renders its overlay once)."""
+        top = self.project / Path(str(self.manifests)).parts[0]
+        with self._render_lock:
+            stamp = _stamp(top) if top.is_dir() and top != self.project else None
+            cached = self._renders.get(folder)
+            if cached is not None and stamp is not None and cached[0] == stamp:
+                return cached[1]
+            done = subprocess.run(
+                ["kubectl", "kustomize", str(folder)], capture_output=True, text=True,
+                timeout=120, check=False,
+            )  # fmt: skip
+            if done.returncode != 0:
+                raise TargetError(
+                    f"kubectl kustomize {folder} failed: {done.stderr.strip()[:300]}",
+                    hint="check the overlay: kubectl kustomize " + str(folder),
+                )
+            docs = [d for d in YAML(typ="safe").load_all(done.stdout) if d]
+            if stamp is not None:
+                self._renders[folder] = (stamp, docs)
+            return docs
 
     def _minimal(self, spec: DeploySpec) -> list[dict[str, Any]]:
         labels = {NAME: spec.service}
@@ -972,6 +1018,16 @@ class KubernetesTarget:
         return out
 
 
+def _stamp(top: Path) -> tuple[Any, ...]:
+    """Every file under `top` with its size and modification time."""
+    found = []
+    for path in sorted(top.rglob("*")):
+        with contextlib.suppress(OSError):
+            info = path.stat()
+            found.append((str(path), info.st_size, info.st_mtime_ns))
+    return tuple(found)
+
+
 def _dig(obj: Any, *keys: str) -> Any:
     """`obj[k1][k2]...`, None where a level is missing."""
     for key in keys:
@@ -1103,6 +1159,29 @@ def _revision_of(obj: dict[str, Any]) -> int:
     return int((_dig(obj, "metadata", "annotations") or {}).get(REVISION, "0"))
 
 
+_WARMED = threading.Lock()
+_warm: list[bool] = []
+
+
+def _warm_decoders() -> None:
+    """Build the API client's response decoders once, in one thread, before any concurrent use:
+    msgspec builds a model's decoding tables on its first decode, and two threads doing that at
+    once for the same model can crash the process."""
+    with _WARMED:
+        if _warm:
+            return
+        from lightkube.core import decoders
+        from lightkube.models.meta_v1 import Status
+
+        kinds = (Deployment, ReplicaSet, Pod, Endpoints, Event, Namespace, Secret, Service,
+                 ServiceAccount)  # fmt: skip
+        msgspec.json.Decoder(Status)
+        for kind in kinds:
+            msgspec.json.Decoder(kind)
+            msgspec.json.Decoder(decoders._get_list_model(kind)[0])
+        _warm.append(True)
+
+
 def create(context: TargetContext) -> KubernetesTarget:
     """The `kubernetes` target kind: kubeconfig and context from the target's settings (or
     KUBECONFIG and its current context)."""
@@ -1120,10 +1199,10 @@ def create(context: TargetContext) -> KubernetesTarget:
             f"kubeconfig {path}: {type(exc).__name__}: {exc}",
             hint="check the target's 'kubeconfig' and 'context'",
         ) from None
-    client = Client(config=config, field_manager=MANAGER)
     project = settings.get("project")
+    _warm_decoders()
     return KubernetesTarget(
-        client,
+        lambda: Client(config=config, field_manager=MANAGER),
         kubeconfig=path,
         manifests=settings.get("manifests"),
         project=Path(project) if project else None,
