@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import urllib.parse
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +19,7 @@ import pytest
 
 from tests.e2e.kube import drop_namespace, kubeconfig, kubectl, objects
 from tests.e2e.worker import EXE, running_worker, sh
+from tests.servers.prometheus import Prometheus
 
 QUIKAPP = Path(__file__).parents[2] / "examples" / "quikapp"
 THREE = "auth-service,backend-gateway,presence-service"
@@ -264,3 +267,79 @@ def test_health_verification_catches_crash_loops_unready_pods_and_missing_endpoi
     assert "service endpoints: no endpoints" in said, said
     assert "kubectl get endpoints orders -n shipline-broken" in said
     assert "orders" not in objects("deployments", "shipline-broken")  # a failed first deploy
+
+
+MEASURED = """
+project: k8s-prometheus
+stacks:
+  python: {{port: 8000, healthPath: /health}}
+services:
+  - {{name: orders, stack: python, image: shipline/orders}}
+tiers:
+  nonprod: {{resources: {{minReplicas: 1, maxReplicas: 4}}}}
+targets:
+  cluster: {{type: kubernetes}}
+environments:
+  - name: measured
+    cluster: test
+    namespace: shipline-measured
+    tier: nonprod
+    target: cluster
+    strategy:
+      type: canary
+      steps: [50, 100]
+      bakeSeconds: 6
+      analysis: {{maxErrorRate: 0.05, failureLimit: 2, intervalSeconds: 3}}
+      metrics: {{source: prometheus, url: "{url}", series: shipline_demo, probeRps: 20}}
+ladder: [measured]
+"""
+
+
+def _prom(url: str, promql: str) -> float:
+    query = urllib.parse.urlencode({"query": promql})
+    with urllib.request.urlopen(f"{url}/api/v1/query?{query}", timeout=5) as response:
+        result = json.loads(response.read())["data"]["result"]
+    return float(result[0]["value"][1]) if result else 0.0
+
+
+@pytest.mark.skipif(
+    shutil.which("prometheus") is None,
+    reason="prometheus is not installed (scripts/test installs Debian's package)",
+)
+def test_canary_analysis_reads_prometheus_scraping_the_pods(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Prometheus finds the pods through the API server, scrapes each one's own counters, and
+    the analysis reads the canary's error rate from it: a bad canary is rolled back, a good one
+    promoted."""
+    config = kubeconfig()
+    monkeypatch.setenv("KUBECONFIG", config)
+    prometheus = Prometheus(tmp_path)
+    prometheus.start_kubernetes(config)
+    project = tmp_path / "shipline.yaml"
+    project.write_text(MEASURED.format(url=prometheus.url))
+    try:
+        with running_worker(project, tmp_path / "state", "dev", tmp_path / "worker.log") as env:
+            try:
+                code, data = _run(env, "deploy", "--env", "measured", "--services", "orders",
+                                  "--tag", "1.0.0")  # fmt: skip
+                assert code == 0, _errors(data)
+                code, bad = _run(env, "deploy", "--env", "measured", "--services", "orders",
+                                 "--tag", "2.0.0", "--set", "shiplineDemoErrorRate=0.5")  # fmt: skip
+                assert code == 1 and "rolled back" in bad["reason"], bad["reason"]
+                logs = json.loads(sh(env, "runs", "logs", str(bad["id"]), "--json").stdout)
+                assert any("analysis failed" in line["line"] for line in logs["logs"]), logs
+                # The canary's pod is gone (its series stale): what it had answered, last 5 min.
+                errors = _prom(prometheus.url, 'sum(max_over_time(shipline_demo_responses_total{'
+                               'environment="measured",service="orders",version="2.0.0",'
+                               'class="5xx"}[5m]))')  # fmt: skip
+                assert errors > 0, "Prometheus scraped the canary's errors"
+                code, good = _run(env, "deploy", "--env", "measured", "--services", "orders",
+                                  "--tag", "2.1.0")  # fmt: skip
+                assert code == 0, _errors(good)
+                assert _version(env, "measured") == "2.1.0"
+            finally:
+                sh(env, "down", "--env", "measured")
+                drop_namespace("shipline-measured")
+    finally:
+        prometheus.stop()

@@ -260,6 +260,10 @@ class CanaryMetrics(Model):
 
     source: Literal["gateway", "prometheus"] = "gateway"
     url: str | None = None  # Prometheus's base URL, for source: prometheus
+    # The metrics' prefix: `<series>_responses_total{class}` and the
+    # `<series>_request_duration_seconds` histogram, by environment, service and version.
+    # shipline_gateway: the local target's gateways; shipline_demo: the demo workload's own.
+    series: str = Field(default="shipline_gateway", pattern=r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
     probe_rps: float = Field(
         strict=True, default=50, ge=0, le=10_000
     )  # the analysis's own requests per second (0: none)

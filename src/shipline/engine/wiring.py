@@ -127,5 +127,7 @@ def metric_source(
     if metrics.source == "prometheus" and metrics.url:
         from shipline.targets.local.metrics import PrometheusMetrics
 
-        return PrometheusMetrics(metrics.url, {"environment": environment, "service": service})
+        return PrometheusMetrics(
+            metrics.url, {"environment": environment, "service": service}, series=metrics.series
+        )
     return target_metrics

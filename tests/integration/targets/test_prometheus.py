@@ -5,8 +5,6 @@ from __future__ import annotations
 import contextlib
 import json
 import shutil
-import signal
-import subprocess
 import time
 import urllib.parse
 import urllib.request
@@ -19,8 +17,8 @@ from shipline.domain.canary import IntervalVerdict, assess_interval
 from shipline.domain.deploy import DeploySpec
 from shipline.domain.models import AnalysisThresholds
 from shipline.targets.local.metrics import PrometheusMetrics
-from shipline.targets.local.supervisor import free_port
 from shipline.targets.local.target import LocalTarget
+from tests.servers.prometheus import Prometheus
 
 pytestmark = pytest.mark.skipif(
     shutil.which("prometheus") is None,
@@ -33,49 +31,6 @@ def target(tmp_path: Path) -> Iterator[LocalTarget]:
     local = LocalTarget(tmp_path / "state", health_timeout=8)
     yield local
     local.close()
-
-
-class Prometheus:
-    """A private Prometheus scraping one gateway every second."""
-
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self, targets_file: Path) -> None:
-        """Scrape every gateway listed in `targets_file` (the local target's discovery file)."""
-        config = self.folder / "prometheus.yml"
-        config.write_text(
-            "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
-            "scrape_configs:\n  - job_name: gateways\n    metrics_path: /_shipline/metrics\n"
-            f"    file_sd_configs: [{{files: ['{targets_file}'], refresh_interval: 1s}}]\n"
-        )
-        with open(self.folder / "prometheus.log", "wb") as log:
-            self.process = subprocess.Popen(
-                [
-                    "prometheus",
-                    f"--config.file={config}",
-                    f"--storage.tsdb.path={self.folder / 'tsdb'}",
-                    f"--web.listen-address=127.0.0.1:{self.port}",
-                ],
-                stdout=log,
-                stderr=log,
-            )
-        end = time.monotonic() + 30
-        while time.monotonic() < end:
-            try:
-                urllib.request.urlopen(f"{self.url}/-/ready", timeout=1).close()
-                return
-            except OSError:
-                time.sleep(0.2)
-        raise AssertionError((self.folder / "prometheus.log").read_text()[-2000:])
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.send_signal(signal.SIGTERM)
-            self.process.wait(timeout=30)
 
 
 @pytest.fixture

@@ -77,6 +77,8 @@ REVISION = "deployment.kubernetes.io/revision"
 RESTARTED = "kubectl.kubernetes.io/restartedAt"
 STABLE_REPLICAS = "shipline.dev/stable-replicas"  # stable's own count while a canary runs
 TRACK = "shipline.dev/track"
+VERSION = "shipline.dev/version"  # on pods: which version they run (any tag, unlike labels)
+SCRAPE = "prometheus.io/scrape"
 CANARY_SUFFIX = "-canary"
 UNDO_CAUSE = "shipline.dev/rollback-cause"  # on the Deployment: why its last undo was
 UNDO_CHANGE = "shipline.dev/rollback-change"  # and under which change key
@@ -293,8 +295,12 @@ class KubernetesTarget:
                 },
             }
             template = body["template"]
-            notes = template.setdefault("metadata", {}).setdefault("annotations", {})
+            pod_meta = template.setdefault("metadata", {})
+            pod_meta.setdefault("labels", {})[ENVIRONMENT] = spec.environment
+            notes = pod_meta.setdefault("annotations", {})
             notes[SPEC] = json.dumps(stored, sort_keys=True)
+            notes[VERSION] = spec.version  # metrics are told apart by version (Prometheus)
+            notes.setdefault(SCRAPE, "true")
             notes[CAUSE] = cause
             if change:
                 notes[CHANGE] = change
@@ -1116,7 +1122,8 @@ class _Prober:
 
 _KEPT_BY_SERVER = ("managedFields", "resourceVersion", "generation", "uid", "creationTimestamp",
                    "selfLink")  # fmt: skip
-_BOOKKEEPING = (SPEC, CHANGE, CAUSE, REVISION, "kubectl.kubernetes.io/last-applied-configuration")
+_BOOKKEEPING = (SPEC, CHANGE, CAUSE, REVISION, VERSION,
+                "kubectl.kubernetes.io/last-applied-configuration")  # fmt: skip
 
 
 def _masked(change: FieldChange) -> FieldChange:

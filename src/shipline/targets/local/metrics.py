@@ -40,8 +40,16 @@ class GatewayMetrics:
 class PrometheusMetrics:
     """PromQL over Prometheus's HTTP API for one gateway's series (selected by its labels)."""
 
-    def __init__(self, url: str, labels: dict[str, str], *, timeout: float = 5.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        labels: dict[str, str],
+        *,
+        series: str = "shipline_gateway",
+        timeout: float = 5.0,
+    ) -> None:
         self.url = url.rstrip("/")
+        self.series = series
         self.selector = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
         self.timeout = timeout
 
@@ -70,16 +78,15 @@ class PrometheusMetrics:
         window = f"{max(int(seconds), 1)}s"
         sel = f'{self.selector},version="{version}"' if self.selector else f'version="{version}"'
         requests = (
-            self._query(f"sum(increase(shipline_gateway_responses_total{{{sel}}}[{window}]))")
-            or 0.0
+            self._query(f"sum(increase({self.series}_responses_total{{{sel}}}[{window}]))") or 0.0
         )
         errors = (
             self._query(
-                f'sum(increase(shipline_gateway_responses_total{{{sel},class="5xx"}}[{window}]))'
+                f'sum(increase({self.series}_responses_total{{{sel},class="5xx"}}[{window}]))'
             )
             or 0.0
         )
-        buckets = f"increase(shipline_gateway_request_duration_seconds_bucket{{{sel}}}[{window}])"
+        buckets = f"increase({self.series}_request_duration_seconds_bucket{{{sel}}}[{window}])"
         p95 = self._query(f"histogram_quantile(0.95, sum by (le) ({buckets}))")
         return Sample(
             round(requests), round(errors), (), p95_ms=None if p95 is None else p95 * 1000

@@ -1,8 +1,10 @@
 """The demo workload: a tiny HTTP service that stands in for each QuikApp service locally.
 
-Standard library only. It serves its health path, `/version`, `/` and `/api/echo`, and can be
-made bad on purpose through its environment, so that canary analysis and health verification
-fail honestly:
+Standard library only. It serves its health path, `/version`, `/` and `/api/echo`, counts its
+answers for Prometheus at `/metrics` (`shipline_demo_responses_total{class}` and the
+`shipline_demo_request_duration_seconds` histogram; health checks and scrapes not counted), and
+can be made bad on purpose through its environment, so that canary analysis and health
+verification fail honestly:
 
   SHIPLINE_DEMO_ERROR_RATE     fraction of requests answered 500 (0..1)
   SHIPLINE_DEMO_LATENCY_MS     added latency per request
@@ -21,6 +23,7 @@ import json
 import os
 import random
 import sys
+import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -34,10 +37,53 @@ def _settings(environ: dict[str, str]) -> dict[str, Any]:
     }
 
 
+BUCKETS_SECONDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+
+class Meter:
+    """The workload's own request counters, in Prometheus's text format."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.responses: dict[str, int] = {}
+        self.buckets = [0] * len(BUCKETS_SECONDS)
+        self.count = 0
+        self.total = 0.0
+
+    def observe(self, status: int, seconds: float) -> None:
+        with self._lock:
+            key = f"{status // 100}xx"
+            self.responses[key] = self.responses.get(key, 0) + 1
+            for i, bound in enumerate(BUCKETS_SECONDS):
+                if seconds <= bound:
+                    self.buckets[i] += 1
+            self.count += 1
+            self.total += seconds
+
+    def text(self) -> str:
+        with self._lock:
+            lines = ["# TYPE shipline_demo_responses_total counter"]
+            lines += [f'shipline_demo_responses_total{{class="{k}"}} {v}'
+                      for k, v in sorted(self.responses.items())]  # fmt: skip
+            lines.append("# TYPE shipline_demo_request_duration_seconds histogram")
+            for bound, n in zip(BUCKETS_SECONDS, self.buckets, strict=True):
+                lines.append(f'shipline_demo_request_duration_seconds_bucket{{le="{bound}"}} {n}')
+            lines.append(f'shipline_demo_request_duration_seconds_bucket{{le="+Inf"}} {self.count}')
+            lines.append(f"shipline_demo_request_duration_seconds_sum {self.total}")
+            lines.append(f"shipline_demo_request_duration_seconds_count {self.count}")
+        return "\n".join(lines) + "\n"
+
+
 def make_handler(
-    service: str, version: str, health: str, settings: dict[str, Any], rng: random.Random
+    service: str,
+    version: str,
+    health: str,
+    settings: dict[str, Any],
+    rng: random.Random,
+    meter: Meter | None = None,
 ) -> type[BaseHTTPRequestHandler]:
     """The request handler of one workload process."""
+    counted = meter or Meter()
 
     class Handler(BaseHTTPRequestHandler):
         server_version = f"{service}/{version}"
@@ -46,7 +92,17 @@ def make_handler(
         def log_message(self, format: str, *args: Any) -> None:
             return
 
+        def setup(self) -> None:
+            super().setup()
+            self.started = time.monotonic()
+
+        def parse_request(self) -> bool:
+            self.started = time.monotonic()  # per request, on a kept-alive connection too
+            return super().parse_request()
+
         def _send(self, status: int, body: dict[str, Any]) -> None:
+            if self.path.split("?", 1)[0] not in (health, "/metrics"):
+                counted.observe(status, time.monotonic() - self.started)
             data = json.dumps(body).encode()
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
@@ -90,6 +146,14 @@ def make_handler(
 
         def do_GET(self) -> None:
             path = self.path.split("?", 1)[0]
+            if path == "/metrics" and path != health:
+                data = counted.text().encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "text/plain; version=0.0.4")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+                return
             if path == health:
                 if settings["fail_health"]:
                     self._send(503, {"status": "DOWN", "service": service})
