@@ -47,13 +47,17 @@ private_apt() {
             -o "Dir::Cache::pkgcache=" -o "Dir::Cache::srcpkgcache=")
 }
 
+# What the cached binaries were built with; a change of recipe rebuilds them.
+RECIPE="kubernetes-1.20 + reflect2 from golang-github-modern-go-reflect2-dev"
+
 build() {
   if [ -x "$cache/bin/kube-apiserver" ] && [ -x "$cache/bin/kube-controller-manager" ] \
-     && [ -x "$cache/bin/kube-scheduler" ]; then
+     && [ -x "$cache/bin/kube-scheduler" ] \
+     && [ "$(cat "$cache/bin/RECIPE" 2>/dev/null)" = "$RECIPE" ]; then
     echo "== control plane binaries cached in $cache/bin"
     return
   fi
-  need_packages golang-go rsync dpkg-dev etcd-server openssl
+  need_packages golang-go rsync dpkg-dev etcd-server openssl golang-github-modern-go-reflect2-dev
   private_apt
   mkdir -p "$cache/src"
   if ! ls -d "$cache"/src/kubernetes-*/ >/dev/null 2>&1; then
@@ -63,6 +67,10 @@ build() {
   fi
   local tree
   tree="$(ls -d "$cache"/src/kubernetes-*/ | head -1)"
+  # The vendored reflect2 1.0.1 iterates maps in a way Go 1.18+ faults on (the API server dies
+  # encoding a custom resource's metadata); Debian's reflect2 1.0.2 is the fixed release.
+  rsync -a --delete /usr/share/gocode/src/github.com/modern-go/reflect2/ \
+    "$tree/vendor/github.com/modern-go/reflect2/" --exclude '*_test.go' --exclude '.git*'
   echo "== building ${servers[*]} (several minutes on 2 cores)"
   (cd "$tree" && GOPROXY=off GOFLAGS=-mod=vendor GO111MODULE=on \
      make WHAT="cmd/kube-apiserver cmd/kube-controller-manager cmd/kube-scheduler" >/dev/null)
@@ -70,6 +78,7 @@ build() {
   for server in "${servers[@]}"; do
     cp "$tree/_output/local/bin/linux/$(dpkg --print-architecture)/$server" "$cache/bin/"
   done
+  echo "$RECIPE" > "$cache/bin/RECIPE"
   rm -rf "$tree/_output"  # 1+ GB of build products; the binaries are kept
   echo "== built into $cache/bin"
 }

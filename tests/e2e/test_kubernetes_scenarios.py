@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import time
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
@@ -343,3 +344,188 @@ def test_canary_analysis_reads_prometheus_scraping_the_pods(
                 drop_namespace("shipline-measured")
     finally:
         prometheus.stop()
+
+
+ROUTED = """
+project: k8s-routed
+stacks:
+  python: {port: 8000, healthPath: /health}
+services:
+  - {name: orders, stack: python, image: shipline/orders}
+tiers:
+  nonprod: {resources: {minReplicas: 1, maxReplicas: 4}}
+targets:
+  overlaid: {type: kubernetes, manifests: "k8s/{environment}"}
+environments:
+  - name: nginx-routed
+    cluster: test
+    namespace: shipline-nginx
+    tier: nonprod
+    target: overlaid
+    strategy:
+      type: canary
+      steps: [{setWeight: 30}, {pause: {}}, 100]
+      trafficRouting: {nginx: {stableIngress: "{service}-web"}}
+      metrics: {probeRps: 0}
+  - name: gateway-routed
+    cluster: test
+    namespace: shipline-gateway
+    tier: nonprod
+    target: overlaid
+    strategy:
+      type: canary
+      steps: [{setWeight: 30}, {pause: {}}, 100]
+      trafficRouting: {gatewayApi: {httpRoute: "{service}-route"}}
+      metrics: {probeRps: 0}
+ladder: [nginx-routed, gateway-routed]
+"""
+INGRESS = """
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {name: orders-web, labels: {app.kubernetes.io/name: orders}}
+spec:
+  rules:
+    - host: orders.example.test
+      http:
+        paths:
+          - {path: /, pathType: Prefix, backend: {service: {name: orders, port: {number: 80}}}}
+"""
+ROUTE = """
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: orders-route, labels: {app.kubernetes.io/name: orders}}
+spec:
+  parentRefs: [{name: public}]
+  rules:
+    - backendRefs: [{name: orders, port: 80}]
+"""
+# A minimal HTTPRoute definition (no schema): the Gateway API's CRDs are not on this machine.
+ROUTE_CRD = """
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: httproutes.gateway.networking.k8s.io
+  annotations: {api-approved.kubernetes.io: "https://github.com/kubernetes-sigs/gateway-api/pull/2466"}
+spec:
+  group: gateway.networking.k8s.io
+  names: {kind: HTTPRoute, listKind: HTTPRouteList, plural: httproutes, singular: httproute}
+  scope: Namespaced
+  versions:
+    - name: v1
+      served: true
+      storage: true
+      schema: {openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}}
+"""
+
+
+def _overlay(folder: Path, extra: str) -> None:
+    folder.mkdir(parents=True)
+    (folder / "kustomization.yaml").write_text(
+        "resources: [deployment.yaml, service.yaml, extra.yaml]\n"
+    )
+    (folder / "deployment.yaml").write_text(BROKEN_OVERLAY["deployment.yaml"])
+    (folder / "service.yaml").write_text(
+        BROKEN_OVERLAY["service.yaml"].replace("name: order}", "name: orders}")
+    )
+    (folder / "extra.yaml").write_text(extra)
+
+
+def _wait_for(check: Any, what: str, seconds: float = 120) -> None:
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        if check():
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"never: {what}")
+
+
+@pytest.fixture
+def routed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
+    monkeypatch.setenv("KUBECONFIG", kubeconfig())
+    crd = tmp_path / "crd.yaml"
+    crd.write_text(ROUTE_CRD)
+    kubectl("apply", "-f", str(crd))
+    kubectl("wait", "--for", "condition=established", "--timeout=60s",
+            "crd/httproutes.gateway.networking.k8s.io")  # fmt: skip
+    (tmp_path / "shipline.yaml").write_text(ROUTED)
+    _overlay(tmp_path / "k8s" / "nginx-routed", INGRESS)
+    _overlay(tmp_path / "k8s" / "gateway-routed", ROUTE)
+    with running_worker(
+        tmp_path / "shipline.yaml", tmp_path / "state", "dev", tmp_path / "worker.log"
+    ) as env:
+        try:
+            yield env
+        finally:
+            for environment, namespace in (("nginx-routed", "shipline-nginx"),
+                                           ("gateway-routed", "shipline-gateway")):  # fmt: skip
+                sh(env, "down", "--env", environment)
+                drop_namespace(namespace)
+
+
+def _paused_canary(env: dict[str, str], environment: str) -> int:
+    code, data = _run(env, "deploy", "--env", environment, "--services", "orders", "--tag", "1.0.0")
+    assert code == 0, _errors(data)
+    started = sh(env, "deploy", "--env", environment, "--services", "orders", "--tag", "2.0.0",
+                 "--detach", "--json")  # fmt: skip
+    run = int(json.loads(started.stdout)["run"])
+    _wait_for(lambda: _weights(env, environment) == {"1.0.0": 70, "2.0.0": 30},
+              "the canary paused at 30 %")  # fmt: skip
+    return run
+
+
+def _weights(env: dict[str, str], environment: str) -> dict[str, int]:
+    rows = json.loads(sh(env, "status", "--env", environment, "--json").stdout)
+    return dict(rows[0].get("weights") or {})
+
+
+def _promote(env: dict[str, str], run: int) -> None:
+    done = sh(env, "canary", "promote", str(run), "--as", "dev")
+    assert done.returncode == 0, done.stdout + done.stderr
+    _wait_for(lambda: json.loads(sh(env, "runs", "show", str(run), "--json").stdout)["phase"]
+              == "succeeded", f"run {run} succeeded")  # fmt: skip
+
+
+def _canary_ips(namespace: str) -> list[str]:
+    pods = kubectl("get", "pods", "-n", namespace, "-l", "shipline.dev/track=canary", "-o",
+                   "jsonpath={.items[*].status.podIP}").stdout.split()  # fmt: skip
+    return sorted(pods)
+
+
+def _endpoint_ips(namespace: str, service: str) -> list[str]:
+    found = json.loads(kubectl("get", "endpoints", service, "-n", namespace, "-o", "json").stdout)
+    return sorted(a["ip"] for s in found.get("subsets") or [] for a in s.get("addresses") or [])
+
+
+def test_nginx_ingress_and_gateway_api_routers_set_the_canarys_weight(
+    routed: dict[str, str],
+) -> None:
+    # NGINX Ingress: a canary Ingress copying the stable one, at the step's weight.
+    run = _paused_canary(routed, "nginx-routed")
+    ingress = objects("ingress", "shipline-nginx")["orders-web-canary"]
+    notes = ingress["metadata"]["annotations"]
+    assert (notes["nginx.ingress.kubernetes.io/canary"],
+            notes["nginx.ingress.kubernetes.io/canary-weight"]) == ("true", "30")  # fmt: skip
+    backend = ingress["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]
+    assert backend["name"] == "orders-canary"
+    # Stable's Service no longer reaches the canary's pods; the canary Service reaches only them.
+    services = objects("services", "shipline-nginx")
+    assert "pod-template-hash" in services["orders"]["spec"]["selector"]
+    _wait_for(lambda: _endpoint_ips("shipline-nginx", "orders-canary")
+              == _canary_ips("shipline-nginx") != [], "canary endpoints")  # fmt: skip
+    assert not set(_endpoint_ips("shipline-nginx", "orders")) & set(_canary_ips("shipline-nginx"))
+    _promote(routed, run)
+    assert "orders-web-canary" not in objects("ingress", "shipline-nginx")
+    services = objects("services", "shipline-nginx")
+    assert "orders-canary" not in services
+    assert "pod-template-hash" not in services["orders"]["spec"]["selector"]
+    assert _version(routed, "nginx-routed") == "2.0.0"
+
+    # Gateway API: the HTTPRoute's backend weights, restored afterwards.
+    run = _paused_canary(routed, "gateway-routed")
+    route = objects("httproutes", "shipline-gateway")["orders-route"]
+    refs = {r["name"]: r.get("weight") for r in route["spec"]["rules"][0]["backendRefs"]}
+    assert refs == {"orders": 70, "orders-canary": 30}
+    _promote(routed, run)
+    route = objects("httproutes", "shipline-gateway")["orders-route"]
+    assert route["spec"]["rules"][0]["backendRefs"] == [{"name": "orders", "port": 80}]
+    assert _version(routed, "gateway-routed") == "2.0.0"

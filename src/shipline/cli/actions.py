@@ -196,7 +196,12 @@ def status(
             [
                 r["environment"],
                 r["service"],
-                r["version"] or "-",
+                (r["version"] or "-")
+                + (
+                    f" (canary {r['canary']} at {(r['weights'] or {}).get(r['canary'], 0)} %)"
+                    if r.get("canary")
+                    else ""
+                ),
                 f"{r['ready']}/{r['desired']}" if r["desired"] is not None else "-",
                 r["health"],
                 r["address"] or "-",

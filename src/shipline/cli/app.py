@@ -13,7 +13,7 @@ from typer._click import exceptions as click  # typer vendors click; its errors 
 from shipline.cli import actions
 from shipline.cli.ci import ci_app
 from shipline.cli.context import JsonFlag, State, state_of
-from shipline.cli.deploy import deploy
+from shipline.cli.deploy import deploy, promote, trigger
 from shipline.cli.output import Output
 from shipline.cli.release import release_app
 from shipline.cli.runs import approve, canary_app, reject, runs_app, worker
@@ -46,6 +46,8 @@ app.add_typer(release_app, name="release")
 app.add_typer(canary_app, name="canary")
 app.command()(worker)
 app.command()(deploy)
+app.command()(promote)
+app.command()(trigger)
 for _command in (
     actions.preview,
     actions.rollback,

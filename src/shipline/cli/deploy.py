@@ -13,8 +13,14 @@ from shipline.cli.context import JsonFlag, state_of
 def deploy(
     ctx: typer.Context,
     env: Annotated[str, typer.Option("--env", "-e", help="Environment name or alias.")],
-    tag: Annotated[str, typer.Option("--tag", "-t", help="Image tag (version) to deploy.")],
+    tag: Annotated[
+        str | None, typer.Option("--tag", "-t", help="Image tag (version) to deploy.")
+    ] = None,
     services: Annotated[str, typer.Option("--services", "-s", help="'all' or a,b,c.")] = "all",
+    release: Annotated[
+        str | None,
+        typer.Option("--release", "-r", help="Deploy each service's version from this release."),
+    ] = None,
     detach: Annotated[
         bool, typer.Option("--detach", help="Return at once (exit 3) and let the run go on.")
     ] = False,
@@ -34,7 +40,8 @@ def deploy(
     ] = False,
     as_json: JsonFlag = False,
 ) -> None:
-    """Deploy services at a tag to an environment, through its approvals and checks."""
+    """Deploy services at a tag (or a release's versions) to an environment, through its
+    approvals and checks, then verify them and run its test gates."""
     from shipline.cli.runs import watch_started
     from shipline.engine.identity import current_user
     from shipline.engine.submit import submit_deploy
@@ -51,5 +58,95 @@ def deploy(
         emergency=emergency,
         reason=reason,
         force=force,
+        release=release,
     )
     watch_started(state, ws, record.id, detach=detach, as_json=as_json)
+
+
+def promote(
+    ctx: typer.Context,
+    source: Annotated[str, typer.Option("--from", help="Where the versions succeeded.")],
+    targets: Annotated[
+        str, typer.Option("--to", help="Environment(s) above it, e.g. qa or qa,uat1,uat2.")
+    ],
+    services: Annotated[str, typer.Option("--services", "-s", help="'all' or a,b,c.")] = "all",
+    tag: Annotated[str | None, typer.Option("--tag", "-t", help="One version for all.")] = None,
+    release: Annotated[
+        str | None, typer.Option("--release", "-r", help="Each service's version from it.")
+    ] = None,
+    skip_tests: Annotated[
+        bool, typer.Option("--skip-tests", help="Leave out the environments' test gates.")
+    ] = False,
+    canary: Annotated[
+        bool, typer.Option("--canary", help="A canary in every environment (default steps).")
+    ] = False,
+    detach: Annotated[
+        bool, typer.Option("--detach", help="Return at once (exit 3) and let the run go on.")
+    ] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Promote what succeeded in one environment up the ladder, one environment after another
+    (approvals, deploy, verification, test gates; a failure rolls that environment back and
+    stops). Example: shipline promote --from dev --to qa,uat1 --release 2026.11.1"""
+    from shipline.cli.runs import watch_started
+    from shipline.engine.identity import current_user
+    from shipline.engine.promotion import submit_promotion
+
+    state = state_of(ctx)
+    ws = state.workspace()
+    record = submit_promotion(
+        ws, source=source, targets=targets, services=services, tag=tag, release=release,
+        actor=current_user(None, os.environ), skip_tests=skip_tests, canary=canary,
+    )  # fmt: skip
+    watch_started(state, ws, record.id, detach=detach, as_json=as_json)
+
+
+def trigger(
+    ctx: typer.Context,
+    ref: Annotated[str, typer.Option("--ref", help="refs/heads/B, refs/tags/T or refs/pull/N")],
+    tag: Annotated[
+        str | None, typer.Option("--tag", "-t", help="The version CI built for the ref.")
+    ] = None,
+    release: Annotated[
+        str | None, typer.Option("--release", "-r", help="The release CI made for the ref.")
+    ] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Say what would run.")] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Apply the trigger rules to a branch or tag that moved (the spec's by default: develop ->
+    dev, main -> staging, v* tags -> live with approvals): the command a git server's webhook
+    or a CI job calls. Example: shipline trigger --ref refs/heads/develop --tag 1.4.0-dev.7"""
+    from shipline.engine.identity import current_user
+    from shipline.engine.promotion import trigger_plan
+    from shipline.engine.submit import submit_deploy
+    from shipline.errors import UserError
+
+    state = state_of(ctx)
+    ws = state.workspace()
+    plan = trigger_plan(ws, ref)
+    if not dry_run:
+        deploys = [p for p in plan if p["action"] == "deploy"]
+        if deploys and tag is None and release is None:
+            raise UserError("a deploy needs the version: --tag TAG or --release NAME")
+        for entry in deploys:
+            record = submit_deploy(
+                ws, env=entry["environment"], services="all", tag=tag, release=release,
+                actor=current_user(None, os.environ),
+            )  # fmt: skip
+            entry["run"] = record.id
+    if as_json:
+        state.output.json(plan)
+        return
+    if not plan:
+        state.output.line(f"{ref}: no trigger rule matches; nothing runs")
+        return
+    for entry in plan:
+        what = (
+            f"deploy to {entry['environment']}"
+            + (" (waits for its approvals)" if entry.get("approvals") else "")
+            if entry["action"] == "deploy"
+            else "CI only (no deploy)"
+        )
+        done = f": run {entry['run']} queued" if "run" in entry else (
+            " (dry run)" if dry_run else "")  # fmt: skip
+        state.output.line(f"{ref}: {what}{done}")

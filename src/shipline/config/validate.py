@@ -431,13 +431,6 @@ def check_unsupported(config: Config, source: Source) -> list[ConfigError]:
     """Warnings, located: configuration that is valid but that nothing here acts on, so that
     nothing is silently ignored."""
     c = _Checker(config, source)
-    if config.triggers:
-        c.error(
-            ("triggers",),
-            "triggers are not acted on yet: no run starts when a branch or tag moves",
-            "start runs from your CI system: `shipline ci build` and `shipline deploy`",
-            key=True,
-        )
     installed = {ep.name for ep in entry_points(group="shipline.targets")}
     for name, target in config.targets.items():
         if target.type not in installed:

@@ -28,6 +28,9 @@ class DeploySpec:
     max_surge: int = 1  # rolling update: replicas above `replicas` while it runs
     max_unavailable: int = 0  # rolling update: replicas below `replicas` while it runs
     progress_deadline: int | None = None  # seconds without progress before a rollout fails
+    # How a canary's traffic share is set: (kind, object), e.g. ("nginx", "api"); None: the
+    # target's own way (replica ratio, gateway weights).
+    router: tuple[str, str] | None = None
     # The run's `--set NAME=VALUE` parameters as submitted: secrets in them were turned into
     # `$(variable)` references at submission, so these are safe to keep and resolve again.
     parameters: dict[str, str] = field(default_factory=dict)

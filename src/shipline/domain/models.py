@@ -330,6 +330,44 @@ CanaryStepSpec = Annotated[
 ]
 
 
+ObjectName = Annotated[
+    str, Field(pattern=r"^[a-z0-9{}]([-a-z0-9.{}]*[a-z0-9{}])?$", max_length=253)
+]  # a Kubernetes object's name; `{service}` stands for the service's
+
+
+class NginxRouting(Model):
+    """Split traffic with NGINX Ingress canary annotations on a copy of the stable Ingress."""
+
+    stable_ingress: ObjectName = "{service}"  # the Ingress that routes to the stable Service
+
+
+class GatewayApiRouting(Model):
+    """Split traffic with the weights of a Gateway API HTTPRoute's backends."""
+
+    http_route: ObjectName = "{service}"  # the HTTPRoute whose rules name the stable Service
+
+
+class TrafficRouting(Model):
+    """Where a canary's share of the traffic is set (Argo Rollouts' `trafficRouting`). Without
+    one the target's default applies (Kubernetes: the replica ratio behind one Service)."""
+
+    nginx: NginxRouting | None = None
+    gateway_api: GatewayApiRouting | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> TrafficRouting:
+        if (self.nginx is None) == (self.gateway_api is None):
+            raise ValueError("trafficRouting names exactly one of nginx or gatewayApi")
+        return self
+
+    def router(self, service: str) -> tuple[str, str]:
+        """(kind, object name) for `service`: ("nginx", INGRESS) or ("gateway-api", ROUTE)."""
+        if self.nginx is not None:
+            return "nginx", self.nginx.stable_ingress.format(service=service)
+        assert self.gateway_api is not None
+        return "gateway-api", self.gateway_api.http_route.format(service=service)
+
+
 class CanaryStrategy(Model):
     """Shift traffic by weight steps, bake and analyse at each step, then promote.
 
@@ -340,6 +378,7 @@ class CanaryStrategy(Model):
 
     type: Literal["canary"] = "canary"
     steps: list[CanaryStepSpec] = [10, 50, 100]
+    traffic_routing: TrafficRouting | None = None
     bake_seconds: float = Field(strict=True, default=300, ge=0, le=604_800)
     analysis: AnalysisThresholds = AnalysisThresholds()
     metrics: CanaryMetrics = CanaryMetrics()
@@ -374,6 +413,18 @@ class CanaryStrategy(Model):
 Strategy = Annotated[RollingStrategy | CanaryStrategy, Field(discriminator="type")]
 
 
+class TestGate(Model):
+    """A test stage after an environment's deploy and verification: a command (run in the
+    project's folder, with the environment's addresses and versions in its environment) whose
+    exit code decides, and whose JUnit XML, when it writes one, is read and kept."""
+
+    name: Name
+    type: Literal["integration", "qa", "security", "performance", "load", "smoke"]
+    command: list[str] = Field(min_length=1)
+    junit: str | None = None  # the JUnit XML it writes, in its $SHIPLINE_ARTIFACTS folder
+    timeout_minutes: int = Field(strict=True, default=30, ge=1, le=1440)
+
+
 class Environment(Model):
     """A rung of the ladder."""
 
@@ -390,6 +441,8 @@ class Environment(Model):
     checks: Checks = Checks()
     variable_groups: list[str] = []
     variables: Variables = {}
+    tests: list[TestGate] = []  # test gates, in order, after verification
+    skippable: bool = False  # a promotion may pass over this rung
 
 
 class VariableGroup(Model):

@@ -168,7 +168,13 @@ class ServiceControl(Protocol):
 
 @runtime_checkable
 class CanaryRouter(Protocol):
-    """What a target does for a canary; the engine owns the plan, bakes and analysis."""
+    """What a target does for a canary; the engine owns the plan, bakes and analysis.
+
+    `routers` names the traffic routers (`DeploySpec.router` kinds, e.g. "nginx",
+    "gateway-api") it can set weights with, beside its own way; a canary asking for another is
+    refused, never routed some other way."""
+
+    routers: frozenset[str]
 
     def set_canary(self, spec: DeploySpec, weight: int, *, probe_rps: float, log: LogSink) -> bool:
         """Make `spec` the canary beside stable (starting it when it is not running: True) and

@@ -125,9 +125,15 @@ def _weight(run_id: int, stage: str, name: str, params: dict[str, Any], weight: 
     strategy = CanaryStrategy.model_validate(params["strategy"])
     router = _router(params)
     assert router is not None
+    spec = spec_of(params)
+    if spec.router and spec.router[0] not in getattr(router, "routers", frozenset()):
+        return (
+            f"target type '{params['target']}' cannot split traffic with {spec.router[0]}"
+            " (trafficRouting): remove it, or deploy through a target that can"
+        )
     try:
         router.set_canary(
-            spec_of(params), weight, probe_rps=strategy.metrics.probe_rps,
+            spec, weight, probe_rps=strategy.metrics.probe_rps,
             log=_logger(run_id, stage, name),
         )  # fmt: skip
         _source(params, router).collect()  # the next interval starts now

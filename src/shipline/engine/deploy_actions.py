@@ -13,6 +13,7 @@ from typing import Any
 
 from shipline.domain.deploy import DeploySpec
 from shipline.domain.health import HealthBounds, healthy, verify_health
+from shipline.domain.models import TrafficRouting
 from shipline.domain.ports import DeployTarget, Restorable, ServiceControl
 from shipline.engine.actions import BUILTIN, StepContext
 from shipline.engine.failpoints import failpoint
@@ -136,6 +137,10 @@ def spec_of(params: dict[str, Any], version: str | None = None) -> DeploySpec:
         replicas = int(params.get("replicas", 1))
     strategy = params.get("strategy") or {}
     rolling = strategy.get("type", "rolling") == "rolling"
+    routing = strategy.get("trafficRouting")
+    router = (
+        TrafficRouting.model_validate(routing).router(str(params["service"])) if routing else None
+    )
     return DeploySpec(
         str(params["environment"]),
         str(params["service"]),
@@ -150,6 +155,7 @@ def spec_of(params: dict[str, Any], version: str | None = None) -> DeploySpec:
         max_surge=int(strategy.get("maxSurge", 1)) if rolling else 1,
         max_unavailable=int(strategy.get("maxUnavailable", 0)) if rolling else 0,
         progress_deadline=params.get("progressDeadline"),
+        router=router,
         parameters={str(k): str(v) for k, v in params.get("runParameters", {}).items()},
     )
 
@@ -241,10 +247,14 @@ def rollback(ctx: StepContext, params: dict[str, Any]) -> dict[str, Any]:
     service, environment = str(params["service"]), str(params["environment"])
     target = target_of(params)
     if params.get("afterFailure"):
-        if (ctx.inputs.get("verify") or {}).get(f"{service}.verified"):
+        # Stage names: a promotion names each environment's stages ("qa:deploy", ...).
+        names = {"deploy": "deploy", "verify": "verify", **params.get("stageNames", {})}
+        tested = ctx.inputs.get(names.get("tests", "")) or {}
+        gates_failed = any(not tested.get(f"{g}.passed") for g in params.get("gates", []))
+        if (ctx.inputs.get(names["verify"]) or {}).get(f"{service}.verified") and not gates_failed:
             ctx.log(f"{service}: verified healthy; left as it is")
             return {}
-        deployed = ctx.inputs.get("deploy") or {}
+        deployed = ctx.inputs.get(names["deploy"]) or {}
         if deployed.get(f"{service}.inSync"):
             ctx.log(f"{service}: was already in sync; nothing to undo")
             return {}

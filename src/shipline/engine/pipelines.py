@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from shipline.domain.identity import canonical_identity
-from shipline.domain.models import Config, Environment, RollingStrategy
+from shipline.domain.models import CanaryStrategy, Config, Environment, RollingStrategy
 from shipline.domain.pipeline import PipelineSpec
 from shipline.errors import NotFoundError, UserError
 
@@ -108,90 +108,167 @@ def deploy_pipeline(
     config: Config,
     env: Environment,
     services: list[str],
-    tag: str,
+    tag: str | dict[str, str],
     state_dir: str,
     run_parameters: dict[str, str] | None = None,
     *,
     root: str,
     force: bool = False,
+    tests: bool = True,
 ) -> PipelineSpec:
-    """validate → deploy (window, approvals, locks; the environment's strategy) → verify, and a
-    rollback stage that runs only when deploy or verify failed ("rollback is automatic")."""
+    """validate → deploy (window, approvals, locks; the environment's strategy) → verify → the
+    environment's test gates, and a rollback stage that runs only when one of them failed
+    ("rollback is automatic"). `tag` is one version for every service, or one per service (a
+    release)."""
+    versions = tag if isinstance(tag, dict) else dict.fromkeys(services, tag)
+    stages = _environment_stages(
+        config, env, services, versions, (state_dir, root), prefix="", after=["validate"],
+        run_parameters=run_parameters, force=force, tests=tests,
+    )  # fmt: skip
+    return PipelineSpec.model_validate(
+        {"kind": "deploy", "stages": [_validate_stage(services, versions), *stages]}
+    )
+
+
+def promote_pipeline(
+    config: Config,
+    source: Environment,
+    targets: list[Environment],
+    versions: dict[str, str],
+    state_dir: str,
+    *,
+    root: str,
+    tests: bool = True,
+    canary: bool = False,
+) -> PipelineSpec:
+    """One run up the ladder: for each environment in order, its gates, deploy (its strategy;
+    a canary where configured or asked), verification, test gates and, when one of them failed,
+    its rollback; the next environment starts only after the one below succeeded."""
+    services = sorted(versions)
+    stages: list[dict[str, Any]] = [_validate_stage(services, versions, source=source.name)]
+    after = ["validate"]
+    for env in targets:
+        chosen = env
+        if canary and not isinstance(env.strategy, CanaryStrategy):
+            chosen = env.model_copy(update={"strategy": CanaryStrategy()})
+        found = _environment_stages(
+            config, chosen, services, versions, (state_dir, root), prefix=f"{env.name}:",
+            after=after, run_parameters=None, force=False, tests=tests,
+        )  # fmt: skip
+        stages += found
+        after = [s["name"] for s in found if s.get("condition") != "failed"][-1:]
+    return PipelineSpec.model_validate({"kind": "promote", "stages": stages})
+
+
+def _validate_stage(
+    services: list[str], versions: dict[str, str], source: str | None = None
+) -> dict[str, Any]:
+    tags = sorted(set(versions.values()))
+    outputs: dict[str, Any] = {
+        "services": services,
+        "version": tags[0] if len(tags) == 1 else None,
+        "versions": versions,
+    }
+    if source:
+        outputs["from"] = source
+    return {
+        "name": "validate",
+        "steps": [{"name": "plan", "action": "noop", "params": {"outputs": outputs}}],
+    }
+
+
+def _environment_stages(
+    config: Config,
+    env: Environment,
+    services: list[str],
+    versions: dict[str, str],
+    where: tuple[str, str],
+    *,
+    prefix: str,
+    after: list[str],
+    run_parameters: dict[str, str] | None,
+    force: bool,
+    tests: bool,
+) -> list[dict[str, Any]]:
     strategy = env.strategy.model_dump(mode="json", by_alias=True)
     kind = "canary" if strategy.get("type") == "canary" else "action"
     # A rolling strategy may roll several services at once; canaries run one after another.
     wide = env.strategy.max_parallel if isinstance(env.strategy, RollingStrategy) else 1
     spread = min(wide, max(len(services), 1))
+
+    def steps(action: str, **extra: Any) -> list[dict[str, Any]]:
+        made = _steps(action, config, env, services, where, **extra)
+        for step in made:
+            if "version" in extra:
+                step["params"]["version"] = versions[step["name"]]
+        return made
+
     deploy_stage: dict[str, Any] = {
-        "name": "deploy",
+        "name": f"{prefix}deploy",
+        "dependsOn": after,
         "parallel": spread,
         "locks": [f"{env.name}/{service}" for service in services],
         "lockPolicy": env.checks.lock.value,
         "steps": [
             {**step, "retry": {"attempts": 1}, "kind": kind}
-            for step in _steps(
+            for step in steps(
                 "target.deploy",
-                config,
-                env,
-                services,
-                (state_dir, root),
-                version=tag,
+                version="",
                 strategy=strategy,
                 runParameters=run_parameters or {},
                 force=force,
             )
         ],
     }
-    verify = (  # the spec's six health checks, unless the environment turns them off
-        [
-            {
-                "name": "verify",
-                "parallel": spread,
-                "steps": _steps(
-                    "target.verify", config, env, services, (state_dir, root), version=tag
-                ),
-            }
-        ]
-        if env.checks.health
-        else []
-    )
     if env.approvals is not None:
         deploy_stage["approval"] = env.approvals.model_dump(mode="json")
     if env.checks.business_hours is not None:
         deploy_stage["window"] = env.checks.business_hours.model_dump(mode="json")
-    return PipelineSpec.model_validate(
-        {
-            "kind": "deploy",
-            "stages": [
+    stages = [deploy_stage]
+    names = {"deploy": f"{prefix}deploy", "verify": f"{prefix}verify"}
+    if env.checks.health:  # the spec's six health checks, unless the environment turns them off
+        stages.append({
+            "name": f"{prefix}verify", "parallel": spread,
+            "steps": steps("target.verify", version=""),
+        })  # fmt: skip
+    if tests and env.tests:
+        names["tests"] = f"{prefix}tests"
+        stages.append({
+            "name": f"{prefix}tests",
+            "steps": [
                 {
-                    "name": "validate",
-                    "steps": [
-                        {
-                            "name": "plan",
-                            "action": "noop",
-                            "params": {"outputs": {"services": services, "version": tag}},
-                        }
-                    ],
-                },
-                deploy_stage,
-                *verify,
-                {
-                    "name": "rollback",
-                    "dependsOn": ["deploy", *(["verify"] if verify else [])],
-                    "condition": "failed",
-                    "parallel": spread,
-                    "steps": _steps(
-                        "target.rollback",
-                        config,
-                        env,
-                        services,
-                        (state_dir, root),
-                        afterFailure=True,
-                    ),
-                },
+                    "name": gate.name,
+                    "action": "tests.run",
+                    "timeoutSeconds": gate.timeout_minutes * 60,
+                    "params": {
+                        "gate": gate.model_dump(mode="json", by_alias=True),
+                        "target": config.targets[env.target].type,
+                        "targetSettings": target_settings(config, env, where[1]),
+                        "environment": env.name,
+                        "stateDir": where[0],
+                        "root": where[1],
+                        "versions": versions,
+                    },
+                }
+                for gate in env.tests
             ],
+        })  # fmt: skip
+    undo = steps(
+        "target.rollback",
+        afterFailure=True,
+        stageNames=names,
+        gates=[g.name for g in env.tests] if "tests" in names else [],
+    )
+    stages.append(
+        {
+            "name": f"{prefix}rollback",
+            "dependsOn": [s["name"] for s in stages],
+            "condition": "failed",
+            "parallel": spread,
+            "steps": undo,
         }
     )
+    return stages
 
 
 ACTIONS = {

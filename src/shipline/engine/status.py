@@ -72,6 +72,7 @@ def service_status(ws: Workspace, env: str | None = None) -> list[dict[str, Any]
                     else "unknown",
                     "address": seen.address if seen else None,
                     "canary": seen.canary if seen else None,
+                    "weights": dict(seen.weights) if seen and seen.canary else None,
                     "revision": seen.revision if seen else None,
                     "lastDeploy": last.get(key),
                 }

@@ -101,29 +101,40 @@ def submit_deploy(
     *,
     env: str,
     services: str,
-    tag: str,
+    tag: str | None,
     actor: str,
     parameters: list[str] | None = None,
     emergency: bool = False,
     reason: str | None = None,
     force: bool = False,
+    release: str | None = None,
 ) -> RunRecord:
-    """Queue a deploy run after every submission rule held."""
+    """Queue a deploy run after every submission rule held: one tag for every service, or each
+    service's version from an immutable release."""
     if emergency and not (reason and reason.strip()):
         raise UserError(
             "--emergency needs --reason TEXT",
             hint="say why, e.g. --reason 'INC-123 payment outage'",
         )
+    if (tag is None) == (release is None):
+        raise UserError("give --tag TAG or --release NAME (one of them)")
     environment = find_environment(ws.config, env)
-    require_target(ws.config, environment.name)
+    kind = require_target(ws.config, environment.name)
     names = pick_services(ws.config, services)
-    check_tag(tag)
+    versions: str | dict[str, str]
+    if release is not None:
+        from shipline.engine.promotion import release_versions
+
+        versions = release_versions(ws, release, names, {kind})
+    else:
+        assert tag is not None
+        versions = check_tag(tag)
     run_parameters = as_references(ws, environment.name, names, parse_parameters(parameters or []))
     spec = deploy_pipeline(
         ws.config,
         environment,
         names,
-        tag,
+        versions,
         str(ws.state_dir),
         run_parameters,
         root=str(ws.root),
@@ -133,7 +144,8 @@ def submit_deploy(
         spec,
         actor=actor,
         environment=environment.name,
-        services=dict.fromkeys(names, tag),
+        services=versions if isinstance(versions, dict) else dict.fromkeys(names, versions),
+        params={"release": release} if release else None,
         approvers=approvers(ws.config),
         emergency_reason=reason if emergency else None,
     )

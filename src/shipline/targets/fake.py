@@ -29,6 +29,8 @@ def _quiet(line: str) -> None:
 class FakeTarget:
     """Desired state kept in a dict (`MemoryTarget` keeps the same dict in a file)."""
 
+    routers: frozenset[str] = frozenset()  # its own weights only
+
     def __init__(self) -> None:
         self._data: dict[str, Any] = {"services": {}}
 

@@ -38,15 +38,13 @@ def test_ignored_configuration_is_a_located_warning(
     result = cli("validate")
     assert result.code == 0
     warnings = [line for line in result.err.splitlines() if "warning:" in line]
-    assert warnings == [
-        "shipline.yaml:15:1: warning: triggers are not acted on yet: no run starts when a branch"
-        " or tag moves",
+    assert warnings == [  # triggers are acted on (`shipline trigger`): no warning for them
         "shipline.yaml:10:15: warning: target type 'nomad' is not installed here: runs to its"
         " environments are refused",
     ]
     data = json.loads(cli("validate", "--json").out)
     assert data["valid"] is True
-    assert [(w["line"], w["column"]) for w in data["warnings"]] == [(15, 1), (10, 15)]
+    assert [(w["line"], w["column"]) for w in data["warnings"]] == [(10, 15)]
 
 
 def test_a_configuration_without_them_has_no_warning(

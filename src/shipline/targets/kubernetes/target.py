@@ -38,6 +38,7 @@ from typing import Any, cast
 import msgspec
 from lightkube import ApiError, Client, KubeConfig
 from lightkube.codecs import from_dict
+from lightkube.core.exceptions import LoadResourceError
 from lightkube.generic_resource import create_namespaced_resource
 from lightkube.resources.apps_v1 import Deployment, ReplicaSet
 from lightkube.resources.core_v1 import (
@@ -49,6 +50,7 @@ from lightkube.resources.core_v1 import (
     Service,
     ServiceAccount,
 )
+from lightkube.resources.networking_v1 import Ingress
 from lightkube.types import PatchType
 from ruamel.yaml import YAML
 
@@ -77,6 +79,10 @@ REVISION = "deployment.kubernetes.io/revision"
 RESTARTED = "kubectl.kubernetes.io/restartedAt"
 STABLE_REPLICAS = "shipline.dev/stable-replicas"  # stable's own count while a canary runs
 TRACK = "shipline.dev/track"
+ROUTER = "shipline.dev/router"  # on a routed canary: "nginx:INGRESS" / "gateway-api:ROUTE"
+WEIGHT = "shipline.dev/weight"  # on a routed canary: the share its router sends it
+ROUTE_BEFORE = "shipline.dev/route-before"  # an HTTPRoute's rules before the canary
+HASH = "pod-template-hash"
 VERSION = "shipline.dev/version"  # on pods: which version they run (any tag, unlike labels)
 SCRAPE = "prometheus.io/scrape"
 CANARY_SUFFIX = "-canary"
@@ -100,6 +106,8 @@ def _quiet(line: str) -> None:
 
 class KubernetesTarget:
     """Services as Deployments on one cluster (one kubeconfig context)."""
+
+    routers: frozenset[str] = frozenset({"nginx", "gateway-api"})  # beside the replica ratio
 
     def __init__(
         self,
@@ -198,11 +206,14 @@ class KubernetesTarget:
             return self._minimal(spec)
         folder = self.project / self.manifests.format(environment=spec.environment)
         docs = self._render(folder)
-        mine = [
+        mine = [  # named after the service, or labelled with its name (an Ingress, a route)
             json.loads(json.dumps(d))  # a copy: the cached rendering stays as rendered
             for d in docs
-            if (d.get("metadata") or {}).get("name") == spec.service
-            and d.get("kind") != "Namespace"
+            if d.get("kind") != "Namespace"
+            and (
+                (d.get("metadata") or {}).get("name") == spec.service
+                or ((d.get("metadata") or {}).get("labels") or {}).get(NAME) == spec.service
+            )
         ]
         if not any(d.get("kind") == "Deployment" for d in mine):
             raise NotFoundError(f"the overlay {folder} has no Deployment '{spec.service}'")
@@ -326,12 +337,18 @@ class KubernetesTarget:
         return f"{spec.service}-shipline-secrets"
 
     def _resource(self, doc: dict[str, Any]) -> Any:
+        """The object as the client sends it: a known kind, or (a version or a custom resource
+        its models do not carry, e.g. an HTTPRoute) a namespaced generic one."""
         key = (doc["apiVersion"], doc["kind"])
+        group, _, version = doc["apiVersion"].partition("/")
         if key in _GENERIC:
-            group, _, version = doc["apiVersion"].partition("/")
             cls = create_namespaced_resource(group, version, doc["kind"], _GENERIC[key][0])
             return cls.from_dict(doc)
-        return from_dict(doc)
+        try:
+            return from_dict(doc)
+        except (LoadResourceError, AttributeError, KeyError, ValueError):
+            cls = create_namespaced_resource(group, version, doc["kind"], _plural(doc["kind"]))
+            return cls.from_dict(doc)
 
     def _apply_docs(self, docs: list[dict[str, Any]]) -> None:
         for doc in docs:
@@ -636,6 +653,9 @@ class KubernetesTarget:
             canary_ready = int(_dig(canary, "status", "readyReplicas") or 0)
             total = max(stable_ready + canary_ready, 1)
             share = round(100 * canary_ready / total)
+            routed = (_dig(canary, "metadata", "annotations") or {}).get(WEIGHT)
+            if routed is not None:  # a router sets the share, not the pods
+                share = int(routed)
             weights = {version: 100 - share, canary_version: share}
         return ServiceState(
             environment,
@@ -778,6 +798,7 @@ class KubernetesTarget:
         for deployment in found:
             name = str(_dig(deployment, "metadata", "name"))
             namespace = str(_dig(deployment, "metadata", "namespace"))
+            self._unroute(environment, name, _quiet)
             self._namespaces.pop((environment, name), None)
             kinds: list[tuple[Any, str]] = [
                 (Deployment, name), (Deployment, f"{name}{CANARY_SUFFIX}"), (Service, name),
@@ -790,6 +811,13 @@ class KubernetesTarget:
                     group, _, number = chosen.partition("/")
                     resource = create_namespaced_resource(group, number, kind, _PLURALS[kind])
                     kinds.append((resource, name))
+            routes: list[Any] = [Ingress]
+            with contextlib.suppress(TargetError):
+                routes.append(self._route_kind())
+            for kind in routes:  # the overlay's Ingresses and routes labelled as the service's
+                with contextlib.suppress(ApiError):
+                    for obj in self._list(kind, namespace, {NAME: name, ENVIRONMENT: environment}):
+                        kinds.append((kind, str(_dig(obj, "metadata", "name"))))
             for kind, target in kinds:
                 with contextlib.suppress(ApiError):
                     self.client.delete(kind, target, namespace=namespace)
@@ -899,20 +927,14 @@ class KubernetesTarget:
         (stable scaled so that the ratio holds, never below its own count). Returns whether the
         canary was started now (False: it ran already, only its weight changed)."""
         environment, service = spec.environment, spec.service
+        if spec.router is not None:
+            return self._routed_canary(spec, weight, probe_rps, log)
         stable = self._deployment(environment, service)
         notes = _dig(stable, "metadata", "annotations") or {}
         base = int(notes.get(STABLE_REPLICAS) or _dig(stable, "spec", "replicas") or 1)
         canary_pods, stable_pods = _ratio(weight, base)
         existing = self._canary(environment, service)
-        docs, secrets = self._desired(replace(spec, replicas=canary_pods), cause="canary",
-                                      change=None)  # fmt: skip
-        deployment = next(d for d in docs if d["kind"] == "Deployment")
-        deployment["metadata"]["name"] = self._canary_name(service)
-        deployment["metadata"]["labels"][TRACK] = "canary"
-        deployment["spec"]["selector"] = {"matchLabels": {NAME: service, TRACK: "canary"}}
-        deployment["spec"]["template"]["metadata"].setdefault("labels", {}).update(
-            {NAME: service, TRACK: "canary"}
-        )
+        deployment, secrets = self._canary_deployment(spec, canary_pods)
         self._write_secret(spec, secrets)
         self._apply_docs([deployment])
         self._patch(
@@ -927,6 +949,187 @@ class KubernetesTarget:
         if probe_rps > 0 and key not in self._probers:
             self._probers[key] = _Prober(self, environment, service, probe_rps)
         return existing is None
+
+    def _canary_deployment(
+        self, spec: DeploySpec, pods: int
+    ) -> tuple[dict[str, Any], dict[str, str]]:
+        """The canary Deployment for `spec` with `pods` replicas, and its secrets: the service's
+        objects as rendered, renamed, with the canary track in its selector and pod labels."""
+        service = spec.service
+        docs, secrets = self._desired(replace(spec, replicas=pods), cause="canary", change=None)
+        deployment = next(d for d in docs if d["kind"] == "Deployment")
+        deployment["metadata"]["name"] = self._canary_name(service)
+        deployment["metadata"]["labels"][TRACK] = "canary"
+        deployment["spec"]["selector"] = {"matchLabels": {NAME: service, TRACK: "canary"}}
+        deployment["spec"]["template"]["metadata"].setdefault("labels", {}).update(
+            {NAME: service, TRACK: "canary"}
+        )
+        return deployment, secrets
+
+    def _routed_canary(self, spec: DeploySpec, weight: int, probe_rps: float, log: LogSink) -> bool:
+        """A canary Deployment with its own Service; stable's Service narrowed to stable's pods
+        (their pod-template-hash, as Argo Rollouts does); the router sends `weight` % to the
+        canary Service: an NGINX canary Ingress, or the HTTPRoute's backend weights."""
+        assert spec.router is not None
+        environment, service = spec.environment, spec.service
+        kind, name = spec.router
+        namespace = self._namespace(spec)
+        stable = self._deployment(environment, service)
+        base = int(_dig(stable, "spec", "replicas") or 1)
+        pods = max(1, -(-base * weight // 100))
+        existing = self._canary(environment, service)
+        deployment, secrets = self._canary_deployment(spec, pods)
+        deployment["metadata"].setdefault("annotations", {}).update(
+            {ROUTER: f"{kind}:{name}", WEIGHT: str(weight)}
+        )
+        if existing is not None:  # what the route was before the canary is kept as it was
+            before = (_dig(existing, "metadata", "annotations") or {}).get(ROUTE_BEFORE)
+            if before:
+                deployment["metadata"]["annotations"][ROUTE_BEFORE] = before
+        self._write_secret(spec, secrets)
+        self._apply_docs([deployment])
+        self._await_pods(spec, pods, base)
+        stable_hash = (_dig(self._replica_sets(environment, service)[-1], "metadata", "labels")
+                       or {}).get(HASH)  # fmt: skip
+        self._narrow_stable(service, namespace, stable_hash)
+        self._canary_service(service, namespace)
+        if kind == "nginx":
+            self._nginx_weight(service, namespace, name, weight)
+        else:
+            before = self._route_weight(service, namespace, name, weight)
+            if before is not None and ROUTE_BEFORE not in deployment["metadata"]["annotations"]:
+                self._patch_canary(environment, service, {ROUTE_BEFORE: before})
+        log(f"{service}: canary {spec.version} at {weight} % ({kind} {name}; {pods} canary pod(s)"
+            f" beside {base})")  # fmt: skip
+        key = (environment, service)
+        if probe_rps > 0 and key not in self._probers:
+            self._probers[key] = _Prober(self, environment, service, probe_rps)
+        return existing is None
+
+    def _patch_canary(self, environment: str, service: str, notes: dict[str, str | None]) -> None:
+        with contextlib.suppress(ApiError):
+            self.client.patch(
+                Deployment, self._canary_name(service), {"metadata": {"annotations": notes}},
+                namespace=self._where(environment, service), patch_type=PatchType.MERGE,
+            )  # fmt: skip
+
+    def _narrow_stable(self, service: str, namespace: str, stable_hash: str | None) -> None:
+        """Stable's Service selects stable's pods only (or, with None, all of the service's)."""
+        try:
+            self.client.patch(
+                Service, service, {"spec": {"selector": {HASH: stable_hash}}},
+                namespace=namespace, patch_type=PatchType.MERGE,
+            )  # fmt: skip
+        except ApiError as exc:
+            if exc.status.code != 404 or stable_hash is not None:
+                raise TargetError(f"patch Service {service}: {exc.status.message}") from exc
+
+    def _canary_service(self, service: str, namespace: str) -> None:
+        """`SERVICE-canary`: stable's Service ports, selecting the canary's pods."""
+        stable = self._get(Service, service, namespace)
+        ports = [{k: v for k, v in p.items() if k in ("name", "port", "targetPort", "protocol")}
+                 for p in _dig(stable, "spec", "ports") or []]  # fmt: skip
+        self._apply_docs([{
+            "apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": self._canary_name(service), "namespace": namespace,
+                         "labels": {NAME: service, TRACK: "canary"}},
+            "spec": {"selector": {NAME: service, TRACK: "canary"}, "ports": ports},
+        }])  # fmt: skip
+
+    def _nginx_weight(self, service: str, namespace: str, ingress: str, weight: int) -> None:
+        """A copy of the stable Ingress sending `weight` % to the canary Service (NGINX Ingress
+        canary annotations)."""
+        try:
+            stable = self._get(Ingress, ingress, namespace)
+        except NotFoundError:
+            raise TargetError(
+                f"trafficRouting names Ingress {ingress}, which is not in {namespace}",
+                hint="add the Ingress to the environment's overlay, or name the right one"
+                " (trafficRouting.nginx.stableIngress)",
+            ) from None
+        spec = json.loads(json.dumps(stable.get("spec") or {}))
+        for rule in spec.get("rules") or []:
+            for path in _dig(rule, "http", "paths") or []:
+                backend = _dig(path, "backend", "service") or {}
+                if backend.get("name") == service:
+                    backend["name"] = self._canary_name(service)
+        spec.pop("tls", None)
+        notes = {"nginx.ingress.kubernetes.io/canary": "true",
+                 "nginx.ingress.kubernetes.io/canary-weight": str(weight)}  # fmt: skip
+        self._apply_docs([{
+            "apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+            "metadata": {"name": f"{ingress}{CANARY_SUFFIX}", "namespace": namespace,
+                         "labels": {NAME: service, TRACK: "canary"}, "annotations": notes},
+            "spec": spec,
+        }])  # fmt: skip
+
+    def _route_kind(self) -> Any:
+        chosen = next(
+            (v for v in ("gateway.networking.k8s.io/v1", "gateway.networking.k8s.io/v1beta1")
+             if v in self.served()), None,
+        )  # fmt: skip
+        if chosen is None:
+            raise TargetError(
+                "the cluster serves no Gateway API HTTPRoute (gateway.networking.k8s.io)",
+                hint="install the Gateway API CRDs, or use another trafficRouting",
+            )
+        group, _, version = chosen.partition("/")
+        return create_namespaced_resource(group, version, "HTTPRoute", "httproutes")
+
+    def _route_weight(self, service: str, namespace: str, route: str, weight: int) -> str | None:
+        """Set the HTTPRoute's backends: stable `100 - weight`, the canary Service `weight`.
+        Returns the rules as they were before, when this is the canary's first weight."""
+        kind = self._route_kind()
+        try:
+            found = self._get(kind, route, namespace)
+        except NotFoundError:
+            raise TargetError(
+                f"trafficRouting names HTTPRoute {route}, which is not in {namespace}",
+                hint="add the HTTPRoute to the environment's overlay, or name the right one"
+                " (trafficRouting.gatewayApi.httpRoute)",
+            ) from None
+        rules = _dig(found, "spec", "rules") or []
+        canary = self._canary_name(service)
+        first = not any(ref.get("name") == canary for rule in rules
+                        for ref in rule.get("backendRefs") or [])  # fmt: skip
+        before = json.dumps(rules) if first else None
+        for rule in rules:
+            refs = rule.get("backendRefs") or []
+            stable = next((r for r in refs if r.get("name") == service), None)
+            if stable is None:
+                continue
+            stable["weight"] = 100 - weight
+            mine = next((r for r in refs if r.get("name") == canary), None)
+            if mine is None:
+                mine = {**stable, "name": canary}
+                refs.append(mine)
+            mine["weight"] = weight
+        self.client.patch(kind, route, {"spec": {"rules": rules}}, namespace=namespace,
+                          patch_type=PatchType.MERGE)  # fmt: skip
+        return before
+
+    def _unroute(self, environment: str, service: str, log: LogSink) -> None:
+        """Send all traffic back to stable: remove the canary Ingress, restore the HTTPRoute,
+        widen stable's Service again, remove the canary Service."""
+        canary = self._canary(environment, service)
+        notes = (_dig(canary, "metadata", "annotations") or {}) if canary else {}
+        router = notes.get(ROUTER)
+        if not router:
+            return
+        namespace = self._where(environment, service)
+        kind, _, name = router.partition(":")
+        if kind == "nginx":
+            with contextlib.suppress(ApiError):
+                self.client.delete(Ingress, f"{name}{CANARY_SUFFIX}", namespace=namespace)
+        elif notes.get(ROUTE_BEFORE):
+            self.client.patch(
+                self._route_kind(), name, {"spec": {"rules": json.loads(notes[ROUTE_BEFORE])}},
+                namespace=namespace, patch_type=PatchType.MERGE,
+            )  # fmt: skip
+        self._narrow_stable(service, namespace, None)
+        with contextlib.suppress(ApiError):
+            self.client.delete(Service, self._canary_name(service), namespace=namespace)
+        log(f"{service}: all traffic back on stable ({kind} {name})")
 
     def _await_pods(self, spec: DeploySpec, canary: int, stable: int) -> None:
         environment, service = spec.environment, spec.service
@@ -966,6 +1169,7 @@ class KubernetesTarget:
         prober = self._probers.pop((environment, service), None)
         if prober is not None:
             prober.stop()
+        self._unroute(environment, service, log)
         stable = self._deployment(environment, service)
         notes = _dig(stable, "metadata", "annotations") or {}
         base = int(notes.get(STABLE_REPLICAS) or _dig(stable, "spec", "replicas") or 1)
@@ -1022,6 +1226,16 @@ class KubernetesTarget:
                 name = str(_dig(address, "targetRef", "name") or "")
                 out.append((f"http://{address.get('ip')}:{port}", versions.get(name, "?")))
         return out
+
+
+def _plural(kind: str) -> str:
+    """The resource name of a kind, as Kubernetes forms most of them."""
+    lower = kind.lower()
+    if lower.endswith(("s", "x", "ch", "sh")):
+        return f"{lower}es"
+    if lower.endswith("y") and lower[-2:-1] not in "aeiou":
+        return f"{lower[:-1]}ies"
+    return f"{lower}s"
 
 
 def _stamp(top: Path) -> tuple[Any, ...]:
@@ -1181,7 +1395,7 @@ def _warm_decoders() -> None:
         from lightkube.models.meta_v1 import Status
 
         kinds = (Deployment, ReplicaSet, Pod, Endpoints, Event, Namespace, Secret, Service,
-                 ServiceAccount)  # fmt: skip
+                 ServiceAccount, Ingress)  # fmt: skip
         msgspec.json.Decoder(Status)
         for kind in kinds:
             msgspec.json.Decoder(kind)

@@ -37,6 +37,8 @@ def _quiet(line: str) -> None:
 class LocalClient:
     """DeployTarget, ServiceControl, CanaryRouter and Restorable over the daemon's socket."""
 
+    routers: frozenset[str] = frozenset()  # the gateway's weights only
+
     def __init__(self, state_dir: Path) -> None:
         self.state_dir = state_dir
         state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)

@@ -139,6 +139,8 @@ class _Prober:
 class LocalTarget:
     """Services of one or more environments as processes on this machine."""
 
+    routers: frozenset[str] = frozenset()  # the gateway's weights only
+
     def __init__(self, state_dir: Path, *, health_timeout: float = 15.0) -> None:
         self.state_dir = state_dir
         self._owner_fd = _own(state_dir)

@@ -1,0 +1,158 @@
+"""Promotion up the ladder: versions from a tag or an immutable release, checked against what
+succeeded below, queued as one durable run through every environment in order; and triggers,
+which turn a branch or tag moving into the deploy its rules name."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from shipline.domain.promotion import (
+    SPEC_TRIGGERS,
+    PromotionRefused,
+    matching_triggers,
+    parse_ref,
+    promotion_path,
+)
+from shipline.engine.pipelines import (
+    approvers,
+    find_environment,
+    pick_services,
+    promote_pipeline,
+)
+from shipline.engine.wiring import RunRecord, SqlStateStore, require_target
+from shipline.engine.workspace import Workspace
+from shipline.errors import NotFoundError, UserError
+
+# Targets whose services run from the demo workload here: they need no pushed image.
+LOCAL_KINDS = {"local", "memory", "fake"}
+
+
+def release_versions(
+    ws: Workspace, name: str, services: list[str], target_kinds: set[str]
+) -> dict[str, str]:
+    """Each service's version in release `name`; a release whose images were not pushed (no
+    digest) is refused for any target that pulls images."""
+    store = SqlStateStore.connect(ws.database_url)
+    try:
+        found = store.release(name)
+    finally:
+        store.close()
+    if found is None:
+        raise NotFoundError(f"no release '{name}'", hint="see `shipline release list`")
+    entries: dict[str, Any] = found["services"]
+    missing = [s for s in services if s not in entries]
+    if missing:
+        raise UserError(
+            f"release {name} has no version of {', '.join(missing)}",
+            hint="promote the services it holds (--services), or make a release that holds them",
+        )
+    remote = sorted(target_kinds - LOCAL_KINDS)
+    unpushed = [s for s in services if not entries[s].get("digest")]
+    if remote and unpushed:
+        raise UserError(
+            f"release {name} was not pushed ({', '.join(unpushed[:5])} have no image digest):"
+            f" it cannot go to a {'/'.join(remote)} target",
+            hint="build with `shipline ci build --push` and make the release from that manifest",
+        )
+    return {s: str(entries[s].get("version") or entries[s].get("tag")) for s in services}
+
+
+def succeeded_in(store: SqlStateStore, environment: str, service: str, version: str) -> bool:
+    """Whether a run deployed `version` of `service` to `environment` and it held there
+    (deployed, verified, its gates passed, nothing rolled back)."""
+    for run in store.list_runs(limit=1000):
+        if run.services.get(service) != version:
+            continue
+        if run.pipeline == "deploy" and run.environment == environment:
+            if run.phase == "succeeded":
+                return True
+        elif run.pipeline == "promote" and environment in run.params.get("environments", []):
+            phases = {s["name"]: s["phase"] for s in store.stages(run.id)}
+            held = phases.get(f"{environment}:deploy") == "succeeded" and all(
+                phases.get(f"{environment}:{name}", "succeeded") == "succeeded"
+                for name in ("verify", "tests")
+            )
+            if held and phases.get(f"{environment}:rollback") != "succeeded":
+                return True
+    return False
+
+
+def submit_promotion(
+    ws: Workspace,
+    *,
+    source: str,
+    targets: str,
+    services: str,
+    tag: str | None,
+    release: str | None,
+    actor: str,
+    skip_tests: bool = False,
+    canary: bool = False,
+) -> RunRecord:
+    """Queue one run that promotes the services' versions from `source` up to every target
+    environment in ladder order, after the ladder's and the source's rules held."""
+    from shipline.engine.assembly import run_service
+    from shipline.engine.submit import check_tag
+
+    if (tag is None) == (release is None):
+        raise UserError("give --tag TAG or --release NAME (one of them)")
+    src = find_environment(ws.config, source)
+    chosen = [find_environment(ws.config, t.strip()) for t in targets.split(",") if t.strip()]
+    skippable = {e.name for e in ws.config.environments if e.skippable}
+    try:
+        order = promotion_path(ws.config.ladder, src.name, [e.name for e in chosen], skippable)
+    except PromotionRefused as exc:
+        raise UserError(str(exc)) from None
+    envs = [ws.config.environment(name) for name in order]
+    kinds = {require_target(ws.config, e.name) for e in envs}
+    names = pick_services(ws.config, services)
+    if release is not None:
+        versions = release_versions(ws, release, names, kinds)
+    else:
+        assert tag is not None
+        check_tag(tag)
+        versions = dict.fromkeys(names, tag)
+    store = SqlStateStore.connect(ws.database_url)
+    try:
+        below = [s for s, v in versions.items() if not succeeded_in(store, src.name, s, v)]
+    finally:
+        store.close()
+    if below:
+        shown = ", ".join(f"{s} {versions[s]}" for s in below[:6])
+        raise UserError(
+            f"not promoted: {shown}{' ...' if len(below) > 6 else ''} did not succeed in"
+            f" {src.name}",
+            hint=f"deploy it to {src.name} first: shipline deploy --env {src.name} ...",
+        )
+    spec = promote_pipeline(
+        ws.config, src, envs, versions, str(ws.state_dir), root=str(ws.root),
+        tests=not skip_tests, canary=canary,
+    )  # fmt: skip
+    return run_service(ws).start(
+        spec,
+        actor=actor,
+        environment=order[-1],
+        services=versions,
+        approvers=approvers(ws.config),
+        params={"environments": order, "from": src.name, "release": release},
+    )
+
+
+def trigger_plan(ws: Workspace, ref: str) -> list[dict[str, Any]]:
+    """What `ref` moving starts under the configured triggers (the spec's when none are
+    configured): one entry per matching rule."""
+    try:
+        moved = parse_ref(ref)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    rules = ws.config.triggers or list(SPEC_TRIGGERS)
+    plan = []
+    for rule in matching_triggers(rules, moved):
+        if rule.deploy_to:
+            env = find_environment(ws.config, rule.deploy_to)
+            plan.append({"ref": ref, "kind": moved.kind, "name": moved.name,
+                         "action": "deploy", "environment": env.name,
+                         "approvals": env.approvals is not None})  # fmt: skip
+        else:
+            plan.append({"ref": ref, "kind": moved.kind, "name": moved.name, "action": "ci"})
+    return plan

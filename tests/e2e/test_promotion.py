@@ -1,0 +1,132 @@
+"""Promotion up the ladder on the local target, through the CLI and a worker: a release deployed
+to dev, promoted dev -> qa -> staging in one run (an approval at qa, a canary at staging, smoke
+and load gates with their JUnit reports); a second release whose load gate fails at qa: qa rolled
+back to the first release and staging untouched; and the promotions the ladder refuses."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.e2e.worker import running_worker, sh
+
+PROJECT = Path(__file__).parent / "projects" / "promote"
+
+
+def _release(env: dict[str, str], folder: Path, name: str, version: str) -> None:
+    manifest = folder / f"{name}.json"
+    manifest.write_text(json.dumps({
+        "kind": "BuildManifest", "tag": version, "run": 1,
+        "services": {s: {"version": version, "tag": version} for s in ("api", "web")},
+    }))  # fmt: skip
+    made = sh(env, "release", "create", "--from-manifest", str(manifest), "--name", name)
+    assert made.returncode == 0, made.stderr
+
+
+def _run(env: dict[str, str], *args: str) -> tuple[int, dict[str, Any]]:
+    done = sh(env, *args, "--json", timeout=300)
+    assert done.stdout.strip(), done.stderr
+    return done.returncode, json.loads(done.stdout)
+
+
+def _versions(env: dict[str, str]) -> dict[str, dict[str, str | None]]:
+    rows = json.loads(sh(env, "status", "--json").stdout)
+    found: dict[str, dict[str, str | None]] = {}
+    for row in rows:
+        found.setdefault(row["environment"], {})[row["service"]] = row["version"]
+    return found
+
+
+def _finished(env: dict[str, str], run: int) -> dict[str, Any]:
+    end = time.monotonic() + 240
+    while time.monotonic() < end:
+        shown = json.loads(sh(env, "runs", "show", str(run), "--json").stdout)
+        if shown["phase"] not in ("queued", "running", "waiting"):
+            return dict(shown)
+        time.sleep(0.5)
+    raise AssertionError(f"run {run} did not finish")
+
+
+def _promote_with_approval(env: dict[str, str], release: str) -> dict[str, Any]:
+    started = sh(env, "promote", "--from", "dev", "--to", "qa,staging", "--release", release,
+                 "--detach", "--json")  # fmt: skip
+    assert started.returncode == 3, started.stdout + started.stderr
+    run = int(json.loads(started.stdout)["run"])
+    end = time.monotonic() + 120
+    while sh(env, "approve", str(run), "--as", "quinn").returncode != 0:
+        assert time.monotonic() < end, "the promotion never waited for qa's approval"
+        time.sleep(0.5)
+    return _finished(env, run)
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> Iterator[dict[str, str]]:
+    project = tmp_path / "project"
+    shutil.copytree(PROJECT, project)
+    with running_worker(
+        project / "shipline.yaml", tmp_path / "state", "dev", tmp_path / "worker.log"
+    ) as environ:
+        try:
+            yield environ
+        finally:
+            for name in ("dev", "qa", "staging"):
+                sh(environ, "down", "--env", name)
+
+
+def test_a_release_climbs_the_ladder_and_a_failing_gate_rolls_its_rung_back(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    # What staging ran before: the promoted release goes there as a canary against it.
+    code, data = _run(env, "deploy", "--env", "staging", "--tag", "0.9.0")
+    assert code == 0, data["reason"]
+    _release(env, tmp_path, "r1", "1.0.0")
+    code, data = _run(env, "deploy", "--env", "dev", "--release", "r1")
+    assert code == 0, data["reason"]
+    phases = {s["name"]: s["phase"] for s in data["stages"]}
+    assert phases["tests"] == "succeeded"
+
+    # Skipping a rung and promoting what never ran below are refused (exit 2).
+    skipped = sh(env, "promote", "--from", "dev", "--to", "staging", "--release", "r1")
+    assert skipped.returncode == 2 and "would skip qa" in skipped.stderr, skipped.stderr
+    _release(env, tmp_path, "r2", "2.0.0")
+    untried = sh(env, "promote", "--from", "dev", "--to", "qa", "--release", "r2")
+    assert untried.returncode == 2 and "did not succeed in dev" in untried.stderr
+
+    first = _promote_with_approval(env, "r1")
+    assert first["phase"] == "succeeded", first["reason"]
+    phases = {s["name"]: s["phase"] for s in first["stages"]}
+    assert [phases[f"{e}:{s}"] for e in ("qa", "staging") for s in ("deploy", "verify", "tests")
+            ] == ["succeeded"] * 6  # fmt: skip
+    assert phases["qa:rollback"] == phases["staging:rollback"] == "skipped"
+    assert (first["votes"][0]["user"], first["votes"][0]["stage"]) == ("quinn", "qa:deploy")
+    logs = json.loads(sh(env, "runs", "logs", str(first["id"]), "--json").stdout)["logs"]
+    lines = [line["line"] for line in logs]
+    assert any("canary 1.0.0 against stable 0.9.0" in line for line in lines)  # at staging
+    assert any(line.startswith("load api: p50") for line in lines)  # the load percentiles
+    tests = next(s for s in first["stages"] if s["name"] == "qa:tests")["outputs"]
+    assert tests["load.junit"]["tests"] == 2 and tests["load.junit"]["failures"] == 0
+    assert Path(tests["load.artifacts"], "load.json").is_file()
+    assert _versions(env) == {e: {"api": "1.0.0", "web": "1.0.0"} for e in ("dev", "qa", "staging")}
+
+    # Release 2 reaches dev; qa's load threshold is tightened beyond what any service meets.
+    code, data = _run(env, "deploy", "--env", "dev", "--release", "r2")
+    assert code == 0, data["reason"]
+    config = Path(env["SHIPLINE_CONFIG"])
+    config.write_text(config.read_text().replace('--p95-ms, "250"', '--p95-ms, "0.0001"'))
+    second = _promote_with_approval(env, "r2")
+    assert second["phase"] == "failed"
+    phases = {s["name"]: s["phase"] for s in second["stages"]}
+    assert (phases["qa:tests"], phases["qa:rollback"]) == ("failed", "succeeded")
+    assert all(phases[f"staging:{s}"] == "skipped" for s in ("deploy", "verify", "tests"))
+    assert "p95" in second["reason"] and "qa:tests" in second["reason"], second["reason"]
+    assert _versions(env) == {
+        "dev": {"api": "2.0.0", "web": "2.0.0"},
+        "qa": {"api": "1.0.0", "web": "1.0.0"},  # rolled back to the first release
+        "staging": {"api": "1.0.0", "web": "1.0.0"},  # untouched
+    }
