@@ -127,7 +127,7 @@ def test_reveal_is_audited_and_the_chain_verifies(cli: CLI) -> None:
     assert "***" not in result.out
     audit = cli("--config", str(QUIKAPP), "audit", "list", "--json")
     actions = [r["action"] for r in json.loads(audit.out)]
-    assert actions == ["secret.generate", "vars.reveal"]
+    assert actions == ["vars.reveal", "secret.generate"]  # newest first
     assert json.loads(cli("--config", str(QUIKAPP), "audit", "verify", "--json").out)["intact"]
 
 

@@ -113,6 +113,14 @@ def test_a_release_climbs_the_ladder_and_a_failing_gate_rolls_its_rung_back(
     assert tests["load.junit"]["tests"] == 2 and tests["load.junit"]["failures"] == 0
     assert Path(tests["load.artifacts"], "load.json").is_file()
     assert _versions(env) == {e: {"api": "1.0.0", "web": "1.0.0"} for e in ("dev", "qa", "staging")}
+    ladder = sh(env, "status").stdout  # the ladder as columns, with the release each came from
+    assert "versions up the ladder" in ladder and "1.0.0 healthy [r1]" in ladder
+    ended = json.loads(sh(env, "audit", "list", "--env", "staging", "--json").stdout)[0]
+    assert (ended["action"], ended["details"]["phase"], ended["details"]["release"]) == (
+        "run.finish",
+        "succeeded",
+        "r1",
+    )
 
     # Release 2 reaches dev; qa's load threshold is tightened beyond what any service meets.
     code, data = _run(env, "deploy", "--env", "dev", "--release", "r2")

@@ -60,7 +60,13 @@ def test_detach_approve_and_audit(env: dict[str, str]) -> None:
         }
     ]  # type: ignore[index]
     audit = json.loads(sh(env, "audit", "list", "--json").stdout)
-    assert [r["action"] for r in audit] == ["run.start", "approval.refused", "approval.approve"]
+    assert [r["action"] for r in audit] == [  # newest first
+        "run.finish", "approval.approve", "approval.refused", "run.start"
+    ]  # fmt: skip
+    assert audit[0]["details"]["phase"] == "succeeded"
+    only = json.loads(sh(env, "audit", "list", "--actor", "mallory", "--json").stdout)
+    assert [r["action"] for r in only] == ["approval.refused"]
+    assert json.loads(sh(env, "audit", "list", "--env", "dev", "--json").stdout) == []
     assert sh(env, "audit", "verify").returncode == 0
     logs = json.loads(sh(env, "runs", "logs", str(run), "--json").stdout)
     assert any(e["kind"] == "stage.waiting" for e in logs["events"])

@@ -180,6 +180,22 @@ def status(
     if not rows:
         state.output.line("nothing deployed yet" + (f" to {only}" if only else ""))
         return
+    if not only:  # the ladder as columns: what runs where, and from which release
+        ladder = list(dict.fromkeys(r["environment"] for r in rows))
+        cells: dict[str, dict[str, str]] = {}
+        for r in rows:
+            cell = "-"
+            if r["version"]:
+                cell = f"{r['version']} {r['health']}" + (
+                    f" [{r['release']}]" if r.get("release") else ""
+                )
+            cells.setdefault(r["service"], {})[r["environment"]] = cell
+        state.output.table(
+            "versions up the ladder",
+            ["service", *ladder],
+            [[svc, *(found.get(e, "-") for e in ladder)] for svc, found in cells.items()],
+        )
+        return
     state.output.table(
         f"status{' of ' + only if only else ''}",
         [

@@ -374,10 +374,26 @@ def audit_head(ctx: typer.Context, as_json: JsonFlag = False) -> None:
 
 
 @audit_app.command("list")
-def audit_list(ctx: typer.Context, as_json: JsonFlag = False) -> None:
-    """Show the audit records, oldest first."""
+def audit_list(
+    ctx: typer.Context,
+    env: Annotated[str | None, typer.Option("--env", "-e", help="Only this environment.")] = None,
+    service: Annotated[str | None, typer.Option("--service", help="Only this service.")] = None,
+    actor: Annotated[str | None, typer.Option("--actor", help="Only what this user did.")] = None,
+    since: Annotated[
+        str | None, typer.Option("--since", help="From this UTC time (ISO, e.g. 2026-11-26).")
+    ] = None,
+    until: Annotated[str | None, typer.Option("--until", help="Up to this UTC time.")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Show the audit records, newest first: who started, approved, deployed and what each run
+    ended as. Example: shipline audit list --env qa --service auth-service --since 2026-11-01"""
+    from shipline.domain.audit import select_records
+
     state = state_of(ctx)
-    records = state.workspace().audit.records()
+    records = select_records(
+        state.workspace().audit.records(), environment=env, service=service, actor=actor,
+        since=since, until=until,
+    )  # fmt: skip
     if as_json:
         state.output.json(records)
         return

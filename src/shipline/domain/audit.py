@@ -138,3 +138,46 @@ def parse_head(text: str) -> tuple[int, str]:
     ):
         raise ValueError("a head is SEQ:MAC as `shipline audit head` prints it")
     return int(seq), mac
+
+
+def _mentions(details: Any, key: str, value: str) -> bool:
+    if not isinstance(details, dict):
+        return False
+    found = details.get(key)
+    if found == value:
+        return True
+    if key == "environment" and value in (details.get("environments") or []):
+        return True
+    return isinstance(found, (dict, list)) and value in found
+
+
+def select_records(
+    records: Sequence[dict[str, Any]],
+    *,
+    environment: str | None = None,
+    service: str | None = None,
+    actor: str | None = None,
+    since: str | None = None,
+    until: str | None = None,
+) -> list[dict[str, Any]]:
+    """The records that match every filter given, newest first. `since`/`until` are ISO times
+    compared with each record's (UTC) time; a service matches a record naming it alone or
+    among its services."""
+    chosen = []
+    for record in records:
+        details = record.get("details")
+        if environment and not _mentions(details, "environment", environment):
+            continue
+        if service and not (
+            _mentions(details, "service", service) or _mentions(details, "services", service)
+        ):
+            continue
+        if actor and record.get("actor") != actor:
+            continue
+        when = str(record.get("time", ""))
+        if since and when < since:
+            continue
+        if until and when > until:
+            continue
+        chosen.append(record)
+    return sorted(chosen, key=lambda r: int(r.get("seq", 0)), reverse=True)

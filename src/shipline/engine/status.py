@@ -22,11 +22,19 @@ def _last_deploys(ws: Workspace) -> dict[str, dict[str, Any]]:
     last: dict[str, dict[str, Any]] = {}
     for run in reversed(runs):
         if run.pipeline == "deploy" and run.environment:
+            environments = [run.environment]
+        elif run.pipeline == "promote":
+            environments = list(run.params.get("environments", []))
+        else:
+            continue
+        for environment in environments:
             for name in run.services:
-                last[f"{run.environment}/{name}"] = {
+                last[f"{environment}/{name}"] = {
                     "run": run.id,
                     "phase": run.phase,
                     "at": run.requested_at.isoformat(),
+                    "pipeline": run.pipeline,
+                    "release": run.params.get("release"),
                 }
     return last
 
@@ -75,6 +83,7 @@ def service_status(ws: Workspace, env: str | None = None) -> list[dict[str, Any]
                     "weights": dict(seen.weights) if seen and seen.canary else None,
                     "revision": seen.revision if seen else None,
                     "lastDeploy": last.get(key),
+                    "release": (last.get(key) or {}).get("release"),
                 }
             )
     return rows

@@ -443,6 +443,17 @@ def _finish(run_id: int, phase: str, reason: str) -> None:
     waiting = rt.store.leave_locks(run_id)
     record = rt.store.get_run(run_id)
     if record is None or record.phase != phase or record.finished_at is None:  # not yet recorded
+        # What reached where, in the audit trail: written before the run's end is visible, so
+        # that whoever sees the end finds the record (a crash in between may write it twice;
+        # it never loses it).
+        rt.audit.append(
+            "shipline", "run.finish", run=run_id, phase=phase, reason=reason,
+            pipeline=record.pipeline if record else None,
+            environment=record.environment if record else None,
+            environments=(record.params.get("environments") if record else None),
+            services=record.services if record else {},
+            release=(record.params.get("release") if record else None),
+        )  # fmt: skip
         rt.store.record(
             run_id,
             f"run.{phase}",
