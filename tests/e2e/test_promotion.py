@@ -133,6 +133,18 @@ def test_a_release_climbs_the_ladder_and_a_failing_gate_rolls_its_rung_back(
     assert (phases["qa:tests"], phases["qa:rollback"]) == ("failed", "succeeded")
     assert all(phases[f"staging:{s}"] == "skipped" for s in ("deploy", "verify", "tests"))
     assert "p95" in second["reason"] and "qa:tests" in second["reason"], second["reason"]
+    # The run's report: Markdown and one HTML page, linked from `runs show`.
+    report = Path(second["report"])
+    assert report.name == f"run-{second['id']}.html" and report.is_file()
+    summary = report.with_suffix(".md").read_text()
+    assert "| qa:tests | failed |" in summary and "p95" in summary
+    assert "qa:tests load (FAILED): 2 test(s), 2 failed" in summary
+    assert "qa: approved by quinn" not in summary  # votes name their stage
+    assert "qa:deploy: approved by quinn" in summary
+    assert "| qa | api | 1.0.0 | 1.0.0 |" in summary  # rolled back: as before
+    assert "| staging | api | 1.0.0 | 1.0.0 |" in summary
+    first_page = Path(first["report"]).read_text()
+    assert "<svg" in first_page and "canary analysis" in first_page.lower()
     assert _versions(env) == {
         "dev": {"api": "2.0.0", "web": "2.0.0"},
         "qa": {"api": "1.0.0", "web": "1.0.0"},  # rolled back to the first release

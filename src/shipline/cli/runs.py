@@ -228,6 +228,8 @@ def _details(service: Any, run_id: int) -> dict[str, Any]:
         }
         for v in service.store.votes(run_id)
     ]
+    written = [e["message"] for e in service.store.events(run_id) if e["kind"] == "report"]
+    data["report"] = written[-1] if written else None
     return data
 
 
@@ -246,6 +248,8 @@ def runs_show(ctx: typer.Context, run: int, as_json: JsonFlag = False) -> None:
         + (f" ({data['reason']})" if data["reason"] else "")
     )
     output.console.print(render_stages(data["stages"]))
+    if data.get("report"):
+        output.line(f"report: {data['report']}")
 
 
 @runs_app.command("logs")

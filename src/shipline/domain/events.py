@@ -34,6 +34,7 @@ class RunEvent:
     stage: str | None = None
     reason: str | None = None
     approve_command: str | None = None
+    report: str | None = None  # the run's report page, once it ended
 
 
 class _Masks(Protocol):

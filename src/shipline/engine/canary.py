@@ -279,6 +279,11 @@ def drive_canary(
         _progress(run_id, stage, name, status, message)
 
     def finish(promote: bool, phase: Phase, reason: str) -> dict[str, Any]:
+        outputs[f"{name}.analyses"] = [  # the samples behind the verdict, for the run's report
+            {"verdict": a.verdict.value, "canary": a.canary_error_rate,
+             "stable": a.stable_error_rate, "canaryP95": a.canary_p95_ms}
+            for a in history
+        ]  # fmt: skip
         return _end(run_id, stage, position, name, params, promote, phase.value, reason, outputs)
 
     try:

@@ -110,6 +110,10 @@ def run_gate(ctx: StepContext, params: dict[str, Any]) -> dict[str, Any]:
             )
         elif code == 0:
             raise CheckFailed(f"test gate {gate.name} wrote no JUnit report at {gate.junit}")
+    (artifacts / "summary.json").write_text(json.dumps({  # what the run's report shows
+        "gate": gate.name, "type": gate.type, "exitCode": code, "junit": summary,
+        "passed": code == 0 and not (summary and (summary["failures"] or summary["errors"])),
+    }))  # fmt: skip
     if code != 0:
         raise classify_exit(code, lines, f"test gate {gate.name} failed")
     if summary and (summary["failures"] or summary["errors"]):

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -80,6 +81,7 @@ def _announce(
     stage: str | None = None,
     reason: str | None = None,
     approve: str | None = None,
+    report: str | None = None,
 ) -> None:
     rt = current()
     notifiers = rt.notifiers(kind)
@@ -99,6 +101,7 @@ def _announce(
         stage=stage,
         reason=reason,
         approve_command=approve,
+        report=report,
     )
     deliver(list(notifiers), event, rt.masker, backoff=rt.notify_backoff_seconds)
 
@@ -442,7 +445,10 @@ def _finish(run_id: int, phase: str, reason: str) -> None:
     rt = current()
     waiting = rt.store.leave_locks(run_id)
     record = rt.store.get_run(run_id)
+    report: str | None = None
     if record is None or record.phase != phase or record.finished_at is None:  # not yet recorded
+        # The report first: whoever sees the run's end finds its report.
+        report = _report(run_id, record, phase, reason)
         # What reached where, in the audit trail: written before the run's end is visible, so
         # that whoever sees the end finds the record (a crash in between may write it twice;
         # it never loses it).
@@ -463,7 +469,34 @@ def _finish(run_id: int, phase: str, reason: str) -> None:
     for other in waiting:
         if other != run_id:
             _wake(other, {"type": "lock"})
-    _announce(run_id, EventKind(phase), reason=reason)  # the true phase: errored is not failed
+    # the true phase: errored is not failed
+    _announce(run_id, EventKind(phase), reason=reason, report=report)
+
+
+def _report(run_id: int, record: Any, phase: str, reason: str) -> str | None:
+    """Write the run's report beside its state (deploys and promotions); its path."""
+    from shipline.engine.reports import write_reports
+
+    spec = (record.spec if record else None) or {}
+    folders = [
+        step["params"]["stateDir"]
+        for stage in spec.get("stages", [])
+        for step in stage.get("steps", [])
+        if "stateDir" in (step.get("params") or {})
+    ]
+    if not folders:
+        return None
+    try:
+        written = write_reports(
+            current().store, run_id, Path(folders[0]), phase=phase, reason=reason
+        )
+    except Exception as exc:  # a report never changes how the run ended
+        current().store.record(run_id, "report.failed", f"{type(exc).__name__}: {exc}")
+        return None
+    if written is None:
+        return None
+    current().store.record(run_id, "report", str(written))
+    return str(written)
 
 
 # --- the workflow -------------------------------------------------------------------------------

@@ -45,6 +45,10 @@ def slack_message(event: RunEvent) -> dict[str, Any]:
         )
     if event.reason:
         blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": event.reason[:3000]}})
+    if event.report:
+        blocks.append(
+            {"type": "context", "elements": [{"type": "mrkdwn", "text": f"Report: {event.report}"}]}
+        )
     if event.approve_command:
         text = f"*To approve*\n```{event.approve_command}```"
         blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": text}})

@@ -31,6 +31,7 @@ def webhook_payload(event: RunEvent) -> dict[str, Any]:
         "stage": event.stage,
         "reason": event.reason,
         "approveCommand": event.approve_command,
+        "report": event.report,
     }
 
 
