@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -77,7 +78,9 @@ def run_gate(ctx: StepContext, params: dict[str, Any]) -> dict[str, Any]:
     if artifacts.exists():
         shutil.rmtree(artifacts)  # a retried gate reports afresh
     artifacts.mkdir(parents=True, mode=0o700)
-    program = shutil.which(gate.command[0], path=os.environ.get("PATH")) or (
+    # On PATH, beside shipline's own interpreter (tools installed with it: k6), or in the project.
+    path = os.pathsep.join([os.environ.get("PATH", ""), str(Path(sys.executable).parent)])
+    program = shutil.which(gate.command[0], path=path) or (
         str(root / gate.command[0]) if (root / gate.command[0]).exists() else None
     )
     if program is None:
@@ -114,13 +117,13 @@ def run_gate(ctx: StepContext, params: dict[str, Any]) -> dict[str, Any]:
         "gate": gate.name, "type": gate.type, "exitCode": code, "junit": summary,
         "passed": code == 0 and not (summary and (summary["failures"] or summary["errors"])),
     }))  # fmt: skip
-    if code != 0:
-        raise classify_exit(code, lines, f"test gate {gate.name} failed")
-    if summary and (summary["failures"] or summary["errors"]):
+    if summary and (summary["failures"] or summary["errors"]):  # its report says most
         raise CheckFailed(
             f"test gate {gate.name}: {summary['failures'] + summary['errors']} failing test(s):"
             f" {', '.join(summary['failed'][:5])}"
         )
+    if code != 0:
+        raise classify_exit(code, lines, f"test gate {gate.name} failed")
     outputs[f"{gate.name}.passed"] = True
     return outputs
 
