@@ -54,6 +54,11 @@ def environments(config: Config) -> list[dict[str, Any]]:
                 "namespace": env.namespace,
                 "tier": env.tier,
                 "target": env.target,
+                "targetSettings": config.targets[env.target].model_dump(
+                    by_alias=True, mode="json", exclude_none=True
+                )
+                if env.target in config.targets
+                else None,
                 "strategy": env.strategy.model_dump(by_alias=True, mode="json"),
                 "approvals": approvals,
                 "checks": env.checks.model_dump(by_alias=True, mode="json", exclude_none=True),
