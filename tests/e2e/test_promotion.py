@@ -6,6 +6,7 @@ back to the first release and staging untouched; and the promotions the ladder r
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import time
 from collections.abc import Iterator
@@ -90,6 +91,8 @@ def test_a_release_climbs_the_ladder_and_a_failing_gate_rolls_its_rung_back(
     assert code == 0, data["reason"]
     phases = {s["name"]: s["phase"] for s in data["stages"]}
     assert phases["tests"] == "succeeded"
+    dev_report = Path(data["report"]).with_suffix(".md").read_text()
+    assert "tests zap: not run ('zap-baseline.py' is not installed here)" in dev_report
 
     # Skipping a rung and promoting what never ran below are refused (exit 2).
     skipped = sh(env, "promote", "--from", "dev", "--to", "staging", "--release", "r1")
@@ -150,3 +153,40 @@ def test_a_release_climbs_the_ladder_and_a_failing_gate_rolls_its_rung_back(
         "qa": {"api": "1.0.0", "web": "1.0.0"},  # rolled back to the first release
         "staging": {"api": "1.0.0", "web": "1.0.0"},  # untouched
     }
+
+
+REMOTE = """
+project: remote
+stacks:
+  python: {port: 8000, healthPath: /health}
+services:
+  - {name: api, stack: python}
+tiers:
+  nonprod: {}
+targets:
+  here: {type: local}
+  cluster: {type: kubernetes}
+environments:
+  - {name: dev, cluster: local, namespace: dev, tier: nonprod, target: here}
+  - {name: prod, cluster: aks, namespace: prod, tier: nonprod, target: cluster}
+ladder: [dev, prod]
+"""
+
+
+def test_a_release_that_was_not_pushed_never_goes_to_a_cluster(tmp_path: Path) -> None:
+    (tmp_path / "shipline.yaml").write_text(REMOTE)
+    env = {**os.environ, "SHIPLINE_CONFIG": str(tmp_path / "shipline.yaml"),
+           "SHIPLINE_HOME": str(tmp_path / "state"), "SHIPLINE_USER": "dev"}  # fmt: skip
+    env.pop("SHIPLINE_DATABASE_URL", None)
+    manifest = tmp_path / "m.json"
+    manifest.write_text(json.dumps({"kind": "BuildManifest", "tag": "1.0.0", "services": {
+        "api": {"version": "1.0.0", "tag": "1.0.0", "digest": None}}}))  # fmt: skip
+    assert (
+        sh(env, "release", "create", "--from-manifest", str(manifest), "--name", "r1").returncode
+        == 0
+    )
+    for args in (("promote", "--from", "dev", "--to", "prod"), ("deploy", "--env", "prod")):
+        refused = sh(env, *args, "--release", "r1")
+        assert refused.returncode == 2, refused.stdout + refused.stderr
+        assert "release r1 was not pushed (no image digest for api)" in refused.stderr
+        assert "Traceback" not in refused.stderr

@@ -67,7 +67,10 @@ def promote(
     ctx: typer.Context,
     source: Annotated[str, typer.Option("--from", help="Where the versions succeeded.")],
     targets: Annotated[
-        str, typer.Option("--to", help="Environment(s) above it, e.g. qa or qa,uat1,uat2.")
+        str,
+        typer.Option(
+            "--to", help="Environment(s) above it (qa or qa,uat1,uat2), or all: every rung above."
+        ),
     ],
     services: Annotated[str, typer.Option("--services", "-s", help="'all' or a,b,c.")] = "all",
     tag: Annotated[str | None, typer.Option("--tag", "-t", help="One version for all.")] = None,

@@ -423,6 +423,8 @@ class TestGate(Model):
     command: list[str] = Field(min_length=1)
     junit: str | None = None  # the JUnit XML it writes, in its $SHIPLINE_ARTIFACTS folder
     timeout_minutes: int = Field(strict=True, default=30, ge=1, le=1440)
+    # A tool that may be absent (OWASP ZAP): the gate says it did not run, and the rest runs.
+    skip_if_missing: bool = False
 
 
 class Environment(Model):

@@ -50,7 +50,7 @@ def release_versions(
     unpushed = [s for s in services if not entries[s].get("digest")]
     if remote and unpushed:
         raise UserError(
-            f"release {name} was not pushed ({', '.join(unpushed[:5])} have no image digest):"
+            f"release {name} was not pushed (no image digest for {', '.join(unpushed[:5])}):"
             f" it cannot go to a {'/'.join(remote)} target",
             hint="build with `shipline ci build --push` and make the release from that manifest",
         )
@@ -97,6 +97,9 @@ def submit_promotion(
     if (tag is None) == (release is None):
         raise UserError("give --tag TAG or --release NAME (one of them)")
     src = find_environment(ws.config, source)
+    if targets.strip() == "all":  # the spec's cd-main: every rung above the source, in order
+        above = ws.config.ladder[ws.config.ladder.index(src.name) + 1 :]
+        targets = ",".join(above) if src.name in ws.config.ladder else targets
     chosen = [find_environment(ws.config, t.strip()) for t in targets.split(",") if t.strip()]
     skippable = {e.name for e in ws.config.environments if e.skippable}
     try:

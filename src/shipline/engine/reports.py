@@ -58,6 +58,7 @@ def gather(
             gate = json.loads(summary.read_text())
             found = {"stage": f"{env}:tests" if run.pipeline == "promote" else "tests",
                      "gate": gate["gate"], "type": gate["type"], "passed": gate["passed"],
+                     "skipped": gate.get("skipped"),
                      **(gate.get("junit") or {"tests": 0, "failures": 0, "errors": 0})}  # fmt: skip
             load = folder / "load.json"
             if load.is_file():
@@ -125,6 +126,9 @@ def markdown(data: dict[str, Any]) -> str:
         "",
     ]
     for test in data["tests"]:
+        if test.get("skipped"):
+            lines.append(f"- {test['stage']} {test['gate']}: not run ({test['skipped']})")
+            continue
         lines.append(
             f"- {test['stage']} {test['gate']} ({'passed' if test['passed'] else 'FAILED'}):"
             f" {test['tests']} test(s), {test['failures']}"
