@@ -529,3 +529,22 @@ def test_nginx_ingress_and_gateway_api_routers_set_the_canarys_weight(
     route = objects("httproutes", "shipline-gateway")["orders-route"]
     assert route["spec"]["rules"][0]["backendRefs"] == [{"name": "orders", "port": 80}]
     assert _version(routed, "gateway-routed") == "2.0.0"
+
+
+def test_a_release_deploys_its_pushed_image_by_digest(
+    small: dict[str, str], tmp_path: Path
+) -> None:
+    digest = "sha256:" + "4f" * 32
+    manifest = tmp_path / "manifest.json"
+    manifest.write_text(json.dumps({"kind": "BuildManifest", "tag": "3.0.0", "services": {
+        "orders": {"version": "3.0.0", "tag": "3.0.0", "digest": digest}}}))  # fmt: skip
+    made = sh(small, "release", "create", "--from-manifest", str(manifest), "--name", "r3")
+    assert made.returncode == 0, made.stderr
+    code, data = _run(
+        small, "deploy", "--env", "checked", "--services", "orders", "--release", "r3"
+    )
+    assert code == 0, _errors(data)
+    container = objects("deployments", "shipline-checked")["orders"]["spec"]["template"]["spec"][
+        "containers"][0]  # fmt: skip
+    assert container["image"] == f"shipline/orders:3.0.0@{digest}"
+    assert _version(small, "checked") == "3.0.0"

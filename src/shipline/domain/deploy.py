@@ -31,6 +31,7 @@ class DeploySpec:
     # How a canary's traffic share is set: (kind, object), e.g. ("nginx", "api"); None: the
     # target's own way (replica ratio, gateway weights).
     router: tuple[str, str] | None = None
+    digest: str | None = None  # the image's digest (sha256:...), where the release has it
     # The run's `--set NAME=VALUE` parameters as submitted: secrets in them were turned into
     # `$(variable)` references at submission, so these are safe to keep and resolve again.
     parameters: dict[str, str] = field(default_factory=dict)
@@ -51,6 +52,7 @@ class DeploySpec:
             "maxSurge": self.max_surge,
             "maxUnavailable": self.max_unavailable,
             "progressDeadline": self.progress_deadline,
+            "digest": self.digest,
             "parameters": dict(self.parameters),
         }
 
@@ -76,6 +78,7 @@ class DeploySpec:
             max_surge=int(data.get("maxSurge", 1)),
             max_unavailable=int(data.get("maxUnavailable", 0)),
             progress_deadline=data.get("progressDeadline"),
+            digest=data.get("digest"),
             parameters={str(k): str(v) for k, v in (data.get("parameters") or {}).items()},
         )
 

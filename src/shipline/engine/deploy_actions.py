@@ -156,6 +156,7 @@ def spec_of(params: dict[str, Any], version: str | None = None) -> DeploySpec:
         max_unavailable=int(strategy.get("maxUnavailable", 0)) if rolling else 0,
         progress_deadline=params.get("progressDeadline"),
         router=router,
+        digest=params.get("digest"),
         parameters={str(k): str(v) for k, v in params.get("runParameters", {}).items()},
     )
 

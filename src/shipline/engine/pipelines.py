@@ -115,6 +115,7 @@ def deploy_pipeline(
     root: str,
     force: bool = False,
     tests: bool = True,
+    digests: dict[str, str] | None = None,
 ) -> PipelineSpec:
     """validate → deploy (window, approvals, locks; the environment's strategy) → verify → the
     environment's test gates, and a rollback stage that runs only when one of them failed
@@ -123,7 +124,7 @@ def deploy_pipeline(
     versions = tag if isinstance(tag, dict) else dict.fromkeys(services, tag)
     stages = _environment_stages(
         config, env, services, versions, (state_dir, root), prefix="", after=["validate"],
-        run_parameters=run_parameters, force=force, tests=tests,
+        run_parameters=run_parameters, force=force, tests=tests, digests=digests or {},
     )  # fmt: skip
     return PipelineSpec.model_validate(
         {"kind": "deploy", "stages": [_validate_stage(services, versions), *stages]}
@@ -140,6 +141,7 @@ def promote_pipeline(
     root: str,
     tests: bool = True,
     canary: bool = False,
+    digests: dict[str, str] | None = None,
 ) -> PipelineSpec:
     """One run up the ladder: for each environment in order, its gates, deploy (its strategy;
     a canary where configured or asked), verification, test gates and, when one of them failed,
@@ -153,7 +155,7 @@ def promote_pipeline(
             chosen = env.model_copy(update={"strategy": CanaryStrategy()})
         found = _environment_stages(
             config, chosen, services, versions, (state_dir, root), prefix=f"{env.name}:",
-            after=after, run_parameters=None, force=False, tests=tests,
+            after=after, run_parameters=None, force=False, tests=tests, digests=digests or {},
         )  # fmt: skip
         stages += found
         after = [s["name"] for s in found if s.get("condition") != "failed"][-1:]
@@ -189,6 +191,7 @@ def _environment_stages(
     run_parameters: dict[str, str] | None,
     force: bool,
     tests: bool,
+    digests: dict[str, str],
 ) -> list[dict[str, Any]]:
     strategy = env.strategy.model_dump(mode="json", by_alias=True)
     kind = "canary" if strategy.get("type") == "canary" else "action"
@@ -201,6 +204,8 @@ def _environment_stages(
         for step in made:
             if "version" in extra:
                 step["params"]["version"] = versions[step["name"]]
+                if step["name"] in digests:  # the pushed image itself, where a target pulls
+                    step["params"]["digest"] = digests[step["name"]]
         return made
 
     deploy_stage: dict[str, Any] = {

@@ -29,9 +29,10 @@ LOCAL_KINDS = {"local", "memory", "fake"}
 
 def release_versions(
     ws: Workspace, name: str, services: list[str], target_kinds: set[str]
-) -> dict[str, str]:
-    """Each service's version in release `name`; a release whose images were not pushed (no
-    digest) is refused for any target that pulls images."""
+) -> tuple[dict[str, str], dict[str, str]]:
+    """Each service's version in release `name`, and the image digests it was pushed with; a
+    release whose images were not pushed (no digest) is refused for any target that pulls
+    images."""
     store = SqlStateStore.connect(ws.database_url)
     try:
         found = store.release(name)
@@ -54,7 +55,9 @@ def release_versions(
             f" it cannot go to a {'/'.join(remote)} target",
             hint="build with `shipline ci build --push` and make the release from that manifest",
         )
-    return {s: str(entries[s].get("version") or entries[s].get("tag")) for s in services}
+    versions = {s: str(entries[s].get("version") or entries[s].get("tag")) for s in services}
+    digests = {s: str(entries[s]["digest"]) for s in services if entries[s].get("digest")}
+    return versions, digests
 
 
 def succeeded_in(store: SqlStateStore, environment: str, service: str, version: str) -> bool:
@@ -109,8 +112,9 @@ def submit_promotion(
     envs = [ws.config.environment(name) for name in order]
     kinds = {require_target(ws.config, e.name) for e in envs}
     names = pick_services(ws.config, services)
+    digests: dict[str, str] = {}
     if release is not None:
-        versions = release_versions(ws, release, names, kinds)
+        versions, digests = release_versions(ws, release, names, kinds)
     else:
         assert tag is not None
         check_tag(tag)
@@ -129,7 +133,7 @@ def submit_promotion(
         )
     spec = promote_pipeline(
         ws.config, src, envs, versions, str(ws.state_dir), root=str(ws.root),
-        tests=not skip_tests, canary=canary,
+        tests=not skip_tests, canary=canary, digests=digests,
     )  # fmt: skip
     return run_service(ws).start(
         spec,

@@ -122,10 +122,11 @@ def submit_deploy(
     kind = require_target(ws.config, environment.name)
     names = pick_services(ws.config, services)
     versions: str | dict[str, str]
+    digests: dict[str, str] = {}
     if release is not None:
         from shipline.engine.promotion import release_versions
 
-        versions = release_versions(ws, release, names, {kind})
+        versions, digests = release_versions(ws, release, names, {kind})
     else:
         assert tag is not None
         versions = check_tag(tag)
@@ -139,6 +140,7 @@ def submit_deploy(
         run_parameters,
         root=str(ws.root),
         force=force,
+        digests=digests,
     )
     return run_service(ws).start(
         spec,

@@ -115,3 +115,11 @@ def test_max_parallel_rolls_several_services_at_once_and_canaries_one_at_a_time(
     canary = _config(strategy={"type": "canary", "steps": [50, 100]})
     spec = deploy_pipeline(canary, canary.environments[0], ["api"], "1", "/x", root="/")
     assert {s.name: s.parallel for s in spec.stages}["deploy"] == 1
+
+
+def test_a_releases_digests_reach_the_deploy_steps() -> None:
+    config = _config()
+    spec = deploy_pipeline(config, config.environments[0], ["api"], {"api": "1.4.0"}, "/x",
+                           root="/", digests={"api": "sha256:" + "a" * 64})  # fmt: skip
+    deploy = next(s for s in spec.stages if s.name == "deploy").steps[0]
+    assert (deploy.params["version"], deploy.params["digest"]) == ("1.4.0", "sha256:" + "a" * 64)

@@ -70,7 +70,7 @@ class _PodRunner:
         return int(ports[0].containerPort) if ports else 8080
 
     def _version(self) -> str:
-        image = self.container.image or ""
+        image = (self.container.image or "").split("@", 1)[0]  # repo:tag@sha256:... too
         tail = image.rsplit("/", 1)[-1]
         return tail.split(":", 1)[1] if ":" in tail else "latest"
 

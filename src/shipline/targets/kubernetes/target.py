@@ -317,7 +317,10 @@ class KubernetesTarget:
                 notes[CHANGE] = change
             container = template["spec"]["containers"][0]
             image = spec.image or str(container.get("image", spec.service)).split(":")[0]
-            container["image"] = f"{image}:{spec.version}"
+            # The release's pushed image by digest (the tag stays for people to read).
+            container["image"] = f"{image}:{spec.version}" + (
+                f"@{spec.digest}" if spec.digest else ""
+            )
             env = [e for e in container.get("env", []) if e["name"] not in spec.env]
             for name in sorted(spec.env):
                 if name in spec.secret_names:
@@ -636,7 +639,7 @@ class KubernetesTarget:
         dep = self._deployment(environment, service)
         stored = self._spec_of(dep) or {}
         containers = _dig(dep, "spec", "template", "spec", "containers") or [{}]
-        image = str(containers[0].get("image", ""))
+        image = str(containers[0].get("image", "")).split("@", 1)[0]
         tail = image.rsplit("/", 1)[-1]
         version = str(stored.get("version") or (tail.split(":", 1)[1] if ":" in tail else ""))
         status = dep.get("status") or {}
