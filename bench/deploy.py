@@ -80,7 +80,7 @@ def with_shipline(services: list[tuple[str, str]]) -> tuple[float, float]:
         successor = LocalTarget(Path(tmp))
         try:
             start = time.perf_counter()
-            problems = successor.restore(lambda environment, service: {})
+            problems = successor.restore(lambda environment, service, parameters: {})
             restored = time.perf_counter() - start
             assert not problems and len(successor.services()) == len(services), problems
         finally:

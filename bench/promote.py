@@ -33,6 +33,7 @@ from shipline.config.loader import load_config
 EXE = str(Path(sys.executable).parent / "shipline")
 QUIKAPP = Path(__file__).resolve().parents[1] / "examples" / "quikapp" / "shipline.yaml"
 ENVIRONMENTS = ("dev", "qa", "staging")
+WIDE = int(os.environ.get("WIDE", "1"))  # strategy.maxParallel of every rung
 
 
 def project(folder: Path) -> Path:
@@ -43,7 +44,8 @@ def project(folder: Path) -> Path:
         for s in config.services
     )
     envs = "\n".join(
-        f"  - {{name: {e}, cluster: local, namespace: {e}, tier: nonprod, target: here}}"
+        f"  - {{name: {e}, cluster: local, namespace: {e}, tier: nonprod, target: here,"
+        f" strategy: {{type: rolling, maxParallel: {WIDE}}}}}"
         for e in ENVIRONMENTS
     )
     path = folder / "shipline.yaml"
