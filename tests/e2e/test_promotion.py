@@ -190,3 +190,20 @@ def test_a_release_that_was_not_pushed_never_goes_to_a_cluster(tmp_path: Path) -
         assert refused.returncode == 2, refused.stdout + refused.stderr
         assert "release r1 was not pushed (no image digest for api)" in refused.stderr
         assert "Traceback" not in refused.stderr
+
+
+def test_a_trigger_deploys_what_its_rule_names(env: dict[str, str]) -> None:
+    """No `triggers:` configured: the spec's rules apply (main -> staging; pull requests run
+    CI only; other branches nothing)."""
+    dry = json.loads(sh(env, "trigger", "--ref", "refs/heads/main", "--dry-run", "--json").stdout)
+    assert [(p["action"], p.get("environment")) for p in dry] == [("deploy", "staging")]
+    assert "run" not in dry[0]
+    nothing = sh(env, "trigger", "--ref", "refs/heads/feature/x", "--tag", "1.0.0")
+    assert nothing.returncode == 0 and "nothing runs" in nothing.stdout
+    missing = sh(env, "trigger", "--ref", "refs/heads/main")
+    assert missing.returncode == 2 and "--tag TAG or --release NAME" in missing.stderr
+    queued = json.loads(sh(env, "trigger", "--ref", "refs/heads/main", "--tag", "1.0.0",
+                           "--json").stdout)  # fmt: skip
+    run = _finished(env, int(queued[0]["run"]))
+    assert (run["pipeline"], run["environment"], run["phase"]) == ("deploy", "staging", "succeeded")
+    assert _versions(env)["staging"] == {"api": "1.0.0", "web": "1.0.0"}
