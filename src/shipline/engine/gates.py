@@ -6,6 +6,7 @@ The command runs in the project's folder with:
   SHIPLINE_ENVIRONMENT  the environment's name
   SHIPLINE_VERSIONS     {"service": "version", ...} (JSON)
   SHIPLINE_ADDRESSES    {"service": "http://...", ...} (JSON): where each service answers
+  SHIPLINE_HEALTH_PATHS {"service": "/health", ...} (JSON): each service's health path
   SHIPLINE_ARTIFACTS    a folder of its own under .shipline/artifacts/ (reports go here;
                         `junit:` names a file in it)
 """
@@ -102,6 +103,7 @@ def run_gate(ctx: StepContext, params: dict[str, Any]) -> dict[str, Any]:
         "SHIPLINE_VERSIONS": json.dumps(params["versions"], sort_keys=True),
         "SHIPLINE_ADDRESSES": json.dumps(_addresses(params), sort_keys=True),
         "SHIPLINE_ARTIFACTS": str(artifacts),
+        "SHIPLINE_HEALTH_PATHS": json.dumps(params.get("healthPaths") or {}, sort_keys=True),
         "SHIPLINE_RUN_ID": str(ctx.run_id),
     }
     ctx.log(f"{gate.type} gate {gate.name}: {' '.join(gate.command)}")

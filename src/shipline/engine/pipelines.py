@@ -253,6 +253,9 @@ def _environment_stages(
                         "stateDir": where[0],
                         "root": where[1],
                         "versions": versions,
+                        "healthPaths": {
+                            s: config.service_health_path(config.service(s)) for s in services
+                        },
                     },
                 }
                 for gate in env.tests
