@@ -38,6 +38,9 @@ def deploy(
     force: Annotated[
         bool, typer.Option("--force", help="Redeploy even when the environment is in sync.")
     ] = False,
+    skip_tests: Annotated[
+        bool, typer.Option("--skip-tests", help="Leave out the environment's test gates.")
+    ] = False,
     as_json: JsonFlag = False,
 ) -> None:
     """Deploy services at a tag (or a release's versions) to an environment, through its
@@ -59,6 +62,7 @@ def deploy(
         reason=reason,
         force=force,
         release=release,
+        skip_tests=skip_tests,
     )
     watch_started(state, ws, record.id, detach=detach, as_json=as_json)
 

@@ -108,6 +108,7 @@ def submit_deploy(
     reason: str | None = None,
     force: bool = False,
     release: str | None = None,
+    skip_tests: bool = False,
 ) -> RunRecord:
     """Queue a deploy run after every submission rule held: one tag for every service, or each
     service's version from an immutable release."""
@@ -141,6 +142,7 @@ def submit_deploy(
         root=str(ws.root),
         force=force,
         digests=digests,
+        tests=not skip_tests,
     )
     return run_service(ws).start(
         spec,
