@@ -290,7 +290,7 @@ environments:
       type: canary
       steps: [50, 100]
       bakeSeconds: 6
-      analysis: {{maxErrorRate: 0.05, failureLimit: 2, intervalSeconds: 3}}
+      analysis: {{maxErrorRate: 0.05, failureLimit: 2, intervalSeconds: 3, inconclusiveLimit: 6}}
       metrics: {{source: prometheus, url: "{url}", series: shipline_demo, probeRps: 20}}
 ladder: [measured]
 """
