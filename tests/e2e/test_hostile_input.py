@@ -264,8 +264,8 @@ def test_votes_that_do_not_count_say_so(tmp_path: Path) -> None:
         last = sh(env, "approve", run, "--as", "olga")
         assert last.returncode == 0, last.stderr
         audit = json.loads(sh(env, "audit", "list", "--json").stdout)
-        not_counted = [r for r in audit if r["action"] == "approval.not-counted"]
-        assert [(r["actor"], r["details"]["reason"]) for r in not_counted] == [
+        not_counted = [r for r in reversed(audit) if r["action"] == "approval.not-counted"]
+        assert [(r["actor"], r["details"]["reason"]) for r in not_counted] == [  # oldest first
             ("quinn", "'quinn' already voted"),
             ("ann", "the groups of 'ann' have already approved"),
         ]
