@@ -18,6 +18,8 @@ import pytest
 from tests.e2e.worker import running_worker, sh
 
 PROJECT = Path(__file__).parent / "projects" / "promote"
+# The load gate is QuikApp's reference k6 script, as a project would copy it.
+LOAD_GATE = Path(__file__).parents[2] / "examples" / "quikapp" / "tests" / "load.js"
 
 
 def _release(env: dict[str, str], folder: Path, name: str, version: str) -> None:
@@ -70,6 +72,7 @@ def _promote_with_approval(env: dict[str, str], release: str) -> dict[str, Any]:
 def env(tmp_path: Path) -> Iterator[dict[str, str]]:
     project = tmp_path / "project"
     shutil.copytree(PROJECT, project)
+    shutil.copy(LOAD_GATE, project / "gates" / "load.js")
     with running_worker(
         project / "shipline.yaml", tmp_path / "state", "dev", tmp_path / "worker.log"
     ) as environ:

@@ -124,23 +124,13 @@ def trigger(
     dev, main -> staging, v* tags -> live with approvals): the command a git server's webhook
     or a CI job calls. Example: shipline trigger --ref refs/heads/develop --tag 1.4.0-dev.7"""
     from shipline.engine.identity import current_user
-    from shipline.engine.promotion import trigger_plan
-    from shipline.engine.submit import submit_deploy
-    from shipline.errors import UserError
+    from shipline.engine.promotion import run_triggers
 
     state = state_of(ctx)
-    ws = state.workspace()
-    plan = trigger_plan(ws, ref)
-    if not dry_run:
-        deploys = [p for p in plan if p["action"] == "deploy"]
-        if deploys and tag is None and release is None:
-            raise UserError("a deploy needs the version: --tag TAG or --release NAME")
-        for entry in deploys:
-            record = submit_deploy(
-                ws, env=entry["environment"], services="all", tag=tag, release=release,
-                actor=current_user(None, os.environ),
-            )  # fmt: skip
-            entry["run"] = record.id
+    plan = run_triggers(
+        state.workspace(), ref, tag=tag, release=release, actor=current_user(None, os.environ),
+        dry_run=dry_run,
+    )  # fmt: skip
     if as_json:
         state.output.json(plan)
         return

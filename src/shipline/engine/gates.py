@@ -23,6 +23,7 @@ from typing import Any
 from shipline.domain.models import TestGate
 from shipline.engine.actions import BUILTIN, StepContext
 from shipline.engine.deploy_actions import target_of
+from shipline.engine.runtime import current
 from shipline.errors import CheckFailed, NotFoundError, UserError
 from shipline.process import classify_exit, stream
 
@@ -108,7 +109,8 @@ def run_gate(ctx: StepContext, params: dict[str, Any]) -> dict[str, Any]:
     }
     ctx.log(f"{gate.type} gate {gate.name}: {' '.join(gate.command)}")
     code, lines = stream([program, *gate.command[1:]], ctx.log, cwd=root, env=env)
-    (artifacts / "output.log").write_text("\n".join(lines) + "\n")
+    masker = current().masker  # the artifact is as clean as the run's log
+    (artifacts / "output.log").write_text(masker.mask("\n".join(lines)) + "\n")
     outputs: dict[str, Any] = {f"{gate.name}.passed": False, f"{gate.name}.exitCode": code,
                                f"{gate.name}.artifacts": str(artifacts)}  # fmt: skip
     summary = None

@@ -163,3 +163,30 @@ def trigger_plan(ws: Workspace, ref: str) -> list[dict[str, Any]]:
         else:
             plan.append({"ref": ref, "kind": moved.kind, "name": moved.name, "action": "ci"})
     return plan
+
+
+def run_triggers(
+    ws: Workspace,
+    ref: str,
+    *,
+    tag: str | None,
+    release: str | None,
+    actor: str,
+    dry_run: bool = False,
+) -> list[dict[str, Any]]:
+    """Queue the deploys the trigger rules name for `ref` (each entry gains its `run`); with
+    `dry_run`, only say what they would be."""
+    from shipline.engine.submit import submit_deploy
+
+    plan = trigger_plan(ws, ref)
+    if dry_run:
+        return plan
+    deploys = [entry for entry in plan if entry["action"] == "deploy"]
+    if deploys and tag is None and release is None:
+        raise UserError("a deploy needs the version: --tag TAG or --release NAME")
+    for entry in deploys:
+        record = submit_deploy(
+            ws, env=entry["environment"], services="all", tag=tag, release=release, actor=actor
+        )
+        entry["run"] = record.id
+    return plan

@@ -1042,14 +1042,7 @@ class KubernetesTarget:
     def _nginx_weight(self, service: str, namespace: str, ingress: str, weight: int) -> None:
         """A copy of the stable Ingress sending `weight` % to the canary Service (NGINX Ingress
         canary annotations)."""
-        try:
-            stable = self._get(Ingress, ingress, namespace)
-        except NotFoundError:
-            raise TargetError(
-                f"trafficRouting names Ingress {ingress}, which is not in {namespace}",
-                hint="add the Ingress to the environment's overlay, or name the right one"
-                " (trafficRouting.nginx.stableIngress)",
-            ) from None
+        stable = self._routed_object(Ingress, ingress, namespace, "nginx.stableIngress")
         spec = json.loads(json.dumps(stable.get("spec") or {}))
         for rule in spec.get("rules") or []:
             for path in _dig(rule, "http", "paths") or []:
@@ -1065,6 +1058,17 @@ class KubernetesTarget:
                          "labels": {NAME: service, TRACK: "canary"}, "annotations": notes},
             "spec": spec,
         }])  # fmt: skip
+
+    def _routed_object(self, kind: Any, name: str, namespace: str, setting: str) -> dict[str, Any]:
+        """The Ingress or HTTPRoute the environment's `trafficRouting` names."""
+        try:
+            return self._get(kind, name, namespace)
+        except NotFoundError:
+            raise TargetError(
+                f"trafficRouting names {kind.__name__} {name}, which is not in {namespace}",
+                hint="add it to the environment's overlay, or name the right one"
+                f" (trafficRouting.{setting})",
+            ) from None
 
     def _route_kind(self) -> Any:
         chosen = next(
@@ -1083,14 +1087,7 @@ class KubernetesTarget:
         """Set the HTTPRoute's backends: stable `100 - weight`, the canary Service `weight`.
         Returns the rules as they were before, when this is the canary's first weight."""
         kind = self._route_kind()
-        try:
-            found = self._get(kind, route, namespace)
-        except NotFoundError:
-            raise TargetError(
-                f"trafficRouting names HTTPRoute {route}, which is not in {namespace}",
-                hint="add the HTTPRoute to the environment's overlay, or name the right one"
-                " (trafficRouting.gatewayApi.httpRoute)",
-            ) from None
+        found = self._routed_object(kind, route, namespace, "gatewayApi.httpRoute")
         rules = _dig(found, "spec", "rules") or []
         canary = self._canary_name(service)
         first = not any(ref.get("name") == canary for rule in rules
