@@ -11,7 +11,9 @@
     ├── RuleError                  a rule said no (non-technical: the run *failed*)
     │   ├── ApprovalRequired       the stage waits for people
     │   └── CheckFailed            an automatic check said no
-    │       └── SecretMissing      a secret an environment needs is missing or empty
+    │       ├── SecretMissing      a secret an environment needs is missing or empty
+    │       ├── StalePlan          a saved infrastructure plan no longer matches what it changes
+    │       └── StateLocked        infrastructure state is locked by another operation
     └── TechnicalError             something broke (technical: the run *errored*)
         ├── StoreError             the state store or a secret store failed
         ├── TargetError            a deploy target failed
@@ -135,6 +137,18 @@ class SecretMissing(CheckFailed):
     """Secrets an environment needs are missing or empty; names them, never values."""
 
 
+class StalePlan(CheckFailed):
+    """A saved infrastructure plan cannot be applied: the state or the configuration moved."""
+
+
+class StateLocked(CheckFailed):
+    """Infrastructure state is locked by another operation (or one that died holding it)."""
+
+    def __init__(self, message: str, *, lock_id: str | None = None, hint: str | None = None):
+        super().__init__(message, hint=hint)
+        self.lock_id = lock_id
+
+
 class TechnicalError(ShiplineError):
     """Something broke: the run errors. May be retried unless terminal."""
 
@@ -164,6 +178,8 @@ __all__ = [
     "RuleError",
     "SecretMissing",
     "ShiplineError",
+    "StalePlan",
+    "StateLocked",
     "StoreError",
     "TargetError",
     "TechnicalError",

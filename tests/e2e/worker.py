@@ -36,8 +36,11 @@ def running_worker(
         worker.wait(timeout=stop_timeout)
 
 
-def sh(env: dict[str, str], *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
-    """Run `shipline ARGS`; never raises on a non-zero exit."""
+def sh(
+    env: dict[str, str], *args: str, timeout: float = 180, input_text: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run `shipline ARGS` (with `input_text` on stdin); never raises on a non-zero exit."""
     return subprocess.run(
-        [EXE, *args], env=env, capture_output=True, text=True, timeout=timeout, check=False
-    )
+        [EXE, *args], env=env, capture_output=True, text=True, timeout=timeout, check=False,
+        input=input_text,
+    )  # fmt: skip

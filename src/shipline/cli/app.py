@@ -14,6 +14,7 @@ from shipline.cli import actions
 from shipline.cli.ci import ci_app
 from shipline.cli.context import JsonFlag, State, state_of
 from shipline.cli.deploy import deploy, promote, trigger
+from shipline.cli.infra import infra_app
 from shipline.cli.output import Output
 from shipline.cli.release import release_app
 from shipline.cli.runs import approve, canary_app, reject, runs_app, worker
@@ -44,6 +45,7 @@ app.add_typer(runs_app, name="runs")
 app.add_typer(ci_app, name="ci")
 app.add_typer(release_app, name="release")
 app.add_typer(canary_app, name="canary")
+app.add_typer(infra_app, name="infra")
 app.command()(worker)
 app.command()(deploy)
 app.command()(promote)
@@ -209,6 +211,7 @@ def vars_show(
     """Show every resolved variable and the group it came from."""
     from shipline.cli import views
     from shipline.engine.identity import current_user
+    from shipline.engine.infra import infra_outputs
     from shipline.engine.variables import find_scope, resolve
 
     if reveal and skip_secrets:
@@ -216,7 +219,9 @@ def vars_show(
     state = state_of(ctx)
     ws = state.workspace()
     scope = find_scope(ws.config, env, service, pipeline)
-    variables = resolve(ws.config, scope, ws.store, fetch_secrets=not skip_secrets)
+    variables = resolve(
+        ws.config, scope, ws.store, fetch_secrets=not skip_secrets, outputs=infra_outputs(ws)
+    )
     rows = views.variables(variables, reveal=reveal)
     if reveal:
         from shipline.engine.secret_chores import audit_reveal

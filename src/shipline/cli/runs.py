@@ -248,8 +248,29 @@ def runs_show(ctx: typer.Context, run: int, as_json: JsonFlag = False) -> None:
         + (f" ({data['reason']})" if data["reason"] else "")
     )
     output.console.print(render_stages(data["stages"]))
+    for line in _infra_lines(data["stages"]):
+        output.line(line)
     if data.get("report"):
         output.line(f"report: {data['report']}")
+
+
+def _infra_lines(stages: list[dict[str, Any]]) -> list[str]:
+    """What an infrastructure run's approvers look at: each saved plan's changes by address, and
+    the outputs an apply recorded (the spec's KEY OUTPUTS)."""
+    lines: list[str] = []
+    for stage in stages:
+        for key, value in sorted((stage.get("outputs") or {}).items()):
+            kind, _, stack = key.partition(".")
+            if kind == "plan" and isinstance(value, dict):
+                what = "destroy plan" if value.get("destroying") else "plan"
+                lines.append(f"{stage['name']} {what} of {stack}: {value.get('line')}")
+                for mark, action in (("+", "add"), ("~", "change"), ("-/+", "replace"),
+                                     ("-", "destroy")):  # fmt: skip
+                    lines += [f"  {mark} {address}" for address in value.get(action, [])[:50]]
+            elif kind == "outputs" and isinstance(value, dict):
+                lines.append(f"{stage['name']} KEY OUTPUTS of {stack}:")
+                lines += [f"  {name} = {shown}" for name, shown in sorted(value.items())]
+    return lines
 
 
 @runs_app.command("logs")

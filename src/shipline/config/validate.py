@@ -73,6 +73,8 @@ def kind_key(kind: str) -> str:
         "approver group": "approverGroups",
         "environment": "environments",
         "secret store": "secretStores",
+        "infrastructure stack": "infrastructure.stacks",
+        "infrastructure environment": "infrastructure.environments",
     }.get(kind, kind)
 
 
@@ -86,6 +88,9 @@ def check_references(config: Config, source: Source, root: Path | None = None) -
         _check_overlays(c, root)
     _check_ladder(c)
     _check_variables(c)
+    from shipline.config.validate_infra import check_infrastructure
+
+    check_infrastructure(c, root)
     if not c.errors:  # layers need every group name to resolve
         _check_variable_cycles(c)
     for name, group in config.approver_groups.items():

@@ -50,6 +50,10 @@ class VariableSpec(Model):
     secret: bool = False
     ref: str | None = None
     optional: bool = False
+    # An infrastructure output, `STACK.OUTPUT` (or `OUTPUT` when there is one stack), from the
+    # last apply in the infrastructure environment of this name (default: the deploy's own).
+    output: str | None = Field(default=None, pattern=r"^([a-z0-9][a-z0-9-]*\.)?[A-Za-z_][\w-]*$")
+    output_environment: str | None = None
 
 
 def _coerce_variable(raw: object) -> object:
@@ -527,6 +531,61 @@ class CiSettings(Model):
     fail_on_secrets: bool = False  # gitleaks findings in the repository fail the build
 
 
+class InfraBackend(Model):
+    """Where Terraform keeps an environment's state: the backend the root module declares, with
+    its `-backend-config` settings (`{environment}` and `{stack}` filled in; `$(var)` allowed)
+    and environment variables for what must not be saved (PG_CONN_STR, ARM_ACCESS_KEY)."""
+
+    type: Name = "local"
+    config: dict[str, str] = {}
+    env: dict[str, str] = {}
+
+
+class InfraStack(Model):
+    """A Terraform root module and how each environment runs it."""
+
+    root: str  # the folder, relative to the project
+    var_files: list[str] = ["environments/{environment}.tfvars"]  # relative to root; optional
+    backend: InfraBackend = InfraBackend()
+    variable_groups: list[str] = []  # their variables reach Terraform as TF_VAR_<name>
+
+
+class InfraEnvironment(Model):
+    """An environment infrastructure is applied to, with its own approvers (the spec's
+    terraform-staging-approval, terraform-prod-approval and terraform-prod-destroy)."""
+
+    name: Name
+    approvals: ApprovalPolicy | None = None  # who approves a plan before it is applied
+    auto_approve: bool = False  # `--auto-approve` allowed here (the spec: dev and qa)
+    destroy_approvals: ApprovalPolicy | None = None  # default: `approvals`
+    protected: bool = False  # destroy refused unless `allowDestroy`
+    allow_destroy: bool = False
+    variable_groups: list[str] = []
+    backend: InfraBackend | None = None  # replaces the stack's for this environment
+
+
+class Infrastructure(Model):
+    """Terraform stacks, the environments they are applied to, and their promotion order."""
+
+    tool: Name = "terraform"  # a registered infrastructure tool (`shipline.infra_tools`)
+    terraform_version: str | None = None  # a Terraform version constraint, e.g. ">= 1.5.7"
+    stacks: dict[str, InfraStack] = {}
+    environments: list[InfraEnvironment] = []
+    ladder: list[str] = []  # default: the environments in the order given
+    lock_timeout_seconds: int = Field(strict=True, default=300, ge=0, le=86_400)
+
+    def environment(self, name: str) -> InfraEnvironment:
+        """The infrastructure environment called `name`; KeyError when there is none."""
+        for env in self.environments:
+            if env.name == name:
+                return env
+        raise KeyError(name)
+
+    def order(self) -> list[str]:
+        """The promotion order."""
+        return list(self.ladder) or [env.name for env in self.environments]
+
+
 class Config(Model):
     """A whole, validated shipline configuration."""
 
@@ -547,6 +606,7 @@ class Config(Model):
     notifications: list[Notification] = []
     triggers: list[Trigger] = []
     ci: CiSettings = CiSettings()
+    infrastructure: Infrastructure = Infrastructure()
 
     def service(self, name: str) -> Service:
         """The service called `name`; KeyError when there is none."""

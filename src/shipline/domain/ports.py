@@ -250,3 +250,48 @@ class ServiceLogs(Protocol):
 
 TargetFactory = Callable[[TargetContext], DeployTarget]
 TargetViewFactory = Callable[[TargetContext], TargetView]
+
+
+@dataclass(frozen=True)
+class InfraWork:
+    """One (stack, environment) for an infrastructure tool: the root module, the tool's own
+    working data (one folder per stack and environment), the backend, the variable files and the
+    process environment (TF_VAR_* values and backend credentials; secrets travel only here,
+    never as arguments)."""
+
+    root: Path
+    data_dir: Path
+    backend: str = "local"
+    backend_config: Mapping[str, str] = field(default_factory=dict)
+    var_files: tuple[Path, ...] = ()
+    env: Mapping[str, str] = field(default_factory=dict)
+    lock_timeout_seconds: int = 300
+
+
+@runtime_checkable
+class InfraTool(Protocol):
+    """Plans and applies infrastructure (Terraform). A plan is a file that apply applies exactly,
+    or refuses (StalePlan) when the state moved since it was made."""
+
+    def version(self) -> str:
+        """The tool's version, e.g. `1.11.4`."""
+        ...
+
+    def plan(
+        self, work: InfraWork, out: Path, *, destroy: bool, log: LogSink
+    ) -> Mapping[str, object]:
+        """Initialise the backend, validate, and save a plan in `out`; its JSON representation
+        (values included: the caller keeps only addresses)."""
+        ...
+
+    def apply(self, work: InfraWork, plan: Path, *, log: LogSink) -> None:
+        """Apply the saved plan `plan` exactly."""
+        ...
+
+    def outputs(self, work: InfraWork, *, log: LogSink) -> dict[str, tuple[object, bool]]:
+        """The state's outputs: name -> (value, sensitive)."""
+        ...
+
+    def unlock(self, work: InfraWork, lock_id: str, *, log: LogSink) -> None:
+        """Release a state lock a dead run left behind."""
+        ...

@@ -50,6 +50,8 @@ def _group_layer(config: Config, name: str) -> Layer:
             store=store if spec.secret else None,
             ref=group.secret_ref(var, spec) if spec.secret else None,
             optional=spec.optional,
+            output=spec.output,
+            output_environment=spec.output_environment,
         )
         for var, spec in group.variables.items()
     }
@@ -57,7 +59,18 @@ def _group_layer(config: Config, name: str) -> Layer:
 
 
 def _inline_layer(source: str, variables: Variables) -> Layer:
-    return Layer(source, {k: Definition(value=v.value) for k, v in variables.items()})
+    return Layer(
+        source,
+        {
+            k: Definition(value=v.value, output=v.output, output_environment=v.output_environment)
+            for k, v in variables.items()
+        },
+    )
+
+
+def group_layer(config: Config, name: str) -> Layer:
+    """The layer of variable group `name` (secrets as store references)."""
+    return _group_layer(config, name)
 
 
 def layer_cache(config: Config) -> dict[str, Layer]:

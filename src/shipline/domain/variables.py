@@ -38,6 +38,8 @@ class Definition:
     store: str | None = None
     ref: str | None = None
     optional: bool = False
+    output: str | None = None  # an infrastructure output, STACK.OUTPUT (its value is the fallback)
+    output_environment: str | None = None
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,8 @@ class ResolvedVariable:
     ref: str | None = None
     optional: bool = False
     overridden: tuple[str, ...] = ()
+    output: str | None = None
+    output_environment: str | None = None
 
 
 def merge_layers(layers: Iterable[Layer]) -> dict[str, ResolvedVariable]:
@@ -71,6 +75,8 @@ def merge_layers(layers: Iterable[Layer]) -> dict[str, ResolvedVariable]:
                 ref=definition.ref,
                 optional=definition.optional,
                 overridden=overridden,
+                output=definition.output,
+                output_environment=definition.output_environment,
             )
     return merged
 

@@ -63,7 +63,11 @@ def service_environment(
 
     scope = find_scope(ws.config, environment, service, "deploy")
     resolved = [
-        v for v in resolve(ws.config, scope, ws.store, run_parameters or {}) if v.value is not None
+        v
+        for v in resolve(
+            ws.config, scope, ws.store, run_parameters or {}, outputs=current().store.infra_outputs
+        )
+        if v.value is not None
     ]
     secret_values = [str(v.value) for v in resolved if v.secret and v.value]
     secret = frozenset(

@@ -10,6 +10,7 @@ target once and keeps it for the life of the process.
 
 from __future__ import annotations
 
+import os
 from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
 
@@ -22,16 +23,18 @@ from shipline.domain.deploy import ServiceState
 from shipline.domain.models import CanaryMetrics, Config
 from shipline.domain.ports import (
     DeployTarget,
+    InfraTool,
     MetricSource,
     TargetContext,
     TargetFactory,
     TargetView,
     TargetViewFactory,
 )
-from shipline.errors import TargetError, UserError
+from shipline.errors import TargetError, TechnicalError, UserError
 from shipline.notify.slack import SlackNotifier
 from shipline.notify.webhook import WebhookNotifier
 from shipline.secrets.base import StoreContext, open_store
+from shipline.secrets.file import load_or_create_key
 from shipline.store.audit import SqlAuditLog, audit_key
 from shipline.store.sql import RunRecord, SqlStateStore, migration_lock
 
@@ -50,6 +53,7 @@ __all__ = [
     "build_target",
     "changed_paths",
     "find_config",
+    "infra_tool",
     "load_config",
     "metric_source",
     "migration_lock",
@@ -57,7 +61,9 @@ __all__ = [
     "require_target",
     "rev_parse",
     "scanners",
+    "seal",
     "target_kinds",
+    "unseal",
     "view_target",
 ]
 
@@ -118,6 +124,35 @@ def view_target(kind: str, state_dir: Path, settings: dict[str, str | None]) -> 
         return _LiveView(build_target(kind, state_dir, settings))
     factory: TargetViewFactory = view.load()
     return factory(TargetContext(kind, state_dir, settings))
+
+
+def infra_tool(kind: str) -> InfraTool:
+    """The infrastructure tool `kind` (`shipline.infra_tools` entry points: terraform, fake)."""
+    found = {ep.name: ep for ep in entry_points(group="shipline.infra_tools")}.get(kind)
+    if found is None:
+        raise UserError(f"infrastructure tool '{kind}' is not installed")
+    tool: InfraTool = found.load()()
+    return tool
+
+
+def seal(data: bytes, state_dir: Path) -> bytes:
+    """`data` encrypted with the project's secret key (a saved plan holds variable values)."""
+    from cryptography.fernet import Fernet
+
+    return Fernet(load_or_create_key(state_dir / "secret.key", os.environ)).encrypt(data)
+
+
+def unseal(token: bytes, state_dir: Path) -> bytes:
+    """What `seal` encrypted; a TechnicalError when the key changed."""
+    from cryptography.fernet import Fernet, InvalidToken
+
+    try:
+        key = load_or_create_key(state_dir / "secret.key", os.environ)
+        return Fernet(key).decrypt(token)
+    except (InvalidToken, ValueError) as exc:
+        raise TechnicalError(
+            "the saved plan cannot be decrypted: the secret key changed", hint="plan again"
+        ) from exc
 
 
 def metric_source(

@@ -40,7 +40,7 @@ from shipline.domain.pipeline import (
     stage_order,
 )
 from shipline.domain.retry import backoff_delay
-from shipline.engine import ci_actions, deploy_actions, gates  # noqa: F401 - register actions
+from shipline.engine import ci_actions, deploy_actions, gates, infra_actions  # noqa: F401 - register actions
 from shipline.engine.actions import StepCancelled, StepContext, StepTimedOut, find_action
 from shipline.engine.canary import CanaryCancelled as _Cancelled
 from shipline.engine.canary import drive_canary

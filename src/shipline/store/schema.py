@@ -147,3 +147,17 @@ revisions = sa.Table(
     sa.Column("run_id", sa.Integer),
     sa.UniqueConstraint("environment", "service", "revision", name="uq_revisions_number"),
 )
+
+infra_outputs = sa.Table(
+    "infra_outputs",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("stack", sa.String(63), nullable=False),
+    sa.Column("environment", sa.String(63), nullable=False),
+    sa.Column("run_id", sa.Integer, nullable=False),
+    sa.Column(
+        "outputs", sa.JSON, nullable=False
+    ),  # name -> {value, sensitive}; sensitive: no value
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+    sa.UniqueConstraint("stack", "environment", "run_id", name="uq_infra_outputs_run"),
+)

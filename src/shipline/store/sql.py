@@ -21,6 +21,7 @@ from sqlalchemy.engine import Connection, Engine
 from shipline.errors import StoreError
 from shipline.store.schema import (
     events,
+    infra_outputs,
     locks,
     logs,
     releases,
@@ -514,3 +515,43 @@ class SqlStateStore:
             .where(revisions.c.environment == environment, revisions.c.service == service)
             .order_by(revisions.c.revision)
         )
+
+    # infrastructure outputs ----------------------------------------------------------------
+
+    def record_infra_outputs(
+        self, stack: str, environment: str, run_id: int, outputs: dict[str, Any]
+    ) -> None:
+        """Keep the outputs an apply left (once per run: a replayed step adds nothing)."""
+        try:
+            with self.engine.begin() as conn:
+                found = conn.execute(
+                    infra_outputs.select().where(
+                        infra_outputs.c.stack == stack,
+                        infra_outputs.c.environment == environment,
+                        infra_outputs.c.run_id == run_id,
+                    )
+                ).first()
+                if found is None:
+                    conn.execute(
+                        infra_outputs.insert().values(
+                            stack=stack,
+                            environment=environment,
+                            run_id=run_id,
+                            outputs=outputs,
+                            at=utcnow(),
+                        )
+                    )
+        except sa.exc.IntegrityError:
+            return
+        except sa.exc.SQLAlchemyError as exc:
+            raise StoreError(f"state store write failed: {type(exc).__name__}") from exc
+
+    def infra_outputs(self, stack: str, environment: str) -> dict[str, Any] | None:
+        """The newest outputs of (stack, environment): {run_id, outputs, at}, or None."""
+        rows = self._read(
+            infra_outputs.select()
+            .where(infra_outputs.c.stack == stack, infra_outputs.c.environment == environment)
+            .order_by(infra_outputs.c.id.desc())
+            .limit(1)
+        )
+        return rows[0] if rows else None

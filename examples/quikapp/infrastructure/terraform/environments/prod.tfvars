@@ -1,0 +1,11 @@
+environment                  = "prod"
+aks_sku_tier                 = "Standard"
+aks_min_nodes                = 3
+aks_max_nodes                = 10
+acr_sku                      = "Premium"
+acr_georeplication_locations = ["westus2"]
+keyvault_sku                 = "premium"
+purge_protection             = true
+private_endpoints            = true
+log_retention_days           = 90
+vnet_cidr                    = "10.40.0.0/16"

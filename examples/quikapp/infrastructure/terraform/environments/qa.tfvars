@@ -1,0 +1,11 @@
+environment                  = "qa"
+aks_sku_tier                 = "Free"
+aks_min_nodes                = 1
+aks_max_nodes                = 3
+acr_sku                      = "Basic"
+acr_georeplication_locations = []
+keyvault_sku                 = "standard"
+purge_protection             = false
+private_endpoints            = false
+log_retention_days           = 30
+vnet_cidr                    = "10.20.0.0/16"

@@ -1,0 +1,11 @@
+environment                  = "staging"
+aks_sku_tier                 = "Standard"
+aks_min_nodes                = 2
+aks_max_nodes                = 5
+acr_sku                      = "Standard"
+acr_georeplication_locations = []
+keyvault_sku                 = "standard"
+purge_protection             = true
+private_endpoints            = true
+log_retention_days           = 60
+vnet_cidr                    = "10.30.0.0/16"

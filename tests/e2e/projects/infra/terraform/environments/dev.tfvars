@@ -1,0 +1,2 @@
+environment = "dev"
+node_count  = 1

@@ -1,0 +1,2 @@
+environment = "prod"
+node_count  = 3

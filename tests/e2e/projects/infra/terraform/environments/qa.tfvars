@@ -1,0 +1,2 @@
+environment = "qa"
+node_count  = 2

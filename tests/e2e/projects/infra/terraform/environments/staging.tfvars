@@ -1,0 +1,2 @@
+environment = "staging"
+node_count  = 2
