@@ -23,13 +23,13 @@ PROJECT = Path(__file__).parent / "projects" / "infra"
 SECRET = "tf-" + uuid.uuid4().hex  # the database password handed to Terraform
 PG_ENV = "SHIPLINE_TEST_DATABASE_URL"
 
-pytestmark = pytest.mark.skipif(
+needs_terraform = pytest.mark.skipif(
     shutil.which("terraform") is None,
     reason="terraform is not installed (expected at /usr/local/bin/terraform)",
 )
 
 
-def _project(tmp_path: Path, *, pg: str | None = None) -> Path:
+def _project(tmp_path: Path, *, pg: str | None = None, tool: str | None = None) -> Path:
     project = tmp_path / "project"
     shutil.copytree(PROJECT, project)
     config = project / "shipline.yaml"
@@ -43,6 +43,8 @@ def _project(tmp_path: Path, *, pg: str | None = None) -> Path:
             "      variableGroups: [tf-common]",
             f"      variableGroups: [tf-common]\n      backend: {{type: pg, env: {{PG_CONN_STR: '{pg}'}}}}",
         )
+    if tool:
+        text = text.replace("infrastructure:\n", f"infrastructure:\n  tool: {tool}\n")
     config.write_text(text)
     return config
 
@@ -107,6 +109,7 @@ def _process_env(marker: str) -> dict[str, str]:
     raise AssertionError("no deployed replica carries the marker")
 
 
+@needs_terraform
 def test_plan_approve_apply_outputs_into_a_deploy_and_the_secret_stays_in_terraform(
     env: dict[str, str], tmp_path: Path
 ) -> None:
@@ -167,6 +170,7 @@ def test_plan_approve_apply_outputs_into_a_deploy_and_the_secret_stays_in_terraf
         assert SECRET not in out.stdout + out.stderr, args
 
 
+@needs_terraform
 def test_destroy_needs_its_confirmation_its_approvers_and_an_unprotected_environment(
     env: dict[str, str],
 ) -> None:
@@ -208,6 +212,7 @@ def test_destroy_needs_its_confirmation_its_approvers_and_an_unprotected_environ
     assert _outputs(env, "qa")["aks_cluster"] == "aks-quikapp-qa"
 
 
+@needs_terraform
 def test_a_promotion_stops_at_the_first_failing_environment(env: dict[str, str]) -> None:
     tfvars = Path(env["SHIPLINE_CONFIG"]).parent / "terraform" / "environments" / "qa.tfvars"
     tfvars.write_text(tfvars.read_text() + "fail = true\n")
@@ -232,6 +237,7 @@ def test_a_promotion_stops_at_the_first_failing_environment(env: dict[str, str])
         "aks-quikapp-dev", "aks-quikapp-qa", "aks-quikapp-staging"]  # fmt: skip
 
 
+@needs_terraform
 @pytest.mark.skipif(not os.environ.get(PG_ENV), reason=f"{PG_ENV} is not set (PostgreSQL)")
 def test_the_pg_backend_keeps_the_state_in_postgresql(tmp_path: Path) -> None:
     import psycopg
@@ -256,3 +262,32 @@ def test_the_pg_backend_keeps_the_state_in_postgresql(tmp_path: Path) -> None:
         names = [r[0] for r in db.execute(f"SELECT name FROM {schema}.states").fetchall()]
         db.execute(f"DROP SCHEMA {schema} CASCADE")
     assert names == ["default"]
+
+
+def test_a_lock_left_behind_is_named_and_released_after_approval(tmp_path: Path) -> None:
+    """A lock a dead operation left (as a remote backend keeps it) blocks plans with its id and
+    the command that releases it; the release waits for the environment's approvers. On the
+    fake tool, whose locks outlive their holder as an azurerm blob lease does."""
+    from shipline.domain.ports import InfraWork
+    from shipline.infra.fake import FakeInfra
+
+    config = _project(tmp_path, tool="fake")
+    state = tmp_path / "state"
+    data = state / "infra" / "platform" / "staging" / "data"
+    held = FakeInfra().lock(InfraWork(root=config.parent / "terraform", data_dir=data))
+    with running_worker(config, state, "ops", tmp_path / "w.log") as env:
+        assert sh(env, "secrets", "set", "TF-DB-PASSWORD", input_text=SECRET).returncode == 0
+        code, data_ = _json(env, "infra", "plan", "--env", "staging")
+        assert code == 1
+        error = _stage(data_, "staging:plan")["steps"][0]["error"]
+        assert f"locked by another operation (lock {held})" in error
+        assert f"shipline infra unlock --env staging --stack platform --lock-id {held}" in error
+        bad = sh(env, "infra", "unlock", "--env", "staging", "--lock-id", "two words")
+        assert bad.returncode == 2
+        run = _waiting(env, "infra", "unlock", "--env", "staging", "--lock-id", held)
+        assert sh(env, "approve", str(run), "--as", "pia").returncode == 0
+        assert _finished(env, run)["phase"] == "succeeded"
+        code, data_ = _json(env, "infra", "plan", "--env", "staging")
+        assert code == 0, data_["reason"]
+        plan = _stage(data_, "staging:plan")["outputs"]["plan.platform"]
+        assert "fake_value.dbPassword" in plan["add"]

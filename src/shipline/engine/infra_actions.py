@@ -15,6 +15,8 @@ import json
 import re
 import tempfile
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +28,14 @@ from shipline.engine.actions import BUILTIN, StepContext
 from shipline.engine.runtime import current
 from shipline.engine.variables import resolve_groups
 from shipline.engine.wiring import infra_tool, seal, unseal
-from shipline.errors import CheckFailed, PermissionDenied, ShiplineError, StalePlan, UserError
+from shipline.errors import (
+    CheckFailed,
+    PermissionDenied,
+    ShiplineError,
+    StalePlan,
+    StateLocked,
+    UserError,
+)
 
 TF_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
 _TOOLS: dict[str, InfraTool] = {}
@@ -161,6 +170,22 @@ def _check_version(ws: Any, tool: InfraTool) -> None:
             )
 
 
+@contextmanager
+def _told(stack: str, environment: str) -> Iterator[None]:
+    """A held state lock, said with the command that releases it for this environment."""
+    try:
+        yield
+    except StateLocked as exc:
+        held = exc.lock_id or "ID"
+        raise StateLocked(
+            f"the state of {stack} in {environment} is locked by another operation"
+            + (f" (lock {exc.lock_id})" if exc.lock_id else ""),
+            lock_id=exc.lock_id,
+            hint="wait for it to finish; if it died holding the lock: shipline infra unlock"
+            f" --env {environment} --stack {stack} --lock-id {held}",
+        ) from None
+
+
 def _log_summary(ctx: StepContext, summary: PlanSummary) -> None:
     ctx.log(summary.line() + ("" if not summary.empty else " (nothing to change)"))
     for action, addresses in (("+", summary.add), ("~", summary.change),
@@ -179,7 +204,8 @@ def run_plan(ctx: StepContext, params: dict[str, Any]) -> dict[str, Any]:
     folder = _folder(ctx, params)
     with tempfile.TemporaryDirectory(prefix="shipline-plan-") as private:
         out = Path(private) / "plan.tfplan"
-        doc = tool.plan(work, out, destroy=bool(params.get("destroy")), log=ctx.log)
+        with _told(stack, environment):
+            doc = tool.plan(work, out, destroy=bool(params.get("destroy")), log=ctx.log)
         sealed = seal(out.read_bytes(), Path(ws.state_dir))
     saved = folder / "plan.sealed"
     saved.write_bytes(sealed)
@@ -218,7 +244,8 @@ def run_apply(ctx: StepContext, params: dict[str, Any]) -> dict[str, Any]:
         plan = Path(private) / "plan.tfplan"
         plan.write_bytes(unseal(sealed, Path(ws.state_dir)))
         try:
-            tool.apply(work, plan, log=ctx.log)
+            with _told(stack, environment):
+                tool.apply(work, plan, log=ctx.log)
         except StalePlan:
             if not (replayed and _already_applied(ctx, tool, work, planned)):
                 raise

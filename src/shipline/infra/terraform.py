@@ -167,8 +167,10 @@ class TerraformInfra:
         """Apply the saved plan; Terraform refuses a stale one (StalePlan)."""
         if not (work.data_dir / "terraform.tfstate").exists():  # a worker that never planned
             self.init(work, log)
-        args = ["apply", "-input=false", f"-lock-timeout={work.lock_timeout_seconds}s", str(plan)]
-        self._run(work, args, log, "terraform apply")
+        wait = work.lock_timeout_seconds
+        log(f"state lock: waiting up to {wait} s if another operation holds it")
+        self._run(work, ["apply", "-input=false", f"-lock-timeout={wait}s", str(plan)], log,
+                  "terraform apply")  # fmt: skip
 
     def outputs(self, work: InfraWork, *, log: LogSink) -> dict[str, tuple[object, bool]]:
         """`terraform output -json`: name -> (value, sensitive)."""
