@@ -74,6 +74,9 @@ class StageSpec(Spec):
     window: BusinessHours | None = None
     locks: list[str] = []
     lock_policy: LockPolicy = LockPolicy.SEQUENTIAL
+    # Keep the locks past this stage until each of these stages has ended (run or skipped):
+    # a deploy's (environment, service) locks cover its verification, gates and rollback.
+    hold_locks_until: list[str] = []
     parallel: int = Field(default=1, ge=1, le=64)  # steps at once (above 1: a workflow each)
 
 

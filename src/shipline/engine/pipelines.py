@@ -276,6 +276,9 @@ def _environment_stages(
             "steps": undo,
         }
     )
+    # One run at a time per (environment, service), from its deploy through its verification,
+    # gates and rollback: another run's deploy never lands between this one's deploy and verify.
+    deploy_stage["holdLocksUntil"] = [s["name"] for s in stages[1:]]
     return stages
 
 

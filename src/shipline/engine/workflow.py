@@ -639,7 +639,7 @@ def _run_stage(
         phase, reason = _run_parallel(run_id, stage, outputs, stage_outputs)
     else:
         phase, reason = _run_sequential(run_id, stage, outputs, stage_outputs)
-    if stage.locks:
+    if stage.locks and not stage.hold_locks_until:
         _unlock(run_id)
     return phase, stage_outputs, reason
 
@@ -706,6 +706,16 @@ def _run_parallel(
     return worst, reason
 
 
+def _release_held(run_id: int, spec: PipelineSpec, results: dict[str, Phase], ended: str) -> None:
+    """Release the locks a stage kept once the last stage they cover (`ended`) has ended."""
+    for stage in spec.stages:
+        covered = stage.hold_locks_until
+        done = stage.name in results and all(name in results for name in covered)
+        if stage.locks and ended in covered and done:
+            _unlock(run_id)
+            return
+
+
 @DBOS.workflow(name=WORKFLOW_NAME)
 def run_workflow(run_id: int) -> str:
     """Execute run `run_id` from the state store to its end."""
@@ -739,6 +749,7 @@ def run_workflow(run_id: int) -> str:
                 results[name],
                 "run cancelled" if cancelled else "condition not met",
             )
+            _release_held(run_id, spec, results, name)
             continue
         try:
             phase, stage_outputs, reason = _run_stage(
@@ -750,6 +761,7 @@ def run_workflow(run_id: int) -> str:
         results[name] = phase
         outputs[name] = stage_outputs
         _stage_event(run_id, name, position, phase, reason, stage_outputs)
+        _release_held(run_id, spec, results, name)
         if phase != Phase.SUCCEEDED:
             reasons.append(f"{name}: {reason}")
         if phase == Phase.CANCELLED:
