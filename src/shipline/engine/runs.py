@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from shipline.domain.approvals import (
     Vote,
@@ -15,10 +15,21 @@ from shipline.domain.approvals import (
 )
 from shipline.domain.models import ApprovalPolicy
 from shipline.domain.pipeline import PipelineSpec, StageSpec, stage_order
-from shipline.engine.durable import EngineClient
 from shipline.engine.runtime import INBOX
 from shipline.engine.wiring import RunRecord, SqlAuditLog, SqlStateStore
 from shipline.errors import NotFoundError, PermissionDenied, UserError, VoteNotCounted
+
+
+class RunQueue(Protocol):
+    """What the run service needs of the durable engine: queue a run, message a waiting one."""
+
+    def enqueue(self, workflow_id: str, run_id: int) -> None:
+        """Queue run `run_id` as workflow `workflow_id`."""
+        ...
+
+    def send(self, workflow_id: str, message: dict[str, Any], topic: str) -> None:
+        """Deliver `message` to a workflow's `topic`."""
+        ...
 
 
 @dataclass
@@ -26,7 +37,7 @@ class RunService:
     """Runs of one project: its state store, engine client and audit log."""
 
     store: SqlStateStore
-    client: EngineClient
+    client: RunQueue
     audit: SqlAuditLog
 
     def start(

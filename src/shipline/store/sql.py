@@ -33,6 +33,8 @@ from shipline.store.schema import (
 )
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+# The newest migration: files are named NNNN_title.py and each one's revision is its NNNN.
+HEAD = max(p.name.split("_", 1)[0] for p in (MIGRATIONS / "versions").glob("[0-9]*_*.py"))
 
 
 @contextmanager
@@ -132,8 +134,21 @@ class SqlStateStore:
             store.migrate()
         return store
 
+    def _at_head(self) -> bool:
+        """Whether the schema is already at the newest migration (read without Alembic, which
+        costs a command more to import than the check itself)."""
+        try:
+            with self.engine.connect() as conn:
+                found = conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalars()
+                return set(found) == {HEAD}
+        except sa.exc.SQLAlchemyError:
+            return False  # no schema yet
+
     def migrate(self) -> None:
-        """Apply Alembic migrations up to head; concurrent processes take turns."""
+        """Apply Alembic migrations up to head; concurrent processes take turns. A schema that
+        is already at head costs one query."""
+        if self._at_head():
+            return
         from alembic import command
         from alembic.config import Config as AlembicConfig
 
