@@ -129,7 +129,7 @@ def down(
 def history(
     ctx: typer.Context,
     env: EnvOpt,
-    service: Annotated[str, typer.Option("--service", "-s", help="Service.")],
+    service: Annotated[str, typer.Option("--service", help="Service.")],
     as_json: JsonFlag = False,
 ) -> None:
     """A service's revisions in an environment: version, when, why, by whom, which run."""
@@ -234,7 +234,7 @@ def status(
 def logs(
     ctx: typer.Context,
     env: EnvOpt,
-    service: Annotated[str, typer.Option("--service", "-s", help="Service.")],
+    service: Annotated[str, typer.Option("--service", help="Service.")],
     follow: Annotated[
         bool, typer.Option("--follow", "-f", help="Keep printing new lines.")
     ] = False,

@@ -65,6 +65,14 @@ app.command()(approve)
 app.command()(reject)
 
 
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        print(f"shipline {version('shipline')}")
+        raise typer.Exit(0)
+
+
 @app.callback()
 def root(
     ctx: typer.Context,
@@ -72,9 +80,27 @@ def root(
         str | None,
         typer.Option("--config", "-c", help="Path to shipline.yaml (default: search upwards)."),
     ] = None,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="Following a run: print only its result.")
+    ] = False,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Following a run: print its step logs too.")
+    ] = False,
+    no_color: Annotated[
+        bool, typer.Option("--no-color", help="No colours (also: NO_COLOR=1).")
+    ] = False,
+    show_version: Annotated[
+        bool,
+        typer.Option("--version", is_eager=True, callback=_version, help="Print the version."),
+    ] = False,
 ) -> None:
-    """shipline: continuous delivery from commit to production."""
-    state_of(ctx).config = config
+    """shipline: continuous delivery from commit to production. Global options go before or
+    after the command: shipline --config x/shipline.yaml status, or shipline status -c x/..."""
+    state = state_of(ctx)
+    state.config = config
+    state.quiet, state.verbose = quiet, verbose
+    if no_color:
+        state.output.no_color = True
 
 
 @app.command()
@@ -200,7 +226,7 @@ def envs_list(ctx: typer.Context, as_json: JsonFlag = False) -> None:
 def vars_show(
     ctx: typer.Context,
     env: Annotated[str, typer.Option("--env", "-e", help="Environment name or alias.")],
-    service: Annotated[str | None, typer.Option("--service", "-s", help="Service name.")] = None,
+    service: Annotated[str | None, typer.Option("--service", help="Service name.")] = None,
     pipeline: Annotated[str, typer.Option(help="Pipeline asking (group permissions).")] = "deploy",
     reveal: Annotated[bool, typer.Option("--reveal", help="Show secret values (audited).")] = False,
     skip_secrets: Annotated[
@@ -409,13 +435,49 @@ def audit_list(
     )
 
 
+GLOBAL_FLAGS = {"--quiet", "-q", "--verbose", "-v", "--no-color"}
+GLOBAL_VALUES = {"--config", "-c"}
+
+
+def hoist_globals(args: list[str]) -> list[str]:
+    """Global options written after the command move before it (`shipline status -c x.yaml`
+    means `shipline -c x.yaml status`), and `--json` written before the command moves after
+    it (`shipline --json runs list`), as people type them either way."""
+    front: list[str] = []
+    rest: list[str] = []
+    json_first = False
+    seen_command = False
+    index = 0
+    while index < len(args):
+        arg = args[index]
+        if arg == "--":
+            rest += args[index:]
+            break
+        name = arg.split("=", 1)[0]
+        if name in GLOBAL_VALUES:
+            taken = [arg] if "=" in arg else args[index : index + 2]
+            front += taken
+            index += len(taken)
+            continue
+        if arg in GLOBAL_FLAGS and seen_command:
+            front.append(arg)
+        elif arg == "--json" and not seen_command:
+            json_first = True
+        else:
+            if not arg.startswith("-"):
+                seen_command = True
+            rest.append(arg)
+        index += 1
+    return front + rest + (["--json"] if json_first else [])
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; return the exit code. No traceback reaches a user."""
     masker = Masker()
     output = Output(masker)
     state = State(output)
     command = typer.main.get_command(app)
-    args = sys.argv[1:] if argv is None else argv
+    args = hoist_globals(sys.argv[1:] if argv is None else argv)
     try:
         code = command.main(args=args, prog_name="shipline", standalone_mode=False, obj=state)
     except click.NoArgsIsHelpError as exc:

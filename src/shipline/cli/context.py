@@ -20,6 +20,8 @@ class State:
     def __init__(self, output: Output) -> None:
         self.output = output
         self.config: str | None = None
+        self.quiet = False  # following a run: only its result
+        self.verbose = False  # following a run: its step logs too
         self._workspace: Workspace | None = None
 
     def workspace(self) -> Workspace:

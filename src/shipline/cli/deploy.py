@@ -16,7 +16,10 @@ def deploy(
     tag: Annotated[
         str | None, typer.Option("--tag", "-t", help="Image tag (version) to deploy.")
     ] = None,
-    services: Annotated[str, typer.Option("--services", "-s", help="'all' or a,b,c.")] = "all",
+    services: Annotated[
+        str | None,
+        typer.Option("--services", "-s", help="'all' or a,b,c (default all; named on protected)."),
+    ] = None,
     release: Annotated[
         str | None,
         typer.Option("--release", "-r", help="Deploy each service's version from this release."),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -48,6 +49,7 @@ class Output:
         self.stdout = MaskingStream(stdout or sys.stdout, masker)  # type: ignore[arg-type]
         self.stderr = MaskingStream(stderr or sys.stderr, masker)  # type: ignore[arg-type]
         self._console: Any = None
+        self.no_color = bool(os.environ.get("NO_COLOR"))  # https://no-color.org
 
     @property
     def console(self) -> Any:
@@ -56,7 +58,10 @@ class Output:
             from rich.console import Console
 
             width = None if self.stdout.isatty() else 200
-            self._console = Console(file=cast(IO[str], self.stdout), highlight=False, width=width)
+            self._console = Console(
+                file=cast(IO[str], self.stdout), highlight=False, width=width,
+                no_color=self.no_color,
+            )  # fmt: skip
         return self._console
 
     def json(self, data: Any) -> None:

@@ -13,6 +13,7 @@ from typing import Annotated, Any
 import typer
 
 from shipline.cli.context import JsonFlag, state_of
+from shipline.errors import UserError
 
 runs_app = typer.Typer(help="Runs: list, show, logs, cancel.", no_args_is_help=True)
 
@@ -125,14 +126,14 @@ def _restore_targets(runtime: Any, ws: Any, state: Any) -> None:
 def _stop_worker(pid_file: Any, name: str, state: Any) -> None:
     if not pid_file.exists():
         state.output.error(f"no worker {name} is running here")
-        return
+        raise typer.Exit(1)
     pid = int(pid_file.read_text().strip())
     try:
         os.kill(pid, signal.SIGTERM)
     except ProcessLookupError:
         pid_file.unlink(missing_ok=True)
         state.output.error(f"worker {name} (pid {pid}) was not running")
-        return
+        raise typer.Exit(1) from None
     for _ in range(300):
         if not pid_file.exists():
             break
@@ -274,13 +275,38 @@ def _infra_lines(stages: list[dict[str, Any]]) -> list[str]:
 
 
 @runs_app.command("logs")
-def runs_logs(ctx: typer.Context, run: int, as_json: JsonFlag = False) -> None:
-    """Print a run's events and step logs."""
-    service = _service(ctx)
-    service.get(run)
-    events = service.store.events(run)
-    logs = service.store.logs(run)
+def runs_logs(
+    ctx: typer.Context,
+    run: int,
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="Stream until the run ends.")
+    ] = False,
+    stage: Annotated[
+        str | None, typer.Option("--stage", help="Only this stage (or environment: qa).")
+    ] = None,
+    service: Annotated[
+        str | None, typer.Option("--service", help="Only this service's step.")
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Print a run's events and step logs, with timestamps; --follow streams them until the run
+    ends. Example: shipline runs logs 12 --follow --stage qa --service api"""
+    from shipline.cli.follow import stamp, stream_logs
+
+    runs = _service(ctx)
+    runs.get(run)
     output = state_of(ctx).output
+    if follow:
+        if as_json:
+            raise UserError("--follow streams lines; drop --json (or read them after the run)")
+        try:
+            stream_logs(runs, run, output.line, stage=stage, step=service)
+        except KeyboardInterrupt:
+            _interrupted(output, run)
+        return
+    keep = _entry_filter(stage, service)
+    events = [e for e in runs.store.events(run) if keep(e)]
+    logs = [e for e in runs.store.logs(run) if keep(e)]
     if as_json:
         output.json(
             {
@@ -308,9 +334,28 @@ def runs_logs(ctx: typer.Context, run: int, as_json: JsonFlag = False) -> None:
         return
     for e in events:
         where = "/".join(p for p in (e["stage"], e["step"]) if p)
-        output.line(f"{e['at']:%H:%M:%S} {e['kind']:<18} {where:<24} {e['message']}")
+        output.line(f"{stamp(e['at'])} {e['kind']:<18} {where:<24} {e['message']}")
     for entry in logs:
-        output.line(f"{entry['at']:%H:%M:%S} {entry['stage']}/{entry['step']} | {entry['line']}")
+        output.line(f"{stamp(entry['at'])} {entry['stage']}/{entry['step']} | {entry['line']}")
+
+
+def _entry_filter(stage: str | None, step: str | None) -> Callable[[dict[str, Any]], bool]:
+    def keep(entry: dict[str, Any]) -> bool:
+        where = entry.get("stage") or ""
+        if stage and where != stage and not where.startswith(f"{stage}:"):
+            return False
+        return not (step and (entry.get("step") or "") != step)
+
+    return keep
+
+
+def _interrupted(output: Any, run: int) -> None:
+    """Ctrl-C while following: the run is not stopped; say how to follow or cancel it."""
+    output.error(
+        f"stopped following; run {run} goes on. Follow it: shipline runs logs {run} --follow"
+        f" · cancel it: shipline runs cancel {run}"
+    )
+    raise typer.Exit(130)
 
 
 @runs_app.command("cancel")
@@ -410,23 +455,53 @@ def watch(
 ) -> None:
     """After starting a run: detach (exit 3), wait and print JSON, or follow it live (and
     then show what `after` makes of its details)."""
-    from shipline.cli.follow import EXIT, follow
-
     if detach:
         if as_json:
             state.output.json({"run": run_id, "phase": service.get(run_id).phase})
         else:
-            state.output.line(f"{queued}; follow it with: shipline runs show {run_id}")
+            state.output.line(
+                f"{queued}; follow it with: shipline runs logs {run_id} --follow"
+                f" (or: shipline runs show {run_id})"
+            )
         raise typer.Exit(3)
-    if as_json:
+    try:
+        code = _wait(state, service, run_id, as_json=as_json, extra=extra, after=after)
+    except KeyboardInterrupt:
+        _interrupted(state.output, run_id)
+    if code:
+        raise typer.Exit(code)
+
+
+def _wait(
+    state: Any,
+    service: Any,
+    run_id: int,
+    *,
+    as_json: bool,
+    extra: Callable[[dict[str, Any]], dict[str, Any]] | None,
+    after: Callable[[dict[str, Any]], None] | None,
+) -> int:
+    """Wait for the run's end: the final JSON document, one line (--quiet), timestamped lines
+    (stdout is not a terminal) or the live view; then what `after` shows."""
+    from shipline.cli.follow import EXIT, follow, follow_plain
+
+    if as_json or state.quiet:
         while service.get(run_id).phase not in EXIT:
             time.sleep(0.25)
         data = _details(service, run_id)
-        state.output.json({**data, **(extra(data) if extra else {})})
-        code = EXIT[data["phase"]]
-    else:
+        if as_json:
+            state.output.json({**data, **(extra(data) if extra else {})})
+        else:
+            reason = f" ({data['reason']})" if data.get("reason") else ""
+            state.output.line(f"run {run_id} {data['pipeline']}: {data['phase']}{reason}")
+        return EXIT[data["phase"]]
+    if state.output.console.is_terminal:
         code = follow(service, run_id, state.output.console, _details)
-        if after is not None:
-            after(_details(service, run_id))
+    else:
+        state.output.line(f"run {run_id} queued")
+        code = follow_plain(service, run_id, state.output.line, _details, verbose=state.verbose)
+    if after is not None:
+        after(_details(service, run_id))
+    return code
     if code:
         raise typer.Exit(code)

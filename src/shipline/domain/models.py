@@ -449,6 +449,7 @@ class Environment(Model):
     variables: Variables = {}
     tests: list[TestGate] = []  # test gates, in order, after verification
     skippable: bool = False  # a promotion may pass over this rung
+    protected: bool = False  # deploys name their services (no default of "all")
 
 
 class VariableGroup(Model):

@@ -52,6 +52,13 @@ def strategy_of(name: str) -> Strategy:
 def tag_of(ref: str, strategy: str, *, sha: str | None, custom: str | None, repo: Path) -> ImageTag:
     """The image tag of `ref` by `strategy` (the commit SHA from git when not given)."""
     chosen = strategy_of(strategy)
+    if custom is not None and chosen != Strategy.CUSTOM:
+        raise UserError(
+            f"--custom-tag goes with --strategy custom (the strategy is {strategy})",
+            hint="add --strategy custom, or drop --custom-tag",
+        )
+    if not ref.startswith("refs/"):  # a short name means what git says it means
+        ref = rev_parse(repo, "--symbolic-full-name", ref) or ref
     if chosen == Strategy.COMMIT and not sha:
         sha = rev_parse(repo, "--verify", "--quiet", f"{ref}^{{commit}}")
     try:

@@ -96,11 +96,23 @@ def _revisions(ws: Workspace, env: Environment, service: str) -> list[int]:
     return [r.number for r in read_history(ws, env, service)]
 
 
+def chosen_services(environment: Environment, services: str | None) -> str:
+    """The services a deploy names; an environment marked protected has no default."""
+    if services is None:
+        if environment.protected:
+            raise UserError(
+                f"{environment.name} is protected: name the services to deploy",
+                hint="--services a,b (or --services all, on purpose)",
+            )
+        return "all"
+    return services
+
+
 def submit_deploy(
     ws: Workspace,
     *,
     env: str,
-    services: str,
+    services: str | None,
     tag: str | None,
     actor: str,
     parameters: list[str] | None = None,
@@ -121,7 +133,7 @@ def submit_deploy(
         raise UserError("give --tag TAG or --release NAME (one of them)")
     environment = find_environment(ws.config, env)
     kind = require_target(ws.config, environment.name)
-    names = pick_services(ws.config, services)
+    names = pick_services(ws.config, chosen_services(environment, services))
     versions: str | dict[str, str]
     digests: dict[str, str] = {}
     if release is not None:

@@ -351,9 +351,10 @@ class SqlStateStore:
                 logs.insert().values(run_id=run_id, stage=stage, step=step, at=utcnow(), line=line)
             )
 
-    def logs(self, run_id: int) -> list[dict[str, Any]]:
-        """Every log line of a run."""
-        return self._read(logs.select().where(logs.c.run_id == run_id).order_by(logs.c.id))
+    def logs(self, run_id: int, after: int = 0) -> list[dict[str, Any]]:
+        """The log lines of a run with id greater than `after` (every one by default)."""
+        query = logs.select().where(logs.c.run_id == run_id).where(logs.c.id > after)
+        return self._read(query.order_by(logs.c.id))
 
     # approvals -------------------------------------------------------------------------------
 

@@ -189,7 +189,8 @@ class LocalTarget:
         """Wait for the replica's health path; `deadline` (the environment's progress deadline)
         or the target's own timeout."""
         seconds = deadline or self.health_timeout
-        end = time.monotonic() + seconds
+        began = time.monotonic()
+        end = began + seconds
         while time.monotonic() < end:
             if replica.healthy(timeout=0.5):
                 return
@@ -197,9 +198,10 @@ class LocalTarget:
                 break
             time.sleep(0.05)
         state = "crash-looping" if replica.crash_looping or not replica.running else "not healthy"
+        waited = time.monotonic() - began
         raise CheckFailed(
             f"{replica.service} {replica.version}: new replica {state} after "
-            f"{seconds:g} s (restarts: {replica.restarts})"
+            f"{waited:.1f} s (limit {seconds:g} s; restarts: {replica.restarts})"
         )
 
     def _route(self, svc: _Service, weights: dict[str, int] | None = None) -> None:
