@@ -445,4 +445,11 @@ def check_unsupported(config: Config, source: Source) -> list[ConfigError]:
                 " are refused",
                 f"installed: {', '.join(sorted(installed))}",
             )
+    for i, service in enumerate(config.services):
+        if not service.paths and not config.stacks[service.stack].paths:
+            c.error(
+                ("services", i, "name"),
+                f"service '{service.name}' has no paths: no change ever marks it for a build",
+                f"add 'paths: [services/{service.name}/**]' (gitignore-style patterns)",
+            )
     return c.errors

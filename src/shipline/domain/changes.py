@@ -1,4 +1,4 @@
-"""Which services a change touches: changed paths → services, through glob rules.
+"""Which services a change touches: changed paths → services, through gitignore-style rules.
 
 Rules, strongest first: a "build everything" path marks every service; a stack-wide path
 (`docker/go/**`) marks every service of that stack; a service's own `paths` mark it; a shared
@@ -7,67 +7,89 @@ path (`shared/proto/**`) marks every service that declares it. Pure: the caller 
 
 from __future__ import annotations
 
-import re
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from shipline.domain.models import Config
 
-_GLOB_CHARS = set("*?[")
+_GLOB_CHARS = set("*?[!\\")
 
 
-def _segment(segment: str) -> str:
-    return "".join({"*": "[^/]*", "?": "[^/]"}.get(char, re.escape(char)) for char in segment)
+def clean_pattern(pattern: str) -> str:
+    """A pattern as the repository root sees it: `./src/x/**` is `src/x/**` (a leading `/`
+    anchors, as in .gitignore; the comparison is the same)."""
+    negated = pattern.startswith("!")
+    body = pattern[1:] if negated else pattern
+    while body.startswith("./"):
+        body = body[2:]
+    return ("!" if negated else "") + body
 
 
-def glob_regex(pattern: str) -> str:
-    """A regular expression for a path glob: `*` within a segment, `**` across segments.
+def _directory(pattern: str) -> str | None:
+    """The folder an anchored plain pattern names (`services/api`, `services/api/**`,
+    `/docs`), else None. A name with no slash (`docs`) matches at any depth, as in .gitignore."""
+    anchored = pattern.startswith("/") or "/" in pattern.strip("/")
+    head = pattern.strip("/").removesuffix("/**")
+    if not anchored or not head or _GLOB_CHARS & set(head) or head == "**":
+        return None
+    return head
 
-    A pattern without glob characters, or ending in `/**`, matches the path itself and
-    everything below it.
-    """
-    pattern = pattern.strip("/")
-    tail = ""
-    if pattern.endswith("/**") or pattern == "**":
-        pattern, tail = pattern.removesuffix("**").rstrip("/"), r"(?:/.*)?"
-        if not pattern:
-            return ".*"
-    elif not _GLOB_CHARS & set(pattern):
-        return re.escape(pattern) + r"(?:/.*)?"
-    segments = pattern.split("/")
-    regex = ""
-    for index, segment in enumerate(segments):
-        last = index == len(segments) - 1
-        if segment == "**":
-            regex += r"(?:.*/)?"
-        else:
-            regex += _segment(segment) + ("" if last else "/")
-    return regex + tail
+
+def _anchor(pattern: str) -> str | None:
+    """The literal first folder of an anchored pattern (`src/*/x` -> `src`), else None: the
+    pattern can match anywhere (`*.md`, `Dockerfile`, `**/x`)."""
+    body = pattern.lstrip("!")
+    stripped = body.strip("/")
+    if "/" not in stripped:
+        return None  # no slash but a trailing one: matches at any depth, as in .gitignore
+    first = stripped.split("/", 1)[0]
+    return None if _GLOB_CHARS & set(first) else first
 
 
 Target = tuple[str, str]  # (kind, name): ("all", "*"), ("stack", S), ("paths" | "shared", service)
 BUILD_ALL: Target = ("all", "*")
 
 
+def path_spec(patterns: Iterable[str]) -> Any:
+    """Gitignore-style patterns (pathspec): `*`, `?`, `[ab]`, `**`, `!` excludes, the last
+    matching pattern wins."""
+    import pathspec
+
+    return pathspec.GitIgnoreSpec.from_lines([clean_pattern(p) for p in patterns])
+
+
 @dataclass
 class _Rules:
-    """Targets by pattern: directory patterns in a dict by prefix, other globs as regexes."""
+    """Targets by pattern. A target whose patterns are all plain folders is looked up by path
+    prefix (most services: fast, memoised); any other is a gitignore-style spec, tried only on
+    paths under the folders its patterns are anchored to."""
 
     prefixes: dict[str, list[Target]] = field(default_factory=lambda: defaultdict(list))
-    regexes: list[tuple[re.Pattern[str], Target]] = field(default_factory=list)
+    anchored: dict[str, list[tuple[Any, Target]]] = field(default_factory=lambda: defaultdict(list))
+    anywhere: list[tuple[Any, Target]] = field(default_factory=list)
     depth: int = 0
     _memo: dict[str, list[Target]] = field(default_factory=dict)
 
-    def add(self, pattern: str, target: Target) -> None:
+    def add(self, patterns: list[str], target: Target) -> None:
         self._memo.clear()
-        clean = pattern.strip("/")
-        head = clean.removesuffix("/**")
-        if head and not _GLOB_CHARS & set(head):
-            self.prefixes[head].append(target)
-            self.depth = max(self.depth, head.count("/") + 1)
+        cleaned = [clean_pattern(p) for p in patterns if p.strip()]
+        folders = [_directory(p) for p in cleaned]
+        if all(f is not None for f in folders):
+            for folder in folders:
+                assert folder is not None
+                self.prefixes[folder].append(target)
+                self.depth = max(self.depth, folder.count("/") + 1)
+            return
+        spec = path_spec(cleaned)
+        anchors = {_anchor(p) for p in cleaned if not p.startswith("!")}
+        if None in anchors:
+            self.anywhere.append((spec, target))
         else:
-            self.regexes.append((re.compile(glob_regex(clean) + r"\Z"), target))
+            for anchor in anchors:
+                assert anchor is not None
+                self.anchored[anchor].append((spec, target))
 
     def match(self, path: str) -> list[Target]:
         found: list[Target] = []
@@ -83,8 +105,9 @@ class _Rules:
             if hits is None:
                 hits = self._memo[key] = self._prefix_hits(key)
             found.extend(hits)
-        for regex, target in self.regexes:
-            if regex.match(path):
+        head = path.split("/", 1)[0]
+        for spec, target in [*self.anchored.get(head, ()), *self.anywhere]:
+            if spec.match_file(path) and target not in found:
                 found.append(target)
         return found
 
@@ -112,16 +135,12 @@ def affected_services(
 ) -> Affected:
     """Services touched by `paths` (repository-relative, '/'-separated)."""
     rules = _Rules()  # one set of rules, so each path is matched once
-    for pattern in build_all_paths:
-        rules.add(pattern, BUILD_ALL)
+    rules.add(list(build_all_paths), BUILD_ALL)
     for name, stack in config.stacks.items():
-        for pattern in stack.paths:
-            rules.add(pattern, ("stack", name))
+        rules.add(stack.paths, ("stack", name))
     for service in config.services:
-        for pattern in service.paths:
-            rules.add(pattern, ("paths", service.name))
-        for pattern in service.shared_paths:
-            rules.add(pattern, ("shared", service.name))
+        rules.add(service.paths, ("paths", service.name))
+        rules.add(service.shared_paths, ("shared", service.name))
     stack_members: dict[str, list[str]] = defaultdict(list)
     for service in config.services:
         stack_members[service.stack].append(service.name)

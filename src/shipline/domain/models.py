@@ -28,6 +28,13 @@ from pydantic.alias_generators import to_camel
 from shipline.domain.windows import Window, WindowSyntaxError, parse_window
 
 NAME_PATTERN = r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$"
+PATHS_DOC = (
+    "Gitignore-style patterns, relative to the repository root: `*` and `?` within a folder,"
+    " `**` across folders, `[ab]` a character class, a leading `!` excludes (the last matching"
+    " pattern wins), a trailing `/` matches folders; a pattern with no slash other than a"
+    " trailing one matches at any depth, one with a slash (or a leading `/`) is anchored to the"
+    " root; `./` at the start is the root."
+)
 Name = Annotated[str, Field(pattern=NAME_PATTERN, max_length=63)]
 
 
@@ -88,7 +95,9 @@ class Stack(Model):
     port: int = Field(strict=True, ge=1, le=65535)
     health_path: str = Field(pattern=r"^/")
     dockerfile: str | None = None
-    paths: list[str] = []
+    paths: list[str] = Field(
+        default=[], description="Changes here mark every service of the stack. " + PATHS_DOC
+    )
     variable_groups: list[str] = []
 
 
@@ -99,8 +108,10 @@ class Service(Model):
     stack: str
     port: int | None = Field(strict=True, default=None, ge=1, le=65535)
     health_path: str | None = Field(default=None, pattern=r"^/")
-    paths: list[str] = []
-    shared_paths: list[str] = []
+    paths: list[str] = Field(default=[], description="The service's own files. " + PATHS_DOC)
+    shared_paths: list[str] = Field(
+        default=[], description="Shared files (e.g. protos/) that mark it too. " + PATHS_DOC
+    )
     image: str | None = None
     context: str | None = None  # build folder, relative to the repository (default services/<name>)
     dockerfile: str | None = None  # relative to the repository (default: the stack's)
@@ -521,7 +532,9 @@ class PipelineKind(StrEnum):
 class CiSettings(Model):
     """CI settings: what rebuilds everything, how many builds at once, where images go."""
 
-    build_all_paths: list[str] = []
+    build_all_paths: list[str] = Field(
+        default=[], description="Changes here mark every service. " + PATHS_DOC
+    )
     concurrency: int = Field(strict=True, default=4, ge=1, le=64)
     builder: Literal["buildah", "podman", "docker", "memory"] = "buildah"
     registry: str | None = None

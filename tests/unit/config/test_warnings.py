@@ -15,7 +15,7 @@ project: demo
 stacks:
   go: {port: 8080, healthPath: /health}
 services:
-  - {name: api, stack: go}
+  - {name: api, stack: go, paths: [services/api/**]}
 tiers:
   nonprod: {}
 targets:
@@ -55,3 +55,17 @@ def test_a_configuration_without_them_has_no_warning(
     monkeypatch.chdir(tmp_path)
     result = cli("validate")
     assert result.code == 0 and "warning" not in result.err
+
+
+def test_a_service_no_change_can_mark_is_a_warning(
+    cli: CLI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    text = BASE.replace("paths: [services/api/**]", "port: 8081").replace("aks: {type: nomad}", "")
+    (tmp_path / "shipline.yaml").write_text(text.replace("target: aks}", "target: here}"))
+    monkeypatch.chdir(tmp_path)
+    result = cli("validate")
+    assert result.code == 0
+    assert [line for line in result.err.splitlines() if "warning:" in line] == [
+        "shipline.yaml:5:12: warning: service 'api' has no paths: no change ever marks it for a"
+        " build"
+    ]
