@@ -119,3 +119,26 @@ def test_a_short_ref_means_what_git_says(tmp_path: Path) -> None:
 
     assert tag("v1.4.0") == tag("refs/tags/v1.4.0") == "1.4.0"
     assert tag("release/2") == tag("refs/heads/release/2")
+
+
+def test_runs_show_says_who_asked_who_voted_and_why_a_run_was_cancelled(
+    env: dict[str, str],
+) -> None:
+    first = json.loads(sh(env, "deploy", "--env", "live", "--services", "api", "--tag", "5.0.0",
+                          "--detach", "--json").stdout)["run"]  # fmt: skip
+    second = json.loads(sh(env, "deploy", "--env", "live", "--services", "api", "--tag", "5.0.1",
+                           "--detach", "--json").stdout)["run"]  # fmt: skip
+    end = time.monotonic() + 60
+    while (
+        voted := sh(env, "approve", str(second), "--as", "ann", "--comment", "CAB-7 ok")
+    ).returncode:
+        assert time.monotonic() < end, voted.stderr
+        time.sleep(0.3)
+    while json.loads(sh(env, "runs", "show", str(second), "--json").stdout)["phase"] != "succeeded":
+        assert time.monotonic() < end
+        time.sleep(0.3)
+    shown = sh(env, "runs", "show", str(first)).stdout
+    assert "requested by bob at " in shown
+    assert f"cancelled: superseded by run {second} (latest-only)" in shown
+    voted = sh(env, "runs", "show", str(second)).stdout
+    assert "CAB-7 ok" in voted and "approve" in voted and "ann" in voted

@@ -43,10 +43,15 @@ def preview(
     env: EnvOpt,
     tag: Annotated[str, typer.Option("--tag", "-t", help="Tag to compare.")],
     services: ServicesOpt = "all",
+    parameters: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Run parameter NAME=VALUE, as the deploy would get it."),
+    ] = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """Show what a deploy would change: versions, replicas, variables (names only) and, where
-    the target can tell (kubernetes: a server-side dry run), every changed field."""
+    """Show what a deploy would change: versions, replicas, variables (values masked) and, where
+    the target can tell (kubernetes: a server-side dry run), every changed field.
+    Example: shipline preview --env qa --tag 1.4.0 --set LOG_LEVEL=debug"""
     state = state_of(ctx)
 
     def changes(details: dict[str, Any]) -> None:
@@ -62,8 +67,9 @@ def preview(
                     spec = {"version": spec.get("version") or {}}
                 for name, change in spec.items():
                     rows.append([service, "spec", name, change.get("from"), change.get("to")])
-                for name in plan.get("variablesChanged") or []:
-                    rows.append([service, "spec", f"variable {name}", "***", "*** (changed)"])
+                for variable in plan.get("variables") or []:  # secret values are ***
+                    rows.append([service, "env", variable["name"], variable["from"],
+                                 variable["to"]])  # fmt: skip
                 for field in plan.get("fields") or []:
                     rows.append([service, field["object"], field["path"] or "(whole object)",
                                  field["from"], field["to"]])  # fmt: skip
@@ -72,7 +78,8 @@ def preview(
                 "what the deploy would change", ["service", "object", "field", "from", "to"], rows
             )
 
-    _run(ctx, env, services, "preview", False, as_json, after=changes, version=tag)
+    _run(ctx, env, services, "preview", False, as_json, after=changes, version=tag,
+         parameters=parameters or [])  # fmt: skip
 
 
 def rollback(

@@ -248,7 +248,20 @@ def runs_show(ctx: typer.Context, run: int, as_json: JsonFlag = False) -> None:
         f"run {data['id']} {data['pipeline']} {data['environment'] or ''}: {data['phase']}"
         + (f" ({data['reason']})" if data["reason"] else "")
     )
+    emergency = data["emergencyReason"]
+    output.line(
+        f"requested by {data['requestedBy']} at {data['requestedAt'][:19]}"
+        + (f"; emergency: {emergency}" if emergency else "")
+    )
+    if data["cancelReason"]:
+        output.line(f"cancelled: {data['cancelReason']}")
     output.console.print(render_stages(data["stages"]))
+    if data["votes"]:
+        output.table(
+            "votes", ["stage", "who", "vote", "comment", "at"],
+            [[v["stage"], v["user"], "approve" if v["approve"] else "reject", v["comment"] or "",
+              v["at"][:19]] for v in data["votes"]],
+        )  # fmt: skip
     for line in _infra_lines(data["stages"]):
         output.line(line)
     if data.get("report"):

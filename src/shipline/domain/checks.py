@@ -82,6 +82,7 @@ class QueuedRun:
     run_id: str
     queued_at: datetime
     holding: bool = False
+    requested_at: datetime | None = None  # when it was submitted (default: queued_at)
 
 
 @dataclass(frozen=True)
@@ -93,14 +94,18 @@ class LockDecision:
 
 
 def assess_lock(policy: LockPolicy, queue: Sequence[QueuedRun]) -> LockDecision:
-    """Sequential: first come, first served. Latest-only: the newest waiting run supersedes the
-    older waiting ones (also those still waiting for approval); a holder is never pre-empted."""
+    """Sequential: first come, first served. Latest-only: the newest waiting run by submission
+    supersedes the older waiting ones (also those still waiting for approval, whatever order a
+    worker took them in); a holder is never pre-empted."""
     holder = next((r for r in queue if r.holding), None)
     waiting = sorted((r for r in queue if not r.holding), key=lambda r: (r.queued_at, r.run_id))
     superseded: tuple[str, ...] = ()
     if policy == LockPolicy.LATEST_ONLY and len(waiting) > 1:
-        superseded = tuple(r.run_id for r in waiting[:-1])
-        waiting = waiting[-1:]
+        by_submission = sorted(
+            waiting, key=lambda r: (r.requested_at or r.queued_at, len(r.run_id), r.run_id)
+        )
+        superseded = tuple(r.run_id for r in by_submission[:-1])
+        waiting = by_submission[-1:]
     if holder is not None:
         return LockDecision(None, superseded)
     return LockDecision(waiting[0].run_id if waiting else None, superseded)

@@ -190,6 +190,8 @@ class DeployPlan:
     changes: dict[str, dict[str, Any]]
     variables_changed: tuple[str, ...] = ()  # names whose values differ (values never shown)
     fields: tuple[FieldChange, ...] = ()  # field by field, where the target can tell
+    # (name, from, to) of every variable that changes; secret values are "***"
+    variables: tuple[tuple[str, str | None, str | None], ...] = ()
 
     @property
     def in_sync(self) -> bool:
@@ -206,6 +208,7 @@ class DeployPlan:
             "changes": self.changes,
             "variablesChanged": list(self.variables_changed),
             "fields": [f.as_dict() for f in self.fields],
+            "variables": [{"name": n, "from": a, "to": b} for n, a, b in self.variables],
         }
 
 
@@ -222,7 +225,21 @@ def plan_change(current: DeploySpec | None, desired: DeploySpec) -> DeployPlan:
         old, new = current.env, desired.env
         changed_vars = tuple(sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k)))
         changed_vars = tuple(k for k in changed_vars if k in old and k in new)
-    return DeployPlan(desired.environment, desired.service, current is None, changes, changed_vars)
+
+    def shown(spec: DeploySpec | None, name: str) -> str | None:
+        if spec is None or name not in spec.env:
+            return None
+        return "***" if name in spec.secret_names else spec.env[name]
+
+    old_env = current.env if current else {}
+    moved = sorted(
+        k for k in set(old_env) | set(desired.env) if old_env.get(k) != desired.env.get(k)
+    )
+    variables = tuple((k, shown(current, k), shown(desired, k)) for k in moved)
+    return DeployPlan(
+        desired.environment, desired.service, current is None, changes, changed_vars,
+        variables=variables,
+    )  # fmt: skip
 
 
 def field_changes(kind_name: str, before: Any, after: Any) -> list[FieldChange]:

@@ -186,6 +186,9 @@ def submit_action(
     environment = find_environment(ws.config, env)
     require_target(ws.config, environment.name)
     names = [] if action == "down" else pick_services(ws.config, services or "all")
+    if "parameters" in extra:  # a preview sees the run parameters a deploy would get
+        given = parse_parameters(list(extra.pop("parameters")))
+        extra["runParameters"] = as_references(ws, environment.name, names, given)
     if "version" in extra:
         check_tag(str(extra["version"]))
     if action == "rollback":

@@ -126,7 +126,12 @@ def _begin(run_id: int, lock_sets: list[list[str]], latest_only: list[str]) -> N
             for key in latest_only:
                 entries = store.lock_entries(conn, key)
                 queue = [
-                    QueuedRun(str(e["run_id"]), e["registered_at"], e["state"] == "holding")
+                    QueuedRun(
+                        str(e["run_id"]),
+                        e["registered_at"],
+                        e["state"] == "holding",
+                        e["requested_at"],
+                    )
                     for e in entries
                 ]
                 superseded |= {
@@ -252,7 +257,9 @@ def _lock_try(run_id: int, keys: list[str], policy: str) -> str:
         for key in keys:
             entries = [e for e in store.lock_entries(conn, key) if e["state"] != "interested"]
             queue = [
-                QueuedRun(str(e["run_id"]), e["queued_at"], e["state"] == "holding")
+                QueuedRun(
+                    str(e["run_id"]), e["queued_at"], e["state"] == "holding", e["requested_at"]
+                )
                 for e in entries
             ]
             decision = assess_lock(LockPolicy(policy), queue)

@@ -404,9 +404,13 @@ class SqlStateStore:
         return self._locked(keys)
 
     def lock_entries(self, conn: Connection, key: str) -> list[dict[str, Any]]:
-        """Entries for one lock key (interested, queued or holding), oldest registration first."""
+        """Entries for one lock key (interested, queued or holding), oldest registration first,
+        each with its run's `requested_at` (latest-only is decided by submission order)."""
         query = (
-            locks.select().where(locks.c.key == key).order_by(locks.c.registered_at, locks.c.run_id)
+            sa.select(locks, runs.c.requested_at)
+            .join(runs, runs.c.id == locks.c.run_id)
+            .where(locks.c.key == key)
+            .order_by(locks.c.registered_at, locks.c.run_id)
         )
         return _rows(conn.execute(query))
 

@@ -95,3 +95,14 @@ def test_lock(
 ) -> None:
     decision = assess_lock(policy, _q(*queue))
     assert (decision.grant, decision.superseded) == (grant, superseded)
+
+
+def test_latest_only_is_decided_by_submission_not_by_when_a_worker_took_a_run() -> None:
+    early = datetime(2026, 1, 1, 0, 0, tzinfo=UTC)
+    late = datetime(2026, 1, 1, 0, 5, tzinfo=UTC)
+    queue = [  # run 7 was submitted after run 6 but a worker queued it first
+        QueuedRun("7", early, requested_at=datetime(2026, 1, 1, 0, 0, 2, tzinfo=UTC)),
+        QueuedRun("6", late, requested_at=datetime(2026, 1, 1, 0, 0, 1, tzinfo=UTC)),
+    ]
+    decision = assess_lock(LockPolicy.LATEST_ONLY, queue)
+    assert (decision.grant, decision.superseded) == ("7", ("6",))

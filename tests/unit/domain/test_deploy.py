@@ -40,3 +40,15 @@ def test_a_spec_never_shows_its_values() -> None:
     restored = DeploySpec.from_stored(stored, {})
     assert restored.missing_secrets() == ["TOKEN"]
     assert DeploySpec.from_stored(stored, {"TOKEN": "v"}).missing_secrets() == []
+
+
+def test_a_plan_shows_variable_values_but_never_a_secret_one() -> None:
+    after = DeploySpec("qa", "api", "1.0.0", env={"A": "2", "TOKEN": "s3cr3t-2", "B": "new"},
+                       secret_names=frozenset({"TOKEN"}))  # fmt: skip
+    shown = plan_change(BASE, after).as_dict()["variables"]
+    assert shown == [
+        {"name": "A", "from": "1", "to": "2"},
+        {"name": "B", "from": None, "to": "new"},
+        {"name": "TOKEN", "from": "***", "to": "***"},
+    ]
+    assert "s3cr3t" not in str(plan_change(None, after).as_dict())
