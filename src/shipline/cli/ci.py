@@ -130,7 +130,7 @@ def build(
     """Build services with their stack recipes, build their images, scan and push them."""
     from shipline.cli.runs import watch
     from shipline.engine.assembly import run_service
-    from shipline.engine.ci_service import BuildRequest, submit_build
+    from shipline.engine.ci_service import BuildRequest, build_findings, submit_build
     from shipline.engine.identity import current_user
 
     state = state_of(ctx)
@@ -154,10 +154,32 @@ def build(
         as_json=as_json,
         queued=f"run {started.record.id} queued: building {len(started.services)} service(s)"
         f" at {started.tag}",
-        extra=lambda data: {"manifest": str(path) if data["phase"] == "succeeded" else None},
+        extra=lambda data: {
+            "manifest": str(path) if data["phase"] == "succeeded" else None,
+            "findings": build_findings(ws, int(data["id"])),
+        },
+        after=lambda data: _findings(state, build_findings(ws, int(data["id"]))),
     )
     if not as_json and not detach:
         state.output.line(f"manifest: {path}")
+
+
+def _findings(state: Any, rows: list[dict[str, Any]]) -> None:
+    """The build's findings per service and scanner (severity counts and report paths)."""
+    if not rows:
+        return
+    state.output.table(
+        "scan findings",
+        ["service", "scanner", "findings", "fails the build", "report"],
+        [
+            [
+                r["service"], r["scanner"],
+                ", ".join(f"{k} {v}" for k, v in r["counts"].items()) or "none",
+                f"yes ({r['blocking']})" if r["blocking"] else "no", ", ".join(r["reports"]),
+            ]
+            for r in rows
+        ],
+    )  # fmt: skip
 
 
 cache_app = typer.Typer(help="The stack recipes' dependency cache.", no_args_is_help=True)

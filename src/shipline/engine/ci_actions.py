@@ -140,6 +140,8 @@ def build_service(ctx: StepContext, params: dict[str, Any]) -> dict[str, Any]:
                 )
         fail_on = [s.upper() for s in params.get("failOn", [])]
         blocking = sum(r.at_or_above(fail_on) for r in reports) if fail_on else 0
+        # What `ci build` summarises per service, kept whether or not the findings block it.
+        (artifacts / "scans.json").write_text(json.dumps({"scans": scans, "failOn": fail_on}))
         if blocking:
             raise CheckFailed(f"scans found {blocking} finding(s) at {','.join(fail_on)}")
     digest = None

@@ -3,9 +3,11 @@ and starting a build run. Rules live here, not in the CLI."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from shipline.domain.changes import affected_services
 from shipline.domain.tags import ImageTag, Strategy, TagError, image_tag
@@ -65,6 +67,22 @@ def tag_of(ref: str, strategy: str, *, sha: str | None, custom: str | None, repo
         return image_tag(ref, chosen, sha=sha, custom=custom)
     except TagError as exc:
         raise UserError(str(exc), hint="see `shipline ci tag --help` for the strategies") from None
+
+
+def build_findings(ws: Workspace, run_id: int) -> list[dict[str, Any]]:
+    """Every scan of a build run, per service: scanner, target, counts by severity, reports,
+    and whether its findings are at a severity that fails the build (`ci.failOnSeverities`)."""
+    rows: list[dict[str, Any]] = []
+    for path in sorted((ws.state_dir / "artifacts" / f"run-{run_id}").glob("*/scans.json")):
+        saved = json.loads(path.read_text())
+        for scan in saved["scans"]:
+            counts = {k: v for k, v in scan["counts"].items() if v}
+            rows.append({
+                "service": path.parent.name, "scanner": scan["tool"], "target": scan["target"],
+                "counts": counts, "reports": scan["reports"],
+                "blocking": sum(counts.get(s, 0) for s in saved["failOn"]),
+            })  # fmt: skip
+    return rows
 
 
 def choose_services(

@@ -163,6 +163,9 @@ def test_build_scan_push_manifest_release(tmp_path: Path, registry: str) -> None
             assert entry["digest"] == response.headers["Docker-Content-Digest"]
         tools = {scan["tool"] for scan in entry["scans"]}
         assert tools == {"hadolint", "trivy-config", "trivy-image", "trivy-secret"}
+        findings = json.loads(done.stdout)["findings"]  # the summary `ci build` prints
+        assert {(f["service"], f["scanner"]) for f in findings} == {("hello", t) for t in tools}
+        assert all(f["blocking"] == 0 for f in findings)  # no failOnSeverities: nothing blocks
         run_folder = tmp_path / "state" / "artifacts" / f"run-{json.loads(done.stdout)['id']}"
         for scan in entry["scans"]:
             for report in scan["reports"]:
