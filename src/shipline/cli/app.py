@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 from contextlib import nullcontext
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -152,6 +153,49 @@ def _error_json(error: Any) -> dict[str, Any]:
         "message": error.message,
         "hint": error.hint,
     }
+
+
+@app.command()
+def init(
+    ctx: typer.Context,
+    path: Annotated[Path, typer.Argument(help="A folder in the git repository.")] = Path("."),
+    yes: Annotated[
+        bool, typer.Option("--yes", "-y", help="Take every guess; ask nothing.")
+    ] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Replace an existing shipline.yaml.")
+    ] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Write a shipline.yaml for this git repository: its services (folders with a Dockerfile,
+    pom.xml, build.gradle, package.json, go.mod, mix.exs, pyproject.toml or requirements.txt),
+    their stacks, ports and health paths, shared folders, and a `local` environment. Asks about
+    uncertain guesses in a terminal. Example: shipline init --yes && shipline validate"""
+    from shipline.engine.scaffold import init_project
+
+    state = state_of(ctx)
+    interactive = not yes and not as_json and sys.stdin.isatty()
+    ask = (
+        (lambda question, default: str(typer.prompt(question, default=default)))
+        if interactive
+        else None
+    )
+    written, guesses = init_project(path.resolve(), force=force, ask=ask)
+    rows = [
+        {"service": g.name, "folder": g.folder or ".", "stack": g.stack, "port": g.port,
+         "healthPath": g.health_path, "guessed": g.unsure}
+        for g in guesses
+    ]  # fmt: skip
+    if as_json:
+        state.output.json({"config": str(written), "services": rows})
+        return
+    state.output.table(
+        f"{written}: {len(rows)} service(s)",
+        ["service", "folder", "stack", "port", "health path", "guessed"],
+        [[g.name, g.folder or ".", g.stack, g.port, g.health_path, ", ".join(g.unsure)]
+         for g in guesses],
+    )  # fmt: skip
+    state.output.line("next: shipline validate && shipline ci detect --base HEAD~1 --head HEAD")
 
 
 @app.command()
