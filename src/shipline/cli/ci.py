@@ -74,7 +74,7 @@ def tag(
     as_json: JsonFlag = False,
 ) -> None:
     """Compute the image tag of a ref with the spec's tag strategies."""
-    from shipline.engine.ci_service import tag_of
+    from shipline.engine.tagging import tag_of
 
     result = tag_of(ref, strategy, sha=sha, custom=custom, repo=Path.cwd())
     output = state_of(ctx).output

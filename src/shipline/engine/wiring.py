@@ -10,33 +10,69 @@ target once and keeps it for the life of the process.
 
 from __future__ import annotations
 
+import importlib
 import os
 from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from shipline.ci import scanners
-from shipline.ci.builders import BUILDERS, BuildFailed
-from shipline.ci.cache import DependencyCache
-from shipline.ci.git import changed_paths, rev_parse
-from shipline.config.loader import find_config, load_config
-from shipline.domain.deploy import ServiceState
-from shipline.domain.models import CanaryMetrics, Config
-from shipline.domain.ports import (
-    DeployTarget,
-    InfraTool,
-    MetricSource,
-    TargetContext,
-    TargetFactory,
-    TargetView,
-    TargetViewFactory,
-)
 from shipline.errors import TargetError, TechnicalError, UserError
-from shipline.notify.slack import SlackNotifier
-from shipline.notify.webhook import WebhookNotifier
-from shipline.secrets.base import StoreContext, open_store
-from shipline.secrets.file import load_or_create_key
-from shipline.store.audit import SqlAuditLog, audit_key
-from shipline.store.sql import RunRecord, SqlStateStore, migration_lock
+
+if TYPE_CHECKING:
+    from shipline.ci import scanners
+    from shipline.ci.builders import BUILDERS, BuildFailed
+    from shipline.ci.cache import DependencyCache
+    from shipline.ci.git import changed_paths, rev_parse
+    from shipline.config.loader import find_config, load_config
+    from shipline.domain.deploy import ServiceState
+    from shipline.domain.models import CanaryMetrics, Config
+    from shipline.domain.ports import (
+        DeployTarget,
+        InfraTool,
+        MetricSource,
+        TargetFactory,
+        TargetView,
+        TargetViewFactory,
+    )
+    from shipline.notify.slack import SlackNotifier
+    from shipline.notify.webhook import WebhookNotifier
+    from shipline.secrets.base import StoreContext, open_store
+    from shipline.store.audit import SqlAuditLog, audit_key
+    from shipline.store.sql import RunRecord, SqlStateStore, migration_lock
+
+# Adapters are imported when first used, so that a command pays only for the ones it needs
+# (`ci tag` never loads the state store; `runs list` never loads the builders).
+_LAZY = {
+    "scanners": ("shipline.ci.scanners", None),
+    "BUILDERS": ("shipline.ci.builders", "BUILDERS"),
+    "BuildFailed": ("shipline.ci.builders", "BuildFailed"),
+    "DependencyCache": ("shipline.ci.cache", "DependencyCache"),
+    "changed_paths": ("shipline.ci.git", "changed_paths"),
+    "rev_parse": ("shipline.ci.git", "rev_parse"),
+    "find_config": ("shipline.config.loader", "find_config"),
+    "load_config": ("shipline.config.loader", "load_config"),
+    "SlackNotifier": ("shipline.notify.slack", "SlackNotifier"),
+    "WebhookNotifier": ("shipline.notify.webhook", "WebhookNotifier"),
+    "StoreContext": ("shipline.secrets.base", "StoreContext"),
+    "open_store": ("shipline.secrets.base", "open_store"),
+    "SqlAuditLog": ("shipline.store.audit", "SqlAuditLog"),
+    "audit_key": ("shipline.store.audit", "audit_key"),
+    "RunRecord": ("shipline.store.sql", "RunRecord"),
+    "SqlStateStore": ("shipline.store.sql", "SqlStateStore"),
+    "migration_lock": ("shipline.store.sql", "migration_lock"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    """Load an adapter's name on first use (PEP 562)."""
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    module_name, attribute = _LAZY[name]
+    module = importlib.import_module(module_name)
+    value = module if attribute is None else getattr(module, attribute)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "BUILDERS",
@@ -100,6 +136,8 @@ def build_target(kind: str, state_dir: Path, settings: dict[str, str | None]) ->
         factory: TargetFactory = found.load()
     except (ImportError, AttributeError) as exc:
         raise TargetError(f"target type '{kind}' could not be loaded: {exc}") from exc
+    from shipline.domain.ports import TargetContext
+
     return factory(TargetContext(kind, state_dir, settings))
 
 
@@ -122,6 +160,8 @@ def view_target(kind: str, state_dir: Path, settings: dict[str, str | None]) -> 
     view = {ep.name: ep for ep in entry_points(group=VIEWS)}.get(kind)
     if view is None:
         return _LiveView(build_target(kind, state_dir, settings))
+    from shipline.domain.ports import TargetContext
+
     factory: TargetViewFactory = view.load()
     return factory(TargetContext(kind, state_dir, settings))
 
@@ -139,12 +179,16 @@ def seal(data: bytes, state_dir: Path) -> bytes:
     """`data` encrypted with the project's secret key (a saved plan holds variable values)."""
     from cryptography.fernet import Fernet
 
+    from shipline.secrets.file import load_or_create_key
+
     return Fernet(load_or_create_key(state_dir / "secret.key", os.environ)).encrypt(data)
 
 
 def unseal(token: bytes, state_dir: Path) -> bytes:
     """What `seal` encrypted; a TechnicalError when the key changed."""
     from cryptography.fernet import Fernet, InvalidToken
+
+    from shipline.secrets.file import load_or_create_key
 
     try:
         key = load_or_create_key(state_dir / "secret.key", os.environ)
