@@ -77,8 +77,8 @@ def service_status(ws: Workspace, env: str | None = None) -> list[dict[str, Any]
                     "restarts": seen.restarts if seen else None,
                     "health": assess_status(ready, seen.desired if seen else None, live=live)
                     if seen
-                    else "stopped"  # deployed once, nothing of it runs now (after `down`)
-                    if view is not None and live
+                    else ("stopped" if live else "stopped (no worker)")  # deployed once; down
+                    if view is not None
                     else "unknown",
                     "address": seen.address if seen else None,
                     "canary": seen.canary if seen else None,
