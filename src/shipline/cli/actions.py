@@ -92,7 +92,8 @@ def rollback(
     detach: DetachOpt = False,
     as_json: JsonFlag = False,
 ) -> None:
-    """Roll services back to a revision."""
+    """Roll services back to a revision.
+    Example: shipline rollback --env qa --services api --revision 3"""
     _run(ctx, env, services, "rollback", detach, as_json, revision=revision)
 
 
@@ -103,7 +104,8 @@ def restart(
     detach: DetachOpt = False,
     as_json: JsonFlag = False,
 ) -> None:
-    """Rolling restart of services."""
+    """Rolling restart of services.
+    Example: shipline restart --env qa --services api"""
     _run(ctx, env, services, "restart", detach, as_json)
 
 
@@ -119,7 +121,8 @@ def scale(
     detach: DetachOpt = False,
     as_json: JsonFlag = False,
 ) -> None:
-    """Scale services to a replica count (within the tier's bounds; kept across deploys)."""
+    """Scale services to a replica count (within the tier's bounds; kept across deploys).
+    Example: shipline scale --env qa --services api --replicas 3"""
     _run(
         ctx, env, services, "scale", detach, as_json, replicas=replicas,
         override=override_bounds,
@@ -129,7 +132,8 @@ def scale(
 def down(
     ctx: typer.Context, env: EnvOpt, detach: DetachOpt = False, as_json: JsonFlag = False
 ) -> None:
-    """Stop every service of an environment that runs on this machine."""
+    """Stop every service of an environment that runs on this machine.
+    Example: shipline down --env local"""
     _run(ctx, env, None, "down", detach, as_json)
 
 
@@ -139,7 +143,8 @@ def history(
     service: Annotated[str, typer.Option("--service", help="Service.")],
     as_json: JsonFlag = False,
 ) -> None:
-    """A service's revisions in an environment: version, when, why, by whom, which run."""
+    """A service's revisions in an environment: version, when, why, by whom, which run.
+    Example: shipline history --env qa --service api"""
     from shipline.engine.history import read_history
     from shipline.engine.pipelines import find_environment, pick_services
 
@@ -173,7 +178,8 @@ def status(
     env: Annotated[str | None, typer.Option("--env", "-e", help="Only this one.")] = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """Which version of each service runs where, its replicas and health, and its last deploy."""
+    """Which version of each service runs where, its replicas and health, and its last deploy.
+    Example: shipline status --env qa --json"""
     from shipline.engine.pipelines import find_environment
     from shipline.engine.status import service_status
 
@@ -249,7 +255,8 @@ def logs(
         int, typer.Option("--lines", "-n", help="Lines from the end of each log.")
     ] = 50,
 ) -> None:
-    """Print the logs of a service's replicas."""
+    """Print the logs of a service's replicas.
+    Example: shipline logs --env local --service api --follow"""
     from shipline.engine import service_logs
 
     state = state_of(ctx)

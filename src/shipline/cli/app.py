@@ -25,7 +25,7 @@ from shipline.errors import ShiplineError, UserError
 app = typer.Typer(
     name="shipline",
     help="shipline: continuous delivery from commit to production.",
-    add_completion=False,
+    add_completion=True,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
@@ -106,7 +106,8 @@ def root(
 
 @app.command()
 def validate(ctx: typer.Context, as_json: JsonFlag = False) -> None:
-    """Check the configuration; print every problem as file:line:col."""
+    """Check the configuration; print every problem as file:line:col.
+    Example: shipline validate --json"""
     from shipline.config.loader import config_warnings, find_config
     from shipline.errors import ConfigError, ConfigErrors
 
@@ -200,7 +201,8 @@ def init(
 
 @app.command()
 def schema(ctx: typer.Context) -> None:
-    """Print the JSON Schema of shipline.yaml (for editors)."""
+    """Print the JSON Schema of shipline.yaml (for editors).
+    Example: shipline schema > shipline.schema.json"""
     from shipline.domain.models import Config
 
     data = Config.model_json_schema(by_alias=True)
@@ -211,7 +213,8 @@ def schema(ctx: typer.Context) -> None:
 
 @services_app.command("list")
 def services_list(ctx: typer.Context, as_json: JsonFlag = False) -> None:
-    """List services with stack, port and health path."""
+    """List services with stack, port and health path.
+    Example: shipline services list --json"""
     from shipline.cli import views
 
     state = state_of(ctx)
@@ -228,7 +231,8 @@ def services_list(ctx: typer.Context, as_json: JsonFlag = False) -> None:
 
 @envs_app.command("list")
 def envs_list(ctx: typer.Context, as_json: JsonFlag = False) -> None:
-    """List environments in ladder order with approvers and checks."""
+    """List environments in ladder order with approvers and checks.
+    Example: shipline envs list"""
     from shipline.cli import views
 
     state = state_of(ctx)
@@ -278,7 +282,8 @@ def vars_show(
     ] = False,
     as_json: JsonFlag = False,
 ) -> None:
-    """Show every resolved variable and the group it came from."""
+    """Show every resolved variable and the group it came from.
+    Example: shipline vars show --env qa --service api"""
     from shipline.cli import views
     from shipline.engine.identity import current_user
     from shipline.engine.infra import infra_outputs
@@ -343,7 +348,8 @@ StoreOpt = Annotated[
 
 @secrets_app.command("set")
 def secrets_set(ctx: typer.Context, name: str, store: StoreOpt = None) -> None:
-    """Store a secret; the value is read from stdin, never from the command line."""
+    """Store a secret; the value is read from stdin, never from the command line.
+    Example: shipline secrets set API-TOKEN < token.txt  (the value on stdin)"""
     from shipline.engine.identity import current_user
     from shipline.engine.secret_chores import checked_store, set_secret
 
@@ -357,7 +363,8 @@ def secrets_set(ctx: typer.Context, name: str, store: StoreOpt = None) -> None:
 
 @secrets_app.command("list")
 def secrets_list(ctx: typer.Context, store: StoreOpt = None, as_json: JsonFlag = False) -> None:
-    """List secret names (never values)."""
+    """List secret names (never values).
+    Example: shipline secrets list --store local"""
     state = state_of(ctx)
     ws = state.workspace()
     names = ws.store(store).names()
@@ -370,7 +377,8 @@ def secrets_list(ctx: typer.Context, store: StoreOpt = None, as_json: JsonFlag =
 
 @secrets_app.command("rm")
 def secrets_rm(ctx: typer.Context, name: str, store: StoreOpt = None) -> None:
-    """Remove a secret."""
+    """Remove a secret.
+    Example: shipline secrets rm API-TOKEN"""
     from shipline.engine.identity import current_user
     from shipline.engine.secret_chores import remove_secret
 
@@ -387,7 +395,8 @@ def secrets_generate(
     env: Annotated[str, typer.Option("--env", "-e", help="Environment name or alias.")],
     as_json: JsonFlag = False,
 ) -> None:
-    """Fill every missing required secret of an environment with a random value."""
+    """Fill every missing required secret of an environment with a random value.
+    Example: shipline secrets generate --env local"""
     from shipline.engine.identity import current_user
     from shipline.engine.secret_chores import generate_audited
 
@@ -411,7 +420,8 @@ def audit_verify(
     as_json: JsonFlag = False,
 ) -> None:
     """Check the audit log's MAC chain (and that it still holds an exported head); exit 1 when
-    a record was changed, removed or the log was rewound."""
+    a record was changed, removed or the log was rewound.
+    Example: shipline audit verify --head 42:3f1c..."""
     from shipline.domain.audit import parse_head
 
     state = state_of(ctx)
@@ -439,7 +449,8 @@ def audit_verify(
 @audit_app.command("head")
 def audit_head(ctx: typer.Context, as_json: JsonFlag = False) -> None:
     """Print the newest record's number and MAC (SEQ:MAC): keep it somewhere else and check the
-    log against it later with `audit verify --head SEQ:MAC`."""
+    log against it later with `audit verify --head SEQ:MAC`.
+    Example: shipline audit head"""
     state = state_of(ctx)
     seq, mac = state.workspace().audit.head()
     if as_json:

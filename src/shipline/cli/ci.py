@@ -24,7 +24,8 @@ def detect(
     ] = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """List the services changed on HEAD since it left BASE (merge-base semantics)."""
+    """List the services changed on HEAD since it left BASE (merge-base semantics).
+    Example: shipline ci detect --base origin/main --head HEAD"""
     from shipline.engine.ci_service import detect as detect_changes
 
     state = state_of(ctx)
@@ -73,7 +74,8 @@ def tag(
     ] = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """Compute the image tag of a ref with the spec's tag strategies."""
+    """Compute the image tag of a ref with the spec's tag strategies.
+    Example: shipline ci tag --ref refs/tags/v1.4.0"""
     from shipline.engine.tagging import tag_of
 
     result = tag_of(ref, strategy, sha=sha, custom=custom, repo=Path.cwd())
@@ -127,7 +129,8 @@ def build(
     detach: Annotated[bool, typer.Option("--detach", help="Return at once (exit 3).")] = False,
     as_json: JsonFlag = False,
 ) -> None:
-    """Build services with their stack recipes, build their images, scan and push them."""
+    """Build services with their stack recipes, build their images, scan and push them.
+    Example: shipline ci build --services changed --base origin/main --scan"""
     from shipline.cli.runs import watch
     from shipline.engine.assembly import run_service
     from shipline.engine.ci_service import BuildRequest, build_findings, submit_build
@@ -198,7 +201,8 @@ def _cache(ctx: typer.Context, stack: str | None) -> tuple[Any, Any]:
 
 @cache_app.command("list")
 def cache_list(ctx: typer.Context, stack: StackOpt = None, as_json: JsonFlag = False) -> None:
-    """Saved dependency caches: stack, key, paths, size, when saved and last restored."""
+    """Saved dependency caches: stack, key, paths, size, when saved and last restored.
+    Example: shipline ci cache list --stack go"""
     state, cache = _cache(ctx, stack)
     entries = cache.entries(stack)
     if as_json:
@@ -219,7 +223,8 @@ def cache_list(ctx: typer.Context, stack: StackOpt = None, as_json: JsonFlag = F
 
 @cache_app.command("clear")
 def cache_clear(ctx: typer.Context, stack: StackOpt = None, as_json: JsonFlag = False) -> None:
-    """Remove saved dependency caches (all, or one stack's): the next builds start fresh."""
+    """Remove saved dependency caches (all, or one stack's): the next builds start fresh.
+    Example: shipline ci cache clear --stack go"""
     state, cache = _cache(ctx, stack)
     removed = cache.clear(stack)
     if as_json:

@@ -47,7 +47,8 @@ def deploy(
     as_json: JsonFlag = False,
 ) -> None:
     """Deploy services at a tag (or a release's versions) to an environment, through its
-    approvals and checks, then verify them and run its test gates."""
+    approvals and checks, then verify them and run its test gates.
+    Example: shipline deploy --env qa --services api,web --tag 1.4.0"""
     from shipline.cli.runs import watch_started
     from shipline.engine.identity import current_user
     from shipline.engine.submit import submit_deploy

@@ -37,7 +37,8 @@ def create(
     ] = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """Turn a build manifest into a release that promotion moves up the ladder."""
+    """Turn a build manifest into a release that promotion moves up the ladder.
+    Example: shipline release create --from-manifest .shipline/manifests/build-1.4.0.json"""
     from shipline.engine.identity import current_user
     from shipline.engine.releases import create_release
 
@@ -54,7 +55,8 @@ def create(
 
 @release_app.command("list")
 def list_(ctx: typer.Context, as_json: JsonFlag = False) -> None:
-    """List releases, newest first."""
+    """List releases, newest first.
+    Example: shipline release list"""
     from shipline.engine.releases import list_releases
 
     state = state_of(ctx)
@@ -80,7 +82,8 @@ def list_(ctx: typer.Context, as_json: JsonFlag = False) -> None:
 
 @release_app.command("show")
 def show(ctx: typer.Context, name: str, as_json: JsonFlag = False) -> None:
-    """Show a release's services, tags and digests."""
+    """Show a release's services, tags and digests.
+    Example: shipline release show 1.4.0"""
     from shipline.engine.releases import get_release
 
     state = state_of(ctx)

@@ -54,6 +54,7 @@ def worker(
     """Execute runs until stopped; runs of this worker id left unfinished resume first.
 
     Services on the local target run as this worker's processes and stop with it.
+    Example: shipline worker  (or: shipline worker --stop)
     """
     from shipline.engine import durable
     from shipline.engine.assembly import worker_runtime
@@ -165,7 +166,8 @@ def runs_list(
     limit: Annotated[int, typer.Option(help="How many, newest first.")] = 20,
     as_json: JsonFlag = False,
 ) -> None:
-    """List runs, newest first."""
+    """List runs, newest first.
+    Example: shipline runs list --env qa --limit 10"""
     service = _service(ctx)
     rows = [_run_json(r) for r in service.store.list_runs(limit=limit, environment=env)]
     output = state_of(ctx).output
@@ -236,7 +238,8 @@ def _details(service: Any, run_id: int) -> dict[str, Any]:
 
 @runs_app.command("show")
 def runs_show(ctx: typer.Context, run: int, as_json: JsonFlag = False) -> None:
-    """Show a run: stages, steps, votes."""
+    """Show a run: stages, steps, votes.
+    Example: shipline runs show 12"""
     from shipline.cli.follow import render_stages
 
     data = _details(_service(ctx), run)
@@ -377,7 +380,8 @@ def runs_cancel(
     run: int,
     reason: Annotated[str | None, typer.Option(help="Why (kept in the audit log).")] = None,
 ) -> None:
-    """Cancel a run: running steps stop at their next check, waits end at once."""
+    """Cancel a run: running steps stop at their next check, waits end at once.
+    Example: shipline runs cancel 12 --reason 'wrong tag'"""
     _service(ctx).cancel(run, _actor(), reason)
     state_of(ctx).output.error(f"run {run}: cancellation requested")
 
@@ -404,14 +408,16 @@ CommentOpt = Annotated[
 def approve(
     ctx: typer.Context, run: int, user: AsOpt, stage: StageOpt = None, comment: CommentOpt = None
 ) -> None:
-    """Approve a run's waiting stage."""
+    """Approve a run's waiting stage.
+    Example: shipline approve 12 --as quinn --comment 'CAB-7'"""
     _vote(ctx, run, stage, user, comment, True)
 
 
 def reject(
     ctx: typer.Context, run: int, user: AsOpt, stage: StageOpt = None, comment: CommentOpt = None
 ) -> None:
-    """Reject a run's waiting stage (the stage fails)."""
+    """Reject a run's waiting stage (the stage fails).
+    Example: shipline reject 12 --as quinn --comment 'not before the freeze'"""
     _vote(ctx, run, stage, user, comment, False)
 
 
@@ -427,13 +433,15 @@ def _canary(ctx: typer.Context, run: int, user: str, comment: str | None, promot
 
 @canary_app.command("promote")
 def canary_promote(ctx: typer.Context, run: int, user: AsOpt, comment: CommentOpt = None) -> None:
-    """Let a canary go past its pause or analysis (the deploy stage's approvers; audited)."""
+    """Let a canary go past its pause or analysis (the deploy stage's approvers; audited).
+    Example: shipline canary promote 12"""
     _canary(ctx, run, user, comment, True)
 
 
 @canary_app.command("abort")
 def canary_abort(ctx: typer.Context, run: int, user: AsOpt, comment: CommentOpt = None) -> None:
-    """Roll a canary back now: all traffic returns to stable (audited)."""
+    """Roll a canary back now: all traffic returns to stable (audited).
+    Example: shipline canary abort 12"""
     _canary(ctx, run, user, comment, False)
 
 
