@@ -7,16 +7,18 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from shipline.domain.changes import affected_services
 from shipline.domain.tags import TagError, image_tag
-from shipline.engine.assembly import run_service
 from shipline.engine.pipelines import ci_pipeline, pick_services
 from shipline.engine.tagging import strategy_of
-from shipline.engine.wiring import DependencyCache, RunRecord, changed_paths, rev_parse
+from shipline.engine.wiring import changed_paths, rev_parse
 from shipline.engine.workspace import Workspace
 from shipline.errors import UserError
+
+if TYPE_CHECKING:
+    from shipline.engine.wiring import DependencyCache, RunRecord
 
 
 @dataclass(frozen=True)
@@ -129,6 +131,8 @@ def submit_build(
         cache=str(ws.state_dir / "cache"),
         fresh_cache=request.fresh_cache,
     )
+    from shipline.engine.assembly import run_service
+
     record = run_service(ws).start(spec, actor=actor, services=dict.fromkeys(names, chosen.tag))
     return BuildStarted(record, names, chosen.tag, path)
 
@@ -139,4 +143,7 @@ def dependency_cache(ws: Workspace, stack: str | None) -> DependencyCache:
         raise UserError(
             f"unknown stack '{stack}'", hint=f"known: {', '.join(sorted(ws.config.stacks))}"
         )
-    return DependencyCache(ws.state_dir / "cache")
+    from shipline.engine import wiring
+
+    cache: DependencyCache = wiring.DependencyCache(ws.state_dir / "cache")
+    return cache
