@@ -70,9 +70,13 @@ def test_apply_observe_history(target: Any) -> None:
     state = target.observe("qa", "api")
     assert (state.version, state.desired, state.ready, state.revision) == ("1.1.0", 2, 2, 2)
     assert [r.version for r in target.history("qa", "api")] == ["1.0.0", "1.1.0"]
-    plan = target.plan(DeploySpec("qa", "api", "1.2.0", replicas=2, env={"TOKEN": "s3cr3t-value"}))
+    plan = target.plan(DeploySpec("qa", "api", "1.2.0", replicas=2,
+                                  env={"TOKEN": "s3cr3t-value", "LEVEL": "debug"},
+                                  secret_names=frozenset({"TOKEN"})))  # fmt: skip
     assert plan.changes["version"] == {"from": "1.1.0", "to": "1.2.0"}
     assert "s3cr3t-value" not in repr(plan.as_dict())
+    shown = {v["name"]: v["to"] for v in plan.as_dict()["variables"]}
+    assert shown == {"LEVEL": "debug", "TOKEN": "***"}
 
 
 def test_the_same_spec_again_is_in_sync(target: Any) -> None:

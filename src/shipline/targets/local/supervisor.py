@@ -47,6 +47,7 @@ class Replica:
     restart_times: list[float] = field(default_factory=list)
     next_start: float = 0.0
     wanted: bool = True
+    last_healthy: bool | None = None  # the last probe's answer
 
     @property
     def running(self) -> bool:
@@ -69,6 +70,11 @@ class Replica:
             )
 
     def healthy(self, timeout: float = 1.0) -> bool:
+        """Probe the health path now (the answer is kept as `last_healthy`)."""
+        self.last_healthy = self._probe(timeout)
+        return self.last_healthy
+
+    def _probe(self, timeout: float) -> bool:
         if not self.running:
             return False
         try:
@@ -78,6 +84,12 @@ class Replica:
                 return bool(200 <= r.status < 300)
         except (urllib.error.URLError, OSError):
             return False
+
+    def known_healthy(self) -> bool:
+        """The last probe's answer while the process runs (probing when there was none)."""
+        if self.last_healthy is None or not self.running:
+            return self.healthy(timeout=0.5)
+        return self.last_healthy
 
     def stop(self, grace: float = 5.0) -> None:
         self.wanted = False

@@ -196,7 +196,8 @@ class LocalTarget:
                 return
             if replica.crash_looping:
                 break
-            time.sleep(0.05)
+            # Most services answer within a second: look often then, less after.
+            time.sleep(0.01 if time.monotonic() - began < 2 else 0.05)
         state = "crash-looping" if replica.crash_looping or not replica.running else "not healthy"
         waited = time.monotonic() - began
         raise CheckFailed(
@@ -260,7 +261,7 @@ class LocalTarget:
         try:
             return self._apply(spec, cause, log, record, change)
         finally:
-            self.write_state()
+            self.write_state(probe=False)  # the rollout itself just probed what it started
 
     def _apply(
         self, spec: DeploySpec, cause: str, log: LogSink, record: bool, change: str | None
@@ -382,8 +383,9 @@ class LocalTarget:
         gateway.start()
         return gateway
 
-    def observe(self, environment: str, service: str) -> ServiceState:
-        """Observed state: version, replicas, restarts, gateway address and weights, revision."""
+    def observe(self, environment: str, service: str, *, probe: bool = True) -> ServiceState:
+        """Observed state: version, replicas, restarts, gateway address and weights, revision
+        (`probe=False`: readiness as last probed, for bookkeeping right after a change)."""
         svc = self._service(environment, service)
         canary = self._canary_version(svc)
         replicas = [r for r in svc.replicas if r.version != canary]  # a rollout may change it
@@ -393,7 +395,7 @@ class LocalTarget:
             svc.spec.version,
             desired=svc.spec.replicas,
             running=sum(r.running for r in replicas),
-            ready=sum(r.healthy(timeout=0.5) for r in replicas),
+            ready=sum(r.healthy(timeout=0.5) if probe else r.known_healthy() for r in replicas),
             revision=len(svc.revisions),
             restarts=sum(r.restarts for r in replicas),
             crash_looping=sum(r.crash_looping for r in replicas),
@@ -586,7 +588,7 @@ class LocalTarget:
             os.close(self._owner_fd)  # releases the ownership lock
             self._owner_fd = -1
 
-    def write_state(self) -> None:
+    def write_state(self, *, probe: bool = True) -> None:
         """Record what runs where for `shipline status` outside the worker, what a successor
         needs to re-create it (variable values only of variables that are not secret), and the
         gateways as Prometheus file-based discovery targets (`prometheus-targets.json`).
@@ -600,7 +602,7 @@ class LocalTarget:
                 continue
             try:
                 data[f"{env}/{name}"] = {
-                    **self.observe(env, name).as_dict(),
+                    **self.observe(env, name, probe=probe).as_dict(),
                     "gatewayPort": svc.gateway.port,
                     "history": [r.as_dict() for r in self.history(env, name)],
                     "restore": self._restorable(svc),
