@@ -47,6 +47,8 @@ def test_the_first_five_minutes_as_written(tmp_path: Path) -> None:
         done = _bash("./scripts/demo", {k: v for k, v in demo.items() if k != "SHIPLINE_CONFIG"})
         assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
         assert "backend-gateway" in done.stdout and '"status"' in done.stdout.replace("'", '"')
+        for gate in ("smoke", "load", "security"):  # QuikApp's reference gates ran and held
+            assert f"tests/{gate}: succeeded" in done.stdout, gate
         for index, line in enumerate(lines[1:], start=1):
             following = lines[index + 1] if index + 1 < len(lines) else ""
             if line.startswith("export "):

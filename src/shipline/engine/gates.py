@@ -100,6 +100,7 @@ def run_gate(ctx: StepContext, params: dict[str, Any]) -> dict[str, Any]:
         )
     env = {
         **os.environ,
+        "PATH": path,  # a gate's own commands find the tools installed with shipline too
         "SHIPLINE_ENVIRONMENT": str(params["environment"]),
         "SHIPLINE_VERSIONS": json.dumps(params["versions"], sort_keys=True),
         "SHIPLINE_ADDRESSES": json.dumps(_addresses(params), sort_keys=True),
