@@ -43,7 +43,9 @@ class Runtime:
     actions: dict[str, Action] = field(default_factory=dict)
     notifiers: Callable[[EventKind], Sequence[Notifier]] = lambda kind: ()
     clock: Callable[[], datetime] = _now
-    lock_poll_seconds: float = 1.0
+    # A run queued for a lock is woken by a message when the lock is released; this is only
+    # the fallback look, should a message ever be missed.
+    lock_poll_seconds: float = 30.0
     wait_chunk_seconds: float = 60.0
     notify_backoff_seconds: float = 0.5
     workspace: Any = None  # the project, when the worker runs for one (variables, secrets)
