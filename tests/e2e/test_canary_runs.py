@@ -155,12 +155,20 @@ def test_cancel_during_a_canary_restores_stable(home: Path, tmp_path: Path) -> N
 def _qa_canary_started(env: dict[str, str], home: Path) -> int:
     """qa at 1.0.0 (approved), then a run of 1.1.0 approved and its canary started."""
     first = _start(env, "--env", "qa", "--services", "api", "--tag", "1.0.0")
-    assert sh(env, "approve", str(first), "--as", "lee").returncode == 0
+    _approve(env, first)
     assert _wait(env, first)["phase"] == "succeeded"
     run = _start(env, "--env", "qa", "--services", "api", "--tag", "1.1.0")
-    assert sh(env, "approve", str(run), "--as", "lee").returncode == 0
+    _approve(env, run)
     _until_canary(home, "1.1.0")
     return run
+
+
+def _approve(env: dict[str, str], run: int) -> None:
+    """Approve `run` once it waits for it (a worker takes a detached run a moment later)."""
+    end = time.monotonic() + 60
+    while (voted := sh(env, "approve", str(run), "--as", "lee")).returncode != 0:
+        assert "nothing in run" in voted.stderr and time.monotonic() < end, voted.stderr
+        time.sleep(0.2)
 
 
 def _until_canary(home: Path, version: str) -> None:
@@ -197,7 +205,7 @@ def test_a_manual_pause_waits_for_a_person(home: Path, tmp_path: Path) -> None:
         assert _wait(env, run)["phase"] == "succeeded"
         assert _memory(home)["services"]["qa/api"]["spec"]["version"] == "1.1.0"
         again = _start(env, "--env", "qa", "--services", "api", "--tag", "1.2.0")
-        assert sh(env, "approve", str(again), "--as", "lee").returncode == 0
+        _approve(env, again)
         _until_canary(home, "1.2.0")
         assert sh(env, "canary", "abort", str(again), "--as", "lee").returncode == 0
         data = _wait(env, again)
