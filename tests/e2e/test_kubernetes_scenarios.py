@@ -501,6 +501,8 @@ def test_nginx_ingress_and_gateway_api_routers_set_the_canarys_weight(
 ) -> None:
     # NGINX Ingress: a canary Ingress copying the stable one, at the step's weight.
     run = _paused_canary(routed, "nginx-routed")
+    _wait_for(lambda: "orders-web-canary" in objects("ingress", "shipline-nginx"),
+              "the canary Ingress")  # fmt: skip
     ingress = objects("ingress", "shipline-nginx")["orders-web-canary"]
     notes = ingress["metadata"]["annotations"]
     assert (notes["nginx.ingress.kubernetes.io/canary"],
@@ -522,9 +524,14 @@ def test_nginx_ingress_and_gateway_api_routers_set_the_canarys_weight(
 
     # Gateway API: the HTTPRoute's backend weights, restored afterwards.
     run = _paused_canary(routed, "gateway-routed")
-    route = objects("httproutes", "shipline-gateway")["orders-route"]
-    refs = {r["name"]: r.get("weight") for r in route["spec"]["rules"][0]["backendRefs"]}
-    assert refs == {"orders": 70, "orders-canary": 30}
+
+    def refs() -> dict[str, int | None]:
+        route = objects("httproutes", "shipline-gateway")["orders-route"]
+        return {r["name"]: r.get("weight") for r in route["spec"]["rules"][0]["backendRefs"]}
+
+    # The route is set right after the canary's replicas are ready (status shows the split
+    # from the replicas first).
+    _wait_for(lambda: refs() == {"orders": 70, "orders-canary": 30}, "the route's weights")
     _promote(routed, run)
     route = objects("httproutes", "shipline-gateway")["orders-route"]
     assert route["spec"]["rules"][0]["backendRefs"] == [{"name": "orders", "port": 80}]

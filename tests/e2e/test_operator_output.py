@@ -31,9 +31,16 @@ def env(tmp_path: Path) -> Iterator[dict[str, str]]:
         yield environ
 
 
+def _interruptible() -> None:
+    """Ctrl-C reaches the command even when the tests run as a background job (which starts
+    with SIGINT ignored, and Python then never installs its handler)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _follow(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
     return subprocess.Popen([EXE, *args], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+                            stderr=subprocess.PIPE, text=True,
+                            preexec_fn=_interruptible)  # fmt: skip  # noqa: PLW1509
 
 
 def _lines_until(process: subprocess.Popen[str], pattern: str) -> list[tuple[float, str]]:
