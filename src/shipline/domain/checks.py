@@ -93,6 +93,16 @@ class LockDecision:
     superseded: tuple[str, ...] = ()
 
 
+def _submission(run: QueuedRun) -> tuple[datetime, int, str]:
+    return (run.requested_at or run.queued_at, len(run.run_id), run.run_id)
+
+
+def latest_waiting(queue: Sequence[QueuedRun]) -> str | None:
+    """The newest waiting run by submission: the one latest-only keeps."""
+    waiting = sorted((r for r in queue if not r.holding), key=_submission)
+    return waiting[-1].run_id if waiting else None
+
+
 def assess_lock(policy: LockPolicy, queue: Sequence[QueuedRun]) -> LockDecision:
     """Sequential: first come, first served. Latest-only: the newest waiting run by submission
     supersedes the older waiting ones (also those still waiting for approval, whatever order a
@@ -101,9 +111,7 @@ def assess_lock(policy: LockPolicy, queue: Sequence[QueuedRun]) -> LockDecision:
     waiting = sorted((r for r in queue if not r.holding), key=lambda r: (r.queued_at, r.run_id))
     superseded: tuple[str, ...] = ()
     if policy == LockPolicy.LATEST_ONLY and len(waiting) > 1:
-        by_submission = sorted(
-            waiting, key=lambda r: (r.requested_at or r.queued_at, len(r.run_id), r.run_id)
-        )
+        by_submission = sorted(waiting, key=_submission)
         superseded = tuple(r.run_id for r in by_submission[:-1])
         waiting = by_submission[-1:]
     if holder is not None:

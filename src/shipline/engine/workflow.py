@@ -26,7 +26,13 @@ from shipline.domain.approvals import (
     evaluate_approvals,
     policies_in_force,
 )
-from shipline.domain.checks import QueuedRun, Verdict, assess_lock, check_window
+from shipline.domain.checks import (
+    QueuedRun,
+    Verdict,
+    assess_lock,
+    check_window,
+    latest_waiting,
+)
 from shipline.domain.events import EventKind, RunEvent
 from shipline.domain.models import ApprovalPolicy, BusinessHours, LockPolicy
 from shipline.domain.pipeline import (
@@ -122,7 +128,7 @@ def _begin(run_id: int, lock_sets: list[list[str]], latest_only: list[str]) -> N
     if keys:
         with store.lock_transaction(keys) as conn:
             store.set_lock_state(conn, run_id, keys, "interested")
-            superseded: set[int] = set()
+            superseded: dict[int, int] = {}  # victim -> the newer run that replaces it
             for key in latest_only:
                 entries = store.lock_entries(conn, key)
                 queue = [
@@ -134,11 +140,12 @@ def _begin(run_id: int, lock_sets: list[list[str]], latest_only: list[str]) -> N
                     )
                     for e in entries
                 ]
-                superseded |= {
-                    int(r) for r in assess_lock(LockPolicy.LATEST_ONLY, queue).superseded
-                }
-        for other in sorted(superseded - {run_id}):
-            _supersede(other, run_id)
+                newest = latest_waiting(queue)
+                for older in assess_lock(LockPolicy.LATEST_ONLY, queue).superseded:
+                    superseded[int(older)] = int(newest or run_id)
+        # This run too, when a newer one was submitted before a worker took this one.
+        for victim, by in sorted(superseded.items()):
+            _supersede(victim, by)
     _announce(run_id, EventKind.STARTED)
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from shipline.config.loader import load_config
+from shipline.domain.pipeline import PipelineSpec
 from shipline.engine.pipelines import deploy_pipeline
 from tests.engine_harness import Engine
 
@@ -43,3 +44,33 @@ def test_runs_of_one_service_submitted_together_each_verify_their_own_deploy(
     deployed = [r["version"] for r in engine.store.revisions("dev", "api")]
     assert len(deployed) == RUNS and deployed[-1] == last.services["api"]
     assert engine.store.lock_holders() == []
+
+
+def test_latest_only_keeps_the_newest_submitted_whatever_order_a_worker_starts_them(
+    engine: Engine,
+) -> None:
+    """The newer run starts first and waits for its approval; the older one, started after it,
+    is the one superseded (it used to cancel the newer one, or wait forever)."""
+    stage = {"name": "deploy", "approval": {"groups": ["cab"]}, "locks": ["live/api"],
+             "lockPolicy": "latest-only", "steps": [{"name": "apply"}]}  # fmt: skip
+    spec = PipelineSpec.model_validate({"kind": "deploy", "stages": [stage]})
+    made = [
+        engine.store.create_run(
+            pipeline="deploy",
+            environment="live",
+            services={"api": v},
+            params={"approvers": {"cab": ["casey"]}, "requestedBy": "ann"},
+            spec=spec.model_dump(mode="json"),
+            requested_by="ann",
+        )
+        for v in ("1.0.0", "1.0.1")
+    ]
+    older, newer = made
+    engine.service.client.enqueue(newer.workflow_id, newer.id)
+    engine.wait_stage(newer.id, "deploy", "waiting")
+    engine.service.client.enqueue(older.workflow_id, older.id)
+    ended = engine.wait(older.id)
+    assert (ended.phase, ended.cancel_reason) == (
+        "cancelled", f"superseded by run {newer.id} (latest-only)")  # fmt: skip
+    engine.service.vote(newer.id, "casey", approve=True)
+    assert engine.wait(newer.id).phase == "succeeded"

@@ -106,3 +106,16 @@ def test_latest_only_is_decided_by_submission_not_by_when_a_worker_took_a_run() 
     ]
     decision = assess_lock(LockPolicy.LATEST_ONLY, queue)
     assert (decision.grant, decision.superseded) == ("7", ("6",))
+
+
+def test_the_latest_waiting_run_is_the_newest_submitted() -> None:
+    from shipline.domain.checks import latest_waiting
+
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+    queue = [
+        QueuedRun("9", at, requested_at=datetime(2026, 1, 1, 0, 0, 9, tzinfo=UTC)),
+        QueuedRun("10", at, requested_at=datetime(2026, 1, 1, 0, 0, 10, tzinfo=UTC)),
+        QueuedRun("3", at, holding=True),
+    ]
+    assert latest_waiting(queue) == "10"
+    assert latest_waiting([QueuedRun("3", at, holding=True)]) is None
