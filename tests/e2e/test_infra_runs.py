@@ -81,7 +81,7 @@ def _finished(env: dict[str, str], run: int) -> dict[str, Any]:
     end = time.monotonic() + 180
     while time.monotonic() < end:
         shown = _json(env, "runs", "show", str(run))[1]
-        if shown["phase"] not in ("queued", "running", "waiting"):
+        if shown["phase"] not in ("pending", "queued", "running", "waiting"):
             return dict(shown)
         time.sleep(0.3)
     raise AssertionError(f"run {run} did not finish")

@@ -50,7 +50,7 @@ def _finished(env: dict[str, str], run: int) -> dict[str, Any]:
     end = time.monotonic() + 240
     while time.monotonic() < end:
         shown = json.loads(sh(env, "runs", "show", str(run), "--json").stdout)
-        if shown["phase"] not in ("queued", "running", "waiting"):
+        if shown["phase"] not in ("pending", "queued", "running", "waiting"):
             return dict(shown)
         time.sleep(0.5)
     raise AssertionError(f"run {run} did not finish")
