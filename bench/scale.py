@@ -1,0 +1,120 @@
+"""Engine at scale, today's baseline: N deploys waiting for an approval on the `memory` target
+(SQLite, one worker), then approved. Measured in the same run:
+  - the idle worker with nothing waiting (CPU % of a core over the window, RSS, threads);
+  - the same worker with N runs waiting: CPU %, RSS and threads (a waiting run holds a thread
+    and DBOS's SQLite listener polls each one: what the engine-at-scale work removes);
+  - one approval's latency: the vote submitted to its run's stage leaving `waiting`;
+  - every run approved: completed runs per second;
+  - the CLI's submission time per run (`deploy --detach`).
+Goals of the engine-at-scale issue: CPU < 2 % of a core with 10,000 waiting, RSS < 250 MB,
+approval → acting < 200 ms, ≥ 20 runs/s, submission < 150 ms.
+
+Run: .venv/bin/python bench/scale.py [N] [SECONDS]
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from shipline.store.sql import SqlStateStore
+
+EXE = str(Path(sys.executable).parent / "shipline")
+PROJECT = Path(__file__).resolve().parents[1] / "tests" / "e2e" / "projects" / "memory"
+N = int(sys.argv[1]) if len(sys.argv) > 1 else 200
+WINDOW = float(sys.argv[2]) if len(sys.argv) > 2 else 10.0
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _usage(pid: int) -> tuple[float, int, int]:
+    """(CPU seconds, RSS bytes, threads) of one process."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    cpu = (int(fields[11]) + int(fields[12])) / TICKS
+    status = Path(f"/proc/{pid}/status").read_text()
+    rss = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS"))
+    threads = next(int(line.split()[1]) for line in status.splitlines()
+                   if line.startswith("Threads"))  # fmt: skip
+    return cpu, rss * 1024, threads
+
+
+def _window(pid: int) -> dict[str, float]:
+    before, _, _ = _usage(pid)
+    time.sleep(WINDOW)
+    after, rss, threads = _usage(pid)
+    return {"cpuPercentOfACore": round(100 * (after - before) / WINDOW, 1),
+            "rssMB": round(rss / 2**20), "threads": threads}  # fmt: skip
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        shutil.copy(PROJECT / "shipline.yaml", folder / "shipline.yaml")
+        env = {**os.environ, "SHIPLINE_CONFIG": str(folder / "shipline.yaml"),
+               "SHIPLINE_HOME": str(folder / "state"), "SHIPLINE_USER": "bench"}  # fmt: skip
+        env.pop("SHIPLINE_DATABASE_URL", None)
+        with open(folder / "worker.log", "wb") as log:
+            worker = subprocess.Popen([EXE, "worker"], env=env, stdout=log, stderr=log)
+        try:
+            time.sleep(5)
+            idle = _window(worker.pid)
+            submit = []
+            for n in range(N):
+                start = time.perf_counter()
+                subprocess.run([EXE, "deploy", "--env", "qa", "--services", "api", "--tag",
+                                f"1.0.{n}", "--detach"], env=env, capture_output=True,
+                               check=False)  # fmt: skip
+                submit.append(time.perf_counter() - start)
+            store = SqlStateStore.connect(f"sqlite:///{folder / 'state' / 'state.db'}")
+            end = time.monotonic() + 600
+            while sum(r.phase == "waiting" for r in store.list_runs(limit=N)) < N:
+                assert time.monotonic() < end, "the runs never all waited"
+                time.sleep(0.5)
+            waiting = _window(worker.pid)
+            first = store.list_runs(limit=N)[-1].id
+            start = time.perf_counter()
+            subprocess.run([EXE, "approve", str(first), "--as", "ann"], env=env,
+                           capture_output=True, check=True)  # fmt: skip
+            voted = time.perf_counter()
+            while store.get_run(first).phase == "waiting":  # type: ignore[union-attr]
+                time.sleep(0.005)
+            acted = time.perf_counter() - voted
+            # The other approvals in this process (the run service the CLI uses), so that the
+            # figure is the engine's, not N command start-ups.
+            from shipline.engine.assembly import run_service
+            from shipline.engine.workspace import Workspace
+
+            service = run_service(Workspace.open(folder / "shipline.yaml", env))
+            began = time.perf_counter()
+            for record in store.list_runs(limit=N):
+                if record.id != first:
+                    service.vote(record.id, "ann", approve=True)
+            while any(r.phase not in ("succeeded", "failed", "cancelled", "errored")
+                      for r in store.list_runs(limit=N)):  # fmt: skip
+                time.sleep(0.05)
+            finished = time.perf_counter() - began
+        finally:
+            worker.send_signal(signal.SIGTERM)
+            worker.wait(timeout=120)
+    submit.sort()
+    print(json.dumps({
+        "waitingRuns": N,
+        "idleWorker": idle,
+        "withRunsWaiting": waiting,
+        "approvalToActingMs": round(acted * 1000),
+        "approveCommandMs": round((voted - start) * 1000),
+        "approvedRunsCompletedPerSecond": round((N - 1) / finished, 2),
+        "submitMedianMs": round(submit[len(submit) // 2] * 1000),
+    }, indent=2))  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
