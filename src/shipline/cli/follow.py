@@ -176,6 +176,19 @@ def follow_plain(
         time.sleep(poll)
 
 
+def entry_filter(stage: str | None, step: str | None) -> Any:
+    """Whether an event or log line belongs to stage `stage` (a name, or an environment's
+    prefix: `qa` for `qa:deploy`) and step `step` (a service), when given."""
+
+    def keep(entry: dict[str, Any]) -> bool:
+        where = entry.get("stage") or ""
+        if stage and where != stage and not where.startswith(f"{stage}:"):
+            return False
+        return not (step and (entry.get("step") or "") != step)
+
+    return keep
+
+
 def stream_logs(
     service: Any,
     run_id: int,
@@ -189,11 +202,7 @@ def stream_logs(
     (only those of stage `stage` — a name or an environment's prefix, `qa` for `qa:deploy` —
     and of step `step`, a service, when given)."""
 
-    def wanted(entry: dict[str, Any]) -> bool:
-        where = entry.get("stage") or ""
-        if stage and where != stage and not where.startswith(f"{stage}:"):
-            return False
-        return not (step and (entry.get("step") or "") != step)
+    wanted = entry_filter(stage, step)
 
     last_event = last_log = 0
     while True:

@@ -307,7 +307,7 @@ def runs_logs(
 ) -> None:
     """Print a run's events and step logs, with timestamps; --follow streams them until the run
     ends. Example: shipline runs logs 12 --follow --stage qa --service api"""
-    from shipline.cli.follow import stamp, stream_logs
+    from shipline.cli.follow import entry_filter, stamp, stream_logs
 
     runs = _service(ctx)
     runs.get(run)
@@ -320,7 +320,7 @@ def runs_logs(
         except KeyboardInterrupt:
             _interrupted(output, run)
         return
-    keep = _entry_filter(stage, service)
+    keep = entry_filter(stage, service)
     events = [e for e in runs.store.events(run) if keep(e)]
     logs = [e for e in runs.store.logs(run) if keep(e)]
     if as_json:
@@ -353,16 +353,6 @@ def runs_logs(
         output.line(f"{stamp(e['at'])} {e['kind']:<18} {where:<24} {e['message']}")
     for entry in logs:
         output.line(f"{stamp(entry['at'])} {entry['stage']}/{entry['step']} | {entry['line']}")
-
-
-def _entry_filter(stage: str | None, step: str | None) -> Callable[[dict[str, Any]], bool]:
-    def keep(entry: dict[str, Any]) -> bool:
-        where = entry.get("stage") or ""
-        if stage and where != stage and not where.startswith(f"{stage}:"):
-            return False
-        return not (step and (entry.get("step") or "") != step)
-
-    return keep
 
 
 def _interrupted(output: Any, run: int) -> None:
