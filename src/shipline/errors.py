@@ -7,6 +7,8 @@
     │   ├── NotFoundError          a named thing (environment, service, secret, run) does not exist
     │   ├── AlreadyRunning         another live process holds this worker id or state folder
     │   ├── PermissionDenied       a rule refuses this actor or pipeline (variable group, approval)
+    │   ├── NotAuthenticated       no verified identity (server: no session, a bad token)
+    │   ├── TooManyAttempts        sign-ins for one name came too fast
     │   └── VoteNotCounted         a vote that would change nothing; said so, not recorded
     ├── RuleError                  a rule said no (non-technical: the run *failed*)
     │   ├── ApprovalRequired       the stage waits for people
@@ -59,6 +61,14 @@ class NotFoundError(UserError):
 
 class PermissionDenied(UserError):
     """A rule refuses this actor or this pipeline."""
+
+
+class NotAuthenticated(UserError):
+    """No verified identity: no session, or a token that is unknown, expired or revoked."""
+
+
+class TooManyAttempts(UserError):
+    """Sign-in attempts for one name came too fast; wait and try again."""
 
 
 class VoteNotCounted(UserError):

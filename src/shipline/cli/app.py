@@ -19,6 +19,7 @@ from shipline.cli.infra import infra_app
 from shipline.cli.output import Output
 from shipline.cli.release import release_app
 from shipline.cli.runs import approve, canary_app, reject, runs_app, worker
+from shipline.cli.server import login, logout, server, tokens_app, users_app, whoami
 from shipline.domain.masking import Masker
 from shipline.errors import ShiplineError, UserError
 
@@ -47,6 +48,12 @@ app.add_typer(ci_app, name="ci")
 app.add_typer(release_app, name="release")
 app.add_typer(canary_app, name="canary")
 app.add_typer(infra_app, name="infra")
+app.add_typer(users_app, name="users")
+app.add_typer(tokens_app, name="tokens")
+app.command()(server)
+app.command()(login)
+app.command()(logout)
+app.command()(whoami)
 app.command()(worker)
 app.command()(deploy)
 app.command()(promote)

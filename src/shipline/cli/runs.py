@@ -142,23 +142,6 @@ def _stop_worker(pid_file: Any, name: str, state: Any) -> None:
     state.output.error(f"worker {name} stopped")
 
 
-def _run_json(record: Any) -> dict[str, Any]:
-    return {
-        "id": record.id,
-        "pipeline": record.pipeline,
-        "environment": record.environment,
-        "services": record.services,
-        "phase": record.phase,
-        "reason": record.reason,
-        "requestedBy": record.requested_by,
-        "requestedAt": record.requested_at.isoformat(),
-        "startedAt": record.started_at.isoformat() if record.started_at else None,
-        "finishedAt": record.finished_at.isoformat() if record.finished_at else None,
-        "cancelReason": record.cancel_reason,
-        "emergencyReason": record.emergency_reason,
-    }
-
-
 @runs_app.command("list")
 def runs_list(
     ctx: typer.Context,
@@ -168,8 +151,10 @@ def runs_list(
 ) -> None:
     """List runs, newest first.
     Example: shipline runs list --env qa --limit 10"""
+    from shipline.engine.runs import run_summary
+
     service = _service(ctx)
-    rows = [_run_json(r) for r in service.store.list_runs(limit=limit, environment=env)]
+    rows = [run_summary(r) for r in service.store.list_runs(limit=limit, environment=env)]
     output = state_of(ctx).output
     if as_json:
         output.json(rows)
@@ -192,57 +177,14 @@ def runs_list(
     )
 
 
-def _details(service: Any, run_id: int) -> dict[str, Any]:
-    record = service.get(run_id)
-    stages = service.store.stages(run_id)
-    steps = service.store.steps(run_id)
-    data = _run_json(record)
-    data["stages"] = [
-        {
-            "name": s["name"],
-            "phase": s["phase"],
-            "reason": s["reason"],
-            "outputs": s["outputs"],
-            "steps": [
-                {
-                    "name": st["name"],
-                    "phase": st["phase"],
-                    "attempts": st["attempts"],
-                    "error": st["error"],
-                    **(
-                        {"canary": st["outputs"]["canary"]}
-                        if isinstance(st.get("outputs"), dict) and "canary" in st["outputs"]
-                        else {}
-                    ),
-                }
-                for st in steps
-                if st["stage"] == s["name"]
-            ],
-        }
-        for s in stages
-    ]
-    data["votes"] = [
-        {
-            "stage": v["stage"],
-            "user": v["user"],
-            "approve": v["approve"],
-            "comment": v["comment"],
-            "at": v["at"].isoformat(),
-        }
-        for v in service.store.votes(run_id)
-    ]
-    written = [e["message"] for e in service.store.events(run_id) if e["kind"] == "report"]
-    data["report"] = written[-1] if written else None
-    return data
-
-
 @runs_app.command("show")
 def runs_show(ctx: typer.Context, run: int, as_json: JsonFlag = False) -> None:
     """Show a run: stages, steps, votes.
     Example: shipline runs show 12"""
     from shipline.cli.follow import render_stages
+    from shipline.engine.runs import run_details
 
-    data = _details(_service(ctx), run)
+    data = run_details(_service(ctx), run)
     output = state_of(ctx).output
     if as_json:
         output.json(data)
@@ -372,31 +314,67 @@ def runs_cancel(
 ) -> None:
     """Cancel a run: running steps stop at their next check, waits end at once.
     Example: shipline runs cancel 12 --reason 'wrong tag'"""
-    _service(ctx).cancel(run, _actor(), reason)
+    from shipline.cli.remote import current
+
+    remote = current()
+    if remote is not None:
+        remote.post(f"/api/v1/runs/{run}/cancel", {"reason": reason})
+    else:
+        _service(ctx).cancel(run, _actor(), reason)
     state_of(ctx).output.error(f"run {run}: cancellation requested")
 
 
 def _vote(
-    ctx: typer.Context, run: int, stage: str | None, user: str, comment: str | None, approve: bool
+    ctx: typer.Context,
+    run: int,
+    stage: str | None,
+    user: str | None,
+    comment: str | None,
+    approve: bool,
 ) -> None:
-    who = _actor(user)
-    effect = _service(ctx).vote(run, who, approve=approve, stage=stage, comment=comment)
+    """Vote as the signed-in person through the server, or (single-user mode) as `--as`."""
+    from shipline.cli.remote import current, refuse_as
+
+    remote = current()
     word = "approved" if approve else "rejected"
-    still = f"; still needed: {', '.join(effect.waiting_on)}" if effect.waiting_on else ""
-    state_of(ctx).output.error(f"run {run} stage '{effect.stage}': {word} by {who}{still}")
+    if remote is not None:
+        refuse_as(user, remote)
+        answer = remote.post(
+            f"/api/v1/runs/{run}/{'approve' if approve else 'reject'}",
+            {"stage": stage, "comment": comment},
+        )
+        who, voted, waiting = answer["by"], answer["stage"], answer["waitingOn"]
+    else:
+        if user is None:
+            raise UserError(
+                "--as USER is needed in single-user mode (no server signed in)",
+                hint="shipline approve RUN --as NAME, or `shipline login --server URL`",
+            )
+        who = _actor(user)
+        effect = _service(ctx).vote(run, who, approve=approve, stage=stage, comment=comment)
+        voted, waiting = effect.stage, list(effect.waiting_on)
+    still = f"; still needed: {', '.join(waiting)}" if waiting else ""
+    state_of(ctx).output.error(f"run {run} stage '{voted}': {word} by {who}{still}")
 
 
 StageOpt = Annotated[
     str | None, typer.Option("--stage", help="The waiting stage (default: the one waiting).")
 ]
-AsOpt = Annotated[str, typer.Option("--as", help="Who votes (a configured user name).")]
+AsOpt = Annotated[
+    str | None,
+    typer.Option("--as", help="Who votes, in single-user mode (refused when signed in)."),
+]
 CommentOpt = Annotated[
     str | None, typer.Option("--comment", help="Kept with the vote and in the audit log.")
 ]
 
 
 def approve(
-    ctx: typer.Context, run: int, user: AsOpt, stage: StageOpt = None, comment: CommentOpt = None
+    ctx: typer.Context,
+    run: int,
+    user: AsOpt = None,
+    stage: StageOpt = None,
+    comment: CommentOpt = None,
 ) -> None:
     """Approve a run's waiting stage.
     Example: shipline approve 12 --as quinn --comment 'CAB-7'"""
@@ -404,7 +382,11 @@ def approve(
 
 
 def reject(
-    ctx: typer.Context, run: int, user: AsOpt, stage: StageOpt = None, comment: CommentOpt = None
+    ctx: typer.Context,
+    run: int,
+    user: AsOpt = None,
+    stage: StageOpt = None,
+    comment: CommentOpt = None,
 ) -> None:
     """Reject a run's waiting stage (the stage fails).
     Example: shipline reject 12 --as quinn --comment 'not before the freeze'"""
@@ -414,22 +396,38 @@ def reject(
 canary_app = typer.Typer(help="A running canary: promote or abort it.", no_args_is_help=True)
 
 
-def _canary(ctx: typer.Context, run: int, user: str, comment: str | None, promote: bool) -> None:
+def _canary(
+    ctx: typer.Context, run: int, user: str | None, comment: str | None, promote: bool
+) -> None:
+    from shipline.cli.remote import current, refuse_as
+
     state = state_of(ctx)
-    step = _service(ctx).canary(run, _actor(user), promote=promote, comment=comment)
+    remote = current()
+    if remote is not None:
+        refuse_as(user, remote)
+        action = "promote" if promote else "abort"
+        step = remote.post(f"/api/v1/runs/{run}/canary", {"action": action, "comment": comment})[
+            "step"
+        ]
+    else:
+        step = _service(ctx).canary(run, _actor(user), promote=promote, comment=comment)
     what = "promoted past its current step" if promote else "aborted; stable is being restored"
     state.output.line(f"run {run}: canary of {step} {what}")
 
 
 @canary_app.command("promote")
-def canary_promote(ctx: typer.Context, run: int, user: AsOpt, comment: CommentOpt = None) -> None:
+def canary_promote(
+    ctx: typer.Context, run: int, user: AsOpt = None, comment: CommentOpt = None
+) -> None:
     """Let a canary go past its pause or analysis (the deploy stage's approvers; audited).
     Example: shipline canary promote 12"""
     _canary(ctx, run, user, comment, True)
 
 
 @canary_app.command("abort")
-def canary_abort(ctx: typer.Context, run: int, user: AsOpt, comment: CommentOpt = None) -> None:
+def canary_abort(
+    ctx: typer.Context, run: int, user: AsOpt = None, comment: CommentOpt = None
+) -> None:
     """Roll a canary back now: all traffic returns to stable (audited).
     Example: shipline canary abort 12"""
     _canary(ctx, run, user, comment, False)
@@ -495,6 +493,7 @@ def _wait(
     """Wait for the run's end: the final JSON document, one line (--quiet), timestamped lines
     (stdout is not a terminal) or the live view; then what `after` shows."""
     from shipline.cli.follow import EXIT, follow, follow_plain
+    from shipline.engine.runs import run_details as _details
 
     if as_json or state.quiet:
         while service.get(run_id).phase not in EXIT:
@@ -514,5 +513,3 @@ def _wait(
     if after is not None:
         after(_details(service, run_id))
     return code
-    if code:
-        raise typer.Exit(code)

@@ -91,6 +91,9 @@ def check_references(config: Config, source: Source, root: Path | None = None) -
     from shipline.config.validate_infra import check_infrastructure
 
     check_infrastructure(c, root)
+    from shipline.config.validate_access import check_access
+
+    check_access(c)
     if not c.errors:  # layers need every group name to resolve
         _check_variable_cycles(c)
     for name, group in config.approver_groups.items():

@@ -600,6 +600,51 @@ class Infrastructure(Model):
         return list(self.ladder) or [env.name for env in self.environments]
 
 
+Permission = Literal["view", "deploy", "approve", "admin"]
+
+
+class AccessGrant(Model):
+    """Who may do what where: people (or `group:NAME`, an approver group's members) get
+    permissions on environments (`*` for all)."""
+
+    members: list[str] = Field(min_length=1)
+    permissions: list[Permission] = Field(min_length=1)
+    environments: list[str] = ["*"]
+
+
+class OidcSpec(Model):
+    """Single sign-on through an OpenID Connect provider (Entra ID, Keycloak, Dex, ...).
+
+    `clientSecret` names a secret in the default secret store, never the value."""
+
+    issuer: str
+    client_id: str
+    client_secret: str | None = None
+    username_claim: str = "preferred_username"
+    scopes: list[str] = ["openid", "profile", "email"]
+    display_name: str = "Single sign-on"
+
+
+class SlackApp(Model):
+    """Slack interactive approvals: the app's signing secret (a secret's name in the default
+    store) and which Slack user is which shipline identity."""
+
+    signing_secret: str
+    users: dict[str, str] = {}
+
+
+class Access(Model):
+    """The server's roles. Without `grants`, every signed-in person may view and deploy
+    everywhere; approving is then decided by the approver groups alone."""
+
+    admins: list[str] = []
+    viewers: list[str] = ["*"]
+    grants: list[AccessGrant] = []
+    oidc: OidcSpec | None = None
+    slack: SlackApp | None = None
+    git_webhook_secret: str | None = None
+
+
 class Config(Model):
     """A whole, validated shipline configuration."""
 
@@ -621,6 +666,7 @@ class Config(Model):
     triggers: list[Trigger] = []
     ci: CiSettings = CiSettings()
     infrastructure: Infrastructure = Infrastructure()
+    access: Access = Access()
 
     def service(self, name: str) -> Service:
         """The service called `name`; KeyError when there is none."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from shipline.domain.events import EventKind
 from shipline.domain.ports import Notifier
@@ -12,6 +12,9 @@ from shipline.engine.runs import RunService
 from shipline.engine.runtime import Runtime, system_database_url
 from shipline.engine.wiring import SqlStateStore
 from shipline.engine.workspace import Workspace
+
+if TYPE_CHECKING:
+    from shipline.engine.accounts import Accounts
 
 
 class _LazyClient:
@@ -66,3 +69,11 @@ def worker_runtime(ws: Workspace) -> tuple[Runtime, str]:
         store=store, audit=ws.audit, masker=ws.masker, notifiers=notifiers, workspace=ws
     )
     return runtime, system_database_url(ws.database_url, ws.state_dir)
+
+
+def accounts(ws: Workspace) -> Accounts:
+    """The people of `ws`'s project, on its state store, audited in its trail."""
+    from shipline.engine.accounts import Accounts
+    from shipline.engine.wiring import SqlAccounts
+
+    return Accounts(SqlAccounts(SqlStateStore.connect(ws.database_url)), ws.audit)

@@ -165,7 +165,7 @@ def markdown(data: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _chart(samples: list[dict[str, Any]]) -> str:
+def chart(samples: list[dict[str, Any]]) -> str:
     """Canary and stable error rates per interval as a small inline SVG."""
     width, height, step = 240, 60, 240 / max(len(samples), 1)
 
@@ -220,7 +220,7 @@ def page(data: dict[str, Any]) -> str:
         "".join(
             f"<li>{e(c['stage'])} {e(c['service'])}: "
             + ", ".join(e(s["verdict"]) for s in c["samples"])
-            + f"<br>{_chart(c['samples'])}</li>"
+            + f"<br>{chart(c['samples'])}</li>"
             for c in data["canaries"]
         )
         or "<li>no canary</li>"

@@ -205,5 +205,68 @@ class RunService:
         self.client.send(record.workflow_id, {"type": "cancel"}, INBOX)
 
 
+def run_summary(record: RunRecord) -> dict[str, Any]:
+    """A run as the CLI's --json and the server's API show it."""
+    return {
+        "id": record.id,
+        "pipeline": record.pipeline,
+        "environment": record.environment,
+        "services": record.services,
+        "phase": record.phase,
+        "reason": record.reason,
+        "requestedBy": record.requested_by,
+        "requestedAt": record.requested_at.isoformat(),
+        "startedAt": record.started_at.isoformat() if record.started_at else None,
+        "finishedAt": record.finished_at.isoformat() if record.finished_at else None,
+        "cancelReason": record.cancel_reason,
+        "emergencyReason": record.emergency_reason,
+    }
+
+
+def run_details(service: RunService, run_id: int) -> dict[str, Any]:
+    """A run with its stages, steps (and canary progress), votes and report."""
+    record = service.get(run_id)
+    stages = service.store.stages(run_id)
+    steps = service.store.steps(run_id)
+    data = run_summary(record)
+    data["stages"] = [
+        {
+            "name": s["name"],
+            "phase": s["phase"],
+            "reason": s["reason"],
+            "outputs": s["outputs"],
+            "steps": [
+                {
+                    "name": st["name"],
+                    "phase": st["phase"],
+                    "attempts": st["attempts"],
+                    "error": st["error"],
+                    **(
+                        {"canary": st["outputs"]["canary"]}
+                        if isinstance(st.get("outputs"), dict) and "canary" in st["outputs"]
+                        else {}
+                    ),
+                }
+                for st in steps
+                if st["stage"] == s["name"]
+            ],
+        }
+        for s in stages
+    ]
+    data["votes"] = [
+        {
+            "stage": v["stage"],
+            "user": v["user"],
+            "approve": v["approve"],
+            "comment": v["comment"],
+            "at": v["at"].isoformat(),
+        }
+        for v in service.store.votes(run_id)
+    ]
+    written = [e["message"] for e in service.store.events(run_id) if e["kind"] == "report"]
+    data["report"] = written[-1] if written else None
+    return data
+
+
 def _utc(moment: datetime) -> datetime:
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)

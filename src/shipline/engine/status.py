@@ -10,7 +10,7 @@ from shipline.domain.ports import TargetView
 from shipline.engine.pipelines import find_environment
 from shipline.engine.wiring import SqlStateStore, target_kinds, view_target
 from shipline.engine.workspace import Workspace
-from shipline.errors import NotFoundError
+from shipline.errors import ShiplineError
 
 
 def _last_deploys(ws: Workspace) -> dict[str, dict[str, Any]]:
@@ -51,17 +51,20 @@ def service_status(ws: Workspace, env: str | None = None) -> list[dict[str, Any]
             continue
         target = ws.config.targets[environment.target]
         if environment.target not in views:
-            views[environment.target] = (
-                view_target(target.type, ws.state_dir, ws.target_settings(environment.name))
-                if target.type in installed
-                else None
-            )
+            try:  # a target that cannot be reached here (no kubeconfig) is "unknown", not fatal
+                views[environment.target] = (
+                    view_target(target.type, ws.state_dir, ws.target_settings(environment.name))
+                    if target.type in installed
+                    else None
+                )
+            except ShiplineError:
+                views[environment.target] = None
         view = views[environment.target]
         for service in ws.config.services:
             key = f"{environment.name}/{service.name}"
             try:
                 seen = view.observe(environment.name, service.name) if view else None
-            except NotFoundError:
+            except ShiplineError:  # not deployed there, or the target cannot be asked now
                 seen = None
             if seen is None and key not in last:
                 continue

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from shipline.notify.slack import SlackNotifier
     from shipline.notify.webhook import WebhookNotifier
     from shipline.secrets.base import StoreContext, open_store
+    from shipline.store.accounts import SqlAccounts
     from shipline.store.audit import SqlAuditLog, audit_key
     from shipline.store.sql import RunRecord, SqlStateStore, migration_lock
 
@@ -55,6 +56,7 @@ _LAZY = {
     "WebhookNotifier": ("shipline.notify.webhook", "WebhookNotifier"),
     "StoreContext": ("shipline.secrets.base", "StoreContext"),
     "open_store": ("shipline.secrets.base", "open_store"),
+    "SqlAccounts": ("shipline.store.accounts", "SqlAccounts"),
     "SqlAuditLog": ("shipline.store.audit", "SqlAuditLog"),
     "audit_key": ("shipline.store.audit", "audit_key"),
     "RunRecord": ("shipline.store.sql", "RunRecord"),
@@ -81,6 +83,7 @@ __all__ = [
     "DependencyCache",
     "RunRecord",
     "SlackNotifier",
+    "SqlAccounts",
     "SqlAuditLog",
     "SqlStateStore",
     "StoreContext",

@@ -13,13 +13,14 @@ from shipline.domain.models import Config
 from shipline.domain.ports import SecretStore
 from shipline.engine.pipelines import target_settings
 from shipline.engine.wiring import StoreContext, load_config, open_store
-from shipline.errors import NotFoundError, UserError
+from shipline.errors import NotFoundError, ShiplineError, UserError
 
 if TYPE_CHECKING:  # the store (SQLAlchemy) loads only for commands that use it
     from shipline.engine.wiring import SqlAuditLog
 
 STATE_ENV = "SHIPLINE_HOME"
 DATABASE_ENV = "SHIPLINE_DATABASE_URL"
+SERVER_CONFIG_ENV = "SHIPLINE_SERVER_CONFIG"  # the configuration `shipline server` serves
 
 
 @dataclass
@@ -84,6 +85,19 @@ class Workspace:
             if made:
                 self._audit.reseal()  # a trail from before keys existed is sealed once
         return self._audit
+
+    def learn_secrets(self) -> list[str]:
+        """Read every secret of every configured store once, so that the masker knows each
+        value (a long-running server masks what it shows); the stores it could not read."""
+        unread: list[str] = []
+        for name in self.config.secret_stores:
+            try:
+                store = self.store(name)
+                for secret in store.names():
+                    store.get(secret)
+            except ShiplineError:
+                unread.append(name)
+        return unread
 
     def store(self, name: str | None = None) -> SecretStore:
         """The secret store `name` (default: the configured default), built once."""

@@ -161,3 +161,38 @@ infra_outputs = sa.Table(
     sa.Column("at", sa.DateTime(timezone=True), nullable=False),
     sa.UniqueConstraint("stack", "environment", "run_id", name="uq_infra_outputs_run"),
 )
+
+users = sa.Table(
+    "users",
+    metadata,
+    sa.Column("name", sa.String(128), primary_key=True),  # a canonical identity
+    sa.Column("password_hash", sa.String(200)),  # argon2; none for single sign-on people
+    sa.Column("admin", sa.Boolean, nullable=False, default=False),
+    sa.Column("disabled", sa.Boolean, nullable=False, default=False),
+    sa.Column("source", sa.String(20), nullable=False),  # local | oidc
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+api_tokens = sa.Table(
+    "api_tokens",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("user_name", sa.String(128), nullable=False),
+    sa.Column("label", sa.String(100), nullable=False),
+    sa.Column("digest", sa.String(64), nullable=False, unique=True),  # SHA-256 of the token
+    sa.Column("scopes", sa.JSON, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("revoked_at", sa.DateTime(timezone=True)),
+    sa.Column("last_used_at", sa.DateTime(timezone=True)),
+)
+
+web_sessions = sa.Table(
+    "web_sessions",
+    metadata,
+    sa.Column("digest", sa.String(64), primary_key=True),  # SHA-256 of the cookie value
+    sa.Column("user_name", sa.String(128), nullable=False),
+    sa.Column("csrf", sa.String(64), nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+)

@@ -247,6 +247,22 @@ class SqlStateStore:
         except sa.exc.SQLAlchemyError as exc:
             raise StoreError(f"state store read failed: {type(exc).__name__}") from exc
 
+    def marks(self) -> tuple[int, ...]:
+        """The newest run, event, log line and vote ids: when none moved, nothing about any run
+        changed (one query, however many runs there are; what live views poll)."""
+        query = sa.select(
+            sa.select(sa.func.max(runs.c.id)).scalar_subquery(),
+            sa.select(sa.func.max(events.c.id)).scalar_subquery(),
+            sa.select(sa.func.max(logs.c.id)).scalar_subquery(),
+            sa.select(sa.func.max(votes.c.id)).scalar_subquery(),
+        )
+        try:
+            with self.engine.connect() as conn:
+                row = conn.execute(query).one()
+        except sa.exc.SQLAlchemyError as exc:
+            raise StoreError(f"state store read failed: {type(exc).__name__}") from exc
+        return tuple(int(v or 0) for v in row)
+
     def update_run(self, run_id: int, **values: Any) -> None:
         """Set columns of a run."""
         with self._write() as conn:
