@@ -82,7 +82,7 @@ def build_notifiers(
             problems.append(f"notification '{spec.name}': secret {spec.url_secret} is not set")
             continue
         if spec.type == "slack":
-            notifiers.append(SlackNotifier(spec.name, url))
+            notifiers.append(SlackNotifier(spec.name, url, buttons=config.access.slack is not None))
         else:
             signing = secrets.get(spec.signing_secret) if spec.signing_secret else None
             notifiers.append(WebhookNotifier(spec.name, url, signing))

@@ -18,8 +18,9 @@ ICONS = {
 }
 
 
-def slack_message(event: RunEvent) -> dict[str, Any]:
-    """The Block Kit message for `event`: run, environment, services, versions, what to do."""
+def slack_message(event: RunEvent, *, buttons: bool = False) -> dict[str, Any]:
+    """The Block Kit message for `event`: run, environment, services, versions, what to do;
+    with `buttons` (a Slack app is configured), a waiting run gets Approve and Reject."""
     title = f"{ICONS[event.kind]} {event.pipeline} to {event.environment} {event.kind.value}"
     versions = "\n".join(
         f"• `{name}` {version}" for name, version in sorted(event.services.items())
@@ -52,6 +53,14 @@ def slack_message(event: RunEvent) -> dict[str, Any]:
     if event.approve_command:
         text = f"*To approve*\n```{event.approve_command}```"
         blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": text}})
+    if buttons and event.kind == EventKind.WAITING and event.approve_command:
+        value = f"{event.run_id}:{event.stage or ''}"
+        blocks.append({"type": "actions", "elements": [
+            {"type": "button", "action_id": "shipline-approve", "style": "primary",
+             "text": {"type": "plain_text", "text": "Approve"}, "value": value},
+            {"type": "button", "action_id": "shipline-reject", "style": "danger",
+             "text": {"type": "plain_text", "text": "Reject"}, "value": value},
+        ]})  # fmt: skip
     blocks.append(
         {"type": "context", "elements": [{"type": "mrkdwn", "text": event.at.isoformat()}]}
     )
@@ -61,12 +70,13 @@ def slack_message(event: RunEvent) -> dict[str, Any]:
 class SlackNotifier:
     """Posts to one Slack incoming-webhook URL."""
 
-    def __init__(self, name: str, url: str, *, timeout: float = 5.0) -> None:
+    def __init__(self, name: str, url: str, *, timeout: float = 5.0, buttons: bool = False) -> None:
         self.name = name
         self._url = url
         self._timeout = timeout
+        self._buttons = buttons
 
     def send(self, event: RunEvent) -> None:
         """Post the message once."""
-        body = json.dumps(slack_message(event)).encode()
+        body = json.dumps(slack_message(event, buttons=self._buttons)).encode()
         post(self._url, body, {}, timeout=self._timeout)

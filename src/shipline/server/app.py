@@ -105,6 +105,7 @@ class Server:
     accounts: Accounts
     secure_cookies: bool = True
     feed: RunFeed = field(init=False)
+    oidc: Any = None  # the single sign-on client, made on first use
     started: float = field(default_factory=time.monotonic)
 
     def __post_init__(self) -> None:
@@ -166,7 +167,7 @@ def http_status(exc: ShiplineError) -> int:
 def create_app(ws: Workspace, *, secure_cookies: bool = True) -> FastAPI:
     """The server for `ws`'s project."""
     from shipline.engine.assembly import accounts, run_service
-    from shipline.server import api, hooks, web
+    from shipline.server import api, hooks, oidc, web
 
     ws.learn_secrets()
     server = Server(ws, run_service(ws), accounts(ws), secure_cookies=secure_cookies)
@@ -189,7 +190,8 @@ def create_app(ws: Workspace, *, secure_cookies: bool = True) -> FastAPI:
     @app.exception_handler(ShiplineError)
     async def _shipline_error(request: Request, exc: ShiplineError) -> Response:
         status = http_status(exc)
-        if not request.url.path.startswith(("/api/", "/hooks/")) and status == 401:
+        page = not request.url.path.startswith(("/api/", "/hooks/", "/auth/"))
+        if page and status == 401:
             return RedirectResponse(f"/login?next={request.url.path}", status_code=303)
         if not request.url.path.startswith(("/api/", "/hooks/")):
             return web.error_page(server, request, exc, status)
@@ -216,6 +218,7 @@ def create_app(ws: Workspace, *, secure_cookies: bool = True) -> FastAPI:
 
     app.include_router(api.router)
     app.include_router(hooks.router)
+    app.include_router(oidc.router)
     app.include_router(web.router)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     return app

@@ -142,3 +142,21 @@ def test_build_notifiers_from_the_reference_config() -> None:
     store = MemorySecretStore({"SLACK-WEBHOOK-URL": "https://hooks.example.invalid/T/B/x"})
     notifiers, problems = build_notifiers(config, lambda _: store, EventKind.FAILED)
     assert [n.name for n in notifiers] == ["slack"] and problems == []
+
+
+def test_a_waiting_message_carries_approve_and_reject_buttons_when_a_slack_app_is_set() -> None:
+    from dataclasses import replace
+
+    from shipline.domain.inbound import read_slack_action
+
+    event = replace(EVENT, run_id="42")
+    assert all(b["type"] != "actions" for b in slack_message(event)["blocks"])
+    actions = [b for b in slack_message(event, buttons=True)["blocks"] if b["type"] == "actions"]
+    assert [e["action_id"] for e in actions[0]["elements"]] == [
+        "shipline-approve", "shipline-reject",
+    ]  # fmt: skip
+    clicked = {"user": {"id": "U1"}, "actions": [actions[0]["elements"][1]]}
+    vote = read_slack_action(json.dumps(clicked))
+    assert (vote.run_id, vote.stage, vote.approve) == (42, "deploy-live", False)
+    ended = replace(event, kind=EventKind.SUCCEEDED)
+    assert all(b["type"] != "actions" for b in slack_message(ended, buttons=True)["blocks"])
