@@ -166,20 +166,34 @@ def markdown(data: dict[str, Any]) -> str:
 
 
 def chart(samples: list[dict[str, Any]]) -> str:
-    """Canary and stable error rates per interval as a small inline SVG."""
-    width, height, step = 240, 60, 240 / max(len(samples), 1)
+    """Canary and stable error rates per analysis interval as a small inline SVG: a line and a
+    dot per sample, scaled to the larger of 5 % and the worst rate, with its scale written."""
+    width, height, pad = 280, 80, 10
+    top = max([0.05] + [float(s.get(k) or 0) for s in samples for k in ("canary", "stable")])
+    top = min(top, 1.0)
+    step = (width - 2 * pad) / max(len(samples) - 1, 1)
 
-    def points(key: str) -> str:
-        return " ".join(
-            f"{i * step + step / 2:.1f},{height - 4 - min(float(s[key]), 1.0) * (height - 8):.1f}"
-            for i, s in enumerate(samples)
+    def xy(i: int, value: object) -> tuple[float, float]:
+        share = min(float(value or 0), top) / top
+        return pad + i * step, height - pad - share * (height - 2 * pad)
+
+    def series(key: str, colour: str) -> str:
+        points = [xy(i, s.get(key)) for i, s in enumerate(samples)]
+        line = " ".join(f"{x:.1f},{y:.1f}" for x, y in points)
+        dots = "".join(
+            f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3" fill="{colour}"/>' for x, y in points
         )
+        return f'<polyline fill="none" stroke="{colour}" stroke-width="2" points="{line}"/>{dots}'
 
     return (
-        f'<svg width="{width}" height="{height}" role="img" aria-label="error rate per interval">'
+        f'<svg width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img"'
+        f' aria-label="error rate per interval, canary red, stable green, scale 0 to'
+        f' {top:.0%}">'
         f'<rect width="{width}" height="{height}" fill="#f6f8fa"/>'
-        f'<polyline fill="none" stroke="#d1242f" stroke-width="2" points="{points("canary")}"/>'
-        f'<polyline fill="none" stroke="#1f883d" stroke-width="2" points="{points("stable")}"/>'
+        f'<line x1="{pad}" y1="{height - pad}" x2="{width - pad}" y2="{height - pad}"'
+        ' stroke="#d1d9e0"/>'
+        f'<text x="{pad}" y="{pad + 2}" font-size="9" fill="#59636e">{top:.0%}</text>'
+        f"{series('stable', '#1f883d')}{series('canary', '#d1242f')}"
         "</svg>"
     )
 

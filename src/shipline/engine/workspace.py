@@ -20,6 +20,7 @@ if TYPE_CHECKING:  # the store (SQLAlchemy) loads only for commands that use it
 
 STATE_ENV = "SHIPLINE_HOME"
 DATABASE_ENV = "SHIPLINE_DATABASE_URL"
+LOCAL_STORE_TYPES = {"file", "env", "memory"}  # read without a network
 SERVER_CONFIG_ENV = "SHIPLINE_SERVER_CONFIG"  # the configuration `shipline server` serves
 
 
@@ -86,11 +87,14 @@ class Workspace:
                 self._audit.reseal()  # a trail from before keys existed is sealed once
         return self._audit
 
-    def learn_secrets(self) -> list[str]:
-        """Read every secret of every configured store once, so that the masker knows each
-        value (a long-running server masks what it shows); the stores it could not read."""
+    def learn_secrets(self, local: bool | None = None) -> list[str]:
+        """Read every secret of the configured stores once, so that the masker knows each
+        value (a long-running server masks what it shows); the stores it could not read.
+        `local`: only the stores on this machine (True), only the others (False), all (None)."""
         unread: list[str] = []
-        for name in self.config.secret_stores:
+        for name, spec in self.config.secret_stores.items():
+            if local is not None and (spec.type in LOCAL_STORE_TYPES) != local:
+                continue
             try:
                 store = self.store(name)
                 for secret in store.names():

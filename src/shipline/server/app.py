@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import json
 import secrets
+import threading
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -169,7 +170,9 @@ def create_app(ws: Workspace, *, secure_cookies: bool = True) -> FastAPI:
     from shipline.engine.assembly import accounts, run_service
     from shipline.server import api, hooks, oidc, web
 
-    ws.learn_secrets()
+    ws.learn_secrets(local=True)
+    # remote stores (Key Vault, Vault) may take seconds to answer: learnt beside serving
+    threading.Thread(target=ws.learn_secrets, kwargs={"local": False}, daemon=True).start()
     server = Server(ws, run_service(ws), accounts(ws), secure_cookies=secure_cookies)
 
     @contextlib.asynccontextmanager

@@ -23,7 +23,7 @@ router = APIRouter(include_in_schema=False)
 Srv = Annotated[Server, Depends(server_of)]
 LOGIN_CSRF = "shipline_login"
 PHASE_WORDS = {"succeeded": "✓", "failed": "✗", "errored": "!", "cancelled": "⊘",
-               "waiting": "⏸", "running": "▶", "pending": "…", "skipped": "-"}  # fmt: skip
+               "waiting": "⏸", "running": "▶", "pending": "…", "skipped": "○"}  # fmt: skip
 
 _templates = Environment(
     loader=FileSystemLoader(HERE / "templates"),
