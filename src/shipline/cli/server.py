@@ -52,7 +52,7 @@ def server(
     state.output.error(f"shipline server for {ws.config.project} on http://{host}:{port}/")
     uvicorn.run(
         "shipline.server.main:app_from_environment", factory=True, host=host, port=port,
-        workers=workers, log_level="warning", proxy_headers=True,
+        workers=workers, log_level="warning", proxy_headers=True, timeout_graceful_shutdown=5,
     )  # fmt: skip
 
 

@@ -173,7 +173,7 @@ def chart(samples: list[dict[str, Any]]) -> str:
     top = min(top, 1.0)
     step = (width - 2 * pad) / max(len(samples) - 1, 1)
 
-    def xy(i: int, value: object) -> tuple[float, float]:
+    def xy(i: int, value: Any) -> tuple[float, float]:
         share = min(float(value or 0), top) / top
         return pad + i * step, height - pad - share * (height - 2 * pad)
 

@@ -10,6 +10,7 @@ target once and keeps it for the life of the process.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import os
 from importlib.metadata import EntryPoint, entry_points
@@ -110,9 +111,16 @@ GROUP = "shipline.targets"
 VIEWS = "shipline.target_views"
 
 
+@functools.cache
+def _plugins(group: str) -> dict[str, EntryPoint]:
+    """The entry points of `group`, by name, read once per process (reading them scans every
+    installed distribution: milliseconds that a server asking per request would pay each time)."""
+    return {ep.name: ep for ep in entry_points(group=group)}
+
+
 def target_kinds() -> dict[str, EntryPoint]:
     """Every installed target kind, by name."""
-    return {ep.name: ep for ep in entry_points(group=GROUP)}
+    return dict(_plugins(GROUP))
 
 
 def require_target(config: Config, environment: str) -> str:
@@ -160,7 +168,7 @@ class _LiveView:
 def view_target(kind: str, state_dir: Path, settings: dict[str, str | None]) -> TargetView:
     """How a process that does not run the target sees it: the kind's registered view (a target
     that lives in a worker), or the target itself."""
-    view = {ep.name: ep for ep in entry_points(group=VIEWS)}.get(kind)
+    view = _plugins(VIEWS).get(kind)
     if view is None:
         return _LiveView(build_target(kind, state_dir, settings))
     from shipline.domain.ports import TargetContext
@@ -171,7 +179,7 @@ def view_target(kind: str, state_dir: Path, settings: dict[str, str | None]) -> 
 
 def infra_tool(kind: str) -> InfraTool:
     """The infrastructure tool `kind` (`shipline.infra_tools` entry points: terraform, fake)."""
-    found = {ep.name: ep for ep in entry_points(group="shipline.infra_tools")}.get(kind)
+    found = _plugins("shipline.infra_tools").get(kind)
     if found is None:
         raise UserError(f"infrastructure tool '{kind}' is not installed")
     tool: InfraTool = found.load()()

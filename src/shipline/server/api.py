@@ -124,9 +124,8 @@ def status(srv: Srv, who: Who, env: str | None = None) -> Response:
     from shipline.engine.status import service_status
 
     require(srv.config, who, "view", env)
-    rows = [
-        r for r in service_status(srv.ws, env) if may(srv.config, who, "view", r["environment"])
-    ]
+    found = service_status(srv.ws, env) if env else srv.status_rows()
+    rows = [r for r in found if may(srv.config, who, "view", r["environment"])]
     return srv.reply(rows)
 
 

@@ -37,6 +37,7 @@ from shipline.errors import (
 )
 
 COOKIE = "shipline_session"
+STATUS_SECONDS = 1.0  # how long one reading of every target serves every dashboard
 CSRF_HEADER = "X-CSRF-Token"
 HERE = Path(__file__).parent
 SECURITY_HEADERS = {
@@ -57,7 +58,7 @@ class RunFeed:
     """One poll of the store's newest ids per interval, shared by every live client: a client
     waits for the marks to move instead of asking the store itself."""
 
-    def __init__(self, service: RunService, interval: float = 1.0) -> None:
+    def __init__(self, service: RunService, interval: float = 0.5) -> None:
         self._service = service
         self.interval = interval
         self.marks: tuple[int, ...] = ()
@@ -107,6 +108,8 @@ class Server:
     secure_cookies: bool = True
     feed: RunFeed = field(init=False)
     oidc: Any = None  # the single sign-on client, made on first use
+    _status: tuple[float, list[dict[str, Any]]] | None = None
+    _status_lock: threading.Lock = field(default_factory=threading.Lock)
     started: float = field(default_factory=time.monotonic)
 
     def __post_init__(self) -> None:
@@ -115,6 +118,19 @@ class Server:
     @property
     def config(self) -> Any:
         return self.ws.config
+
+    def status_rows(self) -> list[dict[str, Any]]:
+        """`service_status` for every environment, shared by every request for a second:
+        fifty dashboards refreshing on one change ask the targets once, not fifty times."""
+        from shipline.engine.status import service_status
+
+        now = time.monotonic()
+        with self._status_lock:
+            if self._status is not None and now - self._status[0] < STATUS_SECONDS:
+                return self._status[1]
+            rows = service_status(self.ws)
+            self._status = (time.monotonic(), rows)
+            return rows
 
     def mask(self, text: str) -> str:
         return self.ws.masker.mask(text)

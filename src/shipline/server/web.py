@@ -135,12 +135,10 @@ def logout(request: Request, srv: Srv, who: Who, csrf: Annotated[str, Form()] = 
 
 @router.get("/")
 def dashboard(request: Request, srv: Srv, who: Who) -> Response:
-    from shipline.engine.status import service_status
-
     require(srv.config, who, "view")
     envs = [e for e in srv.config.ladder_environments() if may(srv.config, who, "view", e.name)]
     cells: dict[tuple[str, str], dict[str, Any]] = {}
-    for row in service_status(srv.ws):
+    for row in srv.status_rows():
         cells[(row["service"], row["environment"])] = row
     deployable = [e.name for e in envs if may(srv.config, who, "deploy", e.name)]
     return _page(
