@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from typing import Annotated, Any
 
 import typer
@@ -25,14 +24,19 @@ def _run(
     after: Any = None,
     **extra: Any,
 ) -> None:
+    from shipline.cli.remote import acting_user, current, start_on_server
     from shipline.cli.runs import watch_started
-    from shipline.engine.identity import current_user
     from shipline.engine.submit import submit_action
 
     state = state_of(ctx)
+    remote = current()
+    if remote is not None and action in ("restart", "rollback", "scale"):
+        body = {"pipeline": action, "environment": env, "services": services, **extra}
+        start_on_server(state, remote, "/api/v1/runs", body, detach=detach, as_json=as_json)
+        return
     ws = state.workspace()
     record = submit_action(
-        ws, env=env, services=services, action=action, actor=current_user(None, os.environ),
+        ws, env=env, services=services, action=action, actor=acting_user(),
         **extra,
     )  # fmt: skip
     watch_started(state, ws, record.id, detach=detach, as_json=as_json, after=after)

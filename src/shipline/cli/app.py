@@ -292,7 +292,7 @@ def vars_show(
     """Show every resolved variable and the group it came from.
     Example: shipline vars show --env qa --service api"""
     from shipline.cli import views
-    from shipline.engine.identity import current_user
+    from shipline.cli.remote import acting_user
     from shipline.engine.infra import infra_outputs
     from shipline.engine.variables import find_scope, resolve
 
@@ -310,7 +310,7 @@ def vars_show(
 
         audit_reveal(
             ws,
-            actor=current_user(None, os.environ),
+            actor=acting_user(),
             environment=scope.environment.name,
             service=service,
             names=[v.name for v in variables if v.secret],
@@ -357,14 +357,14 @@ StoreOpt = Annotated[
 def secrets_set(ctx: typer.Context, name: str, store: StoreOpt = None) -> None:
     """Store a secret; the value is read from stdin, never from the command line.
     Example: shipline secrets set API-TOKEN < token.txt  (the value on stdin)"""
-    from shipline.engine.identity import current_user
+    from shipline.cli.remote import acting_user
     from shipline.engine.secret_chores import checked_store, set_secret
 
     state = state_of(ctx)
     ws = state.workspace()
     checked_store(ws, name, store)  # a bad name or store is refused before the value is read
     value = _read_secret_value(name)
-    chosen = set_secret(ws, name, value, store=store, actor=current_user(None, os.environ))
+    chosen = set_secret(ws, name, value, store=store, actor=acting_user())
     state.output.error(f"secret '{name}' set in store '{chosen}'")
 
 
@@ -386,13 +386,11 @@ def secrets_list(ctx: typer.Context, store: StoreOpt = None, as_json: JsonFlag =
 def secrets_rm(ctx: typer.Context, name: str, store: StoreOpt = None) -> None:
     """Remove a secret.
     Example: shipline secrets rm API-TOKEN"""
-    from shipline.engine.identity import current_user
+    from shipline.cli.remote import acting_user
     from shipline.engine.secret_chores import remove_secret
 
     state = state_of(ctx)
-    chosen = remove_secret(
-        state.workspace(), name, store=store, actor=current_user(None, os.environ)
-    )
+    chosen = remove_secret(state.workspace(), name, store=store, actor=acting_user())
     state.output.error(f"secret '{name}' removed from store '{chosen}'")
 
 
@@ -404,11 +402,11 @@ def secrets_generate(
 ) -> None:
     """Fill every missing required secret of an environment with a random value.
     Example: shipline secrets generate --env local"""
-    from shipline.engine.identity import current_user
+    from shipline.cli.remote import acting_user
     from shipline.engine.secret_chores import generate_audited
 
     state = state_of(ctx)
-    made = generate_audited(state.workspace(), env, actor=current_user(None, os.environ))
+    made = generate_audited(state.workspace(), env, actor=acting_user())
     if as_json:
         state.output.json([{"store": s, "name": n} for s, n in made])
     else:

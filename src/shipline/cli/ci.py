@@ -3,7 +3,6 @@ ref, builds, and the dependency cache."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -131,10 +130,10 @@ def build(
 ) -> None:
     """Build services with their stack recipes, build their images, scan and push them.
     Example: shipline ci build --services changed --base origin/main --scan"""
+    from shipline.cli.remote import acting_user
     from shipline.cli.runs import watch
     from shipline.engine.assembly import run_service
     from shipline.engine.ci_service import BuildRequest, build_findings, submit_build
-    from shipline.engine.identity import current_user
 
     state = state_of(ctx)
     ws = state.workspace()
@@ -142,9 +141,7 @@ def build(
         services=services, base=base, ref=ref, strategy=strategy, custom=custom, push=push,
         scan=scan, manifest=manifest, repo=repo, fresh_cache=fresh_cache,
     )  # fmt: skip
-    started = submit_build(
-        ws, request, actor=current_user(None, os.environ), warn=state.output.error
-    )
+    started = submit_build(ws, request, actor=acting_user(), warn=state.output.error)
     if started.record is None:
         state.output.line("no service changed: nothing to build")
         return

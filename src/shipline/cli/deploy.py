@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from typing import Annotated
 
 import typer
@@ -49,18 +48,25 @@ def deploy(
     """Deploy services at a tag (or a release's versions) to an environment, through its
     approvals and checks, then verify them and run its test gates.
     Example: shipline deploy --env qa --services api,web --tag 1.4.0"""
+    from shipline.cli.remote import acting_user, current, start_on_server
     from shipline.cli.runs import watch_started
-    from shipline.engine.identity import current_user
     from shipline.engine.submit import submit_deploy
 
     state = state_of(ctx)
+    remote = current()
+    if remote is not None:  # signed in: the server checks the person's roles and records them
+        body = {"environment": env, "services": services, "tag": tag, "release": release,
+                "set": parameters or [], "skip_tests": skip_tests, "force": force,
+                "emergency": emergency, "reason": reason}  # fmt: skip
+        start_on_server(state, remote, "/api/v1/runs", body, detach=detach, as_json=as_json)
+        return
     ws = state.workspace()
     record = submit_deploy(
         ws,
         env=env,
         services=services,
         tag=tag,
-        actor=current_user(None, os.environ),
+        actor=acting_user(),
         parameters=parameters,
         emergency=emergency,
         reason=reason,
@@ -99,15 +105,22 @@ def promote(
     """Promote what succeeded in one environment up the ladder, one environment after another
     (approvals, deploy, verification, test gates; a failure rolls that environment back and
     stops). Example: shipline promote --from dev --to qa,uat1 --release 2026.11.1"""
+    from shipline.cli.remote import acting_user, current, start_on_server
     from shipline.cli.runs import watch_started
-    from shipline.engine.identity import current_user
     from shipline.engine.promotion import submit_promotion
 
     state = state_of(ctx)
+    remote = current()
+    if remote is not None:
+        body = {"source": source, "targets": targets, "services": services, "tag": tag,
+                "release": release, "skip_tests": skip_tests, "canary": canary}  # fmt: skip
+        start_on_server(state, remote, "/api/v1/promotions", body, detach=detach,
+                        as_json=as_json)  # fmt: skip
+        return
     ws = state.workspace()
     record = submit_promotion(
         ws, source=source, targets=targets, services=services, tag=tag, release=release,
-        actor=current_user(None, os.environ), skip_tests=skip_tests, canary=canary,
+        actor=acting_user(), skip_tests=skip_tests, canary=canary,
     )  # fmt: skip
     watch_started(state, ws, record.id, detach=detach, as_json=as_json)
 
@@ -127,12 +140,12 @@ def trigger(
     """Apply the trigger rules to a branch or tag that moved (the spec's by default: develop ->
     dev, main -> staging, v* tags -> live with approvals): the command a git server's webhook
     or a CI job calls. Example: shipline trigger --ref refs/heads/develop --tag 1.4.0-dev.7"""
-    from shipline.engine.identity import current_user
+    from shipline.cli.remote import acting_user
     from shipline.engine.promotion import run_triggers
 
     state = state_of(ctx)
     plan = run_triggers(
-        state.workspace(), ref, tag=tag, release=release, actor=current_user(None, os.environ),
+        state.workspace(), ref, tag=tag, release=release, actor=acting_user(),
         dry_run=dry_run,
     )  # fmt: skip
     if as_json:

@@ -3,7 +3,6 @@ engine as deploys (plan → approve that plan → apply), each a durable run."""
 
 from __future__ import annotations
 
-import os
 from typing import Annotated
 
 import typer
@@ -25,8 +24,8 @@ DetachOpt = Annotated[
 
 
 def _start(ctx: typer.Context, action: str, detach: bool, as_json: bool, **given: object) -> None:
+    from shipline.cli.remote import acting_user
     from shipline.cli.runs import watch_started
-    from shipline.engine.identity import current_user
     from shipline.engine.infra import submit_infra
 
     state = state_of(ctx)
@@ -34,7 +33,7 @@ def _start(ctx: typer.Context, action: str, detach: bool, as_json: bool, **given
     record = submit_infra(
         ws,
         action=action,
-        actor=current_user(None, os.environ),
+        actor=acting_user(),
         **given,  # type: ignore[arg-type]
     )
     watch_started(state, ws, record.id, detach=detach, as_json=as_json)
@@ -99,15 +98,13 @@ def promote(
 ) -> None:
     """Plan and apply environment after environment in order, through each one's approvals,
     stopping at the first failure. Example: shipline infra promote --start dev --stop prod"""
+    from shipline.cli.remote import acting_user
     from shipline.cli.runs import watch_started
-    from shipline.engine.identity import current_user
     from shipline.engine.infra import submit_infra_promotion
 
     state = state_of(ctx)
     ws = state.workspace()
-    record = submit_infra_promotion(
-        ws, start=start, stop=stop, stack=stack, actor=current_user(None, os.environ)
-    )
+    record = submit_infra_promotion(ws, start=start, stop=stop, stack=stack, actor=acting_user())
     watch_started(state, ws, record.id, detach=detach, as_json=as_json)
 
 
@@ -122,15 +119,13 @@ def unlock(
 ) -> None:
     """Release a state lock that a dead operation left (terraform force-unlock), after the
     environment's approvals. Example: shipline infra unlock --env qa --lock-id 8d2c..."""
+    from shipline.cli.remote import acting_user
     from shipline.cli.runs import watch_started
-    from shipline.engine.identity import current_user
     from shipline.engine.infra import submit_unlock
 
     state = state_of(ctx)
     ws = state.workspace()
-    record = submit_unlock(
-        ws, env=env, lock_id=lock_id, stack=stack, actor=current_user(None, os.environ)
-    )
+    record = submit_unlock(ws, env=env, lock_id=lock_id, stack=stack, actor=acting_user())
     watch_started(state, ws, record.id, detach=detach, as_json=as_json)
 
 

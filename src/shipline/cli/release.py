@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -39,13 +38,11 @@ def create(
 ) -> None:
     """Turn a build manifest into a release that promotion moves up the ladder.
     Example: shipline release create --from-manifest .shipline/manifests/build-1.4.0.json"""
-    from shipline.engine.identity import current_user
+    from shipline.cli.remote import acting_user
     from shipline.engine.releases import create_release
 
     state = state_of(ctx)
-    row = create_release(
-        state.workspace(), from_manifest, name=name, actor=current_user(None, os.environ)
-    )
+    row = create_release(state.workspace(), from_manifest, name=name, actor=acting_user())
     chosen, services = row["name"], row["services"]
     if as_json:
         state.output.json(_release_json(row))

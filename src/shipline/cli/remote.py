@@ -115,3 +115,46 @@ def refuse_as(given: str | None, remote: Remote) -> None:
             f"--as is not accepted while signed in to {remote.url}: you act as yourself",
             hint="drop --as (see `shipline whoami`)",
         )
+
+
+def acting_user() -> str:
+    """Who a command acts as: the person signed in to the server (as the server verifies the
+    stored token), or, in single-user mode, the local user (SHIPLINE_USER or the login name)."""
+    remote = current()
+    if remote is not None:
+        return str(remote.get("/api/v1/me")["name"])
+    from shipline.engine.identity import current_user
+
+    return current_user(None, os.environ)
+
+
+class RemoteRuns:
+    """The runs of a server, as the CLI's followers read them (`get` and `details`)."""
+
+    def __init__(self, remote: Remote) -> None:
+        self.remote = remote
+
+    def details(self, run_id: int) -> dict[str, Any]:
+        found: dict[str, Any] = self.remote.get(f"/api/v1/runs/{run_id}")
+        return found
+
+    def get(self, run_id: int) -> Any:
+        from types import SimpleNamespace
+
+        return SimpleNamespace(phase=self.details(run_id)["phase"])
+
+
+def start_on_server(
+    state: Any, remote: Remote, path: str, body: dict[str, Any], *, detach: bool, as_json: bool
+) -> None:
+    """Start a run through the server (as the signed-in person, with their roles) and follow it
+    as a local one is followed; the run's page on the server is named."""
+    from shipline.cli.runs import watch
+
+    run = remote.post(path, body)
+    run_id = int(run["id"])
+    watch(
+        state, RemoteRuns(remote), run_id, detach=detach, as_json=as_json,
+        queued=f"run {run_id} queued by {run['requestedBy']} on {remote.url}/runs/{run_id}",
+        details=lambda runs, n: runs.details(n),
+    )  # fmt: skip

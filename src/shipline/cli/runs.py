@@ -27,6 +27,10 @@ def _service(ctx: typer.Context) -> Any:
 def _actor(explicit: str | None = None) -> str:
     from shipline.engine.identity import current_user
 
+    if explicit is None:
+        from shipline.cli.remote import acting_user
+
+        return acting_user()
     return current_user(explicit, os.environ)
 
 
@@ -461,9 +465,11 @@ def watch(
     queued: str,
     extra: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
     after: Callable[[dict[str, Any]], None] | None = None,
+    details: Callable[[Any, int], dict[str, Any]] | None = None,
 ) -> None:
     """After starting a run: detach (exit 3), wait and print JSON, or follow it live (and
-    then show what `after` makes of its details)."""
+    then show what `after` makes of its details); `details` reads a run (default: the local
+    store's view of it)."""
     if detach:
         if as_json:
             state.output.json({"run": run_id, "phase": service.get(run_id).phase})
@@ -474,7 +480,9 @@ def watch(
             )
         raise typer.Exit(3)
     try:
-        code = _wait(state, service, run_id, as_json=as_json, extra=extra, after=after)
+        code = _wait(
+            state, service, run_id, as_json=as_json, extra=extra, after=after, details=details
+        )
     except KeyboardInterrupt:
         _interrupted(state.output, run_id)
     if code:
@@ -489,11 +497,15 @@ def _wait(
     as_json: bool,
     extra: Callable[[dict[str, Any]], dict[str, Any]] | None,
     after: Callable[[dict[str, Any]], None] | None,
+    details: Callable[[Any, int], dict[str, Any]] | None = None,
 ) -> int:
     """Wait for the run's end: the final JSON document, one line (--quiet), timestamped lines
     (stdout is not a terminal) or the live view; then what `after` shows."""
     from shipline.cli.follow import EXIT, follow, follow_plain
-    from shipline.engine.runs import run_details as _details
+    from shipline.engine.runs import run_details
+
+    _details = details or run_details
+    verbose = state.verbose and details is None  # step logs are read from the local store
 
     if as_json or state.quiet:
         while service.get(run_id).phase not in EXIT:
@@ -509,7 +521,7 @@ def _wait(
         code = follow(service, run_id, state.output.console, _details)
     else:
         state.output.line(f"run {run_id} queued")
-        code = follow_plain(service, run_id, state.output.line, _details, verbose=state.verbose)
+        code = follow_plain(service, run_id, state.output.line, _details, verbose=verbose)
     if after is not None:
         after(_details(service, run_id))
     return code

@@ -28,9 +28,9 @@ def _secret_input(prompt: str) -> str:
 
 
 def _local_actor() -> str:
-    from shipline.engine.identity import current_user
+    from shipline.cli.remote import acting_user
 
-    return f"{ADMIN_ACTOR}:{current_user(None, os.environ)}"
+    return f"{ADMIN_ACTOR}:{acting_user()}"
 
 
 def server(
@@ -192,9 +192,9 @@ def whoami(ctx: typer.Context, as_json: JsonFlag = False) -> None:
     remote = current()
     output = state_of(ctx).output
     if remote is None:
-        from shipline.engine.identity import current_user
+        from shipline.cli.remote import acting_user
 
-        data = {"mode": "single-user", "name": current_user(None, os.environ)}
+        data = {"mode": "single-user", "name": acting_user()}
     else:
         data = {"mode": "server", **remote.get("/api/v1/me"), "server": remote.url}
     if as_json:

@@ -4,6 +4,7 @@ which turn a branch or tag moving into the deploy its rules name."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from shipline.domain.promotion import (
@@ -91,9 +92,11 @@ def submit_promotion(
     actor: str,
     skip_tests: bool = False,
     canary: bool = False,
+    allowed: Callable[[str], None] | None = None,
 ) -> RunRecord:
     """Queue one run that promotes the services' versions from `source` up to every target
-    environment in ladder order, after the ladder's and the source's rules held."""
+    environment in ladder order, after the ladder's and the source's rules held; `allowed`
+    raises for an environment the requester may not deploy to (the server's roles)."""
     from shipline.engine.assembly import run_service
     from shipline.engine.submit import check_tag
 
@@ -110,6 +113,9 @@ def submit_promotion(
     except PromotionRefused as exc:
         raise UserError(str(exc)) from None
     envs = [ws.config.environment(name) for name in order]
+    if allowed is not None:
+        for name in order:
+            allowed(name)
     kinds = {require_target(ws.config, e.name) for e in envs}
     names = pick_services(ws.config, services)
     digests: dict[str, str] = {}

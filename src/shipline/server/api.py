@@ -50,6 +50,9 @@ class StartRun(BaseModel):
     skip_tests: bool = False
     replicas: int | None = Field(default=None, ge=0, le=1000)
     revision: int | None = Field(default=None, ge=0)
+    force: bool = False
+    emergency: bool = False
+    reason: str | None = Field(default=None, max_length=2000)
 
 
 class Vote(BaseModel):
@@ -158,6 +161,7 @@ def start_run(srv: Srv, who: Who, body: StartRun) -> Response:
         record = submit_deploy(
             srv.ws, env=environment, services=body.services, tag=body.tag, actor=who.name,
             parameters=body.set, release=body.release, skip_tests=body.skip_tests,
+            force=body.force, emergency=body.emergency, reason=body.reason,
         )  # fmt: skip
     else:
         extra: dict[str, Any] = {}
@@ -171,6 +175,33 @@ def start_run(srv: Srv, who: Who, body: StartRun) -> Response:
             srv.ws, env=environment, services=body.services, action=body.pipeline,
             actor=who.name, **extra,
         )  # fmt: skip
+    return srv.reply(run_summary(record), 202)
+
+
+class Promotion(BaseModel):
+    """A promotion up the ladder: what succeeded in `source`, into `targets` in order."""
+
+    source: str = Field(min_length=1, max_length=63)
+    targets: str = Field(min_length=1, max_length=1000)
+    services: str = Field(default="all", max_length=4000)
+    tag: str | None = Field(default=None, max_length=128)
+    release: str | None = Field(default=None, max_length=128)
+    skip_tests: bool = False
+    canary: bool = False
+
+
+@router.post("/promotions", status_code=202)
+def start_promotion(srv: Srv, who: Who, body: Promotion) -> Response:
+    """Start a promotion; the caller may deploy to every environment it reaches."""
+    from shipline.engine.promotion import submit_promotion
+    from shipline.engine.runs import run_summary
+
+    record = submit_promotion(
+        srv.ws, source=body.source, targets=body.targets, services=body.services,
+        tag=body.tag, release=body.release, actor=who.name, skip_tests=body.skip_tests,
+        canary=body.canary,
+        allowed=lambda env: require(srv.config, who, "deploy", env),
+    )  # fmt: skip
     return srv.reply(run_summary(record), 202)
 
 

@@ -268,3 +268,26 @@ def test_pages_carry_security_headers_and_secure_cookies(site: Site) -> None:
     site.client.cookies.clear()
     assert site.client.post("/login", data={"name": "vic", "password": PASSWORD,
                                             "csrf": "x"}).status_code == 403  # fmt: skip
+
+
+def test_a_signed_in_cli_starts_runs_as_its_person_within_their_roles(
+    site: Site, worker: dict[str, str], server_url: str, tmp_path: Path
+) -> None:
+    cli_env = {**site.environ, "SHIPLINE_LOGIN_FILE": str(tmp_path / "dev1.json"),
+               "SHIPLINE_USER": "someone-else"}  # fmt: skip
+    assert sh(cli_env, "login", "--server", server_url, "--user", "dev1",
+              input_text=PASSWORD + "\n").returncode == 0  # fmt: skip
+    started = sh(cli_env, "deploy", "--env", "qa", "--services", "api", "--tag", "3.0.0",
+                 "--detach", "--json")  # fmt: skip
+    assert started.returncode == 3, started.stderr
+    run = json.loads(started.stdout)["run"]
+    shown = site.client.get(f"/api/v1/runs/{run}", headers=site.auth("ada")).json()
+    assert shown["requestedBy"] == "dev1"  # the verified person, not SHIPLINE_USER
+    refused = sh(cli_env, "deploy", "--env", "live", "--services", "api", "--tag", "3.0.0")
+    assert refused.returncode == 2 and "may not deploy on live" in refused.stderr
+    promoted = sh(cli_env, "promote", "--from", "dev", "--to", "qa,live", "--tag", "3.0.0")
+    assert promoted.returncode == 2 and "may not deploy on live" in promoted.stderr
+    followed = sh(cli_env, "deploy", "--env", "dev", "--services", "web", "--tag", "3.0.1")
+    assert followed.returncode == 0, followed.stdout + followed.stderr
+    assert "succeeded" in followed.stdout
+    assert json.loads(sh(cli_env, "whoami", "--json").stdout)["name"] == "dev1"
