@@ -61,30 +61,31 @@ def _approver_of(config: Config, user: str, environment: str | None) -> bool:
             continue
         if env.approvals is not None:
             names.update(env.approvals.groups)
-    return any(
-        user in config.approver_groups[g].members for g in names if g in config.approver_groups
-    )
+    return any(_in_group(config, group, user) for group in names)
 
 
 def person_may(
     config: Config, user: str, admin: bool, permission: Permission, environment: str | None
 ) -> bool:
-    """Whether the person may `permission` on `environment` (None: on at least one)."""
+    """Whether the person may `permission` on `environment` (None: on at least one; `*`: on
+    every one, as people and tokens need)."""
     access = config.access
     if admin or _expand(config, access.admins, user):
         return True
-    if permission == "admin":
-        return False
     if permission == "view" and _expand(config, access.viewers, user):
         return True
-    if permission == "approve" and _approver_of(config, user, environment):
+    approving = permission == "approve" and environment != ANY_ENVIRONMENT
+    if approving and _approver_of(config, user, environment):
         return True
     if not access.grants:
         return permission in ("view", "deploy")
     for grant in access.grants:
-        if permission not in grant.permissions and not (
-            permission == "view" and set(grant.permissions) & {"deploy", "approve"}
-        ):
+        granted = set(grant.permissions)
+        if "admin" in granted:  # administering an environment is every permission there
+            granted.update(PERMISSIONS)
+        if granted & {"deploy", "approve"}:
+            granted.add("view")
+        if permission not in granted:
             continue
         envs = grant.environments
         in_env = environment is None or ANY_ENVIRONMENT in envs or environment in envs

@@ -13,7 +13,7 @@ def require(
     """PermissionDenied unless `principal` may `permission` on `environment` (None: on one)."""
     if allowed(config, principal, permission, environment):
         return
-    where = f" on {environment}" if environment else ""
+    where = {None: "", "*": " everywhere"}.get(environment, f" on {environment}")
     person = Principal(principal.name, admin=principal.admin)
     via = " with this token's scopes" if allowed(config, person, permission, environment) else ""
     raise PermissionDenied(f"{principal.name} may not {permission}{where}{via}")

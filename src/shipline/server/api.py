@@ -409,14 +409,14 @@ def revoke_token(srv: Srv, who: Who, token_id: int) -> Response:
 @router.get("/users")
 def users(srv: Srv, who: Who) -> Response:
     """Everyone (administrators only)."""
-    require(srv.config, who, "admin")
+    require(srv.config, who, "admin", "*")
     return srv.reply(srv.accounts.users())
 
 
 @router.post("/users", status_code=201)
 def add_user(srv: Srv, who: Who, body: NewUser) -> Response:
     """Create or update a local person (administrators only)."""
-    require(srv.config, who, "admin")
+    require(srv.config, who, "admin", "*")
     name = srv.accounts.add_user(body.name, body.password, admin=body.admin, actor=who.name)
     return srv.reply({"name": name, "admin": body.admin}, 201)
 
@@ -424,6 +424,6 @@ def add_user(srv: Srv, who: Who, body: NewUser) -> Response:
 @router.post("/users/{name}/disable")
 def disable_user(srv: Srv, who: Who, name: str) -> Response:
     """Disable a person: sessions end, tokens stop (administrators only)."""
-    require(srv.config, who, "admin")
+    require(srv.config, who, "admin", "*")
     srv.accounts.disable_user(name, actor=who.name)
     return srv.reply({"name": name, "disabled": True})

@@ -47,6 +47,10 @@ MATRIX: dict[tuple[str, str], tuple[set[str], Call]] = {
         {"ada", "dev1", "quinn"},
         _post("/api/v1/runs", {"environment": "dev", "services": "api", "tag": "1.0.0"}),
     ),
+    ("POST", "/api/v1/promotions"): (
+        {"ada", "dev1", "quinn"},
+        _post("/api/v1/promotions", {"source": "dev", "targets": "qa", "tag": "1.0.0"}),
+    ),
     ("GET", "/api/v1/runs/{run_id}"): (VIEWERS, _get("/api/v1/runs/{dev}")),
     ("GET", "/api/v1/runs/{run_id}/logs"): (VIEWERS, _get("/api/v1/runs/{dev}/logs")),
     ("GET", "/api/v1/runs/{run_id}/logs/stream"): (

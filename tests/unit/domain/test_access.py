@@ -75,3 +75,18 @@ def test_scopes_are_checked() -> None:
         == "unknown scope root (known: view, deploy, approve, admin)"
     )
     assert scope_problem(["view", "deploy"]) is None
+
+
+def test_administering_an_environment_is_every_permission_there_and_nothing_more(
+    config: Config,
+) -> None:
+    from shipline.domain.models import Access, AccessGrant
+
+    grant = AccessGrant(members=["dana"], permissions=["admin"], environments=["dev"])
+    scoped = config.model_copy(update={"access": Access(grants=[grant])})
+    dana = Principal("dana")
+    for permission in ("view", "deploy", "approve", "admin"):
+        assert allowed(scoped, dana, permission, "dev")  # type: ignore[arg-type]
+    assert not allowed(scoped, dana, "deploy", "live")
+    assert not allowed(scoped, dana, "admin", "*")  # people and tokens need it everywhere
+    assert allowed(config, Principal("ada"), "admin", "*")
