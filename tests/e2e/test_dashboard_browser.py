@@ -44,8 +44,10 @@ def _project(folder: Path) -> Path:
     local.pop("tests", None)
     local["approvals"] = {"groups": ["qa-lead", "release-manager"]}
     local["strategy"] = {"type": "canary", "steps": [20, 50, 100], "bakeSeconds": 1,
+                         # the analysis's own probes at 20 % weight: a few requests a second
                          "analysis": {"maxErrorRate": 0.05, "failureLimit": 2,
-                                      "intervalSeconds": 1}}  # fmt: skip
+                                      "intervalSeconds": 1, "minRequests": 3,
+                                      "inconclusiveLimit": 5}}  # fmt: skip
     yaml.dump(data, path)
     return folder / "shipline.yaml"
 
@@ -103,6 +105,14 @@ def _approve(page: object, url: str, run: str, comment: str) -> str:
     return str(page.inner_text("p.flash"))  # type: ignore[attr-defined]
 
 
+def _ended(page: object) -> str:
+    """Wait for the run page to show the run's end (live); its phase."""
+    page.wait_for_selector(  # type: ignore[attr-defined]
+        "#run-phase.succeeded, #run-phase.failed, #run-phase.errored, #run-phase.cancelled"
+    )
+    return str(page.inner_text("#run-phase"))  # type: ignore[attr-defined]
+
+
 def test_deploy_approve_and_follow_live_in_the_browser(
     site: tuple[str, dict[str, str]], tmp_path: Path
 ) -> None:
@@ -134,7 +144,7 @@ def test_deploy_approve_and_follow_live_in_the_browser(
         assert "approved by riley" in flash, flash
 
         # the requester's page follows the run to its end by itself
-        requester.wait_for_selector("#run-phase.succeeded")
+        assert "succeeded" in _ended(requester), requester.inner_text("main")
         assert "approved by riley" in requester.inner_text("main")
         requester.goto(url + "/")
         healthy = requester.locator("table.grid tbody td .health.healthy")
@@ -143,7 +153,7 @@ def test_deploy_approve_and_follow_live_in_the_browser(
 
         canary_run = _deploy(requester, "auth-service,backend-gateway,message-service", "1.1.0")
         _approve(approver, url, canary_run, "CAB-12")
-        requester.wait_for_selector("#run-phase.succeeded")
+        assert "succeeded" in _ended(requester), requester.inner_text("main")
         charts = requester.locator("figure.canary-chart")
         assert charts.count() == 3
         requester.screenshot(path=str(shots / "run.png"), full_page=True)

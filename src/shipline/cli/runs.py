@@ -40,7 +40,10 @@ def worker(
         str | None,
         typer.Option("--id", help="Stable executor id (default: SHIPLINE_WORKER_ID or local)."),
     ] = None,
-    concurrency: Annotated[int | None, typer.Option(help="Runs at once on this worker.")] = None,
+    concurrency: Annotated[
+        int | None,
+        typer.Option(help="Runs at once on this worker (default 32; waiting runs do not count)."),
+    ] = None,
     stop_it: Annotated[
         bool, typer.Option("--stop", help="Stop the worker with this id on this machine.")
     ] = False,

@@ -6,6 +6,7 @@ import contextlib
 import logging
 import os
 import sqlite3
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,9 @@ from shipline.errors import AlreadyRunning, StoreError
 from shipline.process import hold_lock
 
 WORKER_ENV = "SHIPLINE_WORKER_ID"
+# Runs a worker executes at once (a waiting run is parked and does not count): also the bound
+# of its threads, whatever number of runs wait.
+DEFAULT_CONCURRENCY = 32
 
 
 def ensure_system_database(url: str) -> None:
@@ -93,13 +97,50 @@ def launch(
     DBOS(config=config)
     DBOS.launch()
     DBOS.register_queue(
-        RUN_QUEUE, worker_concurrency=concurrency, polling_interval_sec=poll_seconds
-    )
+        RUN_QUEUE, worker_concurrency=concurrency or DEFAULT_CONCURRENCY,
+        polling_interval_sec=poll_seconds,
+    )  # fmt: skip
+    if runtime.enqueue is None:
+        client = EngineClient(system_url)
+        runtime.enqueue = client.enqueue
+        _CLIENTS.append((runtime, client))
+    stop = threading.Event()
+    thread = threading.Thread(
+        target=_wake_due, args=(runtime, stop, max(poll_seconds, 0.05)), daemon=True,
+        name="shipline-scheduler",
+    )  # fmt: skip
+    thread.start()
+    _SCHEDULERS.append((stop, thread))
+
+
+_CLIENTS: list[tuple[Runtime, EngineClient]] = []
+_SCHEDULERS: list[tuple[threading.Event, threading.Thread]] = []
+
+
+def _wake_due(runtime: Runtime, stop: threading.Event, interval: float) -> None:
+    """The one timer of every parked run: each pass, one query finds the runs whose window
+    opened or whose approval deadline or lock fallback came, and queues their continuations
+    (a continuation queued twice runs once: its workflow id is its identity)."""
+    while not stop.wait(interval):
+        try:
+            for run_id, workflow_id in runtime.store.due(runtime.clock()):
+                assert runtime.enqueue is not None
+                runtime.enqueue(workflow_id, run_id)
+        except Exception as exc:  # a busy database now is a retry on the next pass
+            logging.getLogger("shipline.engine").warning("scheduler pass failed: %s", exc)
 
 
 def shutdown() -> None:
     """Stop the engine in this process (runs stay durable and resume on the next launch)."""
+    while _SCHEDULERS:
+        stop, thread = _SCHEDULERS.pop()
+        stop.set()
+        thread.join(timeout=10)
     DBOS.destroy(destroy_registry=False)
+    while _CLIENTS:
+        owner, client = _CLIENTS.pop()
+        owner.enqueue = None
+        client.close()
     install(None)
 
 

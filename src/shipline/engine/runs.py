@@ -32,6 +32,19 @@ class RunQueue(Protocol):
         ...
 
 
+def wake_run(store: SqlStateStore, queue: RunQueue, run_id: int, message: dict[str, Any]) -> None:
+    """Tell a run that something happened (a vote, cancellation, a released lock, a canary
+    decision). A parked run gets its continuation queued (it holds no worker while it waits);
+    a running one is noted, and its current workflow gets the message in its inbox."""
+    continuation = store.wake(run_id)
+    if continuation is not None:
+        queue.enqueue(continuation, run_id)
+        return
+    record = store.get_run(run_id)
+    if record is not None and record.finished_at is None:
+        queue.send(record.current_workflow, message, INBOX)
+
+
 @dataclass
 class RunService:
     """Runs of one project: its state store, engine client and audit log."""
@@ -158,7 +171,7 @@ class RunService:
             )
         self.store.add_vote(run_id, target.name, user, approve, comment)
         self.audit.append(user, action, run=run_id, stage=target.name, comment=comment)
-        self.client.send(record.workflow_id, {"type": "vote"}, INBOX)
+        wake_run(self.store, self.client, run_id, {"type": "vote"})
         return replace(effect, stage=target.name)
 
     def canary(self, run_id: int, user: str, *, promote: bool, comment: str | None = None) -> str:
@@ -188,11 +201,10 @@ class RunService:
             self.audit.append(user, "canary.refused", run=run_id, reason=why)
             raise PermissionDenied(why)
         self.audit.append(user, action, run=run_id, step=steps[0]["name"], comment=comment)
-        self.client.send(
-            record.workflow_id,
+        wake_run(
+            self.store, self.client, run_id,
             {"type": "canary", "action": "promote" if promote else "abort"},
-            INBOX,
-        )
+        )  # fmt: skip
         return str(steps[0]["name"])
 
     def cancel(self, run_id: int, actor: str, reason: str | None = None) -> None:
@@ -202,7 +214,7 @@ class RunService:
         if not self.store.request_cancel(run_id, why):
             raise UserError(f"run {run_id} has already ended ({record.phase})")
         self.audit.append(actor, "run.cancel", run=run_id, reason=why)
-        self.client.send(record.workflow_id, {"type": "cancel"}, INBOX)
+        wake_run(self.store, self.client, run_id, {"type": "cancel"})
 
 
 def run_summary(record: RunRecord) -> dict[str, Any]:

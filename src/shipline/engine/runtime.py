@@ -49,6 +49,8 @@ class Runtime:
     wait_chunk_seconds: float = 60.0
     notify_backoff_seconds: float = 0.5
     workspace: Any = None  # the project, when the worker runs for one (variables, secrets)
+    # Queues a parked run's continuation (workflow id, run id); set when the engine launches.
+    enqueue: Callable[[str, int], None] | None = None
     targets: dict[tuple[str, str, tuple[tuple[str, str], ...]], DeployTarget] = field(
         default_factory=dict
     )

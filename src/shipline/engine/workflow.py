@@ -52,6 +52,7 @@ from shipline.engine.canary import CanaryCancelled as _Cancelled
 from shipline.engine.canary import drive_canary
 from shipline.engine.failpoints import failpoint
 from shipline.engine.notifications import deliver
+from shipline.engine.runs import wake_run
 from shipline.engine.runtime import INBOX, WORKFLOW_NAME, current, log
 from shipline.errors import RuleError, ShiplineError
 
@@ -77,7 +78,8 @@ def _load(run_id: int) -> dict[str, Any]:
     record = current().store.get_run(run_id)
     if record is None:
         raise ShiplineError(f"run {run_id} is not in the state store")
-    return {"spec": record.spec, "params": record.params, "cancel": record.cancel_requested}
+    return {"spec": record.spec, "params": record.params, "cancel": record.cancel_requested,
+            "workflow": record.workflow_id}  # fmt: skip
 
 
 def _announce(
@@ -157,11 +159,63 @@ def _supersede(victim: int, by: int) -> None:
         _wake(victim, {"type": "cancel"})
 
 
+class _WorkerQueue:
+    """How a worker reaches another run: its continuation queued, or a message sent."""
+
+    def enqueue(self, workflow_id: str, run_id: int) -> None:
+        enqueue = current().enqueue
+        if enqueue is None:
+            raise ShiplineError("the engine was launched without a way to queue runs")
+        enqueue(workflow_id, run_id)
+
+    def send(self, workflow_id: str, message: dict[str, Any], topic: str) -> None:
+        DBOS.send(workflow_id, message, topic)
+
+
 def _wake(run_id: int, message: dict[str, Any]) -> None:
     try:
-        DBOS.send(f"shipline-run-{run_id}", message, INBOX)
+        wake_run(current().store, _WorkerQueue(), run_id, message)
     except Exception as exc:  # a run that already ended has nothing to wake
-        log.debug("could not message run %s: %s", run_id, exc)
+        log.debug("could not wake run %s: %s", run_id, exc)
+
+
+class _Parked(Exception):
+    """The run waits (people, a window, a lock) without a worker: this segment ends here."""
+
+
+@DBOS.step(name="shipline.park")
+def _park(run_id: int, stage: str, until: str | None) -> str:
+    """Park the run at `stage` until something wakes it or `until`: 'parked', 'woken' (look
+    again) or 'gone' (this segment no longer owns the run)."""
+    return current().store.park(
+        run_id, str(DBOS.workflow_id), stage, _parse(until) if until else None
+    )
+
+
+def _wait_parked(run_id: int, stage: str, until: datetime | None) -> None:
+    """Return when something may have changed (woken while deciding); otherwise end the
+    segment: the run is parked and holds no thread, no poll."""
+    outcome = _park(run_id, stage, _iso(until) if until else None)
+    if outcome == "cancelled":
+        raise _Cancelled()
+    if outcome != "woken":
+        raise _Parked(outcome)
+
+
+@DBOS.step(name="shipline.resume")
+def _resume(run_id: int) -> dict[str, Any] | None:
+    """Take over a parked run: the stages it recorded (None: another segment has it)."""
+    store = current().store
+    if not store.resume(run_id, str(DBOS.workflow_id)):
+        return None
+    record = store.get_run(run_id)
+    return {
+        "stages": {s["name"]: {"phase": s["phase"], "reason": s["reason"],
+                               "outputs": s["outputs"] or {},
+                               "finished": s["finished_at"] is not None}
+                   for s in store.stages(run_id)},
+        "cancel": bool(record and record.cancel_requested),
+    }  # fmt: skip
 
 
 @DBOS.step(name="shipline.stage")
@@ -212,7 +266,7 @@ def _waiting(
     rt = current()
     values: dict[str, Any] = {"position": position, "phase": "waiting", "reason": reason}
     if policies is not None:  # what votes are checked against while the stage waits
-        values["outputs"] = {"approvalPolicies": policies}
+        values["outputs"] = {"approvalPolicies": policies, "approvalOpened": _iso(rt.clock())}
     rt.store.record(
         run_id,
         "stage.waiting",
@@ -539,9 +593,10 @@ def _receive(until: datetime | None) -> dict[str, Any] | None:
 
 
 def _gate_window(
-    run_id: int, stage: StageSpec, position: int, emergency: bool
+    run_id: int, stage: StageSpec, position: int, emergency: bool, waited: bool
 ) -> tuple[Phase | None, ApprovalPolicy | None]:
-    """Wait for the business-hours window; returns (a final phase or None, extra approvals)."""
+    """Wait for the business-hours window, parked (no worker) until it opens; returns (a final
+    phase or None, extra approvals). `waited`: this stage was parked here before."""
     assert stage.window is not None
     while True:
         result = _window(
@@ -549,14 +604,17 @@ def _gate_window(
         )
         verdict = Verdict(result["verdict"])
         if verdict == Verdict.PASS:
+            if waited:
+                _resumed(run_id, stage.name, position, "window open")
             return None, None
         if verdict == Verdict.FAIL:
             return Phase.FAILED, None
         if verdict == Verdict.OVERRIDE:
             return None, stage.window.emergency
-        _waiting(run_id, stage.name, position, result["reason"], None)
-        _receive(_parse(result["opens"]) if result["opens"] else None)
-        _resumed(run_id, stage.name, position, "window open")
+        if not waited:
+            _waiting(run_id, stage.name, position, result["reason"], None)
+            waited = True
+        _wait_parked(run_id, stage.name, _parse(result["opens"]) if result["opens"] else None)
 
 
 def _combine(decisions: list[Decision]) -> Outcome:
@@ -574,15 +632,24 @@ def _gate_approvals(
     policies: list[ApprovalPolicy],
     members: dict[str, list[str]],
     requester: str,
+    prior: dict[str, Any] | None,
 ) -> tuple[Phase, str]:
-    opened = _parse(_now())
-    groups = ", ".join(g for p in policies for g in p.groups)
-    approve = f"shipline approve {run_id} --stage {stage.name} --as USER"
-    notes = "; ".join(p.instructions for p in policies if p.instructions)
-    reason = f"waiting for approval by {groups}" + (f" ({notes})" if notes else "")
-    _waiting(
-        run_id, stage.name, position, reason, approve, [p.model_dump(mode="json") for p in policies]
-    )
+    """Wait for the stage's approvals, parked (no worker) between votes; `prior` is what the
+    stage recorded before it was parked (its policies and since when it waits)."""
+    recorded = (prior or {}).get("outputs") or {}
+    if "approvalOpened" in recorded:  # parked here before: the same policies, the same clock
+        opened = _parse(recorded["approvalOpened"])
+        reason = str((prior or {}).get("reason") or "")
+    else:
+        groups = ", ".join(g for p in policies for g in p.groups)
+        approve = f"shipline approve {run_id} --stage {stage.name} --as USER"
+        notes = "; ".join(p.instructions for p in policies if p.instructions)
+        reason = f"waiting for approval by {groups}" + (f" ({notes})" if notes else "")
+        _waiting(
+            run_id, stage.name, position, reason, approve,
+            [p.model_dump(mode="json") for p in policies],
+        )  # fmt: skip
+        opened = _parse(_opened(run_id, stage.name))
     while True:
         votes = [
             Vote(v["user"], v["approve"], _parse(v["at"]), v["comment"])
@@ -607,10 +674,23 @@ def _gate_approvals(
             reason = still
             _still_waiting(run_id, stage.name, position, reason)
         deadline = min(d.deadline for d in decisions if d.deadline is not None)
-        _receive(deadline)
+        _wait_parked(run_id, stage.name, deadline)
+
+
+@DBOS.step(name="shipline.opened")
+def _opened(run_id: int, stage: str) -> str:
+    """When the stage began to wait for its approvals (as recorded)."""
+    for row in current().store.stages(run_id):
+        if row["name"] == stage:
+            found = (row.get("outputs") or {}).get("approvalOpened")
+            if found:
+                return str(found)
+    return _iso(current().clock())
 
 
 def _gate_locks(run_id: int, stage: StageSpec) -> Phase | None:
+    """Queue for the stage's locks; parked (no worker) until the holder releases them (or, as
+    a fallback should a wake-up be missed, `lock_poll_seconds`)."""
     rt = current()
     while True:
         state = _lock_try(run_id, sorted(stage.locks), stage.lock_policy.value)
@@ -618,9 +698,7 @@ def _gate_locks(run_id: int, stage: StageSpec) -> Phase | None:
             return None
         if state == "cancelled":
             return Phase.CANCELLED
-        message = DBOS.recv(INBOX, timeout_seconds=rt.lock_poll_seconds)
-        if message is not None and message.get("type") == "cancel":
-            return Phase.CANCELLED
+        _wait_parked(run_id, stage.name, _parse(_now()) + timedelta(seconds=rt.lock_poll_seconds))
 
 
 def _run_stage(
@@ -631,16 +709,34 @@ def _run_stage(
     params: dict[str, Any],
     members: dict[str, list[str]],
     requester: str,
+    prior: dict[str, Any] | None = None,
+    cancel: bool = False,
 ) -> tuple[Phase, dict[str, Any], str]:
-    _stage_event(run_id, stage.name, position, Phase.RUNNING, "stage started")
-    extra: ApprovalPolicy | None = None
-    if stage.window is not None:
-        final, extra = _gate_window(run_id, stage, position, bool(params.get("emergency")))
-        if final is not None:
-            return final, {}, "outside the deployment window"
-    policies = policies_in_force(stage.approval, extra, overridden=extra is not None)
+    """Run one stage: its gates (window, approvals, locks), then its steps. `prior`: what the
+    stage recorded before the run was parked in it (a continuation re-enters here)."""
+    if prior is None:
+        _stage_event(run_id, stage.name, position, Phase.RUNNING, "stage started")
+    elif cancel:
+        raise _Cancelled()
+    recorded = (prior or {}).get("outputs") or {}
+    waited = prior is not None and prior.get("phase") == "waiting"
+    policies: list[ApprovalPolicy]
+    if prior is not None and prior.get("phase") == "running":
+        policies = []  # parked at its locks: its window and approvals were passed already
+    elif "approvalPolicies" in recorded:  # past its window already: the policies it recorded
+        policies = [ApprovalPolicy.model_validate(p) for p in recorded["approvalPolicies"]]
+    else:
+        extra: ApprovalPolicy | None = None
+        if stage.window is not None:
+            emergency = bool(params.get("emergency"))
+            final, extra = _gate_window(run_id, stage, position, emergency, waited)
+            if final is not None:
+                return final, {}, "outside the deployment window"
+        policies = policies_in_force(stage.approval, extra, overridden=extra is not None)
     if policies:
-        phase, reason = _gate_approvals(run_id, stage, position, policies, members, requester)
+        phase, reason = _gate_approvals(
+            run_id, stage, position, policies, members, requester, prior
+        )
         if phase != Phase.RUNNING:
             return phase, {}, reason
     if stage.locks:
@@ -730,14 +826,16 @@ def _release_held(run_id: int, spec: PipelineSpec, results: dict[str, Phase], en
             return
 
 
-@DBOS.workflow(name=WORKFLOW_NAME)
-def run_workflow(run_id: int) -> str:
-    """Execute run `run_id` from the state store to its end."""
-    loaded = _load(run_id)
-    spec = PipelineSpec.model_validate(loaded["spec"])
-    params: dict[str, Any] = loaded["params"]
-    members: dict[str, list[str]] = params.get("approvers", {})
-    requester = str(params.get("requestedBy", ""))
+def _start_or_resume(
+    run_id: int, loaded: dict[str, Any], spec: PipelineSpec
+) -> tuple[dict[str, dict[str, Any]], bool] | str:
+    """Begin the run (first segment), or take over a parked one (a continuation): what its
+    stages recorded and whether it was asked to cancel; a string ends the workflow at once."""
+    if DBOS.workflow_id != loaded["workflow"]:  # a continuation of a parked run
+        resumed = _resume(run_id)
+        if resumed is None:
+            return "duplicate"  # another continuation has the run
+        return resumed["stages"], bool(resumed["cancel"])
     lock_sets = [sorted(s.locks) for s in spec.stages if s.locks]
     latest = sorted(
         {k for s in spec.stages if s.lock_policy == LockPolicy.LATEST_ONLY for k in s.locks}
@@ -746,6 +844,23 @@ def run_workflow(run_id: int) -> str:
     if loaded["cancel"]:
         _finish(run_id, Phase.CANCELLED.value, "cancelled before it started")
         return Phase.CANCELLED.value
+    return {}, False
+
+
+@DBOS.workflow(name=WORKFLOW_NAME)
+def run_workflow(run_id: int) -> str:
+    """Execute run `run_id` from the state store to its end, or until it waits: then the run
+    is parked (this workflow ends) and a continuation (the same function under the next
+    segment's id) picks it up where it waited, once a vote, a lock or the clock wakes it."""
+    loaded = _load(run_id)
+    spec = PipelineSpec.model_validate(loaded["spec"])
+    params: dict[str, Any] = loaded["params"]
+    members: dict[str, list[str]] = params.get("approvers", {})
+    requester = str(params.get("requestedBy", ""))
+    begun = _start_or_resume(run_id, loaded, spec)
+    if isinstance(begun, str):
+        return begun
+    prior, cancel_now = begun
     deps = dependencies(spec)
     by_name = {s.name: s for s in spec.stages}
     results: dict[str, Phase] = {}
@@ -754,6 +869,15 @@ def run_workflow(run_id: int) -> str:
     cancelled = False
     for position, name in enumerate(stage_order(spec)):
         stage = by_name[name]
+        before = prior.get(name)
+        if before is not None and before["finished"] and Phase(before["phase"]).done:
+            results[name] = Phase(before["phase"])  # ended in an earlier segment
+            outputs[name] = before["outputs"]
+            ran = before["reason"] not in ("run cancelled", "condition not met")
+            if results[name] not in (Phase.SUCCEEDED, Phase.SKIPPED) and ran:
+                reasons.append(f"{name}: {before['reason']}")
+            cancelled = cancelled or results[name] == Phase.CANCELLED
+            continue
         if cancelled or not should_run(stage.condition, deps[name], results):
             results[name] = Phase.CANCELLED if cancelled else Phase.SKIPPED
             _stage_event(
@@ -767,11 +891,13 @@ def run_workflow(run_id: int) -> str:
             continue
         try:
             phase, stage_outputs, reason = _run_stage(
-                run_id, position, stage, outputs, params, members, requester
+                run_id, position, stage, outputs, params, members, requester, before, cancel_now
             )
         except _Cancelled:
             phase, stage_outputs, reason = Phase.CANCELLED, {}, "cancelled"
             _unlock(run_id)
+        except _Parked as parked:
+            return f"parked ({parked})"
         results[name] = phase
         outputs[name] = stage_outputs
         _stage_event(run_id, name, position, phase, reason, stage_outputs)

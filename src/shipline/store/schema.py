@@ -25,6 +25,11 @@ runs = sa.Table(
     sa.Column("cancel_requested", sa.Boolean, nullable=False, default=False),
     sa.Column("cancel_reason", sa.Text),
     sa.Column("emergency_reason", sa.Text),
+    # a run waiting for people, a window or a lock is parked: no workflow runs for it
+    sa.Column("parked", sa.String(100)),  # the stage it waits at
+    sa.Column("wake_at", sa.DateTime(timezone=True), index=True),  # when the scheduler resumes it
+    sa.Column("wake_pending", sa.Boolean, nullable=False, default=False),  # woken while parking
+    sa.Column("segment", sa.Integer, nullable=False, default=0),  # its current continuation
 )
 
 stages = sa.Table(

@@ -84,11 +84,26 @@ class RunRecord:
     cancel_requested: bool
     cancel_reason: str | None
     emergency_reason: str | None
+    parked: str | None = None
+    wake_at: datetime | None = None
+    wake_pending: bool = False
+    segment: int = 0
+
+    @property
+    def current_workflow(self) -> str:
+        """The workflow that runs (or last ran) this run: the first segment is the run's own
+        workflow, each continuation after a parked wait its own."""
+        return workflow_of(self.workflow_id, self.segment)
+
+
+def workflow_of(base: str, segment: int) -> str:
+    """The workflow id of a run's segment."""
+    return base if segment == 0 else f"{base}.{segment}"
 
 
 def _run(row: Any) -> RunRecord:
     data = dict(row._mapping)
-    for key in ("requested_at", "started_at", "finished_at"):
+    for key in ("requested_at", "started_at", "finished_at", "wake_at"):
         data[key] = _aware(data[key])
     return RunRecord(**data)
 
@@ -262,6 +277,93 @@ class SqlStateStore:
         except sa.exc.SQLAlchemyError as exc:
             raise StoreError(f"state store read failed: {type(exc).__name__}") from exc
         return tuple(int(v or 0) for v in row)
+
+    # parking: a waiting run holds no worker ------------------------------------------------
+
+    @staticmethod
+    def _hold_run(conn: Connection, run_id: int) -> None:
+        """Take the run's row for this transaction before reading it (the write lock on SQLite,
+        the row lock on PostgreSQL): parking and waking never interleave."""
+        conn.execute(runs.update().where(runs.c.id == run_id).values(segment=runs.c.segment))
+
+    def park(self, run_id: int, workflow: str, stage: str, wake_at: datetime | None) -> str:
+        """Park the run at `stage` until woken (a vote, a released lock, cancellation) or
+        `wake_at`: 'parked'; 'woken' when something happened while it was deciding to park
+        (nothing parked: the caller looks again); 'cancelled' when it was asked to stop;
+        'gone' when `workflow` no longer owns the run (a recovered old segment: it stops)."""
+        with self._write() as conn:
+            self._hold_run(conn, run_id)
+            row = conn.execute(
+                sa.select(
+                    runs.c.wake_pending, runs.c.workflow_id, runs.c.segment,
+                    runs.c.cancel_requested,
+                ).where(runs.c.id == run_id)
+            ).one()  # fmt: skip
+            if workflow_of(row.workflow_id, row.segment) != workflow:
+                return "gone"
+            if row.cancel_requested:
+                return "cancelled"
+            if row.wake_pending:
+                conn.execute(runs.update().where(runs.c.id == run_id).values(wake_pending=False))
+                return "woken"
+            conn.execute(
+                runs.update().where(runs.c.id == run_id).values(parked=stage, wake_at=wake_at)
+            )
+            return "parked"
+
+    def wake(self, run_id: int) -> str | None:
+        """Something happened to the run. Parked: the workflow id of its next segment, for the
+        caller to enqueue; running: noted, so that it does not park on stale news (None)."""
+        with self._write() as conn:
+            self._hold_run(conn, run_id)
+            row = conn.execute(
+                sa.select(
+                    runs.c.parked, runs.c.segment, runs.c.workflow_id, runs.c.finished_at
+                ).where(runs.c.id == run_id)
+            ).first()
+            if row is None or row.finished_at is not None:
+                return None
+            if row.parked is None:
+                conn.execute(runs.update().where(runs.c.id == run_id).values(wake_pending=True))
+                return None
+            return workflow_of(str(row.workflow_id), int(row.segment) + 1)
+
+    def resume(self, run_id: int, workflow: str) -> bool:
+        """The continuation `workflow` takes the parked run over (False for a duplicate or a
+        stale one; True again for the one that took it, recovered after a crash)."""
+        with self._write() as conn:
+            self._hold_run(conn, run_id)
+            row = conn.execute(
+                sa.select(runs.c.parked, runs.c.segment, runs.c.workflow_id).where(
+                    runs.c.id == run_id
+                )
+            ).one()
+            if workflow_of(row.workflow_id, row.segment) == workflow:
+                return True  # taken over already, before a crash: still this workflow's
+            if row.parked is None or workflow_of(row.workflow_id, row.segment + 1) != workflow:
+                return False
+            conn.execute(
+                runs.update()
+                .where(runs.c.id == run_id)
+                .values(parked=None, wake_at=None, wake_pending=False, segment=row.segment + 1)
+            )
+            return True
+
+    def due(self, now: datetime, limit: int = 500) -> list[tuple[int, str]]:
+        """Parked runs whose wake time has come, with the workflow id of their next segment:
+        one query for every waiting run."""
+        query = (
+            sa.select(runs.c.id, runs.c.workflow_id, runs.c.segment)
+            .where(runs.c.parked.is_not(None), runs.c.wake_at <= now)
+            .order_by(runs.c.wake_at)
+            .limit(limit)
+        )
+        try:
+            with self.engine.connect() as conn:
+                return [(int(r.id), workflow_of(str(r.workflow_id), int(r.segment) + 1))
+                        for r in conn.execute(query)]  # fmt: skip
+        except sa.exc.SQLAlchemyError as exc:
+            raise StoreError(f"state store read failed: {type(exc).__name__}") from exc
 
     def update_run(self, run_id: int, **values: Any) -> None:
         """Set columns of a run."""
@@ -452,17 +554,26 @@ class SqlStateStore:
                 conn.execute(locks.update().where(where).values(**values))
 
     def leave_locks(self, run_id: int) -> list[int]:
-        """Drop every lock entry of `run_id`; return the runs still queued on those keys."""
+        """Drop every lock entry of `run_id`; return the runs that may take a lock now: on each
+        key, the first queued (first come, first served) and the newest submitted of the
+        queued (latest-only), not every waiter (each would wake only to queue again)."""
         with self._write() as conn:
             keys = [
                 r["key"]
                 for r in _rows(conn.execute(locks.select().where(locks.c.run_id == run_id)))
             ]
             conn.execute(locks.delete().where(locks.c.run_id == run_id))
-            if not keys:
-                return []
-            rest = conn.execute(sa.select(locks.c.run_id).where(locks.c.key.in_(keys)).distinct())
-            return sorted(int(r[0]) for r in rest)
+            chosen: set[int] = set()
+            for key in keys:
+                queued = [e for e in self.lock_entries(conn, key) if e["state"] == "queued"]
+                if queued:
+                    chosen.add(
+                        int(min(queued, key=lambda e: (e["queued_at"], e["run_id"]))["run_id"])
+                    )
+                    chosen.add(
+                        int(max(queued, key=lambda e: (e["requested_at"], e["run_id"]))["run_id"])
+                    )
+            return sorted(chosen)
 
     def lock_holders(self) -> list[dict[str, Any]]:
         """All lock entries (for `status` and tests)."""
