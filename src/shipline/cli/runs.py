@@ -53,10 +53,10 @@ def worker(
             "--poll-seconds",
             min=0.01,
             max=60,
-            help="How often to look for submitted runs (a run starts within this time; each"
-            " look costs a database transaction).",
+            help="How often to look for submitted and woken runs (a run starts, and a parked"
+            " run acts on a vote, within this time; each look costs a database transaction).",
         ),
-    ] = 2.0,
+    ] = 0.5,
 ) -> None:
     """Execute runs until stopped; runs of this worker id left unfinished resume first.
 
