@@ -7,6 +7,7 @@ import signal
 import sys
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable
 from typing import Annotated, Any
 
@@ -158,10 +159,18 @@ def runs_list(
 ) -> None:
     """List runs, newest first.
     Example: shipline runs list --env qa --limit 10"""
-    from shipline.engine.runs import run_summary
+    from shipline.cli.remote import current
 
-    service = _service(ctx)
-    rows = [run_summary(r) for r in service.store.list_runs(limit=limit, environment=env)]
+    remote = current()
+    rows: list[dict[str, Any]]
+    if remote is not None:  # signed in: the server's runs, those the person may see
+        query = urllib.parse.urlencode({"limit": limit, **({"env": env} if env else {})})
+        rows = remote.get(f"/api/v1/runs?{query}")
+    else:
+        from shipline.engine.runs import run_summary
+
+        service = _service(ctx)
+        rows = [run_summary(r) for r in service.store.list_runs(limit=limit, environment=env)]
     output = state_of(ctx).output
     if as_json:
         output.json(rows)
@@ -189,9 +198,11 @@ def runs_show(ctx: typer.Context, run: int, as_json: JsonFlag = False) -> None:
     """Show a run: stages, steps, votes.
     Example: shipline runs show 12"""
     from shipline.cli.follow import render_stages
+    from shipline.cli.remote import current
     from shipline.engine.runs import run_details
 
-    data = run_details(_service(ctx), run)
+    remote = current()
+    data = remote.get(f"/api/v1/runs/{run}") if remote else run_details(_service(ctx), run)
     output = state_of(ctx).output
     if as_json:
         output.json(data)

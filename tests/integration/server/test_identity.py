@@ -291,3 +291,9 @@ def test_a_signed_in_cli_starts_runs_as_its_person_within_their_roles(
     assert followed.returncode == 0, followed.stdout + followed.stderr
     assert "succeeded" in followed.stdout
     assert json.loads(sh(cli_env, "whoami", "--json").stdout)["name"] == "dev1"
+    # reads go through the server too: what the person may see
+    shown_cli = json.loads(sh(cli_env, "runs", "show", str(run), "--json").stdout)
+    assert shown_cli["requestedBy"] == "dev1" and shown_cli["environment"] == "qa"
+    listed = json.loads(sh(cli_env, "runs", "list", "--json").stdout)
+    assert run in [r["id"] for r in listed]
+    assert sh(cli_env, "runs", "list", "--env", "live").returncode == 2  # not dev1's to see
