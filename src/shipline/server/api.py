@@ -363,18 +363,14 @@ async def events(srv: Srv, who: Who) -> Response:
 
     async def stream() -> AsyncIterator[str]:
         marks: tuple[int, ...] = ()
-        srv.feed.clients += 1
-        try:
-            yield "retry: 2000\n\n"
-            while True:
-                now = await srv.feed.next(marks, 15.0)
-                if now != marks:
-                    marks = now
-                    yield f"event: changed\ndata: {json.dumps(list(marks))}\n\n"
-                else:
-                    yield ": keep-alive\n\n"
-        finally:
-            srv.feed.clients -= 1
+        yield "retry: 2000\n\n"
+        while True:
+            now = await srv.feed.next(marks, 15.0)
+            if now != marks:
+                marks = now
+                yield f"event: changed\ndata: {json.dumps(list(marks))}\n\n"
+            else:
+                yield ": keep-alive\n\n"
 
     return StreamingResponse(stream(), media_type="text/event-stream")
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import secrets
 import threading
 import time
@@ -36,6 +37,7 @@ from shipline.errors import (
     VoteNotCounted,
 )
 
+log = logging.getLogger("shipline.server")
 COOKIE = "shipline_session"
 STATUS_SECONDS = 1.0  # how long one reading of every target serves every dashboard
 CSRF_HEADER = "X-CSRF-Token"
@@ -64,7 +66,6 @@ class RunFeed:
         self.marks: tuple[int, ...] = ()
         self._changed = asyncio.Condition()
         self._task: asyncio.Task[None] | None = None
-        self.clients = 0
 
     async def _poll(self) -> None:
         while True:
@@ -221,7 +222,9 @@ def create_app(ws: Workspace, *, secure_cookies: bool = True) -> FastAPI:
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:
-        ws.masker.mask(repr(exc))  # nothing of it reaches the client
+        # the client gets no detail; the server's log gets it, masked
+        log.error("%s %s failed: %s", request.method, request.url.path,
+                  ws.masker.mask(f"{type(exc).__name__}: {exc}"))  # fmt: skip
         return JSONResponse({"error": "internal error; see the server's log"}, status_code=500)
 
     @app.middleware("http")
