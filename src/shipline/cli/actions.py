@@ -1,7 +1,5 @@
 """`shipline preview | rollback | restart | scale | down | status | logs` on an environment."""
 
-from __future__ import annotations
-
 from typing import Annotated, Any
 
 import typer

@@ -1,7 +1,6 @@
 """The `shipline` command line. It parses, calls the engine, and prints; no business logic."""
 
-from __future__ import annotations
-
+import copy
 import os
 import sys
 from contextlib import nullcontext
@@ -17,6 +16,7 @@ from shipline.cli.context import JsonFlag, State, state_of
 from shipline.cli.deploy import deploy, promote, trigger
 from shipline.cli.infra import infra_app
 from shipline.cli.output import Output
+from shipline.cli.params import lighten
 from shipline.cli.release import release_app
 from shipline.cli.runs import approve, canary_app, reject, runs_app, worker
 from shipline.cli.server import login, logout, server, tokens_app, users_app, whoami
@@ -531,13 +531,33 @@ def hoist_globals(args: list[str]) -> list[str]:
     return front + rest + (["--json"] if json_first else [])
 
 
+def app_for(args: list[str]) -> typer.Typer:
+    """The command tree a command line needs: the root with only the command (or group) it
+    names, so that a command pays for its own parameters, not for all sixty; the whole tree
+    for `--help` alone, shell completion and a name that is not a command (its error lists
+    them all)."""
+    index = 0
+    while index < len(args) and args[index].startswith("-"):
+        index += 2 if args[index] in GLOBAL_VALUES else 1
+    if index >= len(args):
+        return app
+    name = args[index]
+    trimmed = copy.copy(app)
+    trimmed.registered_commands = [
+        c for c in app.registered_commands
+        if (c.name or typer.main.get_command_name(getattr(c.callback, "__name__", ""))) == name
+    ]  # fmt: skip
+    trimmed.registered_groups = [g for g in app.registered_groups if g.name == name]
+    return trimmed if trimmed.registered_commands or trimmed.registered_groups else app
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; return the exit code. No traceback reaches a user."""
     masker = Masker()
     output = Output(masker)
     state = State(output)
-    command = typer.main.get_command(app)
     args = hoist_globals(sys.argv[1:] if argv is None else argv)
+    command = lighten(typer.main.get_command(app_for(args)))
     try:
         code = command.main(args=args, prog_name="shipline", standalone_mode=False, obj=state)
     except click.NoArgsIsHelpError as exc:

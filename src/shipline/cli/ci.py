@@ -1,8 +1,6 @@
 """`shipline ci detect | tag | build | cache`: which services a change touches, the image tag of a
 ref, builds, and the dependency cache."""
 
-from __future__ import annotations
-
 from pathlib import Path
 from typing import Annotated, Any
 

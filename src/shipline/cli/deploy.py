@@ -1,7 +1,5 @@
 """`shipline deploy`: start a deploy run and follow it live (or detach)."""
 
-from __future__ import annotations
-
 from typing import Annotated
 
 import typer

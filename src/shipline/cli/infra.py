@@ -1,8 +1,6 @@
 """`shipline infra plan | apply | destroy | promote | unlock | outputs`: Terraform runs on the same
 engine as deploys (plan → approve that plan → apply), each a durable run."""
 
-from __future__ import annotations
-
 from typing import Annotated
 
 import typer

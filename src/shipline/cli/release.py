@@ -1,7 +1,5 @@
 """`shipline release create | list | show`: releases are immutable sets of service versions."""
 
-from __future__ import annotations
-
 from pathlib import Path
 from typing import Annotated, Any
 

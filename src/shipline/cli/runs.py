@@ -1,7 +1,5 @@
 """CLI commands about runs: worker, runs list|show|logs|cancel, approve, reject."""
 
-from __future__ import annotations
-
 import os
 import signal
 import sys

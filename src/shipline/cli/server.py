@@ -1,8 +1,6 @@
 """`shipline server`, the people it knows (`users`, `tokens`), and `login`/`logout`/`whoami`
 for a CLI that acts through a server as the signed-in person."""
 
-from __future__ import annotations
-
 import getpass
 import os
 import sys
