@@ -115,7 +115,8 @@ def root(
 def validate(ctx: typer.Context, as_json: JsonFlag = False) -> None:
     """Check the configuration; print every problem as file:line:col.
     Example: shipline validate --json"""
-    from shipline.config.loader import config_warnings, find_config
+    from shipline.config.loader import config_warnings
+    from shipline.config.locate import find_config
     from shipline.errors import ConfigError, ConfigErrors
 
     state = state_of(ctx)

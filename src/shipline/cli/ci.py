@@ -1,6 +1,7 @@
 """`shipline ci detect | tag | build | cache`: which services a change touches, the image tag of a
 ref, builds, and the dependency cache."""
 
+import os
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -23,10 +24,10 @@ def detect(
 ) -> None:
     """List the services changed on HEAD since it left BASE (merge-base semantics).
     Example: shipline ci detect --base origin/main --head HEAD"""
-    from shipline.engine.ci_service import detect as detect_changes
+    from shipline.engine.detection import detect_at
 
     state = state_of(ctx)
-    found = detect_changes(state.workspace(), base, head, repo)
+    found = detect_at(state.config_path(), os.environ, base, head, repo)
     services, build_all = found.services, found.build_all
     for warning in found.warnings:
         state.output.error(f"warning: {warning}")

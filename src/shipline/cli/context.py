@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -24,10 +25,16 @@ class State:
         self.verbose = False  # following a run: its step logs too
         self._workspace: Workspace | None = None
 
+    def config_path(self) -> Path:
+        """The configuration file this invocation uses (not loaded)."""
+        from shipline.config.locate import find_config
+
+        return find_config(self.config)
+
     def workspace(self) -> Workspace:
         """The project, loaded on first use."""
         if self._workspace is None:
-            from shipline.config.loader import find_config
+            from shipline.config.locate import find_config
             from shipline.engine.workspace import Workspace
 
             path = find_config(self.config)

@@ -6,7 +6,6 @@ Every problem is collected and raised at once as ConfigErrors, each at file:line
 from __future__ import annotations
 
 import difflib
-import os
 from pathlib import Path
 from typing import Any
 
@@ -15,32 +14,7 @@ from pydantic import ValidationError
 from shipline.config.source import PathKey, Source, load_source
 from shipline.config.validate import check_references, check_unsupported
 from shipline.domain.models import Config
-from shipline.errors import ConfigError, ConfigErrors, NotFoundError
-
-CONFIG_NAME = "shipline.yaml"
-
-
-def find_config(explicit: str | None = None, start: Path | None = None) -> Path:
-    """The configuration to use: explicit path, then SHIPLINE_CONFIG, then walking up for one."""
-    chosen = explicit or os.environ.get("SHIPLINE_CONFIG")
-    if chosen:
-        path = Path(chosen)
-        if path.is_dir():
-            path = path / CONFIG_NAME
-        if not path.is_file():
-            raise NotFoundError(
-                f"configuration not found: {chosen}", hint="pass --config PATH to a shipline.yaml"
-            )
-        return path
-    here = (start or Path.cwd()).resolve()
-    for folder in (here, *here.parents):
-        candidate = folder / CONFIG_NAME
-        if candidate.is_file():
-            return candidate
-    raise NotFoundError(
-        f"no {CONFIG_NAME} here or in any parent folder",
-        hint="run in a project, or pass --config PATH (or set SHIPLINE_CONFIG)",
-    )
+from shipline.errors import ConfigError, ConfigErrors
 
 
 def config_warnings(path: Path) -> tuple[Config, list[ConfigError]]:
@@ -52,6 +26,12 @@ def config_warnings(path: Path) -> tuple[Config, list[ConfigError]]:
 
 def load_config(path: Path) -> Config:
     """Read, validate and cross-check the configuration at `path` and its includes."""
+    return load_config_files(path)[0]
+
+
+def load_config_files(path: Path) -> tuple[Config, list[Path]]:
+    """The configuration at `path`, validated, and the files it was read from (`path` and its
+    includes): what a cache of anything derived from it is keyed on."""
     source = load_source(path)
     try:
         config = Config.model_validate(source.data)
@@ -60,7 +40,7 @@ def load_config(path: Path) -> Config:
     problems = check_references(config, source, root=path.parent)
     if problems:
         raise ConfigErrors(problems)
-    return config
+    return config, list(source.files)
 
 
 _KNOWN_KEYS: set[str] | None = None

@@ -10,9 +10,10 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from shipline.domain.models import Config
+if TYPE_CHECKING:  # the rules are plain data: detection runs without the config's models
+    from shipline.domain.models import Config
 
 _GLOB_CHARS = set("*?[!\\")
 
@@ -130,26 +131,64 @@ class Affected:
     paths: int
 
 
+@dataclass(frozen=True)
+class PathRules:
+    """What change detection needs of a configuration, as plain data: the "build everything"
+    paths, each stack's paths, and each service's stack, own paths and shared paths."""
+
+    build_all: list[str]
+    stacks: dict[str, list[str]]
+    services: list[tuple[str, str, list[str], list[str]]]  # name, stack, paths, shared paths
+
+    @classmethod
+    def of(cls, config: Config, build_all_paths: Iterable[str] = ()) -> PathRules:
+        """The rules of `config` (with `build_all_paths` as its "build everything" paths)."""
+        return cls(
+            list(build_all_paths),
+            {name: list(stack.paths) for name, stack in config.stacks.items()},
+            [(s.name, s.stack, list(s.paths), list(s.shared_paths)) for s in config.services],
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        """The rules as JSON-able data."""
+        return {"buildAll": self.build_all, "stacks": self.stacks,
+                "services": [list(s) for s in self.services]}  # fmt: skip
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> PathRules:
+        """Rules saved by `to_json`."""
+        return cls(
+            list(data["buildAll"]),
+            {str(k): list(v) for k, v in data["stacks"].items()},
+            [(str(n), str(st), list(p), list(sh)) for n, st, p, sh in data["services"]],
+        )
+
+
 def affected_services(
     config: Config, paths: Iterable[str], build_all_paths: Iterable[str] = ()
 ) -> Affected:
-    """Services touched by `paths` (repository-relative, '/'-separated)."""
-    rules = _Rules()  # one set of rules, so each path is matched once
-    rules.add(list(build_all_paths), BUILD_ALL)
-    for name, stack in config.stacks.items():
-        rules.add(stack.paths, ("stack", name))
-    for service in config.services:
-        rules.add(service.paths, ("paths", service.name))
-        rules.add(service.shared_paths, ("shared", service.name))
+    """Services of `config` touched by `paths` (repository-relative, '/'-separated)."""
+    return affected(PathRules.of(config, build_all_paths), paths)
+
+
+def affected(rules: PathRules, paths: Iterable[str]) -> Affected:
+    """Services touched by `paths` (repository-relative, '/'-separated) under `rules`."""
+    matcher = _Rules()  # one set of rules, so each path is matched once
+    matcher.add(rules.build_all, BUILD_ALL)
+    for name, stack_paths in rules.stacks.items():
+        matcher.add(stack_paths, ("stack", name))
+    for name, _, own, shared in rules.services:
+        matcher.add(own, ("paths", name))
+        matcher.add(shared, ("shared", name))
     stack_members: dict[str, list[str]] = defaultdict(list)
-    for service in config.services:
-        stack_members[service.stack].append(service.name)
+    for name, stack, _, _ in rules.services:
+        stack_members[stack].append(name)
     reasons: dict[str, list[str]] = defaultdict(list)
     everything: list[str] = []
     count = 0
     for path in paths:
         count += 1
-        hits = rules.match(path)
+        hits = matcher.match(path)
         if not hits:
             continue
         if BUILD_ALL in hits:
@@ -163,7 +202,7 @@ def affected_services(
                 reasons[name].append(
                     f"{path} ({'shared path' if kind == 'shared' else 'service path'})"
                 )
+    order = [name for name, _, _, _ in rules.services]
     if everything:
-        return Affected({s.name: everything for s in config.services}, True, count)
-    order = [s.name for s in config.services]
+        return Affected({name: everything for name in order}, True, count)
     return Affected({name: reasons[name] for name in order if name in reasons}, False, count)

@@ -5,15 +5,16 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from shipline.domain.changes import affected_services
+from shipline.domain.changes import PathRules
 from shipline.domain.tags import TagError, image_tag
+from shipline.engine.detection import Detection, detect_with
 from shipline.engine.pipelines import ci_pipeline, pick_services
 from shipline.engine.tagging import strategy_of
-from shipline.engine.wiring import changed_paths, rev_parse
+from shipline.engine.wiring import rev_parse
 from shipline.engine.workspace import Workspace
 from shipline.errors import UserError
 
@@ -21,27 +22,10 @@ if TYPE_CHECKING:
     from shipline.engine.wiring import DependencyCache, RunRecord
 
 
-@dataclass(frozen=True)
-class Detection:
-    """The services a change touches, and why."""
-
-    services: dict[str, list[str]]
-    build_all: bool
-    changed_paths: int
-    warnings: list[str] = field(default_factory=list)
-
-
 def detect(ws: Workspace, base: str, head: str, repo: Path | None = None) -> Detection:
-    """Services changed on `head` since it left `base` (merge-base semantics)."""
-    config = ws.config
-    changes = changed_paths(repo or ws.config_path.parent, base, head)
-    if changes.everything:
-        services = {s.name: ["base unknown"] for s in config.services}
-        return Detection(services, True, len(changes.paths), list(changes.warnings))
-    affected = affected_services(config, changes.paths, config.ci.build_all_paths)
-    return Detection(
-        affected.services, affected.build_all, len(changes.paths), list(changes.warnings)
-    )
+    """Services of `ws` changed on `head` since it left `base` (merge-base semantics)."""
+    rules = PathRules.of(ws.config, ws.config.ci.build_all_paths)
+    return detect_with(rules, repo or ws.config_path.parent, base, head)
 
 
 def build_findings(ws: Workspace, run_id: int) -> list[dict[str, Any]]:

@@ -13,18 +13,20 @@ from __future__ import annotations
 import functools
 import importlib
 import os
-from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from shipline.errors import TargetError, TechnicalError, UserError
 
 if TYPE_CHECKING:
+    from importlib.metadata import EntryPoint
+
     from shipline.ci import scanners
     from shipline.ci.builders import BUILDERS, BuildFailed
     from shipline.ci.cache import DependencyCache
     from shipline.ci.git import changed_paths, rev_parse
-    from shipline.config.loader import find_config, load_config
+    from shipline.config.loader import load_config, load_config_files
+    from shipline.config.locate import find_config
     from shipline.domain.deploy import ServiceState
     from shipline.domain.models import CanaryMetrics, Config
     from shipline.domain.ports import (
@@ -51,8 +53,9 @@ _LAZY = {
     "DependencyCache": ("shipline.ci.cache", "DependencyCache"),
     "changed_paths": ("shipline.ci.git", "changed_paths"),
     "rev_parse": ("shipline.ci.git", "rev_parse"),
-    "find_config": ("shipline.config.loader", "find_config"),
+    "find_config": ("shipline.config.locate", "find_config"),
     "load_config": ("shipline.config.loader", "load_config"),
+    "load_config_files": ("shipline.config.loader", "load_config_files"),
     "SlackNotifier": ("shipline.notify.slack", "SlackNotifier"),
     "WebhookNotifier": ("shipline.notify.webhook", "WebhookNotifier"),
     "StoreContext": ("shipline.secrets.base", "StoreContext"),
@@ -95,6 +98,7 @@ __all__ = [
     "find_config",
     "infra_tool",
     "load_config",
+    "load_config_files",
     "metric_source",
     "migration_lock",
     "open_store",
@@ -115,6 +119,8 @@ VIEWS = "shipline.target_views"
 def _plugins(group: str) -> dict[str, EntryPoint]:
     """The entry points of `group`, by name, read once per process (reading them scans every
     installed distribution: milliseconds that a server asking per request would pay each time)."""
+    from importlib.metadata import entry_points
+
     return {ep.name: ep for ep in entry_points(group=group)}
 
 

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from shipline.domain.masking import Masker
 from shipline.domain.models import Config
 from shipline.domain.ports import SecretStore
+from shipline.engine.detection import state_dir_of
 from shipline.engine.pipelines import target_settings
 from shipline.engine.wiring import StoreContext, load_config, open_store
 from shipline.errors import NotFoundError, ShiplineError, UserError
@@ -18,7 +19,6 @@ from shipline.errors import NotFoundError, ShiplineError, UserError
 if TYPE_CHECKING:  # the store (SQLAlchemy) loads only for commands that use it
     from shipline.engine.wiring import SqlAuditLog
 
-STATE_ENV = "SHIPLINE_HOME"
 DATABASE_ENV = "SHIPLINE_DATABASE_URL"
 LOCAL_STORE_TYPES = {"file", "env", "memory"}  # read without a network
 SERVER_CONFIG_ENV = "SHIPLINE_SERVER_CONFIG"  # the configuration `shipline server` serves
@@ -58,8 +58,7 @@ class Workspace:
     @property
     def state_dir(self) -> Path:
         """`.shipline/` beside the configuration, or SHIPLINE_HOME."""
-        chosen = self.environ.get(STATE_ENV)
-        return Path(chosen) if chosen else self.config_path.parent / ".shipline"
+        return state_dir_of(self.config_path, self.environ)
 
     @property
     def database_url(self) -> str:
