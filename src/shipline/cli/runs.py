@@ -165,10 +165,11 @@ def runs_list(
         query = urllib.parse.urlencode({"limit": limit, **({"env": env} if env else {})})
         rows = remote.get(f"/api/v1/runs?{query}")
     else:
-        from shipline.engine.runs import run_summary
+        from shipline.engine.locations import database_url_of
+        from shipline.engine.reads import recent_runs, run_summary
 
-        service = _service(ctx)
-        rows = [run_summary(r) for r in service.store.list_runs(limit=limit, environment=env)]
+        database = database_url_of(state_of(ctx).config_path(), os.environ)
+        rows = [run_summary(r) for r in recent_runs(database, limit=limit, environment=env)]
     output = state_of(ctx).output
     if as_json:
         output.json(rows)

@@ -18,9 +18,9 @@ from pathlib import Path
 
 from shipline import __version__
 from shipline.domain.changes import PathRules, affected
+from shipline.engine.locations import state_dir_of
 from shipline.engine.wiring import changed_paths
 
-STATE_ENV = "SHIPLINE_HOME"
 RULES_FORMAT = 1  # raise when PathRules' saved shape or meaning changes
 
 
@@ -32,12 +32,6 @@ class Detection:
     build_all: bool
     changed_paths: int
     warnings: list[str] = field(default_factory=list)
-
-
-def state_dir_of(config_path: Path, environ: Mapping[str, str]) -> Path:
-    """The state folder: SHIPLINE_HOME, or `.shipline/` beside the configuration."""
-    chosen = environ.get(STATE_ENV)
-    return Path(chosen) if chosen else config_path.parent / ".shipline"
 
 
 def _digest(path: Path) -> str:

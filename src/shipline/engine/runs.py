@@ -15,6 +15,7 @@ from shipline.domain.approvals import (
 )
 from shipline.domain.models import ApprovalPolicy
 from shipline.domain.pipeline import PipelineSpec, StageSpec, stage_order
+from shipline.engine.reads import run_summary
 from shipline.engine.runtime import INBOX
 from shipline.engine.wiring import RunRecord, SqlAuditLog, SqlStateStore
 from shipline.errors import NotFoundError, PermissionDenied, UserError, VoteNotCounted
@@ -215,24 +216,6 @@ class RunService:
             raise UserError(f"run {run_id} has already ended ({record.phase})")
         self.audit.append(actor, "run.cancel", run=run_id, reason=why)
         wake_run(self.store, self.client, run_id, {"type": "cancel"})
-
-
-def run_summary(record: RunRecord) -> dict[str, Any]:
-    """A run as the CLI's --json and the server's API show it."""
-    return {
-        "id": record.id,
-        "pipeline": record.pipeline,
-        "environment": record.environment,
-        "services": record.services,
-        "phase": record.phase,
-        "reason": record.reason,
-        "requestedBy": record.requested_by,
-        "requestedAt": record.requested_at.isoformat(),
-        "startedAt": record.started_at.isoformat() if record.started_at else None,
-        "finishedAt": record.finished_at.isoformat() if record.finished_at else None,
-        "cancelReason": record.cancel_reason,
-        "emergencyReason": record.emergency_reason,
-    }
 
 
 def run_details(service: RunService, run_id: int) -> dict[str, Any]:

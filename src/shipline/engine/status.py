@@ -8,17 +8,14 @@ from typing import Any
 from shipline.domain.health import assess_status
 from shipline.domain.ports import TargetView
 from shipline.engine.pipelines import find_environment
-from shipline.engine.wiring import SqlStateStore, target_kinds, view_target
+from shipline.engine.reads import recent_runs
+from shipline.engine.wiring import target_kinds, view_target
 from shipline.engine.workspace import Workspace
 from shipline.errors import ShiplineError
 
 
 def _last_deploys(ws: Workspace) -> dict[str, dict[str, Any]]:
-    store = SqlStateStore.connect(ws.database_url)
-    try:
-        runs = store.list_runs(limit=500)
-    finally:
-        store.close()
+    runs = recent_runs(ws.database_url, limit=500)
     last: dict[str, dict[str, Any]] = {}
     for run in reversed(runs):
         if run.pipeline == "deploy" and run.environment:

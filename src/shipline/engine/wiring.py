@@ -42,7 +42,9 @@ if TYPE_CHECKING:
     from shipline.secrets.base import StoreContext, open_store
     from shipline.store.accounts import SqlAccounts
     from shipline.store.audit import SqlAuditLog, audit_key
-    from shipline.store.sql import RunRecord, SqlStateStore, migration_lock
+    from shipline.store.lite import SqliteRunReader, sqlite_path
+    from shipline.store.records import RunRecord
+    from shipline.store.sql import SqlStateStore, migration_lock
 
 # Adapters are imported when first used, so that a command pays only for the ones it needs
 # (`ci tag` never loads the state store; `runs list` never loads the builders).
@@ -63,7 +65,9 @@ _LAZY = {
     "SqlAccounts": ("shipline.store.accounts", "SqlAccounts"),
     "SqlAuditLog": ("shipline.store.audit", "SqlAuditLog"),
     "audit_key": ("shipline.store.audit", "audit_key"),
-    "RunRecord": ("shipline.store.sql", "RunRecord"),
+    "RunRecord": ("shipline.store.records", "RunRecord"),
+    "SqliteRunReader": ("shipline.store.lite", "SqliteRunReader"),
+    "sqlite_path": ("shipline.store.lite", "sqlite_path"),
     "SqlStateStore": ("shipline.store.sql", "SqlStateStore"),
     "migration_lock": ("shipline.store.sql", "migration_lock"),
 }
@@ -90,6 +94,7 @@ __all__ = [
     "SqlAccounts",
     "SqlAuditLog",
     "SqlStateStore",
+    "SqliteRunReader",
     "StoreContext",
     "WebhookNotifier",
     "audit_key",
@@ -106,6 +111,7 @@ __all__ = [
     "rev_parse",
     "scanners",
     "seal",
+    "sqlite_path",
     "target_kinds",
     "unseal",
     "view_target",

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from shipline.domain.masking import Masker
 from shipline.domain.models import Config
 from shipline.domain.ports import SecretStore
-from shipline.engine.detection import state_dir_of
+from shipline.engine.locations import database_url_of, state_dir_of
 from shipline.engine.pipelines import target_settings
 from shipline.engine.wiring import StoreContext, load_config, open_store
 from shipline.errors import NotFoundError, ShiplineError, UserError
@@ -19,7 +19,6 @@ from shipline.errors import NotFoundError, ShiplineError, UserError
 if TYPE_CHECKING:  # the store (SQLAlchemy) loads only for commands that use it
     from shipline.engine.wiring import SqlAuditLog
 
-DATABASE_ENV = "SHIPLINE_DATABASE_URL"
 LOCAL_STORE_TYPES = {"file", "env", "memory"}  # read without a network
 SERVER_CONFIG_ENV = "SHIPLINE_SERVER_CONFIG"  # the configuration `shipline server` serves
 
@@ -63,13 +62,7 @@ class Workspace:
     @property
     def database_url(self) -> str:
         """The state store: SHIPLINE_DATABASE_URL, or SQLite under the state folder."""
-        chosen = self.environ.get(DATABASE_ENV)
-        if chosen:
-            if chosen.startswith("postgresql://"):
-                chosen = chosen.replace("postgresql://", "postgresql+psycopg://", 1)
-            return chosen
-        self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        return f"sqlite:///{self.state_dir / 'state.db'}"
+        return database_url_of(self.config_path, self.environ)
 
     @property
     def audit(self) -> SqlAuditLog:

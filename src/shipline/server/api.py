@@ -140,7 +140,7 @@ def list_runs(
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> Response:
     """Runs, newest first, that the caller may see."""
-    from shipline.engine.runs import run_summary
+    from shipline.engine.reads import run_summary
 
     require(srv.config, who, "view", env)
     found = srv.runs.store.list_runs(limit=limit, environment=env)
@@ -152,7 +152,7 @@ def list_runs(
 def start_run(srv: Srv, who: Who, body: StartRun) -> Response:
     """Start a deploy (or restart, rollback, scale); 202 with the queued run."""
     from shipline.engine.pipelines import find_environment
-    from shipline.engine.runs import run_summary
+    from shipline.engine.reads import run_summary
     from shipline.engine.submit import submit_action, submit_deploy
 
     environment = find_environment(srv.config, body.environment).name
@@ -194,7 +194,7 @@ class Promotion(BaseModel):
 def start_promotion(srv: Srv, who: Who, body: Promotion) -> Response:
     """Start a promotion; the caller may deploy to every environment it reaches."""
     from shipline.engine.promotion import submit_promotion
-    from shipline.engine.runs import run_summary
+    from shipline.engine.reads import run_summary
 
     record = submit_promotion(
         srv.ws, source=body.source, targets=body.targets, services=body.services,

@@ -149,7 +149,7 @@ def dashboard(request: Request, srv: Srv, who: Who) -> Response:
 
 @router.get("/runs")
 def runs_page(request: Request, srv: Srv, who: Who, env: str | None = None) -> Response:
-    from shipline.engine.runs import run_summary
+    from shipline.engine.reads import run_summary
 
     require(srv.config, who, "view", env)
     found = srv.runs.store.list_runs(limit=100, environment=env or None)

@@ -10,7 +10,6 @@ import fcntl
 import hashlib
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from shipline.errors import StoreError
+from shipline.store.records import HEAD, MIGRATIONS, RunRecord, aware, workflow_of
 from shipline.store.schema import (
     events,
     infra_outputs,
@@ -31,10 +31,6 @@ from shipline.store.schema import (
     steps,
     votes,
 )
-
-MIGRATIONS = Path(__file__).parent / "migrations"
-# The newest migration: files are named NNNN_title.py and each one's revision is its NNNN.
-HEAD = max(p.name.split("_", 1)[0] for p in (MIGRATIONS / "versions").glob("[0-9]*_*.py"))
 
 
 @contextmanager
@@ -58,53 +54,10 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def _aware(value: datetime | None) -> datetime | None:
-    if value is None or value.tzinfo is not None:
-        return value
-    return value.replace(tzinfo=UTC)
-
-
-@dataclass(frozen=True)
-class RunRecord:
-    """A run as stored."""
-
-    id: int
-    workflow_id: str
-    pipeline: str
-    environment: str | None
-    services: dict[str, str]
-    params: dict[str, Any]
-    spec: dict[str, Any]
-    requested_by: str
-    requested_at: datetime
-    phase: str
-    reason: str | None
-    started_at: datetime | None
-    finished_at: datetime | None
-    cancel_requested: bool
-    cancel_reason: str | None
-    emergency_reason: str | None
-    parked: str | None = None
-    wake_at: datetime | None = None
-    wake_pending: bool = False
-    segment: int = 0
-
-    @property
-    def current_workflow(self) -> str:
-        """The workflow that runs (or last ran) this run: the first segment is the run's own
-        workflow, each continuation after a parked wait its own."""
-        return workflow_of(self.workflow_id, self.segment)
-
-
-def workflow_of(base: str, segment: int) -> str:
-    """The workflow id of a run's segment."""
-    return base if segment == 0 else f"{base}.{segment}"
-
-
 def _run(row: Any) -> RunRecord:
     data = dict(row._mapping)
     for key in ("requested_at", "started_at", "finished_at", "wake_at"):
-        data[key] = _aware(data[key])
+        data[key] = aware(data[key])
     return RunRecord(**data)
 
 
@@ -114,7 +67,7 @@ def _rows(result: Any) -> list[dict[str, Any]]:
         data = dict(row._mapping)
         for key, value in data.items():
             if isinstance(value, datetime):
-                data[key] = _aware(value)
+                data[key] = aware(value)
         out.append(data)
     return out
 

@@ -1,0 +1,57 @@
+"""What the state store holds, as plain records (no SQLAlchemy: readers that skip it share
+them), and the schema revision a store must be at."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+# The newest migration: files are named NNNN_title.py and each one's revision is its NNNN.
+HEAD = max(p.name.split("_", 1)[0] for p in (MIGRATIONS / "versions").glob("[0-9]*_*.py"))
+
+
+def aware(value: datetime | None) -> datetime | None:
+    """`value` with UTC as its zone when it has none (SQLite keeps none)."""
+    if value is None or value.tzinfo is not None:
+        return value
+    return value.replace(tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """A run as stored."""
+
+    id: int
+    workflow_id: str
+    pipeline: str
+    environment: str | None
+    services: dict[str, str]
+    params: dict[str, Any]
+    spec: dict[str, Any]
+    requested_by: str
+    requested_at: datetime
+    phase: str
+    reason: str | None
+    started_at: datetime | None
+    finished_at: datetime | None
+    cancel_requested: bool
+    cancel_reason: str | None
+    emergency_reason: str | None
+    parked: str | None = None
+    wake_at: datetime | None = None
+    wake_pending: bool = False
+    segment: int = 0
+
+    @property
+    def current_workflow(self) -> str:
+        """The workflow that runs (or last ran) this run: the first segment is the run's own
+        workflow, each continuation after a parked wait its own."""
+        return workflow_of(self.workflow_id, self.segment)
+
+
+def workflow_of(base: str, segment: int) -> str:
+    """The workflow id of a run's segment."""
+    return base if segment == 0 else f"{base}.{segment}"
