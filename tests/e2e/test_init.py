@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import urllib.request
 from pathlib import Path
 
 from tests.e2e.worker import EXE, running_worker, sh
@@ -74,11 +75,30 @@ def test_a_spring_node_go_monorepo(tmp_path: Path) -> None:
     assert again.returncode == 2 and "exists" in again.stderr
 
 
-def test_a_python_only_repository_deploys_locally(tmp_path: Path) -> None:
+APP = """import os
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+
+class Handler(BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = b"ok" if self.path == "/health" else b"tool says hello from " + os.getcwd().encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+if __name__ == "__main__":
+    HTTPServer(("127.0.0.1", int(os.environ["PORT"])), Handler).serve_forever()
+"""
+
+
+def test_a_python_only_repository_deploys_locally_with_its_own_command(tmp_path: Path) -> None:
     repo = _repo(tmp_path / "tool", {"pyproject.toml": "[project]\nname = 'tool'\n",
-                                     "tool/__init__.py": ""})  # fmt: skip
+                                     "app.py": APP, "tool/__init__.py": ""})  # fmt: skip
     found = _init(repo)
     assert {k: v["stack"] for k, v in found.items()} == {"tool": "python"}
+    assert found["tool"]["start"] == ["python3", "app.py"]  # it reads PORT: its own command
     _commit(repo, {"tool/cli.py": "print('hi')\n"}, "cli")
     assert _detect(repo) == {"tool"}
     with running_worker(
@@ -89,6 +109,28 @@ def test_a_python_only_repository_deploys_locally(tmp_path: Path) -> None:
             assert done.returncode == 0, done.stdout[-1500:] + done.stderr
             rows = json.loads(sh(env, "status", "--json").stdout)
             assert [(r["service"], r["health"]) for r in rows] == [("tool", "healthy")]
+            with urllib.request.urlopen(f"{rows[0]['address']}/", timeout=10) as answer:
+                assert answer.read().decode() == f"tool says hello from {repo}"  # the app
+        finally:
+            sh(env, "down", "--env", "local")
+
+
+def test_a_start_command_that_cannot_run_says_why(tmp_path: Path) -> None:
+    repo = _repo(tmp_path / "svc", {"go.mod": "module svc\n", "main.go": "package main\n"})
+    _init(repo)
+    config = (repo / "shipline.yaml").read_text()
+    config = config.replace("paths: [\"**\"]", "paths: [\"**\"], start: {command: [no-such-program]"
+                            ", workdir: .}")  # fmt: skip
+    (repo / "shipline.yaml").write_text(config)
+    assert _cli(repo, "validate").returncode == 0
+    with running_worker(
+        repo / "shipline.yaml", tmp_path / "state", "dev", tmp_path / "w.log"
+    ) as env:
+        try:
+            done = sh(env, "deploy", "--env", "local", "--tag", "0.1.0", timeout=240)
+            assert done.returncode != 0
+            shown = sh(env, "runs", "show", "1", "--json").stdout
+            assert "cannot start 'no-such-program'" in shown, shown[-2000:]
         finally:
             sh(env, "down", "--env", "local")
 

@@ -192,7 +192,7 @@ def init(
     written, guesses = init_project(path.resolve(), force=force, ask=ask)
     rows = [
         {"service": g.name, "folder": g.folder or ".", "stack": g.stack, "port": g.port,
-         "healthPath": g.health_path, "guessed": g.unsure}
+         "healthPath": g.health_path, "guessed": g.unsure, "start": g.start}
         for g in guesses
     ]  # fmt: skip
     if as_json:
@@ -200,8 +200,9 @@ def init(
         return
     state.output.table(
         f"{written}: {len(rows)} service(s)",
-        ["service", "folder", "stack", "port", "health path", "guessed"],
-        [[g.name, g.folder or ".", g.stack, g.port, g.health_path, ", ".join(g.unsure)]
+        ["service", "folder", "stack", "port", "health path", "starts with", "guessed"],
+        [[g.name, g.folder or ".", g.stack, g.port, g.health_path,
+          " ".join(g.start) if g.start else "demo workload", ", ".join(g.unsure)]
          for g in guesses],
     )  # fmt: skip
     state.output.line("next: shipline validate && shipline ci detect --base HEAD~1 --head HEAD")

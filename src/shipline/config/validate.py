@@ -86,6 +86,7 @@ def check_references(config: Config, source: Source, root: Path | None = None) -
     _check_environments(c)
     if root is not None:
         _check_overlays(c, root)
+        _check_start_folders(c, root)
     _check_ladder(c)
     _check_variables(c)
     from shipline.config.validate_infra import check_infrastructure
@@ -226,6 +227,20 @@ def _check_overlays(c: _Checker, root: Path) -> None:
                 f"environment '{env.name}' has no overlay: {named}/ has no kustomization.yaml",
                 "create the overlay, or point 'manifests' at the folder that holds it"
                 " (relative to the project; {environment} is the environment's name)",
+            )
+
+
+def _check_start_folders(c: _Checker, root: Path) -> None:
+    """A service's own start command runs in a folder of the project."""
+    for index, service in enumerate(c.config.services):
+        if service.start is None:
+            continue
+        folder = service.start.workdir or service.context or f"services/{service.name}"
+        if not (root / folder).is_dir():
+            c.error(
+                ("services", index, "start", "workdir" if service.start.workdir else "command"),
+                f"service '{service.name}' starts in {folder}/, which is not a folder",
+                "set start.workdir to the service's folder, relative to shipline.yaml",
             )
 
 

@@ -22,6 +22,7 @@ class DeploySpec:
     health_path: str = "/health"
     env: dict[str, str] = field(default_factory=dict, repr=False)  # values may be secret
     command: list[str] | None = None  # None: the target's default workload
+    workdir: str | None = None  # where `command` runs (targets that run processes)
     secret_names: frozenset[str] = frozenset()  # keys of `env` whose values are secret
     namespace: str | None = None
     image: str | None = None  # repository (without tag), where the target runs images
@@ -45,6 +46,7 @@ class DeploySpec:
             "replicas": self.replicas,
             "healthPath": self.health_path,
             "command": self.command,
+            "workdir": self.workdir,
             "env": {k: v for k, v in self.env.items() if k not in self.secret_names},
             "secretNames": sorted(self.secret_names),
             "namespace": self.namespace,
@@ -72,6 +74,7 @@ class DeploySpec:
                 **{n: secrets[n] for n in names if n in secrets},
             },
             command=data.get("command"),
+            workdir=data.get("workdir"),
             secret_names=names,
             namespace=data.get("namespace"),
             image=data.get("image"),
@@ -94,6 +97,7 @@ class DeploySpec:
             "healthPath": self.health_path,
             "variables": sorted(self.env),
             "command": self.command,
+            **({"workdir": self.workdir} if self.workdir else {}),
         }
 
     def fingerprint(self) -> dict[str, Any]:

@@ -101,6 +101,23 @@ class Stack(Model):
     variable_groups: list[str] = []
 
 
+class StartCommand(Model):
+    """How a target that runs processes on this machine (`local`) starts the service itself,
+    instead of the demo workload that stands in for it. Targets that run images (Kubernetes)
+    run the image's own entrypoint and do not use it."""
+
+    command: list[str] = Field(
+        min_length=1,
+        description="The program and its arguments (no shell). `{port}` is replaced by the "
+        "port the replica must listen on, also given as the PORT environment variable.",
+    )
+    workdir: str | None = Field(
+        default=None,
+        description="Folder to run it in, relative to shipline.yaml (default: the service's "
+        "`context`, else services/<name>).",
+    )
+
+
 class Service(Model):
     """A deployable unit. Port and health path default to its stack's."""
 
@@ -117,6 +134,7 @@ class Service(Model):
     dockerfile: str | None = None  # relative to the repository (default: the stack's)
     variable_groups: list[str] = []
     variables: Variables = {}
+    start: StartCommand | None = None
 
 
 class Resources(Model):

@@ -4,6 +4,7 @@ what was found. The caller reads the files; every guess says how sure it is."""
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field
 
@@ -30,6 +31,11 @@ SERVER_PORT = re.compile(r"^\s*server\.port\s*[=:]\s*(\d+)", re.MULTILINE)
 YAML_PORT = re.compile(r"^server:\s*\n(?:\s+.*\n)*?\s+port:\s*(\d+)", re.MULTILINE)
 
 
+PYTHON_ENTRIES = ("app.py", "main.py", "server.py")  # read by the caller, where present
+GO_ENTRY = "main.go"
+PROCFILE_WEB = re.compile(r"^web:\s*(.+)$", re.MULTILINE)
+
+
 @dataclass
 class Guess:
     """What init believes about one service folder, and what it is unsure of."""
@@ -40,6 +46,32 @@ class Guess:
     port: int
     health_path: str
     unsure: list[str] = field(default_factory=list)
+    start: list[str] | None = None  # the service's own start command, where it is known
+    start_from: str | None = None  # what said so (Procfile, package.json, app.py, main.go)
+
+
+def guess_start(files: dict[str, str]) -> tuple[list[str] | None, str | None]:
+    """The service's own start command and what says so, or (None, None): a Procfile's `web`
+    process (a shell line that reads $PORT, run by sh), package.json's `start` script (npm),
+    or a Python or Go entry point that reads PORT. The local target gives every replica its
+    port in PORT; a program that does not read it cannot run there, so none is guessed."""
+    web = PROCFILE_WEB.search(files.get("Procfile", ""))
+    if web:
+        return ["sh", "-c", web[1].strip()], "Procfile"
+    if "package.json" in files:
+        try:
+            scripts = json.loads(files["package.json"]).get("scripts") or {}
+        except (ValueError, AttributeError):
+            scripts = {}
+        if isinstance(scripts, dict) and isinstance(scripts.get("start"), str):
+            return ["npm", "start"], "package.json"
+    for entry in PYTHON_ENTRIES:
+        text = files.get(entry, "")
+        if "PORT" in text and "__main__" in text:
+            return ["python3", entry], entry
+    if "PORT" in files.get(GO_ENTRY, "") and "go.mod" in files:
+        return ["go", "run", "."], GO_ENTRY
+    return None, None
 
 
 def service_name(folder: str, fallback: str) -> str:
@@ -89,13 +121,16 @@ def guess_service(folder: str, files: dict[str, str], fallback: str) -> Guess:
         health = check[2]
     elif stack != "springboot":
         unsure.append("health path")
-    return Guess(service_name(folder, fallback), folder, stack, port, health, unsure)
+    start, start_from = guess_start(files)
+    return Guess(
+        service_name(folder, fallback), folder, stack, port, health, unsure, start, start_from
+    )
 
 
 def _quote(text: str) -> str:
     if re.fullmatch(r"[A-Za-z0-9_./][A-Za-z0-9_./*-]*", text):  # `*` first is a YAML alias
         return text
-    return '"' + text.replace('"', '\\"') + '"'
+    return json.dumps(text)  # a JSON string is a YAML double-quoted scalar
 
 
 def render_config(project: str, services: list[Guess], shared: list[str]) -> str:
@@ -125,17 +160,26 @@ def render_config(project: str, services: list[Guess], shared: list[str]) -> str
             entry += ", sharedPaths: [" + ", ".join(_quote(f"{s}/**") for s in shared) + "]"
         if guess.folder:
             entry += f", context: {_quote(guess.folder)}"
+        if guess.start:
+            command = ", ".join(_quote(part) for part in guess.start)
+            workdir = "" if guess.folder else ", workdir: ."
+            entry += f",\n      start: {{command: [{command}]{workdir}}}"
         entry += "}"
-        if guess.unsure:
-            entry += f"  # guessed: {', '.join(guess.unsure)}"
+        notes = [f"guessed: {', '.join(guess.unsure)}"] if guess.unsure else []
+        if guess.start_from:
+            notes.append(f"start command from {guess.start_from}")
+        if notes:
+            first, _, rest = entry.partition("\n")
+            entry = f"{first}  # {'; '.join(notes)}" + (f"\n{rest}" if rest else "")
         lines.append(entry)
     lines += [
         "",
         "tiers:",
         "  nonprod: {resources: {minReplicas: 1, maxReplicas: 2}}",
         "",
-        "# `local`: each service runs on this machine (shipline's demo workload stands in for",
-        "# the service's own process), behind a gateway port; `shipline status` shows where.",
+        "# `local`: each service runs on this machine, behind a gateway port (`shipline status`",
+        "# shows where): its own `start` command, given its port in PORT; shipline's demo",
+        "# workload stands in for a service without one.",
         "targets:",
         "  here: {type: local}",
         "",

@@ -153,6 +153,7 @@ def spec_of(params: dict[str, Any], version: str | None = None) -> DeploySpec:
         health_path=str(params.get("healthPath", "/health")),
         env=env,
         command=params.get("command"),
+        workdir=params.get("workdir"),
         secret_names=secret_names,
         namespace=params.get("namespace"),
         image=params.get("image"),

@@ -67,7 +67,14 @@ def _service_params(
     target = config.targets[env.target]
     svc = config.service(service)
     tier = config.tiers[env.tier].resources
+    start = (
+        {"command": list(svc.start.command),
+         "workdir": str(Path(root, svc.start.workdir or svc.context or f"services/{service}"))}
+        if svc.start
+        else {}
+    )  # fmt: skip
     return {
+        **start,
         "target": target.type,
         "targetSettings": target_settings(config, env, root),
         "environment": env.name,

@@ -9,7 +9,9 @@ from pathlib import Path
 
 from shipline.domain.scaffold import (
     DEFAULTS,
+    GO_ENTRY,
     MARKERS,
+    PYTHON_ENTRIES,
     SHARED_NAMES,
     Guess,
     guess_service,
@@ -29,7 +31,8 @@ SKIP = {
     "venv",
     "__pycache__",
 }
-READ = (*MARKERS, "application.properties", "application.yml")
+READ = (*MARKERS, "application.properties", "application.yml", "Procfile", *PYTHON_ENTRIES,
+        GO_ENTRY)  # fmt: skip
 DEPTH = 4
 
 Ask = Callable[[str, str], str]  # (question, default) -> answer

@@ -6,6 +6,7 @@ file; environment variables (secrets included) are handed to the process, never 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -18,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from shipline.domain.retry import backoff_delay
+from shipline.errors import TargetError
 
 BACKOFF_START = 0.5
 BACKOFF_MAX = 10.0
@@ -42,6 +44,7 @@ class Replica:
     env: dict[str, str]
     log_path: Path
     health_path: str
+    cwd: str | None = None  # a service's own command runs in its folder
     process: subprocess.Popen[bytes] | None = None
     restarts: int = 0
     restart_times: list[float] = field(default_factory=list)
@@ -61,13 +64,24 @@ class Replica:
     def start(self) -> None:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "ab") as log:
-            self.process = subprocess.Popen(
-                self.argv,
-                env=self.env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+            try:
+                self.process = subprocess.Popen(
+                    self.argv,
+                    env=self.env,
+                    cwd=self.cwd,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+            except OSError as exc:  # no such program, or folder; not executable
+                self.process = None
+                where = f" in {self.cwd}" if self.cwd else ""
+                problem = f"cannot start {self.argv[0]!r}{where}: {exc.strerror or exc}"
+                log.write(f"shipline: {problem}\n".encode())
+                raise TargetError(
+                    f"{self.service} {self.version}: {problem}",
+                    hint="check the service's `start` command and folder in shipline.yaml",
+                ) from None
 
     def healthy(self, timeout: float = 1.0) -> bool:
         """Probe the health path now (the answer is kept as `last_healthy`)."""
@@ -144,7 +158,8 @@ class Supervisor:
                     replica.restarts += 1
                     replica.restart_times.append(now)
                     replica.next_start = 0.0
-                    replica.start()
+                    with contextlib.suppress(TargetError):  # said in its log; tried again
+                        replica.start()
 
     def shutdown(self) -> None:
         """Stop every replica and the watch."""

@@ -33,31 +33,48 @@ from shipline.targets.local.metrics import GatewayMetrics
 from shipline.targets.local.supervisor import Replica, Supervisor, free_port
 
 WORKLOAD = [sys.executable, "-m", "shipline.targets.local.workload"]
+OWNER_ENV = "SHIPLINE_LOCAL_OWNER"  # in a service's own process: the state folder it belongs to
+
+
+def _left_by(proc: Path, owner: str) -> bool:
+    """Whether process `proc` is a replica of the local target of state folder `owner`: the
+    demo workload carries `--owner FOLDER`, a service's own command SHIPLINE_LOCAL_OWNER."""
+    try:
+        argv = (proc / "cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    args = [a.decode(errors="replace") for a in argv if a]
+    if "shipline.targets.local.workload" in args and "--owner" in args:
+        index = args.index("--owner")
+        return index + 1 < len(args) and args[index + 1] == owner
+    try:
+        environ = (proc / "environ").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return f"{OWNER_ENV}={owner}".encode() in environ
 
 
 def stop_stale_replicas(state_dir: Path) -> int:
-    """Stop replicas that an earlier worker of this state folder left behind (killed with -9).
+    """Stop replicas that an earlier worker of this state folder left behind (killed with -9),
+    with whatever they started (each replica leads its own process group).
 
-    They are found by the `--owner` argument every replica carries; call it only while holding the
-    state folder's ownership lock (no live target owns them then). Returns how many were stopped.
+    Call it only while holding the state folder's ownership lock (no live target owns them
+    then). Returns how many were stopped.
     """
     owner = str(state_dir)
     stopped = 0
     for proc in Path("/proc").glob("[0-9]*"):
+        if not _left_by(proc, owner):
+            continue
+        pid = int(proc.name)
         try:
-            argv = (proc / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        args = [a.decode(errors="replace") for a in argv if a]
-        if "shipline.targets.local.workload" not in args or "--owner" not in args:
-            continue
-        index = args.index("--owner")
-        if index + 1 < len(args) and args[index + 1] == owner:
-            try:
-                os.kill(int(proc.name), signal.SIGTERM)
-                stopped += 1
-            except (ProcessLookupError, PermissionError):
-                pass
+            if os.getpgid(pid) == pid:
+                os.killpg(pid, signal.SIGTERM)
+            else:  # a child of a replica: its group leader is found (or was) on its own
+                continue
+            stopped += 1
+        except (ProcessLookupError, PermissionError):
+            pass
     return stopped
 
 
@@ -170,12 +187,14 @@ class LocalTarget:
             if spec.command is None
             else [a.replace("{port}", str(port)) for a in argv]
         )
-        env = {
-            "PATH": "/usr/bin:/bin",
-            "PYTHONPATH": ":".join(sys.path),
-            **spec.env,
-            "PORT": str(port),
-        }
+        base = (
+            {"PATH": "/usr/bin:/bin", "PYTHONPATH": ":".join(sys.path)}
+            if spec.command is None  # the demo workload: shipline's own Python
+            else {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(Path.home())}
+        )
+        env = {**base, **spec.env, "PORT": str(port)}
+        if spec.command is not None:
+            env[OWNER_ENV] = str(self.state_dir)  # how a later worker finds it if this one dies
         log = (
             self.state_dir
             / "logs"
@@ -183,7 +202,9 @@ class LocalTarget:
             / spec.service
             / f"{spec.version}-{index}-{port}.log"
         )
-        return Replica(spec.service, spec.version, port, argv, env, log, spec.health_path)
+        return Replica(
+            spec.service, spec.version, port, argv, env, log, spec.health_path, cwd=spec.workdir
+        )
 
     def _wait_healthy(self, replica: Replica, deadline: int | None = None) -> None:
         """Wait for the replica's health path; `deadline` (the environment's progress deadline)
