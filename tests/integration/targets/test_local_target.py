@@ -3,7 +3,11 @@ crash-looping version, health observation, and nothing left running afterwards."
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import sys
+import time
 import urllib.request
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -326,3 +330,69 @@ def test_a_rolling_update_keeps_to_max_surge_and_max_unavailable(
     assert max(most) <= 3 + surge, most
     state = target.observe("qa", "api")
     assert (state.version, state.ready) == ("1.1.0", 3)
+
+
+OWN_APP = """import os, subprocess, sys
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+helper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+open("helper.pid", "w").write(str(helper.pid))
+
+
+class Handler(BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = b"own " + os.getcwd().encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+HTTPServer(("127.0.0.1", int(os.environ["PORT"])), Handler).serve_forever()
+"""
+
+
+def test_a_services_own_command_runs_in_its_folder_and_is_found_after_a_crash(
+    tmp_path: Path,
+) -> None:
+    folder = tmp_path / "services" / "api"
+    folder.mkdir(parents=True)
+    (folder / "app.py").write_text(OWN_APP)
+    state = tmp_path / "state"
+    crashed = LocalTarget(state, health_timeout=8)
+    spec = DeploySpec("local", "api", "1.0.0", health_path="/", command=[sys.executable, "app.py"],
+                      workdir=str(folder))  # fmt: skip
+    crashed.apply(spec)
+    address = crashed.observe("local", "api").address
+    with urllib.request.urlopen(f"{address}/", timeout=5) as answer:
+        assert answer.read().decode() == f"own {folder}"  # its own process, in its folder
+    crashed.write_state()
+    replica = crashed._services[("local", "api")].replicas[0].process
+    helper = int((folder / "helper.pid").read_text())
+    _killed(crashed)
+    successor = LocalTarget(state, health_timeout=8)
+    try:
+        assert successor.stale_stopped == 1
+        assert replica is not None
+        replica.wait(timeout=10)
+        for _ in range(100):  # what it started went with it (its process group)
+            if not Path(f"/proc/{helper}").exists() or "Z" in _state(helper):
+                break
+            time.sleep(0.1)
+        else:
+            raise AssertionError("the replica's child outlived the sweep")
+        assert successor.restore(lambda *_: {}) == []
+        with urllib.request.urlopen(f"{address}/", timeout=5) as answer:
+            assert answer.read().decode() == f"own {folder}"  # restored with its folder
+    finally:
+        successor.close()
+        crashed.close()
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(helper, 9)
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
+    except OSError:
+        return "gone"
