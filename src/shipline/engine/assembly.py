@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from shipline.domain.events import EventKind
@@ -17,37 +18,33 @@ if TYPE_CHECKING:
     from shipline.engine.accounts import Accounts
 
 
-class _LazyClient:
-    """The durable engine's client, made on first use: commands that only read runs never
-    import the engine (a third of a command's start-up)."""
+class _StoreQueue:
+    """How the CLI and the server reach the durable engine: requests in the state store's
+    outbox, carried out by a worker, whose doorbell is rung so that it acts at once. No engine
+    client is made (importing and connecting one cost a command most of a second)."""
 
-    def __init__(self, system_url: str) -> None:
-        self._url = system_url
-        self._client: Any = None
-
-    def _get(self) -> Any:
-        if self._client is None:
-            from shipline.engine.durable import EngineClient
-
-            self._client = EngineClient(self._url)
-        return self._client
+    def __init__(self, store: SqlStateStore, state_dir: Path) -> None:
+        self._store = store
+        self._state_dir = state_dir
 
     def enqueue(self, workflow_id: str, run_id: int) -> None:
-        self._get().enqueue(workflow_id, run_id)
+        self._store.post("enqueue", workflow_id, run_id)
+        self.ring()
 
     def send(self, workflow_id: str, message: dict[str, Any], topic: str) -> None:
-        self._get().send(workflow_id, message, topic)
+        self._store.post("send", workflow_id, None, topic, message)
+        self.ring()
 
-    def close(self) -> None:
-        if self._client is not None:
-            self._client.close()
+    def ring(self) -> None:
+        from shipline.doorbell import ring
+
+        ring(self._state_dir)
 
 
 def run_service(ws: Workspace) -> RunService:
     """The runs of `ws`'s project, with a client to queue and message them."""
     store = SqlStateStore.connect(ws.database_url)
-    client = _LazyClient(system_database_url(ws.database_url, ws.state_dir))
-    return RunService(store, client, ws.audit)
+    return RunService(store, _StoreQueue(store, ws.state_dir), ws.audit)
 
 
 def worker_runtime(ws: Workspace) -> tuple[Runtime, str]:

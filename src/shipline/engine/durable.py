@@ -7,12 +7,15 @@ import logging
 import os
 import sqlite3
 import threading
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 from dbos import DBOS, DBOSClient, DBOSConfig
+from dbos._error import DBOSNonExistentWorkflowError
 
+from shipline.doorbell import Doorbell
 from shipline.engine import workflow  # noqa: F401 - registers the workflow and its steps
 from shipline.engine.runtime import APP_VERSION, RUN_QUEUE, Runtime, install
 from shipline.engine.wiring import migration_lock
@@ -84,11 +87,12 @@ def launch(
     install(runtime)
     logging.getLogger("dbos").setLevel(logging.WARNING)
     ensure_system_database(system_url)
+    executor = executor_id or os.environ.get(WORKER_ENV) or "local"
     config: DBOSConfig = {
         "name": "shipline",
         "system_database_url": system_url,
         "application_version": APP_VERSION,
-        "executor_id": executor_id or os.environ.get(WORKER_ENV) or "local",
+        "executor_id": executor,
         "log_level": "WARNING",
         # On SQLite, messages (votes, cancel, canary promote) are noticed by polling.
         "notification_listener_polling_interval_sec": notify_poll_seconds,
@@ -105,37 +109,76 @@ def launch(
         runtime.enqueue = client.enqueue
         _CLIENTS.append((runtime, client))
     stop = threading.Event()
+    state_dir = getattr(runtime.workspace, "state_dir", None)
+    bell = Doorbell(state_dir, executor) if state_dir is not None else None
     thread = threading.Thread(
-        target=_wake_due, args=(runtime, stop, max(poll_seconds, 0.05)), daemon=True,
+        target=_schedule, args=(runtime, stop, bell, max(poll_seconds, 0.05)), daemon=True,
         name="shipline-scheduler",
     )  # fmt: skip
     thread.start()
-    _SCHEDULERS.append((stop, thread))
+    _SCHEDULERS.append((stop, thread, bell))
 
 
 _CLIENTS: list[tuple[Runtime, EngineClient]] = []
-_SCHEDULERS: list[tuple[threading.Event, threading.Thread]] = []
+_SCHEDULERS: list[tuple[threading.Event, threading.Thread, Doorbell | None]] = []
+OUTBOX_GIVE_UP = timedelta(hours=1)  # a request that fails this long is dropped (and logged)
+log = logging.getLogger("shipline.engine")
 
 
-def _wake_due(runtime: Runtime, stop: threading.Event, interval: float) -> None:
-    """The one timer of every parked run: each pass, one query finds the runs whose window
-    opened or whose approval deadline or lock fallback came, and queues their continuations
-    (a continuation queued twice runs once: its workflow id is its identity)."""
-    while not stop.wait(interval):
+def _schedule(
+    runtime: Runtime, stop: threading.Event, bell: Doorbell | None, interval: float
+) -> None:
+    """The worker's scheduler: every `interval`, or at once when its doorbell rings, it carries
+    out what the outbox asks (queue a run, deliver a message) and queues the continuations of
+    parked runs whose time came. Two queries per pass, however many runs wait; several workers
+    may both do a request (each is idempotent: a workflow id queues once, a message is sent
+    under its outbox id once)."""
+    while not stop.is_set():
         try:
+            _carry_out(runtime)
             for run_id, workflow_id in runtime.store.due(runtime.clock()):
                 assert runtime.enqueue is not None
                 runtime.enqueue(workflow_id, run_id)
         except Exception as exc:  # a busy database now is a retry on the next pass
-            logging.getLogger("shipline.engine").warning("scheduler pass failed: %s", exc)
+            log.warning("scheduler pass failed: %s", exc)
+        if bell is not None:
+            bell.wait(interval)
+        else:
+            stop.wait(interval)
+
+
+def _carry_out(runtime: Runtime) -> None:
+    """Do what the outbox asks, oldest first; what is done leaves it."""
+    done: list[int] = []
+    for request in runtime.store.posted():
+        try:
+            if request["kind"] == "enqueue":
+                assert runtime.enqueue is not None
+                runtime.enqueue(str(request["workflow_id"]), int(request["run_id"]))
+            else:
+                DBOS.send(
+                    str(request["workflow_id"]), request["message"], request["topic"],
+                    idempotency_key=f"shipline-outbox-{request['id']}",
+                )  # fmt: skip
+        except DBOSNonExistentWorkflowError:
+            log.info("outbox %s: no workflow %s (dropped)", request["id"], request["workflow_id"])
+        except Exception as exc:
+            if runtime.clock() - request["posted_at"] < OUTBOX_GIVE_UP:
+                log.warning("outbox %s not done yet: %s", request["id"], exc)
+                continue
+            log.error("outbox %s dropped after an hour of failures: %s", request["id"], exc)
+        done.append(int(request["id"]))
+    runtime.store.done(done)
 
 
 def shutdown() -> None:
     """Stop the engine in this process (runs stay durable and resume on the next launch)."""
     while _SCHEDULERS:
-        stop, thread = _SCHEDULERS.pop()
+        stop, thread, bell = _SCHEDULERS.pop()
         stop.set()
         thread.join(timeout=10)
+        if bell is not None:
+            bell.close()
     DBOS.destroy(destroy_registry=False)
     while _CLIENTS:
         owner, client = _CLIENTS.pop()
@@ -166,6 +209,10 @@ class EngineClient:
     def send(self, workflow_id: str, message: dict[str, Any], topic: str) -> None:
         """Put `message` in a run's inbox."""
         self._client.send(workflow_id, message, topic)
+
+    def ring(self) -> None:
+        """Nothing to ring: the scheduler of the worker in this process queues what the store
+        recorded at its next pass."""
 
     def close(self) -> None:
         """Release connections."""

@@ -32,6 +32,10 @@ class RunQueue(Protocol):
         """Deliver `message` to a workflow's `topic`."""
         ...
 
+    def ring(self) -> None:
+        """Tell the workers now that something waits for them (a run recorded as queued)."""
+        ...
+
 
 def wake_run(store: SqlStateStore, queue: RunQueue, run_id: int, message: dict[str, Any]) -> None:
     """Tell a run that something happened (a vote, cancellation, a released lock, a canary
@@ -65,7 +69,7 @@ class RunService:
         params: dict[str, Any] | None = None,
         emergency_reason: str | None = None,
     ) -> RunRecord:
-        """Record a run and queue it for a worker."""
+        """Record a run, queued for a worker in the same transaction."""
         try:
             stage_order(spec)
         except ValueError as exc:
@@ -94,7 +98,7 @@ class RunService:
         )
         if emergency_reason:
             self.audit.append(actor, "run.emergency", run=record.id, reason=emergency_reason)
-        self.client.enqueue(record.workflow_id, record.id)
+        self.client.ring()  # the store queued it with the record: the workers are told now
         return record
 
     def get(self, run_id: int) -> RunRecord:

@@ -171,6 +171,9 @@ class _WorkerQueue:
     def send(self, workflow_id: str, message: dict[str, Any], topic: str) -> None:
         DBOS.send(workflow_id, message, topic)
 
+    def ring(self) -> None:
+        """A worker's own scheduler looks at its next pass."""
+
 
 def _wake(run_id: int, message: dict[str, Any]) -> None:
     try:

@@ -201,3 +201,18 @@ web_sessions = sa.Table(
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
 )
+
+# What the CLI and the server ask of the durable engine (queue a run or its continuation,
+# deliver a message to a running one), written in the state store; workers carry it out and
+# delete it. Nothing but the store is needed to start, vote on or cancel a run.
+outbox = sa.Table(
+    "outbox",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("kind", sa.String(10), nullable=False),  # enqueue | send
+    sa.Column("workflow_id", sa.String(120), nullable=False),
+    sa.Column("run_id", sa.Integer),  # the run an `enqueue` starts
+    sa.Column("topic", sa.String(40)),
+    sa.Column("message", sa.JSON),
+    sa.Column("posted_at", sa.DateTime(timezone=True), nullable=False),
+)

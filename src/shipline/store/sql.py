@@ -24,6 +24,7 @@ from shipline.store.schema import (
     infra_outputs,
     locks,
     logs,
+    outbox,
     releases,
     revisions,
     runs,
@@ -186,11 +187,10 @@ class SqlStateStore:
             key = result.inserted_primary_key
             assert key is not None
             run_id = int(key[0])
-            conn.execute(
-                runs.update()
-                .where(runs.c.id == run_id)
-                .values(workflow_id=f"shipline-run-{run_id}")
-            )
+            workflow_id = f"shipline-run-{run_id}"
+            conn.execute(runs.update().where(runs.c.id == run_id).values(workflow_id=workflow_id))
+            # queued by a worker, in this same transaction: a recorded run is never left unqueued
+            self._post(conn, "enqueue", workflow_id, run_id)
         record = self.get_run(run_id)
         assert record is not None
         return record
@@ -301,6 +301,48 @@ class SqlStateStore:
                 .values(parked=None, wake_at=None, wake_pending=False, segment=row.segment + 1)
             )
             return True
+
+    # the outbox: what the CLI and the server ask of the durable engine ----------------------
+
+    @staticmethod
+    def _post(
+        conn: Connection,
+        kind: str,
+        workflow_id: str,
+        run_id: int | None,
+        topic: str | None = None,
+        message: dict[str, Any] | None = None,
+    ) -> None:
+        conn.execute(
+            outbox.insert().values(
+                kind=kind, workflow_id=workflow_id, run_id=run_id, topic=topic, message=message,
+                posted_at=utcnow(),
+            )
+        )  # fmt: skip
+
+    def post(
+        self,
+        kind: str,
+        workflow_id: str,
+        run_id: int | None,
+        topic: str | None = None,
+        message: dict[str, Any] | None = None,
+    ) -> None:
+        """Ask the workers to queue workflow `workflow_id` of run `run_id` (`enqueue`) or to
+        deliver `message` to its `topic` (`send`)."""
+        with self._write() as conn:
+            self._post(conn, kind, workflow_id, run_id, topic, message)
+
+    def posted(self, limit: int = 500) -> list[dict[str, Any]]:
+        """The oldest requests of the outbox (one query for all of them)."""
+        query = outbox.select().order_by(outbox.c.id).limit(limit)
+        return self._read(query)
+
+    def done(self, ids: Sequence[int]) -> None:
+        """Requests carried out (another worker may have done them too: both are idempotent)."""
+        if ids:
+            with self._write() as conn:
+                conn.execute(outbox.delete().where(outbox.c.id.in_(list(ids))))
 
     def due(self, now: datetime, limit: int = 500) -> list[tuple[int, str]]:
         """Parked runs whose wake time has come, with the workflow id of their next segment:
