@@ -56,14 +56,27 @@ def worker(
             " run acts on a vote, within this time; each look costs a database transaction).",
         ),
     ] = 0.5,
+    adopt_after: Annotated[
+        float,
+        typer.Option(
+            "--adopt-after",
+            min=1,
+            max=3600,
+            help="Seconds without a heartbeat after which another worker takes this one for"
+            " dead and finishes its runs (those on a local target wait for it).",
+        ),
+    ] = 30.0,
 ) -> None:
     """Execute runs until stopped; runs of this worker id left unfinished resume first.
+    Several workers (each its own --id) share the runs of one PostgreSQL store; one silent for
+    --adopt-after seconds has its runs finished by another.
 
     Services on the local target run as this worker's processes and stop with it.
     Example: shipline worker  (or: shipline worker --stop)
     """
     from shipline.engine import durable
     from shipline.engine.assembly import worker_runtime
+    from shipline.engine.runtime import local_queue
 
     state = state_of(ctx)
     ws = state.workspace()
@@ -79,8 +92,10 @@ def worker(
         signal.signal(sig, lambda *_: stop.set())
     _restore_targets(runtime, ws, state)
     durable.launch(
-        runtime, system_url, executor_id=name, concurrency=concurrency, poll_seconds=poll_seconds
-    )
+        runtime, system_url, executor_id=name, concurrency=concurrency,
+        poll_seconds=poll_seconds, local=local_queue(ws.state_dir), adopt_after=adopt_after,
+        on_fenced=_fenced,
+    )  # fmt: skip
     pid_file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     pid_file.write_text(str(os.getpid()))
     state.output.error(f"shipline worker {name} running (pid {os.getpid()})")
@@ -110,6 +125,14 @@ def _restorable(runtime: Any) -> list[Any]:
     from shipline.domain.ports import Restorable
 
     return [t for t in list(runtime.targets.values()) if isinstance(t, Restorable)]
+
+
+def _fenced() -> None:
+    """Another worker took this one for dead and runs its runs now: stop at once, so that no
+    step runs twice (its local services stop with it; the next worker here restores them)."""
+    sys.stderr.write("shipline worker: taken for dead by another worker; stopping now\n")
+    sys.stderr.flush()
+    os._exit(75)
 
 
 def _restore_targets(runtime: Any, ws: Any, state: Any) -> None:

@@ -10,7 +10,7 @@ from shipline.domain.events import EventKind
 from shipline.domain.ports import Notifier
 from shipline.engine.notifications import build_notifiers
 from shipline.engine.runs import RunService
-from shipline.engine.runtime import Runtime, system_database_url
+from shipline.engine.runtime import Runtime, local_queue, system_database_url
 from shipline.engine.wiring import SqlStateStore
 from shipline.engine.workspace import Workspace
 
@@ -44,7 +44,9 @@ class _StoreQueue:
 def run_service(ws: Workspace) -> RunService:
     """The runs of `ws`'s project, with a client to queue and message them."""
     store = SqlStateStore.connect(ws.database_url)
-    return RunService(store, _StoreQueue(store, ws.state_dir), ws.audit)
+    return RunService(
+        store, _StoreQueue(store, ws.state_dir), ws.audit, local_queue=local_queue(ws.state_dir)
+    )
 
 
 def worker_runtime(ws: Workspace) -> tuple[Runtime, str]:

@@ -5,9 +5,13 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import socket
 import sqlite3
 import threading
-from datetime import timedelta
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -77,8 +81,18 @@ def launch(
     poll_seconds: float = 2.0,
     notify_poll_seconds: float = 0.5,
     concurrency: int | None = None,
+    local: str | None = None,
+    adopt_after: float | None = None,
+    on_fenced: Callable[[], None] | None = None,
 ) -> None:
     """Start the engine in this process: recover this executor's runs, then serve the queue.
+
+    With `local` (the queue of this machine's local targets, `runtime.local_queue`), the
+    worker serves any worker's queue and that one only; without, every queue. With
+    `adopt_after`, the worker joins the store's workers: it beats every few seconds, and
+    adopts the unfinished runs of one silent for `adopt_after` seconds (not those pinned to a
+    machine's local queue: they wait for their own worker); `on_fenced` is called if it was
+    itself taken for dead (its runs are running elsewhere now: it must stop).
 
     `poll_seconds` is how often the worker looks for newly submitted runs: each look is a
     database transaction, so an idle worker's cost is set here (2 s: a run starts within 2 s of
@@ -99,21 +113,28 @@ def launch(
         "run_migrations": False,  # done above, in turn with other processes
     }
     DBOS(config=config)
+    if local is not None:
+        DBOS.listen_queues([RUN_QUEUE, local])
     DBOS.launch()
-    DBOS.register_queue(
-        RUN_QUEUE, worker_concurrency=concurrency or DEFAULT_CONCURRENCY,
-        polling_interval_sec=poll_seconds,
-    )  # fmt: skip
+    for queue in (RUN_QUEUE, *([local] if local else [])):
+        DBOS.register_queue(
+            queue, worker_concurrency=concurrency or DEFAULT_CONCURRENCY,
+            polling_interval_sec=poll_seconds,
+        )  # fmt: skip
     if runtime.enqueue is None:
         client = EngineClient(system_url)
-        runtime.enqueue = client.enqueue
+        runtime.enqueue = _enqueue_on_its_queue(runtime, client)
         _CLIENTS.append((runtime, client))
+    membership = None
+    if adopt_after is not None:
+        runtime.store.register_worker(executor, socket.gethostname(), os.getpid(), local)
+        membership = _Membership(executor, adopt_after, on_fenced)
     stop = threading.Event()
     state_dir = getattr(runtime.workspace, "state_dir", None)
     bell = Doorbell(state_dir, executor) if state_dir is not None else None
     thread = threading.Thread(
-        target=_schedule, args=(runtime, stop, bell, max(poll_seconds, 0.05)), daemon=True,
-        name="shipline-scheduler",
+        target=_schedule, args=(runtime, stop, bell, max(poll_seconds, 0.05), membership),
+        daemon=True, name="shipline-scheduler",
     )  # fmt: skip
     thread.start()
     _SCHEDULERS.append((stop, thread, bell))
@@ -125,8 +146,78 @@ OUTBOX_GIVE_UP = timedelta(hours=1)  # a request that fails this long is dropped
 log = logging.getLogger("shipline.engine")
 
 
+def _enqueue_on_its_queue(runtime: Runtime, client: EngineClient) -> Callable[[str, int], None]:
+    """Queue a run's workflow on the run's own queue (a machine's local one, or any worker's)."""
+
+    def enqueue(workflow_id: str, run_id: int) -> None:
+        queue = runtime.store.run_queues([run_id]).get(run_id) or RUN_QUEUE
+        client.enqueue(workflow_id, run_id, queue)
+
+    return enqueue
+
+
+@dataclass
+class _Membership:
+    """A worker among the store's workers: its heartbeat, and its look for silent ones."""
+
+    name: str
+    adopt_after: float
+    on_fenced: Callable[[], None] | None
+    next_beat: float = 0.0
+    next_look: float = 0.0
+
+    def tend(self, runtime: Runtime) -> None:
+        now = time.monotonic()
+        every = max(0.2, min(2.0, self.adopt_after / 4))
+        if now >= self.next_beat:
+            self.next_beat = now + every
+            if not runtime.store.beat(self.name):
+                log.error("worker %s was taken for dead and its runs adopted: stopping", self.name)
+                if self.on_fenced is not None:
+                    self.on_fenced()
+        if now >= self.next_look:
+            self.next_look = now + every
+            cutoff = datetime.now(UTC) - timedelta(seconds=self.adopt_after)
+            for silent in runtime.store.silent_workers(cutoff):
+                name = str(silent["name"])
+                if name != self.name and runtime.store.adopt(name, silent["seen_at"]):
+                    taken = _recover(runtime, name)
+                    log.warning("worker %s went silent: %s of its runs adopted", name, taken)
+
+
+def _run_of(workflow_id: str) -> int | None:
+    head = workflow_id.removeprefix("shipline-run-")
+    number = head.split(".", 1)[0]
+    return int(number) if head != workflow_id and number.isdigit() else None
+
+
+def _recover(runtime: Runtime, executor: str) -> int:
+    """Queue again the unfinished workflows of dead executor `executor` (each runs once:
+    DBOS's recovery hands a workflow to exactly one worker), except runs pinned to a machine's
+    local queue. Uses DBOS's own recovery, which it exposes only internally (dbos 3.4)."""
+    from dbos._dbos import _get_dbos_instance
+    from dbos._recovery import _recover_workflow
+
+    dbos = _get_dbos_instance()
+    pending = dbos._sys_db.get_pending_workflows(executor, APP_VERSION)
+    runs = {wf.workflow_id: _run_of(wf.workflow_id) for wf in pending}
+    queues = runtime.store.run_queues([r for r in runs.values() if r is not None])
+    taken = 0
+    for found in pending:
+        run = runs[found.workflow_id]
+        if run is not None and queues.get(run) is not None:
+            continue  # a local target's run: only its own machine's worker may go on with it
+        _recover_workflow(dbos, found, [executor])
+        taken += 1
+    return taken
+
+
 def _schedule(
-    runtime: Runtime, stop: threading.Event, bell: Doorbell | None, interval: float
+    runtime: Runtime,
+    stop: threading.Event,
+    bell: Doorbell | None,
+    interval: float,
+    membership: _Membership | None,
 ) -> None:
     """The worker's scheduler: every `interval`, or at once when its doorbell rings, it carries
     out what the outbox asks (queue a run, deliver a message) and queues the continuations of
@@ -135,6 +226,8 @@ def _schedule(
     under its outbox id once)."""
     while not stop.is_set():
         try:
+            if membership is not None:
+                membership.tend(runtime)
             _carry_out(runtime)
             for run_id, workflow_id in runtime.store.due(runtime.clock()):
                 assert runtime.enqueue is not None
@@ -194,12 +287,12 @@ class EngineClient:
         ensure_system_database(system_url)
         self._client = DBOSClient(system_database_url=system_url, dbos_system_schema="dbos")
 
-    def enqueue(self, workflow_id: str, run_id: int) -> None:
-        """Queue run `run_id` for a worker."""
+    def enqueue(self, workflow_id: str, run_id: int, queue: str = RUN_QUEUE) -> None:
+        """Queue run `run_id` for a worker (of `queue`)."""
         from shipline.engine.runtime import WORKFLOW_NAME
 
         options: Any = {
-            "queue_name": RUN_QUEUE,
+            "queue_name": queue,
             "workflow_name": WORKFLOW_NAME,
             "workflow_id": workflow_id,
             "app_version": APP_VERSION,

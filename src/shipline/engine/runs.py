@@ -37,6 +37,14 @@ class RunQueue(Protocol):
         ...
 
 
+def runs_on_local(spec: PipelineSpec) -> bool:
+    """Whether a step of `spec` acts on a `local` target (processes on the machine that asked
+    for the run: only that machine's worker may run it)."""
+    return any(
+        step.params.get("target") == "local" for stage in spec.stages for step in stage.steps
+    )
+
+
 def wake_run(store: SqlStateStore, queue: RunQueue, run_id: int, message: dict[str, Any]) -> None:
     """Tell a run that something happened (a vote, cancellation, a released lock, a canary
     decision). A parked run gets its continuation queued (it holds no worker while it waits);
@@ -57,6 +65,7 @@ class RunService:
     store: SqlStateStore
     client: RunQueue
     audit: SqlAuditLog
+    local_queue: str | None = None  # where runs on this machine's `local` targets go
 
     def start(
         self,
@@ -87,6 +96,7 @@ class RunService:
             spec=spec.model_dump(mode="json"),
             requested_by=actor,
             emergency_reason=emergency_reason,
+            queue=self.local_queue if runs_on_local(spec) else None,
         )
         self.audit.append(
             actor,

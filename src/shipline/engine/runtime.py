@@ -22,7 +22,7 @@ from shipline.engine.wiring import SqlAuditLog, SqlStateStore
 from shipline.errors import ShiplineError
 
 INBOX = "inbox"
-RUN_QUEUE = "shipline-runs"
+RUN_QUEUE = "shipline-runs"  # any worker's
 WORKFLOW_NAME = "shipline.run"
 APP_VERSION = "shipline-engine-1"
 
@@ -86,6 +86,16 @@ def current() -> Runtime:
     if _RUNTIME is None:
         raise ShiplineError("the engine runtime is not installed in this process")
     return _RUNTIME
+
+
+def local_queue(state_dir: Path) -> str:
+    """The durable queue of the `local` targets of this machine and state folder: runs that
+    act on them are pinned to it, and only the worker serving that folder here listens to it."""
+    import hashlib
+    import socket
+
+    key = f"{socket.gethostname()}:{state_dir.resolve()}"
+    return f"shipline-local-{hashlib.sha256(key.encode()).hexdigest()[:16]}"
 
 
 def dbos_url(url: str) -> str:

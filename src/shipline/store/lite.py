@@ -22,7 +22,7 @@ _RUN_COLUMNS = (
     "id", "workflow_id", "pipeline", "environment", "services", "params", "spec",
     "requested_by", "requested_at", "phase", "reason", "started_at", "finished_at",
     "cancel_requested", "cancel_reason", "emergency_reason", "parked", "wake_at",
-    "wake_pending", "segment",
+    "wake_pending", "segment", "queue",
 )  # fmt: skip
 _JSON = {"services", "params", "spec"}
 _TIMES = {"requested_at", "started_at", "finished_at", "wake_at"}

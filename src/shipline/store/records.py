@@ -44,6 +44,7 @@ class RunRecord:
     wake_at: datetime | None = None
     wake_pending: bool = False
     segment: int = 0
+    queue: str | None = None  # None: any worker's queue
 
     @property
     def current_workflow(self) -> str:

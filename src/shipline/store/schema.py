@@ -30,6 +30,8 @@ runs = sa.Table(
     sa.Column("wake_at", sa.DateTime(timezone=True), index=True),  # when the scheduler resumes it
     sa.Column("wake_pending", sa.Boolean, nullable=False, default=False),  # woken while parking
     sa.Column("segment", sa.Integer, nullable=False, default=0),  # its current continuation
+    # the durable queue it runs from: None for any worker's, a machine's own for `local` targets
+    sa.Column("queue", sa.String(100)),
 )
 
 stages = sa.Table(
@@ -215,4 +217,17 @@ outbox = sa.Table(
     sa.Column("topic", sa.String(40)),
     sa.Column("message", sa.JSON),
     sa.Column("posted_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+# The workers of this store, each with its heartbeat: one silent for long is taken as dead and
+# another adopts its runs (except those pinned to its machine's local queue).
+workers = sa.Table(
+    "workers",
+    metadata,
+    sa.Column("name", sa.String(100), primary_key=True),  # the worker id (its executor id)
+    sa.Column("host", sa.String(255), nullable=False),
+    sa.Column("pid", sa.Integer, nullable=False),
+    sa.Column("local_queue", sa.String(100)),  # the queue of its machine's local targets
+    sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("seen_at", sa.DateTime(timezone=True), nullable=False),
 )

@@ -31,6 +31,7 @@ from shipline.store.schema import (
     stages,
     steps,
     votes,
+    workers,
 )
 
 
@@ -167,8 +168,10 @@ class SqlStateStore:
         spec: dict[str, Any],
         requested_by: str,
         emergency_reason: str | None = None,
+        queue: str | None = None,
     ) -> RunRecord:
-        """Record a new pending run and give it its workflow id."""
+        """Record a new pending run, give it its workflow id and queue it (through the outbox,
+        on `queue` or any worker's)."""
         with self._write() as conn:
             result = conn.execute(
                 runs.insert().values(
@@ -182,6 +185,7 @@ class SqlStateStore:
                     phase="pending",
                     cancel_requested=False,
                     emergency_reason=emergency_reason,
+                    queue=queue,
                 )
             )
             key = result.inserted_primary_key
@@ -343,6 +347,49 @@ class SqlStateStore:
         if ids:
             with self._write() as conn:
                 conn.execute(outbox.delete().where(outbox.c.id.in_(list(ids))))
+
+    # workers: who serves this store, and who has gone silent --------------------------------
+
+    def register_worker(self, name: str, host: str, pid: int, local_queue: str | None) -> None:
+        """Worker `name` starts (again): its row, seen now."""
+        now = utcnow()
+        with self._write() as conn:
+            conn.execute(workers.delete().where(workers.c.name == name))
+            conn.execute(
+                workers.insert().values(
+                    name=name, host=host, pid=pid, local_queue=local_queue, started_at=now,
+                    seen_at=now,
+                )
+            )  # fmt: skip
+
+    def beat(self, name: str) -> bool:
+        """Worker `name` is alive; False when its row is gone: another worker took it for dead
+        and adopted its runs (it must stop at once)."""
+        with self._write() as conn:
+            done = conn.execute(
+                workers.update().where(workers.c.name == name).values(seen_at=utcnow())
+            )
+            return done.rowcount == 1
+
+    def silent_workers(self, before: datetime) -> list[dict[str, Any]]:
+        """Workers not seen since `before`."""
+        return self._read(workers.select().where(workers.c.seen_at < before))
+
+    def adopt(self, name: str, seen_at: datetime) -> bool:
+        """Take silent worker `name` over: True for the one caller that removes its row (still
+        as last seen at `seen_at`), False for everyone else."""
+        with self._write() as conn:
+            done = conn.execute(
+                workers.delete().where(workers.c.name == name, workers.c.seen_at == seen_at)
+            )
+            return done.rowcount == 1
+
+    def run_queues(self, run_ids: Sequence[int]) -> dict[int, str | None]:
+        """The queue of each of `run_ids`."""
+        if not run_ids:
+            return {}
+        rows = self._read(sa.select(runs.c.id, runs.c.queue).where(runs.c.id.in_(list(run_ids))))
+        return {int(r["id"]): r["queue"] for r in rows}
 
     def due(self, now: datetime, limit: int = 500) -> list[tuple[int, str]]:
         """Parked runs whose wake time has come, with the workflow id of their next segment:

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 from shipline.domain.pipeline import PipelineSpec
@@ -89,4 +90,82 @@ def test_two_workers_share_the_runs(tmp_path: Path) -> None:
         }
     engine.dispose()
     assert executors == {"worker-0", "worker-1"}, "both workers took runs"
+    store.close()
+
+
+def _executors(system_url: str) -> dict[str, tuple[str, str]]:
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(system_url.replace("postgresql://", "postgresql+psycopg://", 1))
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(
+                sa.text(
+                    "SELECT workflow_uuid, executor_id, status FROM dbos.workflow_status"
+                    " WHERE name = 'shipline.run'"
+                )
+            )
+            return {str(r[0]): (str(r[1]), str(r[2])) for r in rows}
+    finally:
+        engine.dispose()
+
+
+def test_a_killed_worker_has_its_runs_finished_by_another(tmp_path: Path) -> None:
+    state_url, system_url = fresh_database("postgresql", tmp_path)
+    (tmp_path / "shipline.yaml").write_text("project: workers\n")
+    env = {
+        **os.environ,
+        "SHIPLINE_CONFIG": str(tmp_path / "shipline.yaml"),
+        "SHIPLINE_HOME": str(tmp_path),
+        "SHIPLINE_DATABASE_URL": state_url,
+    }
+    exe = str(Path(sys.executable).parent / "shipline")
+    workers: dict[str, subprocess.Popen[bytes]] = {}
+    for name in ("worker-0", "worker-1", "worker-2"):
+        with open(tmp_path / f"{name}.log", "wb") as log:
+            workers[name] = subprocess.Popen(
+                [exe, "worker", "--id", name, "--concurrency", "2", "--poll-seconds", "0.1",
+                 "--adopt-after", "3"],
+                env=env, stdout=log, stderr=log,
+            )  # fmt: skip
+    store = SqlStateStore.connect(state_url)
+    client = EngineClient(system_url)
+    service = RunService(store, client, SqlAuditLog(store, TEST_AUDIT_KEY))
+    effects = tmp_path / "effects"
+    spec = PipelineSpec.model_validate({"kind": "t", "stages": [{"name": "s", "steps": [
+        {"name": f"x{i}", "action": "record", "params": {"file": str(effects), "seconds": 0.4}}
+        for i in range(3)]}]})  # fmt: skip
+    try:
+        ids = [service.start(spec, actor="ann").id for _ in range(12)]
+        in_flight: set[str] = set()
+        end = time.monotonic() + 60
+        while time.monotonic() < end and not in_flight:
+            in_flight = {wf for wf, (who, status) in _executors(system_url).items()
+                         if who == "worker-1" and status == "PENDING"}  # fmt: skip
+            time.sleep(0.05)
+        assert in_flight, "worker-1 never took a run"
+        workers["worker-1"].send_signal(signal.SIGKILL)
+        workers["worker-1"].wait(timeout=10)
+        end = time.monotonic() + 120
+        while time.monotonic() < end and any(store.get_run(i).phase != "succeeded" for i in ids):  # type: ignore[union-attr]
+            time.sleep(0.2)
+    finally:
+        for name, worker in workers.items():
+            if name != "worker-1":
+                worker.send_signal(signal.SIGTERM)
+                worker.wait(timeout=30)
+        client.close()
+    assert all(store.get_run(i).phase == "succeeded" for i in ids), [  # type: ignore[union-attr]
+        (i, store.get_run(i).phase)
+        for i in ids  # type: ignore[union-attr]
+    ]
+    finished = _executors(system_url)
+    assert {finished[wf][0] for wf in in_flight} <= {"worker-0", "worker-2"}, "adopted"
+    lines = effects.read_text().splitlines()
+    assert len(lines) == len(set(lines)) == 36, "every step's effect exactly once"
+    attempts = (tmp_path / "effects.attempts").read_text().splitlines()
+    # a step completed before the kill never ran again; only one cut short there did (at most
+    # one per run in flight on the killed worker)
+    assert 36 <= len(attempts) <= 36 + len(in_flight)
+    assert "worker-1" not in {w["name"] for w in store.silent_workers(datetime.now(UTC))}
     store.close()
