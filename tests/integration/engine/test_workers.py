@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -169,3 +170,78 @@ def test_a_killed_worker_has_its_runs_finished_by_another(tmp_path: Path) -> Non
     assert 36 <= len(attempts) <= 36 + len(in_flight)
     assert "worker-1" not in {w["name"] for w in store.silent_workers(datetime.now(UTC))}
     store.close()
+
+
+LOCAL_AND_SHARED = """project: pinned
+stacks:
+  python: {port: 8000, healthPath: /health}
+services:
+  - {name: api, stack: python}
+tiers:
+  nonprod: {}
+targets:
+  here: {type: local}
+  shared: {type: memory}
+environments:
+  - {name: dev, cluster: c, namespace: d, tier: nonprod, target: here}
+  - {name: qa, cluster: c, namespace: q, tier: nonprod, target: shared}
+ladder: [dev, qa]
+"""
+
+
+def test_local_runs_stay_on_their_machine_and_shared_ones_go_anywhere(tmp_path: Path) -> None:
+    """Two workers on one PostgreSQL store, each with its own state folder (as on two
+    machines): a deploy to the `local` target runs on the worker of the folder it was asked
+    from; deploys to a shared target are taken by either."""
+    state_url, system_url = fresh_database("postgresql", tmp_path)
+    config = tmp_path / "shipline.yaml"
+    config.write_text(LOCAL_AND_SHARED)
+    exe = str(Path(sys.executable).parent / "shipline")
+    homes = {name: tmp_path / name for name in ("alpha", "beta")}
+
+    def env_of(name: str) -> dict[str, str]:
+        return {**os.environ, "SHIPLINE_CONFIG": str(config), "SHIPLINE_HOME": str(homes[name]),
+                "SHIPLINE_DATABASE_URL": state_url, "SHIPLINE_USER": "ann"}  # fmt: skip
+
+    workers = {}
+    for name in homes:
+        with open(tmp_path / f"{name}.log", "wb") as log:
+            workers[name] = subprocess.Popen(
+                [exe, "worker", "--id", name, "--poll-seconds", "0.1"], env=env_of(name),
+                stdout=log, stderr=log,
+            )  # fmt: skip
+    asked: dict[int, str] = {}
+    try:
+        for n, name in enumerate(["alpha", "beta", "alpha", "beta"]):
+            done = subprocess.run(
+                [exe, "deploy", "--env", "dev", "--tag", f"1.0.{n}", "--json"],
+                env=env_of(name), capture_output=True, text=True, timeout=240, check=False,
+            )  # fmt: skip
+            assert done.returncode == 0, done.stdout[-1500:] + done.stderr
+            asked[json.loads(done.stdout)["id"]] = name
+        shared = []
+        for n in range(6):
+            done = subprocess.run(
+                [exe, "deploy", "--env", "qa", "--tag", f"2.0.{n}", "--detach", "--json"],
+                env=env_of("alpha"), capture_output=True, text=True, timeout=60, check=False,
+            )  # fmt: skip
+            assert done.returncode == 3, done.stderr
+            shared.append(json.loads(done.stdout)["run"])
+        store = SqlStateStore.connect(state_url)
+        end = time.monotonic() + 120
+        while time.monotonic() < end and any(
+            store.get_run(i).phase != "succeeded"  # type: ignore[union-attr]
+            for i in shared
+        ):
+            time.sleep(0.2)
+        assert all(store.get_run(i).phase == "succeeded" for i in shared)  # type: ignore[union-attr]
+        store.close()
+    finally:
+        for name, worker in workers.items():
+            subprocess.run([exe, "down", "--env", "dev"], env=env_of(name), check=False,
+                           capture_output=True, timeout=60)  # fmt: skip
+            worker.send_signal(signal.SIGTERM)
+            worker.wait(timeout=60)
+    ran = _executors(system_url)
+    for run, name in asked.items():
+        assert ran[f"shipline-run-{run}"][0] == name, (run, name, ran)
