@@ -1,4 +1,4 @@
-"""Engine at scale, today's baseline: N deploys waiting for an approval on the `memory` target
+"""Engine at scale. Part one: N deploys waiting for an approval on the `memory` target
 (SQLite, one worker), then approved. Measured in the same run:
   - the idle worker with nothing waiting (CPU % of a core over the window, RSS, threads);
   - the same worker with N runs waiting: CPU %, RSS and threads (a waiting run holds a thread
@@ -7,10 +7,15 @@
   - every run approved: completed runs per second;
   - the CLI's submission time per run (`deploy --detach`, the first 20; the rest are
     submitted in this process).
+Part two, when PostgreSQL is given (SHIPLINE_TEST_DATABASE_URL, as `scripts/postgres.sh`
+exports it): M deploys of 20 services (round robin, so that the per-service lock does not
+serialise them) waiting for approval, all approved at once, completed runs per second with 1,
+2 and 4 workers (separate processes, as on several machines, one PostgreSQL store).
 Goals of the engine-at-scale issue: CPU < 2 % of a core with 10,000 waiting, RSS < 250 MB,
-approval → acting < 200 ms, ≥ 20 runs/s, submission < 150 ms.
+approval → acting < 200 ms, ≥ 20 runs/s with one worker (more with more), submission < 150 ms.
 
-Run: .venv/bin/python bench/scale.py [N] [SECONDS]
+Run: .venv/bin/python bench/scale.py [N] [SECONDS] [M]
+     (with PostgreSQL: bash -c 'source scripts/postgres.sh; .venv/bin/python bench/scale.py')
 """
 
 from __future__ import annotations
@@ -35,6 +40,23 @@ N = int(sys.argv[1]) if len(sys.argv) > 1 else 200
 WINDOW = float(sys.argv[2]) if len(sys.argv) > 2 else 10.0
 TICKS = os.sysconf("SC_CLK_TCK")
 CLI_SUBMISSIONS = 20
+M = int(sys.argv[3]) if len(sys.argv) > 3 else 1000
+SERVICES = 20
+WIDE = """project: wide
+stacks:
+  go: {port: 8080, healthPath: /health}
+services:
+%s
+tiers:
+  nonprod: {}
+targets:
+  fake: {type: memory}
+approverGroups:
+  leads: {members: [ann]}
+environments:
+  - {name: qa, cluster: c, namespace: q, tier: nonprod, target: fake, approvals: {groups: [leads]}}
+ladder: [qa]
+"""
 
 
 def _usage(pid: int) -> tuple[float, int, int]:
@@ -113,15 +135,71 @@ def main() -> None:
             worker.send_signal(signal.SIGTERM)
             worker.wait(timeout=120)
     submit.sort()
-    print(json.dumps({
+    figures = {
         "waitingRuns": N,
         "idleWorker": idle,
         "withRunsWaiting": waiting,
         "approvalToActingMs": round(acted * 1000),
         "approveCommandMs": round((voted - start) * 1000),
-        "approvedRunsCompletedPerSecond": round((N - 1) / finished, 2),
+        "approvedRunsOfOneServiceCompletedPerSecond": round((N - 1) / finished, 2),
         "submitMedianMs": round(submit[len(submit) // 2] * 1000),
-    }, indent=2))  # fmt: skip
+    }
+    if os.environ.get("SHIPLINE_TEST_DATABASE_URL"):
+        figures["postgresRunsPerSecond"] = {f"{w} workers": throughput(w) for w in (1, 2, 4)}
+    print(json.dumps(figures, indent=2))
+
+
+def throughput(workers: int) -> float:
+    """M approved deploys of 20 services completed per second by `workers` worker processes
+    sharing one PostgreSQL store (a fresh database each time)."""
+    from tests.engine_harness import fresh_database
+
+    from shipline.engine.assembly import run_service
+    from shipline.engine.submit import submit_deploy
+    from shipline.engine.workspace import Workspace
+
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        names = [f"s{i:02d}" for i in range(SERVICES)]
+        (folder / "shipline.yaml").write_text(
+            WIDE % "\n".join(f"  - {{name: {n}, stack: go}}" for n in names)
+        )
+        state_url, _ = fresh_database("postgresql", folder)
+        env = {**os.environ, "SHIPLINE_CONFIG": str(folder / "shipline.yaml"),
+               "SHIPLINE_HOME": str(folder / "state"), "SHIPLINE_USER": "bench",
+               "SHIPLINE_DATABASE_URL": state_url}  # fmt: skip
+        ws = Workspace.open(folder / "shipline.yaml", env)
+        for n in range(M):
+            submit_deploy(ws, env="qa", services=names[n % SERVICES], tag=f"1.0.{n}",
+                          actor="bench")  # fmt: skip
+        procs = []
+        for w in range(workers):
+            with open(folder / f"worker-{w}.log", "wb") as log:
+                procs.append(subprocess.Popen([EXE, "worker", "--id", f"w{w}"], env=env,
+                                              stdout=log, stderr=log))  # fmt: skip
+        store = SqlStateStore.connect(ws.database_url)
+        try:
+            end = time.monotonic() + 900
+            while sum(r.phase == "waiting" for r in store.list_runs(limit=M)) < M:
+                assert time.monotonic() < end, "the runs never all waited"
+                time.sleep(0.5)
+            service = run_service(ws)
+            began = time.perf_counter()
+            for record in store.list_runs(limit=M):
+                service.vote(record.id, "ann", approve=True)
+            while any(r.finished_at is None for r in store.list_runs(limit=M)):
+                assert time.monotonic() < end + 900, "the runs never all finished"
+                time.sleep(0.1)
+            elapsed = time.perf_counter() - began
+            failed = [r.id for r in store.list_runs(limit=M) if r.phase != "succeeded"]
+            assert not failed, f"runs that did not succeed: {failed[:10]}"
+        finally:
+            for proc in procs:
+                proc.send_signal(signal.SIGTERM)
+            for proc in procs:
+                proc.wait(timeout=120)
+            store.close()
+    return round(M / elapsed, 2)
 
 
 if __name__ == "__main__":
