@@ -75,8 +75,7 @@ def worker(
     Example: shipline worker  (or: shipline worker --stop)
     """
     from shipline.engine import durable
-    from shipline.engine.assembly import worker_runtime
-    from shipline.engine.runtime import local_queue
+    from shipline.engine.assembly import worker_queues, worker_runtime
 
     state = state_of(ctx)
     ws = state.workspace()
@@ -93,7 +92,7 @@ def worker(
     _restore_targets(runtime, ws, state)
     durable.launch(
         runtime, system_url, executor_id=name, concurrency=concurrency,
-        poll_seconds=poll_seconds, local=local_queue(ws.state_dir), adopt_after=adopt_after,
+        poll_seconds=poll_seconds, queues=worker_queues(ws), adopt_after=adopt_after,
         on_fenced=_fenced,
     )  # fmt: skip
     pid_file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)

@@ -10,7 +10,7 @@ from shipline.domain.events import EventKind
 from shipline.domain.ports import Notifier
 from shipline.engine.notifications import build_notifiers
 from shipline.engine.runs import RunService
-from shipline.engine.runtime import Runtime, local_queue, system_database_url
+from shipline.engine.runtime import RUN_QUEUE, Runtime, local_queue, system_database_url
 from shipline.engine.wiring import SqlStateStore
 from shipline.engine.workspace import Workspace
 
@@ -68,6 +68,13 @@ def worker_runtime(ws: Workspace) -> tuple[Runtime, str]:
         store=store, audit=ws.audit, masker=ws.masker, notifiers=notifiers, workspace=ws
     )
     return runtime, system_database_url(ws.database_url, ws.state_dir)
+
+
+def worker_queues(ws: Workspace) -> list[str]:
+    """The durable queues a worker of `ws` serves: any worker's, and its machine's local one
+    when the project deploys anything to a `local` target (each queue costs a poll)."""
+    has_local = any(target.type == "local" for target in ws.config.targets.values())
+    return [RUN_QUEUE, *([local_queue(ws.state_dir)] if has_local else [])]
 
 
 def accounts(ws: Workspace) -> Accounts:

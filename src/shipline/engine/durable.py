@@ -9,7 +9,7 @@ import socket
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -81,14 +81,14 @@ def launch(
     poll_seconds: float = 2.0,
     notify_poll_seconds: float = 0.5,
     concurrency: int | None = None,
-    local: str | None = None,
+    queues: Sequence[str] | None = None,
     adopt_after: float | None = None,
     on_fenced: Callable[[], None] | None = None,
 ) -> None:
     """Start the engine in this process: recover this executor's runs, then serve the queue.
 
-    With `local` (the queue of this machine's local targets, `runtime.local_queue`), the
-    worker serves any worker's queue and that one only; without, every queue. With
+    With `queues`, the worker serves those (any worker's, and this machine's local one when the
+    project has local targets: `runtime.local_queue`); without, every queue. With
     `adopt_after`, the worker joins the store's workers: it beats every few seconds, and
     adopts the unfinished runs of one silent for `adopt_after` seconds (not those pinned to a
     machine's local queue: they wait for their own worker); `on_fenced` is called if it was
@@ -113,10 +113,11 @@ def launch(
         "run_migrations": False,  # done above, in turn with other processes
     }
     DBOS(config=config)
-    if local is not None:
-        DBOS.listen_queues([RUN_QUEUE, local])
+    if queues is not None:
+        DBOS.listen_queues(list(queues))
     DBOS.launch()
-    for queue in (RUN_QUEUE, *([local] if local else [])):
+    local = next((q for q in queues or () if q != RUN_QUEUE), None)
+    for queue in queues or [RUN_QUEUE]:
         DBOS.register_queue(
             queue, worker_concurrency=concurrency or DEFAULT_CONCURRENCY,
             polling_interval_sec=poll_seconds,
@@ -138,6 +139,12 @@ def launch(
     )  # fmt: skip
     thread.start()
     _SCHEDULERS.append((stop, thread, bell))
+    if bell is not None and not runtime.store.sqlite:
+        listener = threading.Thread(
+            target=_listen, args=(runtime, stop, state_dir), daemon=True,
+            name="shipline-outbox-listener",
+        )  # fmt: skip
+        listener.start()
 
 
 _CLIENTS: list[tuple[Runtime, EngineClient]] = []
@@ -238,6 +245,18 @@ def _schedule(
             bell.wait(interval)
         else:
             stop.wait(interval)
+
+
+def _listen(runtime: Runtime, stop: threading.Event, state_dir: Path) -> None:
+    """On PostgreSQL: what another machine posts rings this machine's workers at once."""
+    from shipline.doorbell import ring
+
+    while not stop.is_set():
+        try:
+            runtime.store.listen_for_posts(stop.is_set, lambda: ring(state_dir))
+        except Exception as exc:  # a lost connection: listen again (the timer covers the gap)
+            log.warning("outbox listener: %s", exc)
+            stop.wait(1.0)
 
 
 def _carry_out(runtime: Runtime) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -49,6 +49,9 @@ def migration_lock(database: str | None) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+OUTBOX_CHANNEL = "shipline_outbox"
 
 
 def utcnow() -> datetime:
@@ -323,6 +326,8 @@ class SqlStateStore:
                 posted_at=utcnow(),
             )
         )  # fmt: skip
+        if conn.dialect.name == "postgresql":  # workers on every machine hear it at commit
+            conn.execute(sa.text(f"SELECT pg_notify('{OUTBOX_CHANNEL}', '')"))
 
     def post(
         self,
@@ -336,6 +341,24 @@ class SqlStateStore:
         deliver `message` to its `topic` (`send`)."""
         with self._write() as conn:
             self._post(conn, kind, workflow_id, run_id, topic, message)
+
+    def listen_for_posts(self, stop: Callable[[], bool], heard: Callable[[], object]) -> None:
+        """Until `stop()`, call `heard()` whenever something is posted to the outbox (from any
+        machine): PostgreSQL's LISTEN/NOTIFY. Returns at once on SQLite (nothing to hear: the
+        local doorbell serves one machine)."""
+        if self.sqlite:
+            return
+        raw = self.engine.raw_connection()
+        try:
+            connection: Any = raw.driver_connection
+            connection.commit()
+            connection.autocommit = True
+            connection.execute(f"LISTEN {OUTBOX_CHANNEL}")
+            while not stop():
+                if any(True for _ in connection.notifies(timeout=1.0, stop_after=1)):
+                    heard()
+        finally:
+            raw.invalidate()  # a listening session is not given back to the pool
 
     def posted(self, limit: int = 500) -> list[dict[str, Any]]:
         """The oldest requests of the outbox (one query for all of them)."""
