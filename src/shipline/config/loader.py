@@ -21,7 +21,7 @@ def config_warnings(path: Path) -> tuple[Config, list[ConfigError]]:
     """The configuration at `path` and what in it nothing acts on (located warnings)."""
     source = load_source(path)
     config = load_config(path)
-    return config, check_unsupported(config, source)
+    return config, check_unsupported(config, source, root=path.parent)
 
 
 def load_config(path: Path) -> Config:

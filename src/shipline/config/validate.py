@@ -450,10 +450,33 @@ def _check_variables(c: _Checker) -> None:
             )
 
 
-def check_unsupported(config: Config, source: Source) -> list[ConfigError]:
+def _check_var_files(c: _Checker, root: Path) -> None:
+    """A Terraform stack's `varFiles`, when written out (the default pattern is optional), exist
+    for every infrastructure environment: one that is missing is left out of its runs."""
+    infra = c.config.infrastructure
+    for name, stack in infra.stacks.items():
+        if "var_files" not in stack.model_fields_set:
+            continue
+        for index, pattern in enumerate(stack.var_files):
+            for env in infra.environments:
+                named = pattern.replace("{environment}", env.name).replace("{stack}", name)
+                if not (root / stack.root / named).is_file():
+                    c.error(
+                        ("infrastructure", "stacks", name, "varFiles", index),
+                        f"var file {stack.root}/{named} does not exist: infrastructure runs"
+                        f" of '{env.name}' go without it",
+                        "create it, or take it out of varFiles",
+                    )
+
+
+def check_unsupported(
+    config: Config, source: Source, root: Path | None = None
+) -> list[ConfigError]:
     """Warnings, located: configuration that is valid but that nothing here acts on, so that
-    nothing is silently ignored."""
+    nothing is silently ignored (with the project folder `root`: var files named but absent)."""
     c = _Checker(config, source)
+    if root is not None:
+        _check_var_files(c, root)
     installed = {ep.name for ep in entry_points(group="shipline.targets")}
     for name, target in config.targets.items():
         if target.type not in installed:

@@ -69,3 +69,32 @@ def test_a_service_no_change_can_mark_is_a_warning(
         "shipline.yaml:5:12: warning: service 'api' has no paths: no change ever marks it for a"
         " build"
     ]
+
+
+INFRA = """
+infrastructure:
+  stacks:
+    platform:
+      root: infra
+      varFiles: ["environments/{environment}.tfvars", "common.tfvars"]
+    defaults: {root: infra}
+  environments: [{name: dev}, {name: prod}]
+"""
+
+
+def test_a_var_file_written_out_but_missing_is_a_warning(
+    cli: CLI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clean = BASE.replace("  aks: {type: nomad}\n", "").replace("target: aks", "target: here")
+    (tmp_path / "shipline.yaml").write_text(clean.split("triggers:")[0] + INFRA)
+    (tmp_path / "infra" / "environments").mkdir(parents=True)
+    (tmp_path / "infra" / "environments" / "dev.tfvars").write_text('region = "x"\n')
+    (tmp_path / "infra" / "common.tfvars").write_text("")
+    monkeypatch.chdir(tmp_path)
+    result = cli("validate")
+    assert result.code == 0
+    # prod has no tfvars; the stack without varFiles keeps the optional default pattern quietly
+    assert [line for line in result.err.splitlines() if "warning:" in line] == [
+        "shipline.yaml:19:18: warning: var file infra/environments/prod.tfvars does not exist:"
+        " infrastructure runs of 'prod' go without it"
+    ]
