@@ -103,6 +103,8 @@ def test_conventional_flags(env: dict[str, str], tmp_path: Path) -> None:
     assert protected.returncode == 2 and "live is protected: name the services" in protected.stderr
     named = sh(env, "deploy", "--env", "live", "--services", "api", "--tag", "1.0.0", "--detach")
     assert named.returncode == 3
+    promoted = sh(env, "promote", "--from", "qa", "--to", "live", "--tag", "1.0.0")
+    assert promoted.returncode == 2 and "live is protected: name the services" in promoted.stderr
     nobody = sh(env, "worker", "--stop", "--id", "nobody")
     assert nobody.returncode == 1 and "no worker nobody" in nobody.stderr
     custom = sh(env, "ci", "tag", "--ref", "main", "--custom-tag", "x")

@@ -84,7 +84,10 @@ def promote(
             "--to", help="Environment(s) above it (qa or qa,uat1,uat2), or all: every rung above."
         ),
     ],
-    services: Annotated[str, typer.Option("--services", "-s", help="'all' or a,b,c.")] = "all",
+    services: Annotated[
+        str | None,
+        typer.Option("--services", "-s", help="'all' or a,b,c (default all; named on protected)."),
+    ] = None,
     tag: Annotated[str | None, typer.Option("--tag", "-t", help="One version for all.")] = None,
     release: Annotated[
         str | None, typer.Option("--release", "-r", help="Each service's version from it.")

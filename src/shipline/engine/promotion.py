@@ -86,7 +86,7 @@ def submit_promotion(
     *,
     source: str,
     targets: str,
-    services: str,
+    services: str | None,
     tag: str | None,
     release: str | None,
     actor: str,
@@ -117,6 +117,15 @@ def submit_promotion(
         for name in order:
             allowed(name)
     kinds = {require_target(ws.config, e.name) for e in envs}
+    if services is None:  # as for deploy: a protected environment has no default of "all"
+        guarded = [e.name for e in envs if e.protected]
+        if guarded:
+            raise UserError(
+                f"{', '.join(guarded)} {'is' if len(guarded) == 1 else 'are'} protected:"
+                " name the services to promote",
+                hint="--services a,b (or --services all, on purpose)",
+            )
+        services = "all"
     names = pick_services(ws.config, services)
     digests: dict[str, str] = {}
     if release is not None:

@@ -183,7 +183,7 @@ class Promotion(BaseModel):
 
     source: str = Field(min_length=1, max_length=63)
     targets: str = Field(min_length=1, max_length=1000)
-    services: str = Field(default="all", max_length=4000)
+    services: str | None = Field(default=None, max_length=4000)
     tag: str | None = Field(default=None, max_length=128)
     release: str | None = Field(default=None, max_length=128)
     skip_tests: bool = False
