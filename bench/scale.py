@@ -14,7 +14,8 @@ serialise them) waiting for approval, all approved at once, completed runs per s
 Goals of the engine-at-scale issue: CPU < 2 % of a core with 10,000 waiting, RSS < 250 MB,
 approval → acting < 200 ms, ≥ 20 runs/s with one worker (more with more), submission < 150 ms.
 
-Run: .venv/bin/python bench/scale.py [N] [SECONDS] [M]
+Run: .venv/bin/python bench/scale.py [N] [SECONDS] [M] [waiting]
+     (`waiting`: only the idle and waiting figures, e.g. `bench/scale.py 10000 10 0 waiting`)
      (with PostgreSQL: bash -c 'source scripts/postgres.sh; .venv/bin/python bench/scale.py')
 """
 
@@ -41,6 +42,7 @@ WINDOW = float(sys.argv[2]) if len(sys.argv) > 2 else 10.0
 TICKS = os.sysconf("SC_CLK_TCK")
 CLI_SUBMISSIONS = 20
 M = int(sys.argv[3]) if len(sys.argv) > 3 else 1000
+WAITING_ONLY = len(sys.argv) > 4 and sys.argv[4] == "waiting"
 SERVICES = 20
 WIDE = """project: wide
 stacks:
@@ -78,6 +80,13 @@ def _window(pid: int) -> dict[str, float]:
             "rssMB": round(rss / 2**20), "threads": threads}  # fmt: skip
 
 
+def _all_waiting(store: SqlStateStore, count: int, seconds: float) -> None:
+    end = time.monotonic() + seconds
+    while sum(r.phase == "waiting" for r in store.list_runs(limit=count)) < count:
+        assert time.monotonic() < end, "the runs never all waited"
+        time.sleep(0.5)
+
+
 def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
@@ -104,11 +113,12 @@ def main() -> None:
             for n in range(len(submit), N):  # the rest in this process: the engine's figure
                 submit_deploy(ws, env="qa", services="api", tag=f"1.0.{n}", actor="bench")
             store = SqlStateStore.connect(f"sqlite:///{folder / 'state' / 'state.db'}")
-            end = time.monotonic() + 600
-            while sum(r.phase == "waiting" for r in store.list_runs(limit=N)) < N:
-                assert time.monotonic() < end, "the runs never all waited"
-                time.sleep(0.5)
+            _all_waiting(store, N, 3600)
             waiting = _window(worker.pid)
+            if WAITING_ONLY:
+                print(json.dumps({"waitingRuns": N, "idleWorker": idle,
+                                  "withRunsWaiting": waiting}, indent=2))  # fmt: skip
+                return
             first = store.list_runs(limit=N)[-1].id
             start = time.perf_counter()
             subprocess.run([EXE, "approve", str(first), "--as", "ann"], env=env,
@@ -144,7 +154,7 @@ def main() -> None:
         "approvedRunsOfOneServiceCompletedPerSecond": round((N - 1) / finished, 2),
         "submitMedianMs": round(submit[len(submit) // 2] * 1000),
     }
-    if os.environ.get("SHIPLINE_TEST_DATABASE_URL"):
+    if os.environ.get("SHIPLINE_TEST_DATABASE_URL") and M > 0:
         figures["postgresRunsPerSecond"] = {f"{w} workers": throughput(w) for w in (1, 2, 4)}
     print(json.dumps(figures, indent=2))
 
@@ -180,9 +190,7 @@ def throughput(workers: int) -> float:
         store = SqlStateStore.connect(ws.database_url)
         try:
             end = time.monotonic() + 900
-            while sum(r.phase == "waiting" for r in store.list_runs(limit=M)) < M:
-                assert time.monotonic() < end, "the runs never all waited"
-                time.sleep(0.5)
+            _all_waiting(store, M, 900)
             service = run_service(ws)
             began = time.perf_counter()
             for record in store.list_runs(limit=M):
