@@ -88,7 +88,7 @@ def launch(
     """Start the engine in this process: recover this executor's runs, then serve the queue.
 
     With `queues`, the worker serves those (any worker's, and this machine's local one when the
-    project has local targets: `runtime.local_queue`); without, every queue. With
+    project has local targets: `engine.runtime.local_queue`); without, every queue. With
     `adopt_after`, the worker joins the store's workers: it beats every few seconds, and
     adopts the unfinished runs of one silent for `adopt_after` seconds (not those pinned to a
     machine's local queue: they wait for their own worker); `on_fenced` is called if it was
@@ -275,7 +275,7 @@ def _carry_out(runtime: Runtime) -> None:
         except DBOSNonExistentWorkflowError:
             log.info("outbox %s: no workflow %s (dropped)", request["id"], request["workflow_id"])
         except Exception as exc:
-            if runtime.clock() - request["posted_at"] < OUTBOX_GIVE_UP:
+            if datetime.now(UTC) - request["posted_at"] < OUTBOX_GIVE_UP:
                 log.warning("outbox %s not done yet: %s", request["id"], exc)
                 continue
             log.error("outbox %s dropped after an hour of failures: %s", request["id"], exc)
