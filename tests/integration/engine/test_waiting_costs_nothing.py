@@ -1,5 +1,5 @@
 """A run waiting for people holds no worker: it is parked (its workflow ended) and nothing
-polls it. With 150 and with 450 runs waiting for an approval, the worker holds no more threads
+polls it. With 150 and with 1,000 runs waiting for an approval, the worker holds no more threads
 than its pool's bound (the runs it executes at once, however many wait) and runs the same few statements in two seconds (its queue's
 and its scheduler's passes, not one per run); a vote wakes exactly its run."""
 
@@ -56,19 +56,19 @@ def test_waiting_runs_hold_no_thread_and_are_not_polled(engine: Engine) -> None:
     few = [engine.start([STAGE], approvers=approvers).id for _ in range(150)]
     _wait_all(engine, few)
     threads_few, statements_few = _idle()
-    many = few + [engine.start([STAGE], approvers=approvers).id for _ in range(300)]
+    many = few + [engine.start([STAGE], approvers=approvers).id for _ in range(850)]
     _wait_all(engine, many)
     threads_many, statements_many = _idle()
     import collections
 
     names = collections.Counter(t.name.rstrip("0123456789_-") for t in threading.enumerate())
     # the worker's pool grows to at most the runs it executes at once (its concurrency), however
-    # many runs wait: 300 more waiting runs may not add a thread beyond that bound
+    # many runs wait: 850 more waiting runs may not add a thread beyond that bound
     bound = threads_before + DEFAULT_CONCURRENCY + 4
     assert threads_few <= bound and threads_many <= bound, (threads_few, threads_many, names)
     assert threads_many < 150, names  # not a thread per waiting run
-    # the queue's and the scheduler's passes only (every 0.05 s here): 300 more waiting runs
-    # add no statement; one look per waiting run would add 300 per pass
+    # the queue's and the scheduler's passes only (every 0.05 s here): 850 more waiting runs
+    # add no statement; one look per waiting run would add 850 per pass
     assert statements_many <= statements_few * 1.25 + 10, (statements_few, statements_many)
 
     chosen = many[137]
