@@ -245,3 +245,42 @@ def test_local_runs_stay_on_their_machine_and_shared_ones_go_anywhere(tmp_path: 
     ran = _executors(system_url)
     for run, name in asked.items():
         assert ran[f"shipline-run-{run}"][0] == name, (run, name, ran)
+
+
+def test_a_paused_worker_taken_for_dead_stops_when_it_wakes(tmp_path: Path) -> None:
+    """SIGSTOP a worker for longer than --adopt-after: another adopts it; when it goes on, its
+    next heartbeat finds it was taken for dead and it exits (75) rather than run on."""
+    state_url, _ = fresh_database("postgresql", tmp_path)
+    (tmp_path / "shipline.yaml").write_text("project: paused\n")
+    env = {**os.environ, "SHIPLINE_CONFIG": str(tmp_path / "shipline.yaml"),
+           "SHIPLINE_HOME": str(tmp_path), "SHIPLINE_DATABASE_URL": state_url}  # fmt: skip
+    exe = str(Path(sys.executable).parent / "shipline")
+    workers = {}
+    for name in ("keeper", "sleeper"):
+        with open(tmp_path / f"{name}.log", "wb") as log:
+            workers[name] = subprocess.Popen(
+                [exe, "worker", "--id", name, "--poll-seconds", "0.1", "--adopt-after", "2"],
+                env=env, stdout=log, stderr=log,
+            )  # fmt: skip
+    store = SqlStateStore.connect(state_url)
+    try:
+        end = time.monotonic() + 60
+        while time.monotonic() < end and len(store.silent_workers(datetime.now(UTC))) < 2:
+            time.sleep(0.1)  # both registered
+        workers["sleeper"].send_signal(signal.SIGSTOP)
+        end = time.monotonic() + 60
+        while time.monotonic() < end and "sleeper" in {
+            w["name"] for w in store.silent_workers(datetime.now(UTC))
+        }:
+            time.sleep(0.2)  # until the keeper has adopted it (its row is gone)
+        workers["sleeper"].send_signal(signal.SIGCONT)
+        assert workers["sleeper"].wait(timeout=60) == 75
+        assert "taken for dead" in (tmp_path / "sleeper.log").read_text()
+        assert workers["keeper"].poll() is None  # the other one goes on
+    finally:
+        for worker in workers.values():
+            if worker.poll() is None:
+                worker.send_signal(signal.SIGCONT)
+                worker.send_signal(signal.SIGTERM)
+                worker.wait(timeout=30)
+        store.close()
