@@ -62,9 +62,10 @@ def test_waiting_runs_hold_no_thread_and_are_not_polled(engine: Engine) -> None:
     import collections
 
     names = collections.Counter(t.name.rstrip("0123456789_-") for t in threading.enumerate())
-    # the worker's pool grows to at most the runs it executes at once (its concurrency), however
-    # many runs wait: 850 more waiting runs may not add a thread beyond that bound
-    bound = threads_before + DEFAULT_CONCURRENCY + 4
+    # the worker's pool holds the threads of the runs it executes at once (its concurrency), and
+    # of those still finishing as the next ones start: bounded by that, however many runs wait
+    # (850 more waiting runs may not add a thread beyond it; one per run would be 1,000)
+    bound = threads_before + 2 * DEFAULT_CONCURRENCY
     assert threads_few <= bound and threads_many <= bound, (threads_few, threads_many, names)
     assert threads_many < 150, names  # not a thread per waiting run
     # the queue's and the scheduler's passes only (every 0.05 s here): 850 more waiting runs
