@@ -33,6 +33,16 @@ def _outbox(tmp_path: Path) -> list[tuple[str, str]]:
         return [(k, w) for k, w in db.execute("SELECT kind, workflow_id FROM outbox ORDER BY id")]
 
 
+def _phase_of_run_1(env: dict[str, str], *phases: str) -> dict[str, object]:
+    """Run 1 as `runs show` gives it, once it is in one of `phases` (or after a minute)."""
+    for _ in range(600):
+        shown: dict[str, object] = json.loads(sh(env, "runs", "show", "1", "--json").stdout)
+        if shown["phase"] in phases:
+            break
+        time.sleep(0.1)
+    return shown
+
+
 def test_the_cli_never_loads_the_durable_engine(tmp_path: Path) -> None:
     env = _env(tmp_path)
     probe = (
@@ -58,11 +68,7 @@ def test_a_run_submitted_without_a_worker_starts_with_the_first_one(tmp_path: Pa
     assert sh(env, "deploy", "--env", "dev", "--tag", "1.0.0", "--detach").returncode == 3
     assert _outbox(tmp_path) == [("enqueue", "shipline-run-1")]
     with running_worker(Path(env["SHIPLINE_CONFIG"]), tmp_path / "s", "dev", tmp_path / "w.log"):
-        for _ in range(600):
-            shown = json.loads(sh(env, "runs", "show", "1", "--json").stdout)
-            if shown["phase"] in ("succeeded", "failed"):
-                break
-            time.sleep(0.1)
+        shown = _phase_of_run_1(env, "succeeded", "failed")
         assert shown["phase"] == "succeeded", shown
         assert _outbox(tmp_path) == []  # carried out, and gone
 
@@ -72,17 +78,9 @@ def test_an_approval_from_the_cli_reaches_the_parked_run(tmp_path: Path) -> None
     log = tmp_path / "w.log"
     with running_worker(Path(env["SHIPLINE_CONFIG"]), tmp_path / "s", "dev", log) as worker:
         assert sh(worker, "deploy", "--env", "qa", "--tag", "1.0.0", "--detach").returncode == 3
-        for _ in range(600):
-            shown = json.loads(sh(worker, "runs", "show", "1", "--json").stdout)
-            if shown["phase"] == "waiting":
-                break
-            time.sleep(0.1)
+        shown = _phase_of_run_1(worker, "waiting")
         assert shown["phase"] == "waiting", shown
         voted = sh(worker, "approve", "1", "--as", "ann")
         assert voted.returncode == 0, voted.stderr
-        for _ in range(600):
-            shown = json.loads(sh(worker, "runs", "show", "1", "--json").stdout)
-            if shown["phase"] == "succeeded":
-                break
-            time.sleep(0.1)
+        shown = _phase_of_run_1(worker, "succeeded")
         assert shown["phase"] == "succeeded", shown

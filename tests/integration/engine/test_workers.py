@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -18,28 +19,36 @@ from shipline.store.audit import SqlAuditLog
 from shipline.store.sql import SqlStateStore
 from tests.engine_harness import TEST_AUDIT_KEY, fresh_database
 
+EXE = str(Path(sys.executable).parent / "shipline")
+
+
+def _project(tmp_path: Path, state_url: str, text: str) -> dict[str, str]:
+    """The environment of a project whose configuration is `text`, on store `state_url`."""
+    (tmp_path / "shipline.yaml").write_text(text)
+    return {**os.environ, "SHIPLINE_CONFIG": str(tmp_path / "shipline.yaml"),
+            "SHIPLINE_HOME": str(tmp_path), "SHIPLINE_DATABASE_URL": state_url}  # fmt: skip
+
+
+def _start(
+    tmp_path: Path, env_of: Callable[[str], dict[str, str]], names: Iterable[str], *args: str
+) -> dict[str, subprocess.Popen[bytes]]:
+    """A worker process per name (`--id NAME ARGS`), each logging to NAME.log."""
+    workers = {}
+    for name in names:
+        with open(tmp_path / f"{name}.log", "wb") as log:
+            workers[name] = subprocess.Popen(
+                [EXE, "worker", "--id", name, "--poll-seconds", "0.1", *args],
+                env=env_of(name), stdout=log, stderr=log,
+            )  # fmt: skip
+    return workers
+
 
 def test_two_workers_share_the_runs(tmp_path: Path) -> None:
     state_url, system_url = fresh_database("postgresql", tmp_path)
-    (tmp_path / "shipline.yaml").write_text("project: workers\n")
-    env = {
-        **os.environ,
-        "SHIPLINE_CONFIG": str(tmp_path / "shipline.yaml"),
-        "SHIPLINE_HOME": str(tmp_path),
-        "SHIPLINE_DATABASE_URL": state_url,
-    }
-    exe = str(Path(sys.executable).parent / "shipline")
-    workers = []
-    for name in ("worker-0", "worker-1"):
-        with open(tmp_path / f"{name}.log", "wb") as log:
-            workers.append(
-                subprocess.Popen(
-                    [exe, "worker", "--id", name, "--concurrency", "2", "--poll-seconds", "0.1"],
-                    env=env,
-                    stdout=log,
-                    stderr=log,
-                )
-            )
+    env = _project(tmp_path, state_url, "project: workers\n")
+    workers = list(
+        _start(tmp_path, lambda _: env, ("worker-0", "worker-1"), "--concurrency", "2").values()
+    )
     store = SqlStateStore.connect(state_url)
     client = EngineClient(system_url)
     service = RunService(store, client, SqlAuditLog(store, TEST_AUDIT_KEY))
@@ -113,22 +122,9 @@ def _executors(system_url: str) -> dict[str, tuple[str, str]]:
 
 def test_a_killed_worker_has_its_runs_finished_by_another(tmp_path: Path) -> None:
     state_url, system_url = fresh_database("postgresql", tmp_path)
-    (tmp_path / "shipline.yaml").write_text("project: workers\n")
-    env = {
-        **os.environ,
-        "SHIPLINE_CONFIG": str(tmp_path / "shipline.yaml"),
-        "SHIPLINE_HOME": str(tmp_path),
-        "SHIPLINE_DATABASE_URL": state_url,
-    }
-    exe = str(Path(sys.executable).parent / "shipline")
-    workers: dict[str, subprocess.Popen[bytes]] = {}
-    for name in ("worker-0", "worker-1", "worker-2"):
-        with open(tmp_path / f"{name}.log", "wb") as log:
-            workers[name] = subprocess.Popen(
-                [exe, "worker", "--id", name, "--concurrency", "2", "--poll-seconds", "0.1",
-                 "--adopt-after", "3"],
-                env=env, stdout=log, stderr=log,
-            )  # fmt: skip
+    env = _project(tmp_path, state_url, "project: workers\n")
+    workers = _start(tmp_path, lambda _: env, ("worker-0", "worker-1", "worker-2"),
+                     "--concurrency", "2", "--adopt-after", "3")  # fmt: skip
     store = SqlStateStore.connect(state_url)
     client = EngineClient(system_url)
     service = RunService(store, client, SqlAuditLog(store, TEST_AUDIT_KEY))
@@ -196,25 +192,18 @@ def test_local_runs_stay_on_their_machine_and_shared_ones_go_anywhere(tmp_path: 
     state_url, system_url = fresh_database("postgresql", tmp_path)
     config = tmp_path / "shipline.yaml"
     config.write_text(LOCAL_AND_SHARED)
-    exe = str(Path(sys.executable).parent / "shipline")
     homes = {name: tmp_path / name for name in ("alpha", "beta")}
 
     def env_of(name: str) -> dict[str, str]:
         return {**os.environ, "SHIPLINE_CONFIG": str(config), "SHIPLINE_HOME": str(homes[name]),
                 "SHIPLINE_DATABASE_URL": state_url, "SHIPLINE_USER": "ann"}  # fmt: skip
 
-    workers = {}
-    for name in homes:
-        with open(tmp_path / f"{name}.log", "wb") as log:
-            workers[name] = subprocess.Popen(
-                [exe, "worker", "--id", name, "--poll-seconds", "0.1"], env=env_of(name),
-                stdout=log, stderr=log,
-            )  # fmt: skip
+    workers = _start(tmp_path, env_of, homes)
     asked: dict[int, str] = {}
     try:
         for n, name in enumerate(["alpha", "beta", "alpha", "beta"]):
             done = subprocess.run(
-                [exe, "deploy", "--env", "dev", "--tag", f"1.0.{n}", "--json"],
+                [EXE, "deploy", "--env", "dev", "--tag", f"1.0.{n}", "--json"],
                 env=env_of(name), capture_output=True, text=True, timeout=240, check=False,
             )  # fmt: skip
             assert done.returncode == 0, done.stdout[-1500:] + done.stderr
@@ -222,7 +211,7 @@ def test_local_runs_stay_on_their_machine_and_shared_ones_go_anywhere(tmp_path: 
         shared = []
         for n in range(6):
             done = subprocess.run(
-                [exe, "deploy", "--env", "qa", "--tag", f"2.0.{n}", "--detach", "--json"],
+                [EXE, "deploy", "--env", "qa", "--tag", f"2.0.{n}", "--detach", "--json"],
                 env=env_of("alpha"), capture_output=True, text=True, timeout=60, check=False,
             )  # fmt: skip
             assert done.returncode == 3, done.stderr
@@ -238,7 +227,7 @@ def test_local_runs_stay_on_their_machine_and_shared_ones_go_anywhere(tmp_path: 
         store.close()
     finally:
         for name, worker in workers.items():
-            subprocess.run([exe, "down", "--env", "dev"], env=env_of(name), check=False,
+            subprocess.run([EXE, "down", "--env", "dev"], env=env_of(name), check=False,
                            capture_output=True, timeout=60)  # fmt: skip
             worker.send_signal(signal.SIGTERM)
             worker.wait(timeout=60)
@@ -251,17 +240,8 @@ def test_a_paused_worker_taken_for_dead_stops_when_it_wakes(tmp_path: Path) -> N
     """SIGSTOP a worker for longer than --adopt-after: another adopts it; when it goes on, its
     next heartbeat finds it was taken for dead and it exits (75) rather than run on."""
     state_url, _ = fresh_database("postgresql", tmp_path)
-    (tmp_path / "shipline.yaml").write_text("project: paused\n")
-    env = {**os.environ, "SHIPLINE_CONFIG": str(tmp_path / "shipline.yaml"),
-           "SHIPLINE_HOME": str(tmp_path), "SHIPLINE_DATABASE_URL": state_url}  # fmt: skip
-    exe = str(Path(sys.executable).parent / "shipline")
-    workers = {}
-    for name in ("keeper", "sleeper"):
-        with open(tmp_path / f"{name}.log", "wb") as log:
-            workers[name] = subprocess.Popen(
-                [exe, "worker", "--id", name, "--poll-seconds", "0.1", "--adopt-after", "2"],
-                env=env, stdout=log, stderr=log,
-            )  # fmt: skip
+    env = _project(tmp_path, state_url, "project: paused\n")
+    workers = _start(tmp_path, lambda _: env, ("keeper", "sleeper"), "--adopt-after", "2")
     store = SqlStateStore.connect(state_url)
     try:
         end = time.monotonic() + 60
