@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from dbos import DBOS, DBOSClient, DBOSConfig
 from dbos._error import DBOSNonExistentWorkflowError
 
-from shipline.doorbell import Doorbell
+from shipline.doorbell import Doorbell, ring
 from shipline.engine import workflow  # noqa: F401 - registers the workflow and its steps
 from shipline.engine.runtime import APP_VERSION, RUN_QUEUE, Runtime, install
 from shipline.engine.wiring import migration_lock
@@ -112,11 +112,13 @@ def launch(
         "notification_listener_polling_interval_sec": notify_poll_seconds,
         "run_migrations": False,  # done above, in turn with other processes
     }
+    local = next((q for q in queues or () if q != RUN_QUEUE), None)
+    if adopt_after is not None:  # a member before it takes any run, so a crash is noticed
+        runtime.store.register_worker(executor, socket.gethostname(), os.getpid(), local)
     DBOS(config=config)
     if queues is not None:
         DBOS.listen_queues(list(queues))
     DBOS.launch()
-    local = next((q for q in queues or () if q != RUN_QUEUE), None)
     for queue in queues or [RUN_QUEUE]:
         DBOS.register_queue(
             queue, worker_concurrency=concurrency or DEFAULT_CONCURRENCY,
@@ -128,17 +130,22 @@ def launch(
         _CLIENTS.append((runtime, client))
     membership = None
     if adopt_after is not None:
-        runtime.store.register_worker(executor, socket.gethostname(), os.getpid(), local)
         membership = _Membership(executor, adopt_after, on_fenced)
     stop = threading.Event()
     state_dir = getattr(runtime.workspace, "state_dir", None)
     bell = Doorbell(state_dir, executor) if state_dir is not None else None
-    thread = threading.Thread(
-        target=_schedule, args=(runtime, stop, bell, max(poll_seconds, 0.05), membership),
+    threads = [threading.Thread(
+        target=_schedule, args=(runtime, stop, bell, max(poll_seconds, 0.05)),
         daemon=True, name="shipline-scheduler",
-    )  # fmt: skip
-    thread.start()
-    _SCHEDULERS.append((stop, thread, bell))
+    )]  # fmt: skip
+    if membership is not None:  # its own thread: slow outbox work never delays a heartbeat
+        threads.append(threading.Thread(
+            target=membership.keep, args=(runtime, stop, state_dir), daemon=True,
+            name="shipline-membership",
+        ))  # fmt: skip
+    for thread in threads:
+        thread.start()
+    _SCHEDULERS.append((stop, threads, bell))
     if bell is not None and not runtime.store.sqlite:
         listener = threading.Thread(
             target=_listen, args=(runtime, stop, state_dir), daemon=True,
@@ -148,8 +155,9 @@ def launch(
 
 
 _CLIENTS: list[tuple[Runtime, EngineClient]] = []
-_SCHEDULERS: list[tuple[threading.Event, threading.Thread, Doorbell | None]] = []
-OUTBOX_GIVE_UP = timedelta(hours=1)  # a request that fails this long is dropped (and logged)
+_SCHEDULERS: list[tuple[threading.Event, list[threading.Thread], Doorbell | None]] = []
+# a request that fails this long is dropped (and logged); a dead worker's `recover` never is
+OUTBOX_GIVE_UP = timedelta(hours=1)
 log = logging.getLogger("shipline.engine")
 
 
@@ -173,7 +181,17 @@ class _Membership:
     next_beat: float = 0.0
     next_look: float = 0.0
 
-    def tend(self, runtime: Runtime) -> None:
+    def keep(self, runtime: Runtime, stop: threading.Event, state_dir: Path | None) -> None:
+        """Until `stop`: beat, and look for silent workers."""
+        while not stop.is_set():
+            try:
+                self.tend(runtime, state_dir)
+            except Exception as exc:  # a busy database now is a retry on the next beat
+                log.warning("heartbeat failed: %s", exc)
+            stop.wait(max(0.05, min(self.next_beat, self.next_look) - time.monotonic()))
+
+    def tend(self, runtime: Runtime, state_dir: Path | None = None) -> None:
+        """Beat and look, each when its time came."""
         now = time.monotonic()
         every = max(0.2, min(2.0, self.adopt_after / 4))
         if now >= self.next_beat:
@@ -187,9 +205,12 @@ class _Membership:
             cutoff = datetime.now(UTC) - timedelta(seconds=self.adopt_after)
             for silent in runtime.store.silent_workers(cutoff):
                 name = str(silent["name"])
+                # the adoption and its `recover` request are one transaction; the scheduler
+                # (this worker's or any other's) carries the request out
                 if name != self.name and runtime.store.adopt(name, silent["seen_at"]):
-                    taken = _recover(runtime, name)
-                    log.warning("worker %s went silent: %s of its runs adopted", name, taken)
+                    log.warning("worker %s went silent: adopting its runs", name)
+                    if state_dir is not None:
+                        ring(state_dir)
 
 
 def _run_of(workflow_id: str) -> int | None:
@@ -224,17 +245,15 @@ def _schedule(
     stop: threading.Event,
     bell: Doorbell | None,
     interval: float,
-    membership: _Membership | None,
 ) -> None:
     """The worker's scheduler: every `interval`, or at once when its doorbell rings, it carries
-    out what the outbox asks (queue a run, deliver a message) and queues the continuations of
+    out what the outbox asks (queue a run, deliver a message, queue again a dead worker's
+    runs) and queues the continuations of
     parked runs whose time came. Two queries per pass, however many runs wait; several workers
     may both do a request (each is idempotent: a workflow id queues once, a message is sent
     under its outbox id once)."""
     while not stop.is_set():
         try:
-            if membership is not None:
-                membership.tend(runtime)
             _carry_out(runtime)
             for run_id, workflow_id in runtime.store.due(runtime.clock()):
                 assert runtime.enqueue is not None
@@ -249,8 +268,6 @@ def _schedule(
 
 def _listen(runtime: Runtime, stop: threading.Event, state_dir: Path) -> None:
     """On PostgreSQL: what another machine posts rings this machine's workers at once."""
-    from shipline.doorbell import ring
-
     while not stop.is_set():
         try:
             runtime.store.listen_for_posts(stop.is_set, lambda: ring(state_dir))
@@ -267,6 +284,10 @@ def _carry_out(runtime: Runtime) -> None:
             if request["kind"] == "enqueue":
                 assert runtime.enqueue is not None
                 runtime.enqueue(str(request["workflow_id"]), int(request["run_id"]))
+            elif request["kind"] == "recover":
+                taken = _recover(runtime, str(request["workflow_id"]))
+                log.warning("worker %s: its %s unfinished runs handed back to the queue",
+                            request["workflow_id"], taken)  # fmt: skip
             else:
                 DBOS.send(
                     str(request["workflow_id"]), request["message"], request["topic"],
@@ -275,7 +296,10 @@ def _carry_out(runtime: Runtime) -> None:
         except DBOSNonExistentWorkflowError:
             log.info("outbox %s: no workflow %s (dropped)", request["id"], request["workflow_id"])
         except Exception as exc:
-            if datetime.now(UTC) - request["posted_at"] < OUTBOX_GIVE_UP:
+            if (
+                request["kind"] == "recover"
+                or datetime.now(UTC) - request["posted_at"] < OUTBOX_GIVE_UP
+            ):
                 log.warning("outbox %s not done yet: %s", request["id"], exc)
                 continue
             log.error("outbox %s dropped after an hour of failures: %s", request["id"], exc)
@@ -286,9 +310,10 @@ def _carry_out(runtime: Runtime) -> None:
 def shutdown() -> None:
     """Stop the engine in this process (runs stay durable and resume on the next launch)."""
     while _SCHEDULERS:
-        stop, thread, bell = _SCHEDULERS.pop()
+        stop, threads, bell = _SCHEDULERS.pop()
         stop.set()
-        thread.join(timeout=10)
+        for thread in threads:
+            thread.join(timeout=10)
         if bell is not None:
             bell.close()
     DBOS.destroy(destroy_registry=False)

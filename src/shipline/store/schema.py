@@ -211,8 +211,8 @@ outbox = sa.Table(
     "outbox",
     metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("kind", sa.String(10), nullable=False),  # enqueue | send
-    sa.Column("workflow_id", sa.String(120), nullable=False),
+    sa.Column("kind", sa.String(10), nullable=False),  # enqueue | send | recover
+    sa.Column("workflow_id", sa.String(120), nullable=False),  # or the dead worker (`recover`)
     sa.Column("run_id", sa.Integer),  # the run an `enqueue` starts
     sa.Column("topic", sa.String(40)),
     sa.Column("message", sa.JSON),

@@ -337,8 +337,9 @@ class SqlStateStore:
         topic: str | None = None,
         message: dict[str, Any] | None = None,
     ) -> None:
-        """Ask the workers to queue workflow `workflow_id` of run `run_id` (`enqueue`) or to
-        deliver `message` to its `topic` (`send`)."""
+        """Ask the workers to queue workflow `workflow_id` of run `run_id` (`enqueue`), to
+        deliver `message` to its `topic` (`send`), or to queue again the runs of dead worker
+        `workflow_id` (`recover`, posted by `adopt`)."""
         with self._write() as conn:
             self._post(conn, kind, workflow_id, run_id, topic, message)
 
@@ -400,12 +401,17 @@ class SqlStateStore:
 
     def adopt(self, name: str, seen_at: datetime) -> bool:
         """Take silent worker `name` over: True for the one caller that removes its row (still
-        as last seen at `seen_at`), False for everyone else."""
+        as last seen at `seen_at`), False for everyone else. In the same transaction the outbox
+        is asked to `recover` its runs, so a crash between the two loses nothing: whichever
+        worker carries the request out queues them again (retried until it succeeds)."""
         with self._write() as conn:
             done = conn.execute(
                 workers.delete().where(workers.c.name == name, workers.c.seen_at == seen_at)
             )
-            return done.rowcount == 1
+            if done.rowcount != 1:
+                return False
+            self._post(conn, "recover", name, None)
+            return True
 
     def run_queues(self, run_ids: Sequence[int]) -> dict[int, str | None]:
         """The queue of each of `run_ids`."""

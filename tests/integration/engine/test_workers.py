@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from shipline.domain.pipeline import PipelineSpec
@@ -120,11 +120,23 @@ def _executors(system_url: str) -> dict[str, tuple[str, str]]:
         engine.dispose()
 
 
-def test_a_killed_worker_has_its_runs_finished_by_another(tmp_path: Path) -> None:
+def _logs(tmp_path: Path) -> str:
+    """Every worker's log, for a failure's message."""
+    return "\n".join(
+        f"--- {f.name}\n{f.read_text()[-3000:]}" for f in sorted(tmp_path.glob("worker-*.log"))
+    )
+
+
+def _kill_one_and_finish(tmp_path: Path, *, adopt_after: str, adopted_by_hand: bool) -> None:
+    """Three workers take 12 runs; worker-1 is killed (SIGKILL) with runs in flight; the others
+    finish every run, no step's effect twice. With `adopted_by_hand` the workers never adopt
+    (an hour's silence) and the test takes worker-1 over itself, as an adopter that died right
+    after its adoption: the `recover` request it left in the outbox is what the others carry
+    out."""
     state_url, system_url = fresh_database("postgresql", tmp_path)
     env = _project(tmp_path, state_url, "project: workers\n")
     workers = _start(tmp_path, lambda _: env, ("worker-0", "worker-1", "worker-2"),
-                     "--concurrency", "2", "--adopt-after", "3")  # fmt: skip
+                     "--concurrency", "2", "--adopt-after", adopt_after)  # fmt: skip
     store = SqlStateStore.connect(state_url)
     client = EngineClient(system_url)
     service = RunService(store, client, SqlAuditLog(store, TEST_AUDIT_KEY))
@@ -141,8 +153,13 @@ def test_a_killed_worker_has_its_runs_finished_by_another(tmp_path: Path) -> Non
                          if who == "worker-1" and status == "PENDING"}  # fmt: skip
             time.sleep(0.05)
         assert in_flight, "worker-1 never took a run"
+        members = store.silent_workers(datetime.now(UTC) + timedelta(days=1))
+        assert "worker-1" in {w["name"] for w in members}, "a member before it took a run"
         workers["worker-1"].send_signal(signal.SIGKILL)
         workers["worker-1"].wait(timeout=10)
+        if adopted_by_hand:
+            seen = {w["name"]: w["seen_at"] for w in store.silent_workers(datetime.now(UTC))}
+            assert store.adopt("worker-1", seen["worker-1"])
         end = time.monotonic() + 120
         while time.monotonic() < end and any(store.get_run(i).phase != "succeeded" for i in ids):  # type: ignore[union-attr]
             time.sleep(0.2)
@@ -152,10 +169,8 @@ def test_a_killed_worker_has_its_runs_finished_by_another(tmp_path: Path) -> Non
                 worker.send_signal(signal.SIGTERM)
                 worker.wait(timeout=30)
         client.close()
-    assert all(store.get_run(i).phase == "succeeded" for i in ids), [  # type: ignore[union-attr]
-        (i, store.get_run(i).phase)
-        for i in ids  # type: ignore[union-attr]
-    ]
+    phases = [(i, store.get_run(i).phase) for i in ids]  # type: ignore[union-attr]
+    assert all(phase == "succeeded" for _, phase in phases), (phases, _logs(tmp_path))
     finished = _executors(system_url)
     assert {finished[wf][0] for wf in in_flight} <= {"worker-0", "worker-2"}, "adopted"
     lines = effects.read_text().splitlines()
@@ -165,7 +180,16 @@ def test_a_killed_worker_has_its_runs_finished_by_another(tmp_path: Path) -> Non
     # one per run in flight on the killed worker)
     assert 36 <= len(attempts) <= 36 + len(in_flight)
     assert "worker-1" not in {w["name"] for w in store.silent_workers(datetime.now(UTC))}
+    assert store.posted() == [], "the recover request was carried out and left the outbox"
     store.close()
+
+
+def test_a_killed_worker_has_its_runs_finished_by_another(tmp_path: Path) -> None:
+    _kill_one_and_finish(tmp_path, adopt_after="3", adopted_by_hand=False)
+
+
+def test_an_adoption_whose_adopter_died_is_carried_out_by_any_worker(tmp_path: Path) -> None:
+    _kill_one_and_finish(tmp_path, adopt_after="3600", adopted_by_hand=True)
 
 
 LOCAL_AND_SHARED = """project: pinned

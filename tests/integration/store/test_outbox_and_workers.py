@@ -76,6 +76,8 @@ def test_a_silent_worker_is_adopted_once(store: SqlStateStore) -> None:
     seen = silent["w1"]["seen_at"]
     assert store.adopt("w1", seen) is True
     assert store.adopt("w1", seen) is False  # a second adopter gets nothing
+    # the adoption asked, in its own transaction, for w1's runs to be queued again: once
+    assert [(r["kind"], r["workflow_id"]) for r in store.posted()] == [("recover", "w1")]
     assert store.beat("w1") is False  # w1, only paused, learns it was taken for dead
     assert store.beat("w2") is True
     assert store.adopt("w2", seen - timedelta(days=1)) is False  # seen since: not adopted
