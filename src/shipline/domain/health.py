@@ -46,6 +46,7 @@ class Observation:
     pod_problem: tuple[str, str] | None = None  # (pod, reason) of a pod not running well
     autoscaler: HealthCheck | None = None  # the cluster's own verdict, when it has one
     budget: HealthCheck | None = None
+    version: str | None = None  # the stable version the target runs
 
     @classmethod
     def of(
@@ -82,6 +83,7 @@ class Observation:
             pod_problem=pod_problem,
             autoscaler=autoscaler,
             budget=budget,
+            version=state.version,
         )
 
 

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from shipline.domain.deploy import DeploySpec
+from shipline.domain.deploy import DeploySpec, Revision, ServiceState
 from shipline.domain.health import HealthBounds, healthy, verify_health
 from shipline.domain.models import TrafficRouting
 from shipline.domain.ports import DeployTarget, Restorable, ServiceControl
@@ -126,18 +126,22 @@ def _control(params: dict[str, Any], what: str) -> ServiceControl:
     return target
 
 
-def spec_of(params: dict[str, Any], version: str | None = None) -> DeploySpec:
+def spec_of(
+    params: dict[str, Any], version: str | None = None, *, live: ServiceState | None = None
+) -> DeploySpec:
     """The desired state a deploy step asks for: resolved variables (secrets included, kept in
-    memory only), replicas (a scaled count is kept across deploys, as Kubernetes does)."""
+    memory only), replicas (a scaled count is kept across deploys, as Kubernetes does). `live`
+    is the service as the caller just observed it (observed here when not given)."""
     variables, secret_names = _variables(params)
     env = {**variables, **{k: str(v) for k, v in params.get("extraEnv", {}).items()}}
-    try:
-        live = target_of(params).observe(str(params["environment"]), str(params["service"]))
+    if live is None:
+        live = _live(target_of(params), params)
+    if live is not None:
         # A scaled count is kept, within the tier's bounds (an override lasts until the next
         # deploy, as an autoscaler would bring it back).
         low, high = int(params.get("minReplicas", 1)), int(params.get("maxReplicas", 20))
         replicas = min(max(live.desired, low), high)
-    except NotFoundError:
+    else:
         replicas = int(params.get("replicas", 1))
     strategy = params.get("strategy") or {}
     rolling = strategy.get("type", "rolling") == "rolling"
@@ -166,27 +170,34 @@ def spec_of(params: dict[str, Any], version: str | None = None) -> DeploySpec:
     )
 
 
-def remember_revision(run_id: int, params: dict[str, Any]) -> None:
-    """Record the target's newest revision of the step's service, with who asked and the run."""
+def remember_revision(run_id: int, params: dict[str, Any], made: Revision | None = None) -> None:
+    """Record the target's newest revision of the step's service, with who asked and the run:
+    `made`, the revision the step's own change just made, or else the target's newest one."""
     from shipline.engine.history import remember
 
     rt = current()
-    record = rt.store.get_run(run_id)
     remember(
         rt.store,
         target_of(params),
         str(params["environment"]),
         str(params["service"]),
-        by=record.requested_by if record else None,
+        by=rt.store.requested_by(run_id),
         run=run_id,
+        made=made,
     )
 
 
-def _revision(target: DeployTarget, params: dict[str, Any]) -> int:
+def _live(target: DeployTarget, params: dict[str, Any]) -> ServiceState | None:
+    """The service as the target runs it now (None before its first deploy)."""
     try:
-        return target.observe(str(params["environment"]), str(params["service"])).revision
+        return target.observe(str(params["environment"]), str(params["service"]))
     except NotFoundError:
-        return 0
+        return None
+
+
+def _revision(target: DeployTarget, params: dict[str, Any]) -> int:
+    live = _live(target, params)
+    return live.revision if live is not None else 0
 
 
 def change_key(ctx: StepContext) -> str:
@@ -199,18 +210,20 @@ def deploy(ctx: StepContext, params: dict[str, Any]) -> dict[str, Any]:
     """Roll out the service's new version; a deploy already in sync does nothing (unless forced)."""
     service, version = str(params["service"]), str(params["version"])
     target = target_of(params)
-    before = _revision(target, params)
-    spec = spec_of(params)
+    live = _live(target, params)
+    before = live.revision if live is not None else 0
+    spec = spec_of(params, live=live)
     plan = target.plan(spec)
     if plan.in_sync and not params.get("force"):
         ctx.log(f"{service} {version}: in sync, nothing to do (--force redeploys)")
         remember_revision(ctx.run_id, params)  # in case a crash came between apply and this
         return {service: version, f"{service}.previousRevision": before, f"{service}.inSync": True}
-    target.apply(
-        spec, cause=str(params.get("cause", "deploy")), log=ctx.log, change=change_key(ctx)
-    )
+    cause = str(params.get("cause", "deploy"))
+    number = target.apply(spec, cause=cause, log=ctx.log, change=change_key(ctx))
     failpoint("deploy-applied", change_key(ctx))
-    remember_revision(ctx.run_id, params)
+    # the revision this change made, as the target's history keeps it (one lock per service and
+    # environment: nothing else changed it in between)
+    remember_revision(ctx.run_id, params, Revision(number, spec.version, spec.replicas, "", cause))
     return {service: version, f"{service}.previousRevision": before}
 
 
@@ -225,13 +238,11 @@ def _bounds(params: dict[str, Any]) -> HealthBounds:
 def verify(ctx: StepContext, params: dict[str, Any]) -> dict[str, Any]:
     """The spec's six health checks after a deploy."""
     service = str(params["service"])
-    target = target_of(params)
-    state = target.observe(str(params["environment"]), service)
-    if state.version != str(params["version"]):
-        raise CheckFailed(f"{service} is at {state.version}, expected {params['version']}")
     observation = _control(params, "verify health").health(
         str(params["environment"]), service, _bounds(params)
     )
+    if observation.version != str(params["version"]):
+        raise CheckFailed(f"{service} is at {observation.version}, expected {params['version']}")
     checks = verify_health(observation)
     for check in checks:
         verdict = "FAIL" if not check.passed else "warn" if check.warning else "pass"

@@ -20,12 +20,16 @@ def remember(
     *,
     by: str | None,
     run: int | None,
+    made: Revision | None = None,
 ) -> None:
-    """Copy the target's newest revision of `service` into the state store."""
-    found = target.history(environment, service)
-    if not found:
-        return
-    last = found[-1]
+    """Copy into the state store revision `made` of `service` (what the caller's change just
+    made), or else the target's newest one."""
+    if made is None:
+        found = target.history(environment, service)
+        if not found:
+            return
+        made = found[-1]
+    last = made
     store.add_revision(
         environment,
         service,

@@ -472,6 +472,11 @@ class SqlStateStore:
         with self._write() as conn:
             self._upsert(conn, steps, {"run_id": run_id, "stage": stage, "name": name}, values)
 
+    def requested_by(self, run_id: int) -> str | None:
+        """Who asked for run `run_id` (one column: the run's specification stays unread)."""
+        rows = self._read(sa.select(runs.c.requested_by).where(runs.c.id == run_id))
+        return str(rows[0]["requested_by"]) if rows else None
+
     def record(
         self,
         run_id: int,

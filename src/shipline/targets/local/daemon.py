@@ -84,6 +84,9 @@ def _dispatch(
     return calls[method]()
 
 
+ORPHAN_CHECK_SECONDS = 2.0
+
+
 def serve(state_dir: Path) -> int:
     """Own `state_dir`'s local services and answer requests until told to shut down."""
     target = LocalTarget(state_dir)  # TargetBusy when another daemon owns the folder
@@ -130,6 +133,18 @@ def serve(state_dir: Path) -> int:
 
     server = socketserver.ThreadingUnixStreamServer(str(path), Handler)
     server.daemon_threads = True
+
+    def orphaned() -> None:
+        """A state folder deleted under the daemon (a temporary project, a removed checkout)
+        leaves nobody to ask it to stop: it stops its services and exits."""
+        while not stopping.wait(ORPHAN_CHECK_SECONDS):
+            if not state_dir.is_dir():
+                print(f"{state_dir} is gone: stopping its services", flush=True)
+                stopping.set()
+                target.close()
+                server.shutdown()
+
+    threading.Thread(target=orphaned, daemon=True, name="orphan-check").start()
     os.chmod(path, 0o600)
     print(f"local daemon {os.getpid()} serving {state_dir}", flush=True)
     try:

@@ -4,6 +4,7 @@ socket; the domain's dataclasses and shipline's errors cross it and come back as
 from __future__ import annotations
 
 import dataclasses
+import functools
 import typing
 from typing import Any
 
@@ -40,17 +41,23 @@ def decode(value: Any) -> Any:
     if kind is None:
         return {k: decode(v) for k, v in value.items()}
     cls = TYPES[str(kind)]
-    hints = typing.get_type_hints(cls)
     data: dict[str, Any] = {}
-    for field in dataclasses.fields(cls):
-        raw = decode(value[field.name])
-        hint = str(hints[field.name])
+    for name, hint in _fields(str(kind)):
+        raw = decode(value[name])
         if raw is not None and "frozenset" in hint:
             raw = frozenset(raw)
         elif raw is not None and hint.startswith("tuple"):
             raw = tuple(raw)
-        data[field.name] = raw
+        data[name] = raw
     return cls(**data)
+
+
+@functools.cache
+def _fields(kind: str) -> tuple[tuple[str, str], ...]:
+    """Each field of dataclass `kind` with its type hint as text (read once per class)."""
+    cls = TYPES[kind]
+    hints = typing.get_type_hints(cls)
+    return tuple((f.name, str(hints[f.name])) for f in dataclasses.fields(cls))
 
 
 def error_message(exc: errors.ShiplineError) -> dict[str, Any]:
