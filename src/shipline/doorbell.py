@@ -5,16 +5,25 @@ worker that is not listening simply is not woken (it looks on its own every pass
 
 Workers on other machines (PostgreSQL) are not reached by this bell: they are woken by the
 store's own notification (LISTEN/NOTIFY), or look at their next pass.
+
+The other way round, a command that waits for a run (`deploy`, `promote`, `runs logs --follow`)
+listens on a bell of its own, named after the run in `followers/` of the state folder; the
+worker rings a run's followers when one of its stages moves or it ends, so the command shows it
+at once instead of at its next look.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import os
 import select
 import socket
+import time
 from pathlib import Path
 
 LOCK_PREFIX = "worker-"  # worker-NAME.lock in the state folder: who may be listening
+FOLLOWERS = "followers"  # followers/RUN-PID in the state folder: commands waiting for a run
 
 
 def _address(state_dir: Path, name: str) -> bytes:
@@ -28,16 +37,25 @@ def ring(state_dir: Path) -> int:
         names = [p.name[len(LOCK_PREFIX) : -len(".lock")] for p in state_dir.glob("worker-*.lock")]
     except OSError:
         return 0
-    rung = 0
+    rung, _ = _send(state_dir, names)  # the silent: a stopped worker
+    return rung
+
+
+def _send(state_dir: Path, names: list[str]) -> tuple[int, list[str]]:
+    """Ring each of `names`: how many were rung (a full queue counts: its listener wakes
+    anyway), and those nobody listens to."""
+    rung, silent = 0, []
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as bell:
         bell.setblocking(False)
         for name in names:
             try:
                 bell.sendto(b"!", _address(state_dir, name))
                 rung += 1
-            except OSError:  # nobody listens there (a stopped worker), or its queue is full
-                continue
-    return rung
+            except BlockingIOError:
+                rung += 1
+            except OSError:
+                silent.append(name)
+    return rung, silent
 
 
 class Doorbell:
@@ -55,7 +73,8 @@ class Doorbell:
 
     def wait(self, timeout: float) -> bool:
         """Wait up to `timeout` seconds; True when rung (every ring so far is taken)."""
-        if self._socket is None:
+        if self._socket is None:  # not listening: the timer alone
+            time.sleep(timeout)
             return False
         ready, _, _ = select.select([self._socket], [], [], timeout)
         if not ready:
@@ -71,3 +90,50 @@ class Doorbell:
         if self._socket is not None:
             self._socket.close()
             self._socket = None
+
+
+def ring_followers(state_dir: Path, run_id: int) -> int:
+    """Wake every command of this machine waiting for run `run_id`; how many were rung. A
+    follower that is gone (a killed command) has its name removed."""
+    try:
+        names = [p.name for p in (state_dir / FOLLOWERS).glob(f"{run_id}-*")]
+    except OSError:
+        return 0
+    rung, silent = _send(state_dir, [f"{FOLLOWERS}/{name}" for name in names])
+    for gone in silent:
+        with contextlib.suppress(OSError):
+            (state_dir / gone).unlink()
+    return rung
+
+
+class Follower:
+    """A command waiting for run `run_id`: `wait` returns when the worker rang (the run moved)
+    or after `timeout`, like `time.sleep` but woken early."""
+
+    def __init__(self, state_dir: Path, run_id: int) -> None:
+        name = f"{run_id}-{os.getpid()}"
+        self._bell = Doorbell(state_dir, f"{FOLLOWERS}/{name}")
+        self._marker: Path | None = state_dir / FOLLOWERS / name
+        try:
+            self._marker.parent.mkdir(mode=0o700, exist_ok=True)
+            self._marker.touch()
+        except OSError:  # a read-only state folder: nobody can find the bell; the timer rings
+            self._marker = None
+
+    def wait(self, timeout: float) -> bool:
+        """Wait up to `timeout` seconds; True when rung."""
+        return self._bell.wait(timeout)
+
+    def close(self) -> None:
+        """Stop listening, and leave no name behind."""
+        self._bell.close()
+        if self._marker is not None:
+            with contextlib.suppress(OSError):
+                self._marker.unlink()
+            self._marker = None
+
+    def __enter__(self) -> Follower:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -102,6 +102,8 @@ def test_local_lifecycle(env: dict[str, str], tmp_path: Path) -> None:
     assert _status(env, "dev")["web"]["version"] == "1.0.0"
     logs = sh(env, "logs", "--env", "dev", "--service", "web")
     assert "crashing at start" in logs.stdout
+    # every command that waited on its run's bell took its name away when it ended
+    assert list((tmp_path / "state" / "followers").iterdir()) == []
 
 
 def test_bad_canary_rolls_back_automatically(env: dict[str, str]) -> None:

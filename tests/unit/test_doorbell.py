@@ -3,11 +3,12 @@ nobody else; a worker that is not listening is simply not rung."""
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from pathlib import Path
 
-from shipline.doorbell import Doorbell, ring
+from shipline.doorbell import FOLLOWERS, Doorbell, Follower, ring, ring_followers
 
 
 def test_a_ring_wakes_the_listening_worker_at_once(tmp_path: Path) -> None:
@@ -53,7 +54,28 @@ def test_a_second_listener_of_one_name_falls_back_to_its_timer(tmp_path: Path) -
     try:
         began = time.monotonic()
         assert second.wait(0.05) is False
-        assert time.monotonic() - began < 5
+        # it does wait out its timer: returning at once would make its scheduler spin
+        assert 0.05 <= time.monotonic() - began < 5
     finally:
         first.close()
         second.close()
+
+
+def test_a_follower_is_rung_for_its_run_only_and_leaves_no_name(tmp_path: Path) -> None:
+    with Follower(tmp_path, 7) as follower:
+        assert follower.wait(0.01) is False
+        assert ring_followers(tmp_path, 8) == 0  # another run's move
+        assert follower.wait(0.01) is False
+        assert ring_followers(tmp_path, 7) == 1
+        assert follower.wait(5) is True
+    assert list((tmp_path / FOLLOWERS).iterdir()) == []
+    assert ring_followers(tmp_path, 7) == 0
+
+
+def test_a_follower_that_died_without_tidying_up_is_forgotten(tmp_path: Path) -> None:
+    (tmp_path / FOLLOWERS).mkdir()
+    (tmp_path / FOLLOWERS / "7-999999").touch()  # a killed command's name, nobody listening
+    with Follower(tmp_path, 7) as follower:
+        assert ring_followers(tmp_path, 7) == 1  # the live one
+        assert follower.wait(5) is True
+        assert [p.name for p in (tmp_path / FOLLOWERS).iterdir()] == [f"7-{os.getpid()}"]

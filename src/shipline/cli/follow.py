@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 from rich.table import Table
@@ -84,7 +85,15 @@ def _hint(run_id: int, data: dict[str, Any], waited: float) -> Text:
     return Text("")
 
 
-def follow(service: Any, run_id: int, console: Any, details: Any, *, poll: float = 0.25) -> int:
+def follow(
+    service: Any,
+    run_id: int,
+    console: Any,
+    details: Any,
+    *,
+    poll: float = 0.25,
+    pause: Callable[[float], object] = time.sleep,
+) -> int:
     """Show the run live until it ends; return the CLI exit code for its final phase."""
     from rich.console import Group
     from rich.live import Live
@@ -99,7 +108,7 @@ def follow(service: Any, run_id: int, console: Any, details: Any, *, poll: float
             live.update(Group(header, render_stages(data["stages"]), hint))
             if data["phase"] in EXIT:
                 return EXIT[data["phase"]]
-            time.sleep(poll)
+            pause(poll)
 
 
 def stamp(at: Any = None) -> str:
@@ -150,6 +159,7 @@ def follow_plain(
     *,
     poll: float = 0.25,
     verbose: bool = False,
+    pause: Callable[[float], object] = time.sleep,
 ) -> int:
     """Follow a run as timestamped lines (stdout is not a terminal: a CI job's log): every
     change as it happens, never silence while waiting; the exit code of its final phase."""
@@ -173,7 +183,7 @@ def follow_plain(
             write(f"{stamp()} run {run_id} {data['pipeline']} {data['environment'] or ''}:"
                   f" {data['phase']}{reason}")  # fmt: skip
             return EXIT[data["phase"]]
-        time.sleep(poll)
+        pause(poll)
 
 
 def entry_filter(stage: str | None, step: str | None) -> Any:
@@ -197,6 +207,7 @@ def stream_logs(
     stage: str | None = None,
     step: str | None = None,
     poll: float = 0.25,
+    pause: Callable[[float], object] = time.sleep,
 ) -> int:
     """`runs logs --follow`: events and log lines in order, with timestamps, until the run ends
     (only those of stage `stage` — a name or an environment's prefix, `qa` for `qa:deploy` —
@@ -225,4 +236,4 @@ def stream_logs(
             write(f"{stamp(at)} {text}")
         if record.phase in EXIT:
             return EXIT[record.phase]
-        time.sleep(poll)
+        pause(poll)

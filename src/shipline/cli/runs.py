@@ -1,5 +1,6 @@
 """CLI commands about runs: worker, runs list|show|logs|cancel, approve, reject."""
 
+import contextlib
 import os
 import signal
 import sys
@@ -297,7 +298,8 @@ def runs_logs(
         if as_json:
             raise UserError("--follow streams lines; drop --json (or read them after the run)")
         try:
-            stream_logs(runs, run, output.line, stage=stage, step=service)
+            with runs.pause_for(run) as pause:
+                stream_logs(runs, run, output.line, stage=stage, step=service, pause=pause)
         except KeyboardInterrupt:
             _interrupted(output, run)
         return
@@ -535,16 +537,36 @@ def _wait(
     details: Callable[[Any, int], dict[str, Any]] | None = None,
 ) -> int:
     """Wait for the run's end: the final JSON document, one line (--quiet), timestamped lines
-    (stdout is not a terminal) or the live view; then what `after` shows."""
-    from shipline.cli.follow import EXIT, follow, follow_plain
+    (stdout is not a terminal) or the live view; then what `after` shows. Between looks it
+    pauses on the run's bell where the service has one (a worker of this machine rings it when
+    the run moves), else a quarter of a second."""
     from shipline.engine.runs import run_details
 
-    _details = details or run_details
     verbose = state.verbose and details is None  # step logs are read from the local store
+    pause_for = getattr(service, "pause_for", None)
+    with pause_for(run_id) if pause_for else contextlib.nullcontext(time.sleep) as wait:
+        return _wait_with(state, service, run_id, wait, as_json=as_json, extra=extra,
+                          after=after, details=details or run_details, verbose=verbose)  # fmt: skip
 
+
+def _wait_with(
+    state: Any,
+    service: Any,
+    run_id: int,
+    wait: Callable[[float], object],
+    *,
+    as_json: bool,
+    extra: Callable[[dict[str, Any]], dict[str, Any]] | None,
+    after: Callable[[dict[str, Any]], None] | None,
+    details: Callable[[Any, int], dict[str, Any]],
+    verbose: bool,
+) -> int:
+    from shipline.cli.follow import EXIT, follow, follow_plain
+
+    _details = details
     if as_json or state.quiet:
         while service.get(run_id).phase not in EXIT:
-            time.sleep(0.25)
+            wait(0.25)
         data = _details(service, run_id)
         if as_json:
             state.output.json({**data, **(extra(data) if extra else {})})
@@ -553,10 +575,12 @@ def _wait(
             state.output.line(f"run {run_id} {data['pipeline']}: {data['phase']}{reason}")
         return EXIT[data["phase"]]
     if state.output.console.is_terminal:
-        code = follow(service, run_id, state.output.console, _details)
+        code = follow(service, run_id, state.output.console, _details, pause=wait)
     else:
         state.output.line(f"run {run_id} queued")
-        code = follow_plain(service, run_id, state.output.line, _details, verbose=verbose)
+        code = follow_plain(
+            service, run_id, state.output.line, _details, verbose=verbose, pause=wait
+        )
     if after is not None:
         after(_details(service, run_id))
     return code

@@ -45,8 +45,9 @@ def run_service(ws: Workspace) -> RunService:
     """The runs of `ws`'s project, with a client to queue and message them."""
     store = SqlStateStore.connect(ws.database_url)
     return RunService(
-        store, _StoreQueue(store, ws.state_dir), ws.audit, local_queue=local_queue(ws.state_dir)
-    )
+        store, _StoreQueue(store, ws.state_dir), ws.audit, local_queue=local_queue(ws.state_dir),
+        state_dir=ws.state_dir,
+    )  # fmt: skip
 
 
 def worker_runtime(ws: Workspace) -> tuple[Runtime, str]:

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, Protocol
 
 from shipline.domain.approvals import (
@@ -66,6 +70,19 @@ class RunService:
     client: RunQueue
     audit: SqlAuditLog
     local_queue: str | None = None  # where runs on this machine's `local` targets go
+    state_dir: Path | None = None  # where this machine's workers ring a run's followers
+
+    @contextlib.contextmanager
+    def pause_for(self, run_id: int) -> Iterator[Callable[[float], object]]:
+        """How a command waiting for run `run_id` pauses between looks: like `time.sleep`,
+        but woken as soon as a worker of this machine says the run moved."""
+        if self.state_dir is None:
+            yield time.sleep
+            return
+        from shipline.doorbell import Follower
+
+        with Follower(self.state_dir, run_id) as follower:
+            yield follower.wait
 
     def start(
         self,

@@ -46,6 +46,7 @@ from shipline.domain.pipeline import (
     stage_order,
 )
 from shipline.domain.retry import backoff_delay
+from shipline.doorbell import ring_followers
 from shipline.engine import ci_actions, deploy_actions, gates, infra_actions  # noqa: F401 - register actions
 from shipline.engine.actions import StepCancelled, StepContext, StepTimedOut, find_action
 from shipline.engine.canary import CanaryCancelled as _Cancelled
@@ -244,6 +245,14 @@ def _stage_event(
         values["finished_at"] = now
         values["outputs"] = outputs or {}
     rt.store.record(run_id, f"stage.{phase}", message, stage=stage, stage_values=values)
+    _moved(run_id)
+
+
+def _moved(run_id: int) -> None:
+    """Wake the commands of this machine that follow run `run_id`: it moved."""
+    state_dir = getattr(current().workspace, "state_dir", None)
+    if state_dir is not None:
+        ring_followers(state_dir, run_id)
 
 
 @DBOS.step(name="shipline.window")
@@ -278,6 +287,7 @@ def _waiting(
         stage_values=values,
         run_values={"phase": "waiting"},
     )
+    _moved(run_id)
     _announce(run_id, EventKind.WAITING, stage=stage, reason=reason, approve=approve)
 
 
@@ -537,6 +547,7 @@ def _finish(run_id: int, phase: str, reason: str) -> None:
             reason,
             run_values={"phase": phase, "reason": reason, "finished_at": rt.clock()},
         )
+        _moved(run_id)
     for other in waiting:
         if other != run_id:
             _wake(other, {"type": "lock"})
