@@ -285,9 +285,15 @@ def _carry_out(runtime: Runtime) -> None:
                 assert runtime.enqueue is not None
                 runtime.enqueue(str(request["workflow_id"]), int(request["run_id"]))
             elif request["kind"] == "recover":
-                taken = _recover(runtime, str(request["workflow_id"]))
-                log.warning("worker %s: its %s unfinished runs handed back to the queue",
-                            request["workflow_id"], taken)  # fmt: skip
+                dead = str(request["workflow_id"])
+                if runtime.store.registered(dead):
+                    # it started again since: its own start-up recovered its runs, and what
+                    # it runs now is not to be handed to anyone else
+                    log.info("worker %s is back: its runs are its own again", dead)
+                else:
+                    taken = _recover(runtime, dead)
+                    log.warning("worker %s: its %s unfinished runs handed back to the queue",
+                                dead, taken)  # fmt: skip
             else:
                 DBOS.send(
                     str(request["workflow_id"]), request["message"], request["topic"],

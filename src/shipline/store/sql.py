@@ -399,6 +399,10 @@ class SqlStateStore:
         """Workers not seen since `before`."""
         return self._read(workers.select().where(workers.c.seen_at < before))
 
+    def registered(self, name: str) -> bool:
+        """Whether worker `name` is a member now (it registered again since an adoption)."""
+        return bool(self._read(sa.select(workers.c.name).where(workers.c.name == name)))
+
     def adopt(self, name: str, seen_at: datetime) -> bool:
         """Take silent worker `name` over: True for the one caller that removes its row (still
         as last seen at `seen_at`), False for everyone else. In the same transaction the outbox

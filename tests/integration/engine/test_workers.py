@@ -192,6 +192,49 @@ def test_an_adoption_whose_adopter_died_is_carried_out_by_any_worker(tmp_path: P
     _kill_one_and_finish(tmp_path, adopt_after="3600", adopted_by_hand=True)
 
 
+def test_a_recover_request_for_a_worker_that_is_back_takes_nothing_from_it(
+    tmp_path: Path,
+) -> None:
+    """A `recover` request left for a worker that has since started again (registered anew)
+    must not hand the run it now executes to another worker: each step runs once. Three
+    workers taking one run at a time, two runs: a free worker is there to take it."""
+    state_url, system_url = fresh_database("postgresql", tmp_path)
+    env = _project(tmp_path, state_url, "project: workers\n")
+    workers = _start(tmp_path, lambda _: env, ("worker-0", "worker-1", "worker-2"),
+                     "--concurrency", "1", "--adopt-after", "3600")  # fmt: skip
+    store = SqlStateStore.connect(state_url)
+    client = EngineClient(system_url)
+    service = RunService(store, client, SqlAuditLog(store, TEST_AUDIT_KEY))
+    effects = tmp_path / "effects"
+    spec = PipelineSpec.model_validate({"kind": "t", "stages": [{"name": "s", "steps": [
+        {"name": f"x{i}", "action": "record", "params": {"file": str(effects), "seconds": 0.4}}
+        for i in range(3)]}]})  # fmt: skip
+    try:
+        ids = [service.start(spec, actor="ann").id for _ in range(2)]
+        holder = None
+        end = time.monotonic() + 60
+        while time.monotonic() < end and holder is None:
+            holder = next((who for who, status in _executors(system_url).values()
+                           if status == "PENDING"), None)  # fmt: skip
+            time.sleep(0.05)
+        assert holder is not None, "no worker took a run"
+        store.post("recover", holder, None)  # as if left from an adoption before its restart
+        end = time.monotonic() + 120
+        while time.monotonic() < end and any(store.get_run(i).phase != "succeeded" for i in ids):  # type: ignore[union-attr]
+            time.sleep(0.2)
+    finally:
+        for worker in workers.values():
+            worker.send_signal(signal.SIGTERM)
+            worker.wait(timeout=30)
+        client.close()
+    phases = [(i, store.get_run(i).phase) for i in ids]  # type: ignore[union-attr]
+    assert all(phase == "succeeded" for _, phase in phases), (phases, _logs(tmp_path))
+    attempts = (tmp_path / "effects.attempts").read_text().splitlines()
+    assert sorted(attempts) == sorted(set(attempts)) and len(attempts) == 6, "no step ran twice"
+    assert store.posted() == [], "the request was dropped"
+    store.close()
+
+
 LOCAL_AND_SHARED = """project: pinned
 stacks:
   python: {port: 8000, healthPath: /health}

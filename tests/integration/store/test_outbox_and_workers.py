@@ -79,7 +79,9 @@ def test_a_silent_worker_is_adopted_once(store: SqlStateStore) -> None:
     # the adoption asked, in its own transaction, for w1's runs to be queued again: once
     assert [(r["kind"], r["workflow_id"]) for r in store.posted()] == [("recover", "w1")]
     assert store.beat("w1") is False  # w1, only paused, learns it was taken for dead
+    assert store.registered("w1") is False and store.registered("w2") is True
     assert store.beat("w2") is True
     assert store.adopt("w2", seen - timedelta(days=1)) is False  # seen since: not adopted
     store.register_worker("w1", "host-a", 103, None)  # restarted with its id
     assert store.beat("w1") is True
+    assert store.registered("w1") is True
