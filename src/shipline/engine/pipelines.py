@@ -186,9 +186,6 @@ def _validate_stage(
     }
 
 
-VERIFY_AT_ONCE = 4  # services verified at a time
-
-
 def _environment_stages(
     config: Config,
     env: Environment,
@@ -243,8 +240,7 @@ def _environment_stages(
     names = {"deploy": f"{prefix}deploy", "verify": f"{prefix}verify"}
     if env.checks.health:  # the spec's six health checks, unless the environment turns them off
         stages.append({
-            # verification only reads: several services at once, whatever the rollout's width
-            "name": f"{prefix}verify", "parallel": max(spread, min(VERIFY_AT_ONCE, len(services))),
+            "name": f"{prefix}verify", "parallel": spread,
             "steps": steps("target.verify", version=""),
         })  # fmt: skip
     if tests and env.tests:
