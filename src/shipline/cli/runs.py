@@ -563,11 +563,10 @@ def _wait_with(
 ) -> int:
     from shipline.cli.follow import EXIT, follow, follow_plain
 
-    _details = details
     if as_json or state.quiet:
         while service.get(run_id).phase not in EXIT:
             wait(0.25)
-        data = _details(service, run_id)
+        data = details(service, run_id)
         if as_json:
             state.output.json({**data, **(extra(data) if extra else {})})
         else:
@@ -575,12 +574,12 @@ def _wait_with(
             state.output.line(f"run {run_id} {data['pipeline']}: {data['phase']}{reason}")
         return EXIT[data["phase"]]
     if state.output.console.is_terminal:
-        code = follow(service, run_id, state.output.console, _details, pause=wait)
+        code = follow(service, run_id, state.output.console, details, pause=wait)
     else:
         state.output.line(f"run {run_id} queued")
         code = follow_plain(
-            service, run_id, state.output.line, _details, verbose=verbose, pause=wait
+            service, run_id, state.output.line, details, verbose=verbose, pause=wait
         )
     if after is not None:
-        after(_details(service, run_id))
+        after(details(service, run_id))
     return code

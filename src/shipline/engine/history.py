@@ -29,15 +29,14 @@ def remember(
         if not found:
             return
         made = found[-1]
-    last = made
     store.add_revision(
         environment,
         service,
         {
-            "revision": last.number,
-            "version": last.version,
-            "replicas": last.replicas,
-            "cause": last.cause,
+            "revision": made.number,
+            "version": made.version,
+            "replicas": made.replicas,
+            "cause": made.cause,
             "by": by,
             "run": run,
         },
