@@ -127,16 +127,16 @@ def _logs(tmp_path: Path) -> str:
     )
 
 
-def _kill_one_and_finish(tmp_path: Path, *, adopt_after: str, adopted_by_hand: bool) -> None:
-    """Three workers take 12 runs; worker-1 is killed (SIGKILL) with runs in flight; the others
-    finish every run, no step's effect twice. With `adopted_by_hand` the workers never adopt
-    (an hour's silence) and the test takes worker-1 over itself, as an adopter that died right
-    after its adoption: the `recover` request it left in the outbox is what the others carry
-    out."""
+def _three_workers(
+    tmp_path: Path, *args: str
+) -> tuple[
+    str, dict[str, subprocess.Popen[bytes]], SqlStateStore, EngineClient, RunService, PipelineSpec
+]:
+    """Workers 0, 1 and 2 (`ARGS`) on a fresh PostgreSQL store, what a test needs to start runs
+    there, and the spec of a run of three 0.4 s steps recording their effects in `effects`."""
     state_url, system_url = fresh_database("postgresql", tmp_path)
     env = _project(tmp_path, state_url, "project: workers\n")
-    workers = _start(tmp_path, lambda _: env, ("worker-0", "worker-1", "worker-2"),
-                     "--concurrency", "2", "--adopt-after", adopt_after)  # fmt: skip
+    workers = _start(tmp_path, lambda _: env, ("worker-0", "worker-1", "worker-2"), *args)
     store = SqlStateStore.connect(state_url)
     client = EngineClient(system_url)
     service = RunService(store, client, SqlAuditLog(store, TEST_AUDIT_KEY))
@@ -144,6 +144,18 @@ def _kill_one_and_finish(tmp_path: Path, *, adopt_after: str, adopted_by_hand: b
     spec = PipelineSpec.model_validate({"kind": "t", "stages": [{"name": "s", "steps": [
         {"name": f"x{i}", "action": "record", "params": {"file": str(effects), "seconds": 0.4}}
         for i in range(3)]}]})  # fmt: skip
+    return system_url, workers, store, client, service, spec
+
+
+def _kill_one_and_finish(tmp_path: Path, *, adopt_after: str, adopted_by_hand: bool) -> None:
+    """Three workers take 12 runs; worker-1 is killed (SIGKILL) with runs in flight; the others
+    finish every run, no step's effect twice. With `adopted_by_hand` the workers never adopt
+    (an hour's silence) and the test takes worker-1 over itself, as an adopter that died right
+    after its adoption: the `recover` request it left in the outbox is what the others carry
+    out."""
+    system_url, workers, store, client, service, spec = _three_workers(
+        tmp_path, "--concurrency", "2", "--adopt-after", adopt_after
+    )
     try:
         ids = [service.start(spec, actor="ann").id for _ in range(12)]
         in_flight: set[str] = set()
@@ -173,7 +185,7 @@ def _kill_one_and_finish(tmp_path: Path, *, adopt_after: str, adopted_by_hand: b
     assert all(phase == "succeeded" for _, phase in phases), (phases, _logs(tmp_path))
     finished = _executors(system_url)
     assert {finished[wf][0] for wf in in_flight} <= {"worker-0", "worker-2"}, "adopted"
-    lines = effects.read_text().splitlines()
+    lines = (tmp_path / "effects").read_text().splitlines()
     assert len(lines) == len(set(lines)) == 36, "every step's effect exactly once"
     attempts = (tmp_path / "effects.attempts").read_text().splitlines()
     # a step completed before the kill never ran again; only one cut short there did (at most
@@ -198,17 +210,9 @@ def test_a_recover_request_for_a_worker_that_is_back_takes_nothing_from_it(
     """A `recover` request left for a worker that has since started again (registered anew)
     must not hand the run it now executes to another worker: each step runs once. Three
     workers taking one run at a time, two runs: a free worker is there to take it."""
-    state_url, system_url = fresh_database("postgresql", tmp_path)
-    env = _project(tmp_path, state_url, "project: workers\n")
-    workers = _start(tmp_path, lambda _: env, ("worker-0", "worker-1", "worker-2"),
-                     "--concurrency", "1", "--adopt-after", "3600")  # fmt: skip
-    store = SqlStateStore.connect(state_url)
-    client = EngineClient(system_url)
-    service = RunService(store, client, SqlAuditLog(store, TEST_AUDIT_KEY))
-    effects = tmp_path / "effects"
-    spec = PipelineSpec.model_validate({"kind": "t", "stages": [{"name": "s", "steps": [
-        {"name": f"x{i}", "action": "record", "params": {"file": str(effects), "seconds": 0.4}}
-        for i in range(3)]}]})  # fmt: skip
+    system_url, workers, store, client, service, spec = _three_workers(
+        tmp_path, "--concurrency", "1", "--adopt-after", "3600"
+    )
     try:
         ids = [service.start(spec, actor="ann").id for _ in range(2)]
         holder = None
