@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import time
 import uuid
@@ -109,3 +110,13 @@ def engine(
     client.close()
     durable.shutdown()
     store.close()
+
+
+def memory_services(state_dir: Path) -> dict[str, Any]:
+    """What the `memory` target of a state folder holds: {"ENV/SERVICE": entry}."""
+    root = state_dir / "targets" / "memory"
+    return {
+        f"{path.parent.name}/{path.stem}": json.loads(text)
+        for path in sorted(root.glob("*/*.json"))
+        if (text := path.read_text())
+    }

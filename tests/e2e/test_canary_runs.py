@@ -25,6 +25,7 @@ from typing import Any
 import pytest
 
 from tests.e2e.worker import EXE, running_worker, sh
+from tests.engine_harness import memory_services
 
 PROJECT = Path(__file__).parent / "projects" / "canary" / "shipline.yaml"
 KILLS = 6
@@ -42,8 +43,7 @@ def _environ(home: Path, user: str = "ann") -> dict[str, str]:
 
 
 def _memory(home: Path) -> dict[str, Any]:
-    data: dict[str, Any] = json.loads((home / "targets" / "memory.json").read_text())
-    return data
+    return {"services": memory_services(home)}
 
 
 def _show(env: dict[str, str], run: int) -> dict[str, Any]:

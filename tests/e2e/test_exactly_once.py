@@ -15,14 +15,13 @@ import os
 import subprocess
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from shipline.engine.failpoints import ENV, LOG_ENV
 from shipline.store.sql import SqlStateStore
 from tests.e2e.worker import EXE, sh
-from tests.engine_harness import BACKENDS, fresh_database
+from tests.engine_harness import BACKENDS, fresh_database, memory_services
 
 PROJECT = Path(__file__).parent / "projects" / "memory" / "shipline.yaml"
 MIN_KILLS = 20
@@ -105,9 +104,9 @@ def test_kills_inside_the_commit_windows_repeat_nothing(backend: str, tmp_path: 
                 if e["kind"] in ("step.succeeded", "stage.succeeded", "run.succeeded")
             )
             assert all(n == 1 for n in ends.values()), f"run {run}: {ends}"
-        memory: dict[str, Any] = json.loads((tmp_path / "targets" / "memory.json").read_text())
-        api = memory["services"]["dev/api"]["revisions"]
-        web = memory["services"]["dev/web"]["revisions"]
+        memory = memory_services(tmp_path)
+        api = memory["dev/api"]["revisions"]
+        web = memory["dev/web"]["revisions"]
         # api: 1.0.0, 1.1.0, restart, rollback to 1, 1.2.0; web: 1.0.0, 1.1.0, scale, 1.2.0
         assert [r["cause"].split()[0] for r in api] == [
             "deploy", "deploy", "restart", "rollback", "deploy"

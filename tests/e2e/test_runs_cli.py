@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.worker import running_worker, sh
+from tests.engine_harness import memory_services
 
 PROJECT = Path(__file__).parent / "projects" / "memory" / "shipline.yaml"
 
@@ -36,8 +37,8 @@ def test_deploy_follows_to_the_end(env: dict[str, str], tmp_path: Path) -> None:
     done = sh(env, "deploy", "--env", "dev", "--tag", "1.2.3", "--services", "api")
     assert done.returncode == 0, done.stderr
     assert "succeeded" in done.stdout
-    state = json.loads((tmp_path / "targets" / "memory.json").read_text())
-    assert {k: v["spec"]["version"] for k, v in state["services"].items()} == {"dev/api": "1.2.3"}
+    state = memory_services(tmp_path)
+    assert {k: v["spec"]["version"] for k, v in state.items()} == {"dev/api": "1.2.3"}
 
 
 def test_detach_approve_and_audit(env: dict[str, str]) -> None:

@@ -35,8 +35,10 @@ class FakeTarget:
         self._data: dict[str, Any] = {"services": {}}
 
     @contextmanager
-    def _state(self) -> Iterator[dict[str, Any]]:
-        """The state to read or change; subclasses load and save it around the change."""
+    def _state(self, environment: str, service: str | None = None) -> Iterator[dict[str, Any]]:
+        """The state to read or change: `{"services": {"ENV/SERVICE": entry}}` holding at least
+        `service` of `environment` (every service of it when None). Subclasses load and save
+        that part around the change."""
         yield self._data
 
     @staticmethod
@@ -57,7 +59,7 @@ class FakeTarget:
 
     def plan(self, spec: DeploySpec) -> DeployPlan:
         """What applying `spec` would change."""
-        with self._state() as data:
+        with self._state(spec.environment, spec.service) as data:
             entry = data["services"].get(self._key(spec.environment, spec.service))
             current = self._spec(entry["spec"]) if entry else None
             if current is not None and entry is not None:
@@ -75,7 +77,7 @@ class FakeTarget:
         """Make `spec` the desired state at once; record a revision (once per `change`)."""
         if spec.env.get("FAKE_UNHEALTHY") == "1":
             raise CheckFailed(f"{spec.service} {spec.version}: new replica not healthy")
-        with self._state() as data:
+        with self._state(spec.environment, spec.service) as data:
             key = self._key(spec.environment, spec.service)
             entry = data["services"].setdefault(key, {"revisions": [], "canary": None})
             done = _recorded(entry["revisions"], change)
@@ -99,7 +101,7 @@ class FakeTarget:
 
     def observe(self, environment: str, service: str) -> ServiceState:
         """The desired state, as if it were running."""
-        with self._state() as data:
+        with self._state(environment, service) as data:
             entry = self._entry(data, environment, service)
             spec = self._spec(entry["spec"])
             canary = entry.get("canary")
@@ -122,7 +124,7 @@ class FakeTarget:
 
     def history(self, environment: str, service: str) -> list[Revision]:
         """Revisions, oldest first."""
-        with self._state() as data:
+        with self._state(environment, service) as data:
             entry = self._entry(data, environment, service)
             return [
                 Revision(
@@ -146,7 +148,7 @@ class FakeTarget:
         change: str | None = None,
     ) -> int:
         """Re-apply `revision` (0: the one before the current)."""
-        with self._state() as data:
+        with self._state(environment, service) as data:
             revisions = self._entry(data, environment, service)["revisions"]
             done = _recorded(revisions, change)
             if done is not None:
@@ -172,7 +174,7 @@ class FakeTarget:
         change: str | None = None,
     ) -> int:
         """A new revision with `replicas`."""
-        with self._state() as data:
+        with self._state(environment, service) as data:
             spec = self._spec(self._entry(data, environment, service)["spec"])
         return self.apply(
             replace(spec, replicas=replicas), cause=f"scale to {replicas}", log=log, change=change
@@ -182,13 +184,13 @@ class FakeTarget:
         self, environment: str, service: str, *, log: LogSink = _quiet, change: str | None = None
     ) -> int:
         """A new revision of the same spec."""
-        with self._state() as data:
+        with self._state(environment, service) as data:
             spec = self._spec(self._entry(data, environment, service)["spec"])
         return self.apply(spec, cause="restart", log=log, change=change)
 
     def stop(self, environment: str, service: str | None = None) -> list[str]:
         """Forget `service` (None: every service) of `environment`."""
-        with self._state() as data:
+        with self._state(environment, service) as data:
             names = [
                 k
                 for k in data["services"]
@@ -214,7 +216,7 @@ class FakeTarget:
         """Record the canary and its weight."""
         if spec.env.get("FAKE_UNHEALTHY") == "1":
             raise CheckFailed(f"{spec.service} {spec.version}: canary replica not healthy")
-        with self._state() as data:
+        with self._state(spec.environment, spec.service) as data:
             entry = self._entry(data, spec.environment, spec.service)
             started = not entry.get("canary") or entry["canary"]["spec"]["version"] != spec.version
             entry["canary"] = {"spec": spec.stored(), "weight": weight}
@@ -222,7 +224,7 @@ class FakeTarget:
 
     def end_canary(self, spec: DeploySpec, *, promote: bool, log: LogSink = _quiet) -> int:
         """Promote (apply the canary's spec) or drop the canary."""
-        with self._state() as data:
+        with self._state(spec.environment, spec.service) as data:
             entry = self._entry(data, spec.environment, spec.service)
             entry["canary"] = None
             current = len(entry["revisions"])
@@ -235,7 +237,7 @@ class FakeTarget:
         return _FakeMetrics(self, environment, service)
 
     def _version_env(self, environment: str, service: str, version: str) -> dict[str, str]:
-        with self._state() as data:
+        with self._state(environment, service) as data:
             entry = self._entry(data, environment, service)
             specs = [entry["spec"], *([entry["canary"]["spec"]] if entry.get("canary") else [])]
         for stored in specs:

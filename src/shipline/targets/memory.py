@@ -1,10 +1,14 @@
-"""The `memory` target: the fake's desired state kept in one JSON file per state folder.
+"""The `memory` target: the fake's desired state kept in files of the state folder, one per
+service (`targets/memory/ENV/SERVICE.json`).
 
 Nothing runs; every worker and CLI process on the state folder sees the same services,
 revisions and canaries, so the engine's deploy pipelines (rolling, canary, rollback, scale)
 run end to end across processes and survive a killed worker. Each change is one locked
-read-modify-write of the file, written whole. Secret values are never written: only their
-names (and digests, so that a changed secret still counts as a change).
+read-modify-write of its service's file, written whole: runs of different services never wait
+for each other, and a change costs what that service's history weighs, not everyone's. Secret
+values are never written: only their names (and digests, so that a changed secret still counts
+as a change). A state folder written by an older shipline (one `targets/memory.json`) is split
+into these files the first time it is used.
 """
 
 from __future__ import annotations
@@ -13,9 +17,9 @@ import fcntl
 import json
 import os
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from shipline.domain.ports import TargetContext
 from shipline.errors import TargetError
@@ -23,35 +27,92 @@ from shipline.targets.fake import FakeTarget
 
 
 class MemoryTarget(FakeTarget):
-    """The fake target, persisted in `<state>/targets/memory.json`."""
+    """The fake target, persisted under `<state>/targets/memory/`."""
 
     def __init__(self, state_dir: Path) -> None:
         super().__init__()
-        self.path = state_dir / "targets" / "memory.json"
+        self.root = state_dir / "targets" / "memory"
+        self.legacy = state_dir / "targets" / "memory.json"
 
     @contextmanager
-    def _state(self) -> Iterator[dict[str, Any]]:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        except OSError as exc:
-            raise TargetError(f"memory target {self.path}: {exc.strerror}") from exc
-        with os.fdopen(fd, "r+", encoding="utf-8") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            text = handle.read()
-            try:
-                data: dict[str, Any] = json.loads(text) if text else {"services": {}}
-            except ValueError as exc:
-                raise TargetError(f"memory target {self.path} is not valid JSON") from exc
-            before = json.dumps(data, sort_keys=True)
+    def _state(self, environment: str, service: str | None = None) -> Iterator[dict[str, Any]]:
+        if self.legacy.exists():
+            self._split_legacy()
+        folder = self.root / _safe(environment)
+        if service is None:
+            names = sorted(p.stem for p in folder.glob("*.json")) if folder.is_dir() else []
+        else:
+            names = [_safe(service)]
+        with ExitStack() as stack:
+            handles = {
+                name: stack.enter_context(_locked(folder / f"{name}.json")) for name in names
+            }
+            before = {}
+            data: dict[str, Any] = {"services": {}}
+            for name, handle in handles.items():
+                text = handle.read()
+                if text:
+                    try:
+                        data["services"][f"{environment}/{name}"] = json.loads(text)
+                    except ValueError as exc:
+                        raise TargetError(f"memory target {handle.name} is not valid JSON") from exc
+                before[name] = text
             yield data
-            after = json.dumps(data, sort_keys=True)
-            if after != before:
-                handle.seek(0)
-                handle.truncate()
-                handle.write(after)
-                handle.flush()
-                os.fsync(handle.fileno())
+            for name, handle in handles.items():
+                entry = data["services"].get(f"{environment}/{name}")
+                after = "" if entry is None else json.dumps(entry, sort_keys=True)
+                if after != before[name]:
+                    _write(handle, after)
+
+    def _split_legacy(self) -> None:
+        """One `memory.json` of an older shipline into a file per service (once; locked)."""
+        try:
+            with _locked(self.legacy, create=False) as handle:
+                text = handle.read()
+                services = json.loads(text)["services"] if text else {}
+                for key, entry in services.items():
+                    environment, _, service = key.partition("/")
+                    path = self.root / _safe(environment) / f"{_safe(service)}.json"
+                    with _locked(path) as target:
+                        if not target.read():
+                            _write(target, json.dumps(entry, sort_keys=True))
+                self.legacy.rename(self.legacy.with_suffix(".json.split"))
+        except FileNotFoundError:
+            return  # another process split it first
+        except (ValueError, KeyError, AttributeError) as exc:
+            raise TargetError(f"memory target {self.legacy} is not valid JSON") from exc
+
+
+def _safe(name: str) -> str:
+    """A name as one path component (configuration names are already plain)."""
+    if not name or name in (".", "..") or "/" in name or "\0" in name:
+        raise TargetError(f"memory target: {name!r} cannot name a file")
+    return name
+
+
+@contextmanager
+def _locked(path: Path, *, create: bool = True) -> Iterator[IO[str]]:
+    """`path` opened for reading and writing, held under an exclusive lock."""
+    flags = os.O_RDWR | os.O_CLOEXEC | (os.O_CREAT if create else 0)
+    try:
+        if create:
+            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(path, flags, 0o600)
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        raise TargetError(f"memory target {path}: {exc.strerror}") from exc
+    with os.fdopen(fd, "r+", encoding="utf-8") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield handle
+
+
+def _write(handle: IO[str], text: str) -> None:
+    handle.seek(0)
+    handle.truncate()
+    handle.write(text)
+    handle.flush()
+    os.fsync(handle.fileno())
 
 
 def create(context: TargetContext) -> MemoryTarget:
