@@ -636,12 +636,11 @@ class SqlStateStore:
     def leave_locks(self, run_id: int) -> list[int]:
         """Drop every lock entry of `run_id`; return the runs that may take a lock now: on each
         key, the first queued (first come, first served) and the newest submitted of the
-        queued (latest-only), not every waiter (each would wake only to queue again)."""
-        with self._write() as conn:
-            keys = [
-                r["key"]
-                for r in _rows(conn.execute(locks.select().where(locks.c.run_id == run_id)))
-            ]
+        queued (latest-only), not every waiter (each would wake only to queue again).
+        Serialized with the lock decisions on the same keys: a run queueing while this one
+        leaves is either seen here (and woken) or sees the lock free."""
+        keys = [r["key"] for r in self._read(locks.select().where(locks.c.run_id == run_id))]
+        with self._locked(keys) as conn:
             conn.execute(locks.delete().where(locks.c.run_id == run_id))
             chosen: set[int] = set()
             for key in keys:
