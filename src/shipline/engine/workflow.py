@@ -76,11 +76,16 @@ def _now() -> str:
 
 @DBOS.step(name="shipline.load")
 def _load(run_id: int) -> dict[str, Any]:
+    """The run as submitted; a continuation (a segment after the first) also takes the parked
+    run over here (`resumed`: what its stages recorded, None if another segment has it)."""
     record = current().store.get_run(run_id)
     if record is None:
         raise ShiplineError(f"run {run_id} is not in the state store")
-    return {"spec": record.spec, "params": record.params, "cancel": record.cancel_requested,
-            "workflow": record.workflow_id}  # fmt: skip
+    loaded = {"spec": record.spec, "params": record.params, "cancel": record.cancel_requested,
+              "workflow": record.workflow_id}  # fmt: skip
+    if DBOS.workflow_id != record.workflow_id:
+        loaded["resumed"] = _take_over(run_id)
+    return loaded
 
 
 def _announce(
@@ -188,26 +193,29 @@ class _Parked(Exception):
 
 
 @DBOS.step(name="shipline.park")
-def _park(run_id: int, stage: str, until: str | None) -> str:
-    """Park the run at `stage` until something wakes it or `until`: 'parked', 'woken' (look
-    again) or 'gone' (this segment no longer owns the run)."""
-    return current().store.park(
-        run_id, str(DBOS.workflow_id), stage, _parse(until) if until else None
-    )
+def _park(run_id: int, stage: str, until: str | None, seconds: float | None = None) -> str:
+    """Park the run at `stage` until something wakes it, or `until`, or `seconds` from now:
+    'parked', 'woken' (look again) or 'gone' (this segment no longer owns the run)."""
+    rt = current()
+    wake = _parse(until) if until else None
+    if seconds is not None:
+        wake = rt.clock() + timedelta(seconds=seconds)
+    return rt.store.park(run_id, str(DBOS.workflow_id), stage, wake)
 
 
-def _wait_parked(run_id: int, stage: str, until: datetime | None) -> None:
+def _wait_parked(
+    run_id: int, stage: str, until: datetime | None, *, seconds: float | None = None
+) -> None:
     """Return when something may have changed (woken while deciding); otherwise end the
     segment: the run is parked and holds no thread, no poll."""
-    outcome = _park(run_id, stage, _iso(until) if until else None)
+    outcome = _park(run_id, stage, _iso(until) if until else None, seconds)
     if outcome == "cancelled":
         raise _Cancelled()
     if outcome != "woken":
         raise _Parked(outcome)
 
 
-@DBOS.step(name="shipline.resume")
-def _resume(run_id: int) -> dict[str, Any] | None:
+def _take_over(run_id: int) -> dict[str, Any] | None:
     """Take over a parked run: the stages it recorded (None: another segment has it)."""
     store = current().store
     if not store.resume(run_id, str(DBOS.workflow_id)):
@@ -363,13 +371,15 @@ def _unlock(run_id: int) -> None:
 
 
 @DBOS.step(name="shipline.approval")
-def _approval_state(run_id: int, stage: str) -> list[dict[str, Any]]:
-    """The votes recorded for the stage, oldest first (read once per message, durably)."""
+def _approval_state(run_id: int, stage: str) -> dict[str, Any]:
+    """The votes recorded for the stage, oldest first, and the time they were read (once per
+    look, durably)."""
     rows = current().store.votes(run_id, stage)
-    return [
+    votes = [
         {"user": r["user"], "approve": r["approve"], "at": _iso(r["at"]), "comment": r["comment"]}
         for r in rows
     ]
+    return {"votes": votes, "now": _iso(current().clock())}
 
 
 @DBOS.step(name="shipline.step")
@@ -665,11 +675,11 @@ def _gate_approvals(
         )  # fmt: skip
         opened = _parse(_opened(run_id, stage.name))
     while True:
+        state = _approval_state(run_id, stage.name)
         votes = [
-            Vote(v["user"], v["approve"], _parse(v["at"]), v["comment"])
-            for v in _approval_state(run_id, stage.name)
+            Vote(v["user"], v["approve"], _parse(v["at"]), v["comment"]) for v in state["votes"]
         ]
-        now = _parse(_now())
+        now = _parse(state["now"])
         decisions = [
             evaluate_approvals(p, members, votes, requester, opened, now) for p in policies
         ]
@@ -712,7 +722,7 @@ def _gate_locks(run_id: int, stage: StageSpec) -> Phase | None:
             return None
         if state == "cancelled":
             return Phase.CANCELLED
-        _wait_parked(run_id, stage.name, _parse(_now()) + timedelta(seconds=rt.lock_poll_seconds))
+        _wait_parked(run_id, stage.name, None, seconds=rt.lock_poll_seconds)
 
 
 def _run_stage(
@@ -845,8 +855,8 @@ def _start_or_resume(
 ) -> tuple[dict[str, dict[str, Any]], bool] | str:
     """Begin the run (first segment), or take over a parked one (a continuation): what its
     stages recorded and whether it was asked to cancel; a string ends the workflow at once."""
-    if DBOS.workflow_id != loaded["workflow"]:  # a continuation of a parked run
-        resumed = _resume(run_id)
+    if "resumed" in loaded:  # a continuation of a parked run
+        resumed = loaded["resumed"]
         if resumed is None:
             return "duplicate"  # another continuation has the run
         return resumed["stages"], bool(resumed["cancel"])
