@@ -83,6 +83,11 @@ class SqlStateStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.sqlite = engine.dialect.name == "sqlite"
+        # single-statement reads without BEGIN/ROLLBACK around them (two round trips each on
+        # PostgreSQL); SQLite's driver opens no transaction for a read anyway
+        self.reader = engine if self.sqlite else engine.execution_options(
+            isolation_level="AUTOCOMMIT"
+        )
 
     @classmethod
     def connect(cls, url: str, *, migrate: bool = True) -> SqlStateStore:
@@ -154,7 +159,7 @@ class SqlStateStore:
 
     def _read(self, query: Any) -> list[dict[str, Any]]:
         try:
-            with self.engine.connect() as conn:
+            with self.reader.connect() as conn:
                 return _rows(conn.execute(query))
         except sa.exc.SQLAlchemyError as exc:
             raise StoreError(f"state store read failed: {type(exc).__name__}") from exc
@@ -205,7 +210,7 @@ class SqlStateStore:
     def get_run(self, run_id: int) -> RunRecord | None:
         """The run, or None."""
         try:
-            with self.engine.connect() as conn:
+            with self.reader.connect() as conn:
                 row = conn.execute(runs.select().where(runs.c.id == run_id)).first()
         except sa.exc.SQLAlchemyError as exc:
             raise StoreError(f"state store read failed: {type(exc).__name__}") from exc
@@ -217,7 +222,7 @@ class SqlStateStore:
         if environment:
             query = query.where(runs.c.environment == environment)
         try:
-            with self.engine.connect() as conn:
+            with self.reader.connect() as conn:
                 return [_run(row) for row in conn.execute(query)]
         except sa.exc.SQLAlchemyError as exc:
             raise StoreError(f"state store read failed: {type(exc).__name__}") from exc
@@ -232,7 +237,7 @@ class SqlStateStore:
             sa.select(sa.func.max(votes.c.id)).scalar_subquery(),
         )
         try:
-            with self.engine.connect() as conn:
+            with self.reader.connect() as conn:
                 row = conn.execute(query).one()
         except sa.exc.SQLAlchemyError as exc:
             raise StoreError(f"state store read failed: {type(exc).__name__}") from exc
@@ -434,7 +439,7 @@ class SqlStateStore:
             .limit(limit)
         )
         try:
-            with self.engine.connect() as conn:
+            with self.reader.connect() as conn:
                 return [(int(r.id), workflow_of(str(r.workflow_id), int(r.segment) + 1))
                         for r in conn.execute(query)]  # fmt: skip
         except sa.exc.SQLAlchemyError as exc:
