@@ -48,7 +48,6 @@ def deploy(
     Example: shipline deploy --env qa --services api,web --tag 1.4.0"""
     from shipline.cli.remote import acting_user, current, start_on_server
     from shipline.cli.runs import watch_started
-    from shipline.engine.submit import submit_deploy
 
     state = state_of(ctx)
     remote = current()
@@ -58,6 +57,15 @@ def deploy(
                 "emergency": emergency, "reason": reason}  # fmt: skip
         start_on_server(state, remote, "/api/v1/runs", body, detach=detach, as_json=as_json)
         return
+    if detach and not parameters:  # a worker of this folder may take it, warm: no start-up
+        from shipline.cli.door import deploy_at_door
+
+        args = {"env": env, "services": services, "tag": tag, "release": release,
+                "emergency": emergency, "reason": reason, "force": force,
+                "skip_tests": skip_tests}  # fmt: skip
+        deploy_at_door(state, args, as_json=as_json)  # exits when a worker answered
+    from shipline.engine.submit import submit_deploy
+
     ws = state.workspace()
     record = submit_deploy(
         ws,

@@ -96,6 +96,14 @@ def worker(
         poll_seconds=poll_seconds, queues=worker_queues(ws), adopt_after=adopt_after,
         on_fenced=_fenced,
     )  # fmt: skip
+    from shipline import frontdoor
+    from shipline.engine.submit import FrontDesk
+
+    desk = FrontDesk(ws)  # `deploy --detach` of this user, handed over by the command
+    threading.Thread(
+        target=frontdoor.keep, args=(ws.state_dir, stop, desk.answer), daemon=True,
+        name="shipline-front-door",
+    ).start()  # fmt: skip
     pid_file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     pid_file.write_text(str(os.getpid()))
     state.output.error(f"shipline worker {name} running (pid {os.getpid()})")
@@ -492,6 +500,18 @@ def watch_started(
     )  # fmt: skip
 
 
+def detached(state: Any, run_id: int, phase: str, *, as_json: bool, queued: str) -> None:
+    """A run started and left to go on: say how to follow it; exit 3."""
+    if as_json:
+        state.output.json({"run": run_id, "phase": phase})
+    else:
+        state.output.line(
+            f"{queued}; follow it with: shipline runs logs {run_id} --follow"
+            f" (or: shipline runs show {run_id})"
+        )
+    raise typer.Exit(3)
+
+
 def watch(
     state: Any,
     service: Any,
@@ -508,14 +528,7 @@ def watch(
     then show what `after` makes of its details); `details` reads a run (default: the local
     store's view of it)."""
     if detach:
-        if as_json:
-            state.output.json({"run": run_id, "phase": service.get(run_id).phase})
-        else:
-            state.output.line(
-                f"{queued}; follow it with: shipline runs logs {run_id} --follow"
-                f" (or: shipline runs show {run_id})"
-            )
-        raise typer.Exit(3)
+        detached(state, run_id, service.get(run_id).phase, as_json=as_json, queued=queued)
     try:
         code = _wait(
             state, service, run_id, as_json=as_json, extra=extra, after=after, details=details

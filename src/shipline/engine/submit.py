@@ -7,6 +7,7 @@ Bad input is refused here with a UserError (exit 2) before anything is queued or
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any
 
 from shipline.domain.models import Config, Environment
@@ -240,3 +241,57 @@ def submit_action(
             services=names, replicas=extra["replicas"], reason=override,
         )  # fmt: skip
     return record
+
+
+class FrontDesk:
+    """What a worker answers at its state folder's front door (`shipline.frontdoor`): a
+    `deploy --detach` of the same user, checked by `submit_deploy` as the command itself would
+    check it, on the project as it is on disk now (reloaded when the file changed)."""
+
+    def __init__(self, ws: Workspace) -> None:
+        self.ws = ws
+        self.text: bytes | None = None  # what `ws` was loaded from: read again at first use
+
+    def answer(self, request: dict[str, Any]) -> dict[str, Any]:
+        """The run recorded, the refusal (lines and exit code), or `fallback`: the command
+        must do the work itself (another project, a request this worker does not know)."""
+        try:
+            if request.get("op") != "deploy" or not isinstance(request.get("args"), dict):
+                return {"fallback": "not a request this worker answers"}
+            ws = self._current(Path(str(request.get("config"))))
+            if ws is None or request.get("database") != ws.database_url:
+                return {"fallback": "another project"}
+            args = request["args"]
+            record = submit_deploy(
+                ws,
+                env=str(args["env"]),
+                services=_text(args.get("services")),
+                tag=_text(args.get("tag")),
+                actor=str(request["actor"]),
+                emergency=bool(args.get("emergency")),
+                reason=_text(args.get("reason")),
+                force=bool(args.get("force")),
+                release=_text(args.get("release")),
+                skip_tests=bool(args.get("skip_tests")),
+            )
+        except ShiplineError as exc:
+            return {"error": exc.lines(), "code": exc.exit_code}
+        except (KeyError, TypeError, ValueError) as exc:
+            return {"fallback": f"malformed request: {type(exc).__name__}"}
+        except Exception as exc:  # recorded or not, unknown: never submitted twice
+            return {"error": [f"shipline worker: internal error: {type(exc).__name__}"], "code": 1}
+        return {"run": record.id, "phase": record.phase}
+
+    def _current(self, path: Path) -> Workspace | None:
+        """This worker's project as its file says now; None for another project's file."""
+        if path.resolve() != self.ws.config_path.resolve():
+            return None
+        text = self.ws.config_path.read_bytes()
+        if text != self.text:
+            self.ws = Workspace.open(self.ws.config_path, self.ws.environ, self.ws.masker)
+            self.text = text
+        return self.ws
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None else str(value)

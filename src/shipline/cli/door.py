@@ -1,0 +1,52 @@
+"""`deploy --detach` handed to a worker of the state folder through its front door
+(`shipline.frontdoor`): the worker has the project, the store and the engine loaded, so the
+command pays only for its own start. Without a worker there (or one of another project), the
+command submits by itself, as it always could."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from shipline.errors import ShiplineError
+
+
+class _Refused(ShiplineError):
+    """The worker's refusal, as the command would have refused: its lines and exit code."""
+
+    def __init__(self, lines: list[str], code: int) -> None:
+        super().__init__(lines[0] if lines else "refused")
+        self._lines = lines or ["refused"]
+        self.exit_code = code
+
+    def lines(self) -> list[str]:
+        return self._lines
+
+
+def deploy_at_door(state: Any, args: dict[str, Any], *, as_json: bool) -> None:
+    """Hand the deploy to a worker; on its answer print it and exit (3, or the refusal's
+    code). Returns only when no worker of this project answered: the caller submits itself."""
+    from shipline import frontdoor
+    from shipline.cli.remote import acting_user
+    from shipline.cli.runs import detached
+    from shipline.engine.locations import database_url_of, state_dir_of
+
+    config = state.config_path().resolve()
+    request = {
+        "op": "deploy",
+        "config": str(config),
+        "database": database_url_of(config, os.environ),
+        "actor": acting_user(),
+        "args": args,
+    }
+    try:
+        answer = frontdoor.knock(state_dir_of(config, os.environ), request)
+    except frontdoor.DoorError as exc:
+        hint = "  hint: see `shipline runs list` before submitting again"
+        raise _Refused([f"shipline deploy: {exc}", hint], 1) from exc
+    if answer is None or "fallback" in answer:
+        return
+    if "error" in answer:
+        raise _Refused([str(line) for line in answer["error"]], int(answer.get("code", 1)))
+    run = int(answer["run"])
+    detached(state, run, str(answer["phase"]), as_json=as_json, queued=f"run {run} queued")

@@ -1,0 +1,105 @@
+"""`deploy --detach` with a worker running is handed to that worker (its front door): the
+command loads neither the project nor the store, yet every submission rule holds as without a
+worker — refusals with the same message and exit code, a changed configuration taken as it is
+on disk, the same run recorded; `--set` and a folder without a worker submit by themselves."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tests.e2e.worker import EXE, running_worker, sh
+
+PROJECT = Path(__file__).parent / "projects" / "memory" / "shipline.yaml"
+
+
+def _imports(env: dict[str, str], *args: str) -> tuple[subprocess.CompletedProcess[str], str]:
+    """`shipline ARGS` run with Python's import log: (the result, the modules it imported)."""
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", EXE, *args], env=env, capture_output=True,
+        text=True, timeout=120, check=False,
+    )  # fmt: skip
+    return done, done.stderr
+
+
+def _loaded(imported: str, module: str) -> bool:
+    """Whether Python's import log shows `module` imported."""
+    return re.search(rf"\|\s+{re.escape(module)}$", imported, re.MULTILINE) is not None
+
+
+def _door_open(env: dict[str, str]) -> None:
+    """Until the worker holds its door (a detach answered without loading the store)."""
+    end = time.monotonic() + 60
+    while time.monotonic() < end:
+        done = sh(env, "runs", "list", "--json")
+        if done.returncode == 0 and (Path(env["SHIPLINE_HOME"]) / "worker-local.pid").exists():
+            return
+        time.sleep(0.2)
+    raise AssertionError("the worker never started")
+
+
+def test_a_detached_deploy_is_handed_to_the_worker(tmp_path: Path) -> None:
+    project = tmp_path / "project" / "shipline.yaml"
+    project.parent.mkdir()
+    shutil.copy(PROJECT, project)
+    home = tmp_path / "state"
+    with running_worker(project, home, "bob", tmp_path / "worker.log") as env:
+        _door_open(env)
+        done, imported = _imports(
+            env, "deploy", "--env", "dev", "--services", "api", "--tag", "1.0.0", "--detach"
+        )
+        assert done.returncode == 3, done.stderr[-2000:]
+        assert "run 1 queued" in done.stdout
+        for heavy in ("sqlalchemy", "pydantic", "dbos", "shipline.engine.submit"):
+            assert not _loaded(imported, heavy), f"the command loaded {heavy}"
+
+        # the same refusals as the command's own, through the worker
+        refused, _ = _imports(env, "deploy", "--env", "dev", "--services", "nope", "--tag",
+                              "1.0.1", "--detach")  # fmt: skip
+        assert refused.returncode == 2
+        assert "unknown service(s): nope" in refused.stderr
+        assert "hint:" in refused.stderr and "Traceback" not in refused.stderr
+        bad_tag = sh(env, "deploy", "--env", "dev", "--services", "api", "--tag", "-x", "--detach")
+        assert bad_tag.returncode == 2 and "not a valid image tag" in bad_tag.stderr
+
+        # the configuration as it is on disk now, not as the worker loaded it
+        text = project.read_text().replace("ladder: [dev, qa, live]", "")
+        text += "  - {name: perf, cluster: c, namespace: p, tier: nonprod, target: fake}\n"
+        text += "ladder: [dev, qa, perf, live]\n"
+        project.write_text(text)
+        moved, imported = _imports(env, "deploy", "--env", "perf", "--services", "web", "--tag",
+                                   "2.0.0", "--detach", "--json")  # fmt: skip
+        assert moved.returncode == 3, moved.stderr[-2000:]
+        assert '"run": 2' in moved.stdout and not _loaded(imported, "sqlalchemy")
+
+        # run parameters: the command submits by itself (the worker may not see its stores)
+        own, imported = _imports(env, "deploy", "--env", "dev", "--services", "web", "--tag",
+                                 "3.0.0", "--set", "LEVEL=debug", "--detach")  # fmt: skip
+        assert own.returncode == 3 and "run 3 queued" in own.stdout
+        assert _loaded(imported, "sqlalchemy")
+
+        end = time.monotonic() + 60
+        while True:
+            shown = sh(env, "runs", "list", "--json")
+            runs = {r["id"]: r for r in json.loads(shown.stdout)}
+            if all(runs[n]["phase"] == "succeeded" for n in (1, 3)):
+                break
+            assert time.monotonic() < end, runs
+            time.sleep(0.2)
+        assert {runs[n]["requestedBy"] for n in (1, 2, 3)} == {"bob"}
+        # accepted as the file says now (the worker executes with the configuration it started
+        # with: a new environment is deployed to after a worker restart)
+        assert (runs[2]["environment"], runs[2]["services"]) == ("perf", {"web": "2.0.0"})
+
+    # no worker: the command does it all itself
+    env = {**os.environ, "SHIPLINE_CONFIG": str(project), "SHIPLINE_HOME": str(home),
+           "SHIPLINE_USER": "bob"}  # fmt: skip
+    env.pop("SHIPLINE_DATABASE_URL", None)
+    alone = sh(env, "deploy", "--env", "dev", "--services", "api", "--tag", "4.0.0", "--detach")
+    assert alone.returncode == 3 and "run 4 queued" in alone.stdout
