@@ -3,7 +3,8 @@
   - the idle worker with nothing waiting (CPU % of a core over the window, RSS, threads);
   - the same worker with N runs waiting: CPU %, RSS and threads (a waiting run holds a thread
     and DBOS's SQLite listener polls each one: what the engine-at-scale work removes);
-  - one approval's latency: the vote submitted to its run's stage leaving `waiting`;
+  - one approval's latency: the vote as recorded to its run's stage running again (store
+    timestamps), and the `approve` command's own time;
   - every run approved: completed runs per second;
   - the CLI's submission time per run (`deploy --detach`, the first 20; the rest are
     submitted in this process).
@@ -126,7 +127,12 @@ def main() -> None:
             voted = time.perf_counter()
             while store.get_run(first).phase == "waiting":  # type: ignore[union-attr]
                 time.sleep(0.005)
-            acted = time.perf_counter() - voted
+            # from the vote as recorded to the run's stage running again, both as the store
+            # has them (the command's own start-up is the next figure, not this one)
+            vote_at = store.votes(first)[0]["at"]
+            resumed = next(e["at"] for e in store.events(first)
+                           if e["kind"] == "stage.running" and e["at"] >= vote_at)  # fmt: skip
+            acted = (resumed - vote_at).total_seconds()
             # The other approvals in this process (the run service the CLI uses), so that the
             # figure is the engine's, not N command start-ups.
             from shipline.engine.assembly import run_service
