@@ -4,7 +4,8 @@ store and the engine loaded, instead of loading them itself. The worker checks i
 engine function the command would call and answers with the run it recorded, or the error.
 
 A Linux abstract Unix socket named after the state folder (no file, no path limit). Only a peer
-of the worker's own user is served (`SO_PEERCRED`): anyone else gets nothing. A command that
+of the worker's own user is served (`SO_PEERCRED`): anyone else's request is not acted on, and
+they are told to do the work themselves. A command that
 finds no door, or a door that says it serves another project, does the work itself: the door
 is a shortcut, never the only way. One worker of a folder holds the door at a time; the others
 try again now and then, so the door outlives the worker that held it.
@@ -111,10 +112,11 @@ def keep(
 def _serve_one(conn: socket.socket, answer: Callable[[dict[str, Any]], dict[str, Any]]) -> None:
     conn.settimeout(TIMEOUT_SECONDS)
     try:
-        if _peer_uid(conn) != os.getuid():
-            return  # another user: nothing, not even a refusal to read
         line = _read_line(conn)
         if line is None:
+            return
+        if _peer_uid(conn) != os.getuid():  # another user: not acted on, told to do it alone
+            conn.sendall(json.dumps({"fallback": "another user"}).encode() + b"\n")
             return
         try:
             request = json.loads(line)

@@ -85,8 +85,8 @@ class SqlStateStore:
         self.sqlite = engine.dialect.name == "sqlite"
         # single-statement reads without BEGIN/ROLLBACK around them (two round trips each on
         # PostgreSQL); SQLite's driver opens no transaction for a read anyway
-        self.reader = engine if self.sqlite else engine.execution_options(
-            isolation_level="AUTOCOMMIT"
+        self.reader = (
+            engine if self.sqlite else engine.execution_options(isolation_level="AUTOCOMMIT")
         )
 
     @classmethod
