@@ -841,7 +841,10 @@ def _run_parallel(
 
 
 def _release_held(run_id: int, spec: PipelineSpec, results: dict[str, Phase], ended: str) -> None:
-    """Release the locks a stage kept once the last stage they cover (`ended`) has ended."""
+    """Release the locks a stage kept once the last stage they cover (`ended`) has ended; after
+    the run's last stage `_finish` releases every lock the run holds (one step, not two)."""
+    if len(results) == len(spec.stages):
+        return
     for stage in spec.stages:
         covered = stage.hold_locks_until
         done = stage.name in results and all(name in results for name in covered)
