@@ -254,20 +254,29 @@ class FrontDesk:
 
     def answer(self, request: dict[str, Any]) -> dict[str, Any]:
         """The run recorded, the refusal (lines and exit code), or `fallback`: the command
-        must do the work itself (another project, a request this worker does not know)."""
+        must do the work itself (another project, a request this worker does not read). Once
+        `submit_deploy` is called the answer is never `fallback`: whatever happened, the
+        command must not submit again."""
+        args, actor = request.get("args"), request.get("actor")
+        if request.get("op") != "deploy" or not isinstance(args, dict) or "env" not in args:
+            return {"fallback": "not a request this worker answers"}
+        if not isinstance(actor, str) or not actor:
+            return {"fallback": "no actor named"}
         try:
-            if request.get("op") != "deploy" or not isinstance(request.get("args"), dict):
-                return {"fallback": "not a request this worker answers"}
             ws = self._current(Path(str(request.get("config"))))
-            if ws is None or request.get("database") != ws.database_url:
-                return {"fallback": "another project"}
-            args = request["args"]
+        except ShiplineError as exc:  # the configuration as it is now does not load
+            return {"error": exc.lines(), "code": exc.exit_code}
+        except OSError:
+            return {"fallback": "the configuration cannot be read here"}
+        if ws is None or request.get("database") != ws.database_url:
+            return {"fallback": "another project"}
+        try:
             record = submit_deploy(
                 ws,
                 env=str(args["env"]),
                 services=_text(args.get("services")),
                 tag=_text(args.get("tag")),
-                actor=str(request["actor"]),
+                actor=actor,
                 emergency=bool(args.get("emergency")),
                 reason=_text(args.get("reason")),
                 force=bool(args.get("force")),
@@ -276,8 +285,6 @@ class FrontDesk:
             )
         except ShiplineError as exc:
             return {"error": exc.lines(), "code": exc.exit_code}
-        except (KeyError, TypeError, ValueError) as exc:
-            return {"fallback": f"malformed request: {type(exc).__name__}"}
         except Exception as exc:  # recorded or not, unknown: never submitted twice
             return {"error": [f"shipline worker: internal error: {type(exc).__name__}"], "code": 1}
         return {"run": record.id, "phase": record.phase}

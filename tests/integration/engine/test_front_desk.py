@@ -1,0 +1,63 @@
+"""What a worker answers at its front door: the run, a refusal with the command's own lines
+and exit code, or `fallback` (the command submits by itself) — never `fallback` once the
+submission was attempted, so that nothing is ever submitted twice."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from shipline.engine import submit
+from shipline.engine.submit import FrontDesk
+from shipline.engine.workspace import Workspace
+
+PROJECT = Path(__file__).parents[2] / "e2e" / "projects" / "memory" / "shipline.yaml"
+
+
+@pytest.fixture
+def desk(tmp_path: Path) -> FrontDesk:
+    config = tmp_path / "shipline.yaml"
+    shutil.copy(PROJECT, config)
+    return FrontDesk(Workspace.open(config, {"SHIPLINE_HOME": str(tmp_path / "state")}))
+
+
+def _request(desk: FrontDesk, **args: Any) -> dict[str, Any]:
+    return {"op": "deploy", "config": str(desk.ws.config_path), "actor": "bob",
+            "database": desk.ws.database_url,
+            "args": {"env": "dev", "services": "api", "tag": "1.0.0", **args}}  # fmt: skip
+
+
+def test_a_deploy_is_recorded_as_the_command_would(desk: FrontDesk) -> None:
+    answer = desk.answer(_request(desk))
+    assert answer == {"run": 1, "phase": "pending"}
+    refused = desk.answer(_request(desk, services="nope"))
+    assert refused["code"] == 2 and refused["error"][0] == "unknown service(s): nope"
+
+
+def test_what_the_worker_does_not_answer_goes_back_to_the_command(desk: FrontDesk) -> None:
+    assert "fallback" in desk.answer({**_request(desk), "op": "approve"})
+    assert "fallback" in desk.answer({**_request(desk), "actor": ""})
+    assert "fallback" in desk.answer({**_request(desk), "config": "/elsewhere/shipline.yaml"})
+    assert "fallback" in desk.answer({**_request(desk), "database": "sqlite:////other.db"})
+
+
+def test_a_configuration_broken_since_the_worker_started_is_the_commands_error(
+    desk: FrontDesk,
+) -> None:
+    desk.ws.config_path.write_text(desk.ws.config_path.read_text() + "  - {name: oops\n")
+    answer = desk.answer(_request(desk))
+    assert answer["code"] == 2 and "shipline.yaml:" in answer["error"][0]
+
+
+def test_a_failure_after_submitting_began_is_never_a_fallback(
+    desk: FrontDesk, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(*_args: Any, **_kwargs: Any) -> Any:
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(submit, "submit_deploy", broken)
+    answer = desk.answer(_request(desk))
+    assert "fallback" not in answer and answer["code"] == 1
