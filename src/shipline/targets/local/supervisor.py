@@ -138,7 +138,8 @@ class Supervisor:
 
     def remove(self, replica: Replica) -> None:
         """Stop watching `replica` and stop it."""
-        with self._lock:
+        with self._lock:  # after this, the watch never starts it again
+            replica.wanted = False
             if replica in self._replicas:
                 self._replicas.remove(replica)
         replica.stop()
@@ -158,13 +159,15 @@ class Supervisor:
                     replica.restarts += 1
                     replica.restart_times.append(now)
                     replica.next_start = 0.0
-                    with contextlib.suppress(TargetError):  # said in its log; tried again
-                        replica.start()
+                    with self._lock, contextlib.suppress(TargetError):  # logged; tried again
+                        # removed or shut down since the look: a start now would be orphaned
+                        if replica in self._replicas and replica.wanted:
+                            replica.start()
 
     def shutdown(self) -> None:
         """Stop every replica and the watch."""
         self._stop.set()
-        with self._lock:
+        with self._lock:  # a restart under way ends first; none starts after this
             replicas, self._replicas = list(self._replicas), []
         for replica in replicas:
             replica.stop()
