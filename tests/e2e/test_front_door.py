@@ -93,8 +93,12 @@ def test_a_detached_deploy_is_handed_to_the_worker(tmp_path: Path) -> None:
             assert time.monotonic() < end, runs
             time.sleep(0.2)
         assert {runs[n]["requestedBy"] for n in (1, 2, 3)} == {"bob"}
+        # a deploy after the file changed says the worker still runs what it loaded
+        warning = "changed since this worker started"
+        assert warning not in sh(env, "runs", "logs", "1").stdout
+        assert warning in sh(env, "runs", "logs", "3").stdout
         # accepted as the file says now (the worker executes with the configuration it started
-        # with: a new environment is deployed to after a worker restart)
+        # with, and says so: a new environment is deployed to after a worker restart)
         assert (runs[2]["environment"], runs[2]["services"]) == ("perf", {"web": "2.0.0"})
 
     # no worker: the command does it all itself

@@ -209,6 +209,13 @@ def change_key(ctx: StepContext) -> str:
 def deploy(ctx: StepContext, params: dict[str, Any]) -> dict[str, Any]:
     """Roll out the service's new version; a deploy already in sync does nothing (unless forced)."""
     service, version = str(params["service"]), str(params["version"])
+    ws = current().workspace
+    if ws is not None and ws.changed_on_disk():
+        ctx.log(
+            f"warning: {ws.config_path.name} changed since this worker started; this deploy "
+            "uses the configuration the worker loaded (variables, targets): restart the "
+            "worker to apply the change"
+        )
     target = target_of(params)
     live = _live(target, params)
     before = live.revision if live is not None else 0

@@ -250,7 +250,7 @@ class FrontDesk:
 
     def __init__(self, ws: Workspace) -> None:
         self.ws = ws
-        self.text: bytes | None = None  # what `ws` was loaded from: read again at first use
+        self.fresh: Workspace | None = None  # its own copy, loaded at first use
 
     def answer(self, request: dict[str, Any]) -> dict[str, Any]:
         """The run recorded, the refusal (lines and exit code), or `fallback`: the command
@@ -293,11 +293,9 @@ class FrontDesk:
         """This worker's project as its file says now; None for another project's file."""
         if path.resolve() != self.ws.config_path.resolve():
             return None
-        text = self.ws.config_path.read_bytes()
-        if text != self.text:
-            self.ws = Workspace.open(self.ws.config_path, self.ws.environ, self.ws.masker)
-            self.text = text
-        return self.ws
+        if self.fresh is None or self.fresh.changed_on_disk():
+            self.fresh = Workspace.open(self.ws.config_path, self.ws.environ, self.ws.masker)
+        return self.fresh
 
 
 def _text(value: Any) -> str | None:

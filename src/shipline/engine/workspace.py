@@ -33,6 +33,7 @@ class Workspace:
     masker: Masker = field(default_factory=Masker)
     _stores: dict[str, SecretStore] = field(default_factory=dict)
     _audit: SqlAuditLog | None = None
+    loaded_from: bytes | None = None  # the file's content when it was loaded (when known)
 
     @classmethod
     def open(
@@ -43,7 +44,23 @@ class Workspace:
     ) -> Workspace:
         """Load the configuration at `config_path`."""
         env = dict(os.environ if environ is None else environ)
-        return cls(config_path, load_config(config_path), env, masker or Masker())
+        try:
+            text: bytes | None = config_path.read_bytes()
+        except OSError:
+            text = None  # load_config says what is wrong with the path
+        loaded = cls(config_path, load_config(config_path), env, masker or Masker())
+        loaded.loaded_from = text
+        return loaded
+
+    def changed_on_disk(self) -> bool:
+        """Whether the configuration file says something else now than when it was loaded (a
+        long-running worker keeps what it loaded; a deploy says so in its log)."""
+        if self.loaded_from is None:
+            return False
+        try:
+            return self.config_path.read_bytes() != self.loaded_from
+        except OSError:
+            return True
 
     @property
     def root(self) -> Path:
