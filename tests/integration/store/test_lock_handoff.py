@@ -4,32 +4,15 @@ seen by the leaving run (and woken) or finds the lock free, on SQLite and Postgr
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
-from pathlib import Path
-
-import pytest
 
 from shipline.store.sql import SqlStateStore
-from tests.engine_harness import fresh_database
+from tests.integration.store.conftest import new_run
 
 KEY = "qa/api"
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SqlStateStore]:
-    url, _ = fresh_database(request.param, tmp_path)
-    opened = SqlStateStore.connect(url)
-    yield opened
-    opened.close()
-
-
-def _run(store: SqlStateStore) -> int:
-    return store.create_run(pipeline="deploy", environment="qa", services={"api": "1"},
-                            params={}, spec={}, requested_by="ann").id  # fmt: skip
-
-
 def test_a_run_queueing_while_the_holder_leaves_is_woken(store: SqlStateStore) -> None:
-    holder, waiter = _run(store), _run(store)
+    holder, waiter = new_run(store, "qa"), new_run(store, "qa")
     with store.lock_transaction([KEY]) as conn:
         store.set_lock_state(conn, holder, [KEY], "holding")
     woken: list[list[int]] = []

@@ -6,31 +6,15 @@ worker taken for dead learns it at its next beat."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import pytest
-
 from shipline.store.sql import SqlStateStore
-from tests.engine_harness import fresh_database
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SqlStateStore]:
-    url, _ = fresh_database(request.param, tmp_path)
-    opened = SqlStateStore.connect(url)
-    yield opened
-    opened.close()
-
-
-def _run(store: SqlStateStore) -> int:
-    return store.create_run(pipeline="deploy", environment="dev", services={"api": "1"},
-                            params={}, spec={}, requested_by="ann").id  # fmt: skip
+from tests.integration.store.conftest import new_run
 
 
 def test_a_run_is_queued_with_its_record(store: SqlStateStore) -> None:
-    first, second = _run(store), _run(store)
+    first, second = new_run(store), new_run(store)
     posted = store.posted()
     assert [(p["kind"], p["workflow_id"], p["run_id"]) for p in posted] == [
         ("enqueue", f"shipline-run-{first}", first), ("enqueue", f"shipline-run-{second}", second)
