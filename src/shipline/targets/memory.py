@@ -4,10 +4,10 @@ service (`targets/memory/ENV/SERVICE.json`).
 Nothing runs; every worker and CLI process on the state folder sees the same services,
 revisions and canaries, so the engine's deploy pipelines (rolling, canary, rollback, scale)
 run end to end across processes and survive a killed worker. Each change is one locked
-read-modify-write of its service's file, written whole: runs of different services never wait
-for each other, and a change costs what that service's history weighs, not everyone's. Secret
-values are never written: only their names (and digests, so that a changed secret still counts
-as a change). A state folder written by an older shipline (one `targets/memory.json`) is split
+read-modify-write of its service's file, replaced whole (a killed process leaves the old
+content or the new): runs of different services never wait for each other, and a change costs
+what that service's history weighs, not everyone's. Secret values are never written: only
+their names (and digests, so that a changed secret still counts as a change). A state folder written by an older shipline (one `targets/memory.json`) is split
 into these files the first time it is used.
 """
 
@@ -19,7 +19,7 @@ import os
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from shipline.domain.ports import TargetContext
 from shipline.errors import TargetError
@@ -91,28 +91,46 @@ def _safe(name: str) -> str:
 
 
 @contextmanager
-def _locked(path: Path, *, create: bool = True) -> Iterator[IO[str]]:
-    """`path` opened for reading and writing, held under an exclusive lock."""
-    flags = os.O_RDWR | os.O_CLOEXEC | (os.O_CREAT if create else 0)
+def _locked(path: Path, *, create: bool = True) -> Iterator[_Held]:
+    """`path` held under an exclusive lock (on `PATH.lock` beside it, so that the file itself
+    can be replaced whole): read it with `.read()`, replace it with `_write`."""
+    if not create and not path.exists():
+        raise FileNotFoundError(path)
     try:
-        if create:
-            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd = os.open(path, flags, 0o600)
-    except FileNotFoundError:
-        raise
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(
+            path.with_name(path.name + ".lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600
+        )
     except OSError as exc:
         raise TargetError(f"memory target {path}: {exc.strerror}") from exc
-    with os.fdopen(fd, "r+", encoding="utf-8") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        yield handle
+    with os.fdopen(fd, "r+", encoding="utf-8") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield _Held(path)
 
 
-def _write(handle: IO[str], text: str) -> None:
-    handle.seek(0)
-    handle.truncate()
-    handle.write(text)
-    handle.flush()
-    os.fsync(handle.fileno())
+class _Held:
+    """A file held under its lock."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.name = str(path)
+
+    def read(self) -> str:
+        try:
+            return self.path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return ""
+
+
+def _write(held: _Held, text: str) -> None:
+    """Replace the held file whole (a temporary file renamed over it): a process killed while
+    writing leaves the old content or the new, never a part."""
+    tmp = held.path.with_name(f".{held.path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w", encoding="utf-8") as out:
+        out.write(text)
+        out.flush()
+        os.fsync(out.fileno())
+    os.replace(tmp, held.path)
 
 
 def create(context: TargetContext) -> MemoryTarget:
