@@ -7,8 +7,9 @@ run end to end across processes and survive a killed worker. Each change is one 
 read-modify-write of its service's file, replaced whole (a killed process leaves the old
 content or the new): runs of different services never wait for each other, and a change costs
 what that service's history weighs, not everyone's. Secret values are never written: only
-their names (and digests, so that a changed secret still counts as a change). A state folder written by an older shipline (one `targets/memory.json`) is split
-into these files the first time it is used.
+their names (and digests, so that a changed secret still counts as a change). A state folder
+written by an older shipline (one `targets/memory.json`) is split into these files the first
+time it is used.
 """
 
 from __future__ import annotations
