@@ -396,3 +396,31 @@ def _state(pid: int) -> str:
         return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
     except OSError:
         return "gone"
+
+
+def test_the_state_file_follows_a_rollout_and_close_writes_what_is_pending(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spec = DeploySpec("local", "api", "1.0.0", health_path="/health")
+    state_file = tmp_path / "one" / "local-state.json"
+    target = LocalTarget(tmp_path / "one", health_timeout=8)
+    try:
+        target.apply(spec)  # its writer thread writes the file; the rollout does not wait
+        for _ in range(200):
+            if state_file.exists() and "local/api" in json.loads(state_file.read_text()):
+                break
+            time.sleep(0.05)
+        assert json.loads(state_file.read_text())["local/api"]["version"] == "1.0.0"
+    finally:
+        target.close()
+
+    # a writer that has not written yet when the target closes: close writes it
+    monkeypatch.setattr(LocalTarget, "_write_state_when_wanted", lambda self: None)
+    pending = LocalTarget(tmp_path / "two", health_timeout=8)
+    try:
+        pending.apply(spec)
+        assert not (tmp_path / "two" / "local-state.json").exists()
+    finally:
+        pending.close()
+    written = json.loads((tmp_path / "two" / "local-state.json").read_text())
+    assert written["local/api"]["version"] == "1.0.0"

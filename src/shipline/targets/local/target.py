@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import logging
 import os
 import signal
 import sys
@@ -33,6 +34,7 @@ from shipline.targets.local.metrics import GatewayMetrics
 from shipline.targets.local.supervisor import Replica, Supervisor, free_port
 
 WORKLOAD = [sys.executable, "-m", "shipline.targets.local.workload"]
+log = logging.getLogger("shipline.local")
 OWNER_ENV = "SHIPLINE_LOCAL_OWNER"  # in a service's own process: the state folder it belongs to
 
 
@@ -166,6 +168,12 @@ class LocalTarget:
         self.health_timeout = health_timeout
         self._services: dict[tuple[str, str], _Service] = {}
         self._lock = threading.RLock()
+        # The state files after a rollout: written by a thread of their own, one write for
+        # what changed meanwhile, so a rollout does not wait for them (`_state_soon`).
+        self._state_written = threading.Lock()  # one write at a time: the last is the newest
+        self._state_wanted = threading.Condition()
+        self._state_dirty = False
+        self._state_thread: threading.Thread | None = None
 
     # --- helpers ---------------------------------------------------------------------------
 
@@ -282,7 +290,29 @@ class LocalTarget:
         try:
             return self._apply(spec, cause, log, record, change)
         finally:
-            self.write_state(probe=False)  # the rollout itself just probed what it started
+            self._state_soon()
+
+    def _state_soon(self) -> None:
+        """Have the state files written by their thread, without waiting for them (the next
+        `write_state` or `close` writes them if that thread has not yet)."""
+        with self._state_wanted:
+            self._state_dirty = True
+            if self._state_thread is None:
+                self._state_thread = threading.Thread(
+                    target=self._write_state_when_wanted, name="shipline-state", daemon=True
+                )
+                self._state_thread.start()
+            self._state_wanted.notify()
+
+    def _write_state_when_wanted(self) -> None:
+        while True:
+            with self._state_wanted:
+                while not self._state_dirty:
+                    self._state_wanted.wait()
+            try:
+                self.write_state(probe=False)  # a rollout itself just probed what it started
+            except OSError as exc:  # a full disk: the next change or `close` tries again
+                log.warning("writing the local target's state failed: %s", exc)
 
     def _apply(
         self, spec: DeploySpec, cause: str, log: LogSink, record: bool, change: str | None
@@ -601,7 +631,11 @@ class LocalTarget:
         return sorted(self._services)
 
     def close(self) -> None:
-        """Stop everything."""
+        """Stop everything (what ran is written down first, for a successor to restore)."""
+        with self._state_wanted:
+            dirty = self._state_dirty
+        if dirty:
+            self.write_state(probe=False)
         for env in {env for env, _ in self._services}:
             self._halt(env, None)
         self.supervisor.shutdown()
@@ -614,8 +648,15 @@ class LocalTarget:
         needs to re-create it (variable values only of variables that are not secret), and the
         gateways as Prometheus file-based discovery targets (`prometheus-targets.json`).
 
-        Safe to call from several threads: each writes its own temporary file.
+        Safe to call from several threads: one writes at a time, each what is true when it
+        begins, through its own temporary file.
         """
+        with self._state_written:
+            with self._state_wanted:
+                self._state_dirty = False  # this write covers every change made until now
+            self._write_state(probe)
+
+    def _write_state(self, probe: bool) -> None:
         data: dict[str, Any] = {}
         for env, name in sorted(self._services.copy()):
             svc = self._services.get((env, name))
@@ -651,7 +692,7 @@ class LocalTarget:
         """Write `path` whole or not at all (each thread through its own temporary file)."""
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-        tmp.write_text(json.dumps(data, indent=2, default=str))
+        tmp.write_text(json.dumps(data, default=str))  # compact: the C encoder, ten times faster
         tmp.replace(path)
 
     @staticmethod
