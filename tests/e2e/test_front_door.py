@@ -107,3 +107,39 @@ def test_a_detached_deploy_is_handed_to_the_worker(tmp_path: Path) -> None:
     env.pop("SHIPLINE_DATABASE_URL", None)
     alone = sh(env, "deploy", "--env", "dev", "--services", "api", "--tag", "4.0.0", "--detach")
     assert alone.returncode == 3 and "run 4 queued" in alone.stdout
+
+
+def test_a_followed_deploy_and_a_promotion_are_submitted_by_the_worker(tmp_path: Path) -> None:
+    """Without --detach too: the worker submits (the command never loads the submitting code)
+    and the command follows the run to its end; a promotion's refusals are the command's own."""
+    home = tmp_path / "state"
+    with running_worker(PROJECT, home, "ann", tmp_path / "worker.log") as env:
+        _door_open(env)
+        done, imported = _imports(
+            env, "deploy", "--env", "dev", "--services", "api", "--tag", "1.0.0", "--json"
+        )
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert json.loads(done.stdout)["phase"] == "succeeded"
+        assert not _loaded(imported, "shipline.engine.submit")
+
+        skipped, imported = _imports(env, "promote", "--from", "dev", "--to", "live",
+                                     "--services", "api", "--tag", "1.0.0")  # fmt: skip
+        assert skipped.returncode == 2, skipped.stderr[-2000:]
+        assert "qa" in skipped.stderr and "Traceback" not in skipped.stderr
+        assert not _loaded(imported, "shipline.engine.promotion")
+
+        promoted, imported = _imports(env, "promote", "--from", "dev", "--to", "qa",
+                                      "--services", "api", "--tag", "1.0.0", "--detach",
+                                      "--json")  # fmt: skip
+        assert promoted.returncode == 3, promoted.stderr[-2000:]
+        run = json.loads(promoted.stdout)["run"]
+        assert not _loaded(imported, "shipline.engine.promotion")
+        assert not _loaded(imported, "sqlalchemy")  # detached: nothing but the door
+        shown = json.loads(sh(env, "runs", "show", str(run), "--json").stdout)
+        assert shown["pipeline"] == "promote" and shown["requestedBy"] == "ann"
+        # it waits for qa's approval, as a promotion the command submitted would
+        end = time.monotonic() + 60
+        while shown["phase"] != "waiting":
+            assert time.monotonic() < end, shown
+            time.sleep(0.2)
+            shown = json.loads(sh(env, "runs", "show", str(run), "--json").stdout)

@@ -57,13 +57,20 @@ def deploy(
                 "emergency": emergency, "reason": reason}  # fmt: skip
         start_on_server(state, remote, "/api/v1/runs", body, detach=detach, as_json=as_json)
         return
-    if detach and not parameters:  # a worker of this folder may take it, warm: no start-up
-        from shipline.cli.door import deploy_at_door
+    if not parameters:  # a worker of this folder may take it, warm: no start-up
+        from shipline.cli.door import deploy_at_door, submit_at_door
 
         args = {"env": env, "services": services, "tag": tag, "release": release,
                 "emergency": emergency, "reason": reason, "force": force,
                 "skip_tests": skip_tests}  # fmt: skip
-        deploy_at_door(state, args, as_json=as_json)  # exits when a worker answered
+        if detach:
+            deploy_at_door(state, args, as_json=as_json)  # exits when a worker answered
+        else:
+            taken = submit_at_door(state, "deploy", args)
+            if taken is not None:
+                watch_started(state, state.workspace(), int(taken["run"]), detach=False,
+                              as_json=as_json)  # fmt: skip
+                return
     from shipline.engine.submit import submit_deploy
 
     ws = state.workspace()
@@ -115,17 +122,27 @@ def promote(
     (approvals, deploy, verification, test gates; a failure rolls that environment back and
     stops). Example: shipline promote --from dev --to qa,uat1 --release 2026.11.1"""
     from shipline.cli.remote import acting_user, current, start_on_server
-    from shipline.cli.runs import watch_started
-    from shipline.engine.promotion import submit_promotion
+    from shipline.cli.runs import detached, watch_started
 
     state = state_of(ctx)
     remote = current()
+    body = {"source": source, "targets": targets, "services": services, "tag": tag,
+            "release": release, "skip_tests": skip_tests, "canary": canary}  # fmt: skip
     if remote is not None:
-        body = {"source": source, "targets": targets, "services": services, "tag": tag,
-                "release": release, "skip_tests": skip_tests, "canary": canary}  # fmt: skip
         start_on_server(state, remote, "/api/v1/promotions", body, detach=detach,
                         as_json=as_json)  # fmt: skip
         return
+    from shipline.cli.door import submit_at_door
+
+    taken = submit_at_door(state, "promote", body)  # a worker of this folder, warm
+    if taken is not None:
+        run = int(taken["run"])
+        if detach:
+            detached(state, run, str(taken["phase"]), as_json=as_json, queued=f"run {run} queued")
+        watch_started(state, state.workspace(), run, detach=False, as_json=as_json)
+        return
+    from shipline.engine.promotion import submit_promotion
+
     ws = state.workspace()
     record = submit_promotion(
         ws, source=source, targets=targets, services=services, tag=tag, release=release,

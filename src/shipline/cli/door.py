@@ -1,7 +1,8 @@
-"""`deploy --detach` handed to a worker of the state folder through its front door
+"""`deploy` and `promote` handed to a worker of the state folder through its front door
 (`shipline.frontdoor`): the worker has the project, the store and the engine loaded, so the
-command pays only for its own start. Without a worker there (or one of another project), the
-command submits by itself, as it always could."""
+command pays only for its own start before the run is queued (a command that follows the run
+loads the rest while the run goes on). Without a worker there (or one of another project),
+the command submits by itself, as it always could."""
 
 from __future__ import annotations
 
@@ -24,16 +25,28 @@ class _Refused(ShiplineError):
 
 
 def deploy_at_door(state: Any, args: dict[str, Any], *, as_json: bool) -> None:
-    """Hand the deploy to a worker; on its answer print it and exit (3, or the refusal's
-    code). Returns only when no worker of this project answered: the caller submits itself."""
+    """Hand a detached deploy to a worker; on its answer print it and exit (3, or the
+    refusal's code). Returns only when no worker of this project answered: the caller submits
+    itself."""
+    from shipline.cli.runs import detached
+
+    answer = submit_at_door(state, "deploy", args)
+    if answer is not None:
+        run = int(answer["run"])
+        detached(state, run, str(answer["phase"]), as_json=as_json, queued=f"run {run} queued")
+
+
+def submit_at_door(state: Any, op: str, args: dict[str, Any]) -> dict[str, Any] | None:
+    """Hand a `deploy` or `promote` (`op`) to a worker of the state folder: the run it queued
+    (`run`, `phase`); raises its refusal as the command would; None when no worker of this
+    project answered (the caller submits itself)."""
     from shipline import frontdoor
     from shipline.cli.remote import acting_user
-    from shipline.cli.runs import detached
     from shipline.engine.locations import database_url_of, state_dir_of
 
     config = state.config_path().resolve()
     request = {
-        "op": "deploy",
+        "op": op,
         "config": str(config),
         "database": database_url_of(config, os.environ),
         "actor": acting_user(),
@@ -43,10 +56,9 @@ def deploy_at_door(state: Any, args: dict[str, Any], *, as_json: bool) -> None:
         answer = frontdoor.knock(state_dir_of(config, os.environ), request)
     except frontdoor.DoorError as exc:
         hint = "  hint: see `shipline runs list` before submitting again"
-        raise _Refused([f"shipline deploy: {exc}", hint], 1) from exc
+        raise _Refused([f"shipline {op}: {exc}", hint], 1) from exc
     if answer is None or "fallback" in answer:
-        return
+        return None
     if "error" in answer:
         raise _Refused([str(line) for line in answer["error"]], int(answer.get("code", 1)))
-    run = int(answer["run"])
-    detached(state, run, str(answer["phase"]), as_json=as_json, queued=f"run {run} queued")
+    return answer

@@ -245,8 +245,9 @@ def submit_action(
 
 class FrontDesk:
     """What a worker answers at its state folder's front door (`shipline.frontdoor`): a
-    `deploy --detach` of the same user, checked by `submit_deploy` as the command itself would
-    check it, on the project as it is on disk now (reloaded when the file changed)."""
+    `deploy` or `promote` of the same user, checked by `submit_deploy` or `submit_promotion` as
+    the command itself would check it, on the project as it is on disk now (reloaded when the
+    file changed)."""
 
     def __init__(self, ws: Workspace) -> None:
         self.ws = ws
@@ -257,8 +258,9 @@ class FrontDesk:
         must do the work itself (another project, a request this worker does not read). Once
         `submit_deploy` is called the answer is never `fallback`: whatever happened, the
         command must not submit again."""
-        args, actor = request.get("args"), request.get("actor")
-        if request.get("op") != "deploy" or not isinstance(args, dict) or "env" not in args:
+        args, actor, op = request.get("args"), request.get("actor"), request.get("op")
+        needed = {"deploy": ("env",), "promote": ("source", "targets")}.get(str(op))
+        if needed is None or not isinstance(args, dict) or any(k not in args for k in needed):
             return {"fallback": "not a request this worker answers"}
         if not isinstance(actor, str) or not actor:
             return {"fallback": "no actor named"}
@@ -271,18 +273,7 @@ class FrontDesk:
         if ws is None or request.get("database") != ws.database_url:
             return {"fallback": "another project"}
         try:
-            record = submit_deploy(
-                ws,
-                env=str(args["env"]),
-                services=_text(args.get("services")),
-                tag=_text(args.get("tag")),
-                actor=actor,
-                emergency=bool(args.get("emergency")),
-                reason=_text(args.get("reason")),
-                force=bool(args.get("force")),
-                release=_text(args.get("release")),
-                skip_tests=bool(args.get("skip_tests")),
-            )
+            record = _submit(ws, str(op), args, actor)
         except ShiplineError as exc:
             return {"error": exc.lines(), "code": exc.exit_code}
         except Exception as exc:  # recorded or not, unknown: never submitted twice
@@ -296,6 +287,36 @@ class FrontDesk:
         if self.fresh is None or self.fresh.changed_on_disk():
             self.fresh = Workspace.open(self.ws.config_path, self.ws.environ, self.ws.masker)
         return self.fresh
+
+
+def _submit(ws: Workspace, op: str, args: dict[str, Any], actor: str) -> RunRecord:
+    """Submit what a front-door request asks, as its command would."""
+    if op == "promote":
+        from shipline.engine.promotion import submit_promotion
+
+        return submit_promotion(
+            ws,
+            source=str(args["source"]),
+            targets=str(args["targets"]),
+            services=_text(args.get("services")),
+            tag=_text(args.get("tag")),
+            release=_text(args.get("release")),
+            actor=actor,
+            skip_tests=bool(args.get("skip_tests")),
+            canary=bool(args.get("canary")),
+        )
+    return submit_deploy(
+        ws,
+        env=str(args["env"]),
+        services=_text(args.get("services")),
+        tag=_text(args.get("tag")),
+        actor=actor,
+        emergency=bool(args.get("emergency")),
+        reason=_text(args.get("reason")),
+        force=bool(args.get("force")),
+        release=_text(args.get("release")),
+        skip_tests=bool(args.get("skip_tests")),
+    )
 
 
 def _text(value: Any) -> str | None:
