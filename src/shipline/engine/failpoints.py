@@ -12,9 +12,13 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 
 ENV = "SHIPLINE_FAILPOINTS"
 LOG_ENV = "SHIPLINE_FAILPOINTS_LOG"
+# Steps of a stage may run in threads: the first to reach a fail point kills the process, and
+# another one reaching one meanwhile waits here (so it neither logs a kill nor acts).
+_KILLING = threading.Lock()
 
 
 def failpoint(name: str, key: str) -> None:
@@ -24,16 +28,17 @@ def failpoint(name: str, key: str) -> None:
     if not armed or name not in armed.split(","):
         return
     entry = f"{name} {key}"
-    log = os.environ.get(LOG_ENV)
-    if log:
-        try:
-            with open(log, encoding="utf-8") as handle:
-                if entry in handle.read().splitlines():
-                    return
-        except FileNotFoundError:
-            pass
-        with open(log, "a", encoding="utf-8") as handle:
-            handle.write(entry + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-    os.kill(os.getpid(), signal.SIGKILL)
+    with _KILLING:  # held until the process dies: another thread's fail point waits here
+        log = os.environ.get(LOG_ENV)
+        if log:
+            try:
+                with open(log, encoding="utf-8") as handle:
+                    if entry in handle.read().splitlines():
+                        return
+            except FileNotFoundError:
+                pass
+            with open(log, "a", encoding="utf-8") as handle:
+                handle.write(entry + "\n")
+                handle.flush()
+                os.fsync(handle.fileno())
+        os.kill(os.getpid(), signal.SIGKILL)

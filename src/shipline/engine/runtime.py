@@ -18,6 +18,7 @@ from shipline.domain.events import EventKind
 from shipline.domain.masking import Masker
 from shipline.domain.ports import DeployTarget, Notifier
 from shipline.engine.actions import Action
+from shipline.engine.logwriter import LogWriter
 from shipline.engine.wiring import SqlAuditLog, SqlStateStore
 from shipline.errors import ShiplineError
 
@@ -55,6 +56,14 @@ class Runtime:
         default_factory=dict
     )
     _targets_lock: threading.Lock = field(default_factory=threading.Lock)
+    _log_writer: LogWriter | None = None
+
+    def log_writer(self) -> LogWriter:
+        """The writer of steps' log lines (one per process, started on first use)."""
+        with self._targets_lock:
+            if self._log_writer is None:
+                self._log_writer = LogWriter(self.store)
+            return self._log_writer
 
     def target(
         self, kind: str, state_dir: Path, settings: dict[str, str | None] | None = None

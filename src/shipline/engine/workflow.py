@@ -52,6 +52,7 @@ from shipline.engine.actions import StepCancelled, StepContext, StepTimedOut, fi
 from shipline.engine.canary import CanaryCancelled as _Cancelled
 from shipline.engine.canary import drive_canary
 from shipline.engine.failpoints import failpoint
+from shipline.engine.logwriter import step_logger
 from shipline.engine.notifications import deliver
 from shipline.engine.runs import wake_run
 from shipline.engine.runtime import INBOX, WORKFLOW_NAME, current, log
@@ -85,6 +86,13 @@ def _load(run_id: int) -> dict[str, Any]:
               "workflow": record.workflow_id}  # fmt: skip
     if DBOS.workflow_id != record.workflow_id:
         loaded["resumed"] = _take_over(run_id)
+    else:  # the first segment: the run begins here (the same step: one checkpoint, not two)
+        spec = PipelineSpec.model_validate(record.spec)
+        lock_sets = [sorted(s.locks) for s in spec.stages if s.locks]
+        latest = sorted(
+            {k for s in spec.stages if s.lock_policy == LockPolicy.LATEST_ONLY for k in s.locks}
+        )
+        _begin(run_id, lock_sets, latest)
     return loaded
 
 
@@ -120,8 +128,9 @@ def _announce(
     deliver(list(notifiers), event, rt.masker, backoff=rt.notify_backoff_seconds)
 
 
-@DBOS.step(name="shipline.begin")
 def _begin(run_id: int, lock_sets: list[list[str]], latest_only: list[str]) -> None:
+    """Record the run's start (once: its first start time stays), register its interest in
+    its locks (superseding older runs under `latest-only`) and announce it."""
     rt = current()
     store = rt.store
     record = store.get_run(run_id)
@@ -239,11 +248,31 @@ def _stage_event(
     message: str,
     outputs: dict[str, Any] | None = None,
 ) -> None:
+    _record_stage(run_id, stage, position, phase, message, outputs)
+
+
+def _record_stage(
+    run_id: int,
+    stage: str,
+    position: int,
+    phase: str,
+    message: str,
+    outputs: dict[str, Any] | None = None,
+    recorded: list[dict[str, Any]] | None = None,
+) -> None:
+    """Record that a stage started or ended, once: a stage recorded before a crash (as
+    `recorded`, the run's stages as just read, says; read here for an end) is left as it is."""
     rt = current()
-    if Phase(phase).done and any(
-        s["name"] == stage and s["phase"] == phase and s["finished_at"] is not None
-        for s in rt.store.stages(run_id)
-    ):
+    again = False
+    if phase == Phase.RUNNING:
+        again = recorded is not None and any(s["name"] == stage for s in recorded)
+    elif Phase(phase).done:
+        rows = recorded if recorded is not None else rt.store.stages(run_id)
+        again = any(
+            s["name"] == stage and s["phase"] == phase and s["finished_at"] is not None
+            for s in rows
+        )
+    if again:
         return  # recorded before a crash: once is enough
     values: dict[str, Any] = {"position": position, "phase": phase, "reason": message}
     now = rt.clock()
@@ -325,10 +354,17 @@ def _resumed(run_id: int, stage: str, position: int, reason: str) -> None:
 
 
 @DBOS.step(name="shipline.lock")
-def _lock_try(run_id: int, keys: list[str], policy: str) -> str:
-    """Queue for `keys` and take them when this run is first in line for all; 'held' or 'queued'."""
+def _lock_try(
+    run_id: int, keys: list[str], policy: str, begin: tuple[str, int] | None = None
+) -> str:
+    """Queue for `keys` and take them when this run is first in line for all; 'held' or
+    'queued'. `begin`: the stage (name, position) whose start is recorded first, in this step
+    (a stage with no window or approvals before its locks)."""
     rt = current()
     store = rt.store
+    if begin is not None:
+        _record_stage(run_id, begin[0], begin[1], Phase.RUNNING, "stage started", None,
+                      store.stages(run_id))  # fmt: skip
     record = store.get_run(run_id)
     if record is None or record.cancel_requested:
         return "cancelled"
@@ -393,20 +429,128 @@ def _execute(
 ) -> dict[str, Any]:
     """One attempt of a step, durable on its own: a worker killed between attempts resumes with
     the next one, after the rest of the backoff. `final` says whether the step ended."""
-    rt = current()
-    store = rt.store
     spec = StepSpec.model_validate(step)
-    done = _recorded_outcome(run_id, stage, spec.name)
+    row = current().store.step(run_id, stage, spec.name)
+    done = _recorded_outcome(row)
     if done is not None:
         return done  # ran to its end before a crash: its recorded outcome is the outcome
+    again = row is not None and row["attempts"] == attempt and row["phase"] == "running"
+    return _attempt(run_id, stage, position, spec, inputs, attempt, again=again)
+
+
+def _batchable(step: StepSpec) -> bool:
+    """Whether a step can run inside a stage's batch: an action tried once (a timer, a canary
+    and a step with retries need the workflow's own durable waits between their parts)."""
+    return step.kind == "action" and step.retry.attempts == 1
+
+
+@DBOS.step(name="shipline.steps")
+def _execute_steps(
+    run_id: int,
+    stage: str,
+    steps: list[tuple[int, dict[str, Any]]],
+    inputs: dict[str, dict[str, Any]],
+    parallel: int = 1,
+) -> list[dict[str, Any]]:
+    """Several once-tried steps of a stage (`_batchable`) as one durable step (`_run_steps`)."""
+    return _run_steps(run_id, stage, steps, inputs, parallel)
+
+
+def _run_steps(
+    run_id: int,
+    stage: str,
+    steps: list[tuple[int, dict[str, Any]]],
+    inputs: dict[str, dict[str, Any]],
+    parallel: int,
+) -> list[dict[str, Any]]:
+    """Run steps one after another until one does not succeed, or `parallel` at a time, every
+    one run. The state store's record of a step's outcome is each step's commit point, as for a
+    step on its own: after a crash the batch runs again, and a step with a recorded outcome
+    returns it instead of acting again."""
+    recorded = {row["name"]: row for row in current().store.steps(run_id) if row["stage"] == stage}
+
+    def one(item: tuple[int, dict[str, Any]]) -> dict[str, Any]:
+        position, step = item
+        spec = StepSpec.model_validate(step)
+        row = recorded.get(spec.name)
+        if row is not None and row["finished_at"] is not None and Phase(row["phase"]).done:
+            return {"phase": row["phase"], "outputs": row["outputs"] or {},
+                    "error": row["error"], "final": True}  # fmt: skip
+        return _attempt(run_id, stage, position, spec, inputs, 1, again=row is not None)
+
+    if parallel <= 1:
+        results: list[dict[str, Any]] = []
+        for item in steps:
+            results.append(one(item))
+            if results[-1]["phase"] != Phase.SUCCEEDED.value:
+                break
+        return results
+    with ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="shipline-stage") as pool:
+        return list(pool.map(one, steps))
+
+
+@DBOS.step(name="shipline.stage-steps")
+def _execute_stage(
+    run_id: int,
+    stage: str,
+    position: int,
+    steps: list[tuple[int, dict[str, Any]]],
+    inputs: dict[str, dict[str, Any]],
+    parallel: int,
+    begin: bool,
+) -> dict[str, Any]:
+    """A stage of once-tried actions (`_batchable`) as one durable step: it records the stage's
+    start (`begin`: the stage has no gates before its steps), runs the steps as
+    `_execute_steps` does and records the stage's end; the stage's phase, reason and outputs."""
+    recorded = current().store.stages(run_id)
+    if begin:
+        _record_stage(run_id, stage, position, Phase.RUNNING, "stage started", None, recorded)
+    results = _run_steps(run_id, stage, steps, inputs, parallel)
+    specs = [StepSpec.model_validate(step) for _, step in steps]
+    phase, reason, outputs = _verdict(list(zip(specs, results, strict=False)), every=parallel > 1)
+    _record_stage(run_id, stage, position, phase.value, reason, outputs, recorded)
+    return {"phase": phase.value, "reason": reason, "outputs": outputs}
+
+
+def _verdict(
+    results: list[tuple[StepSpec, dict[str, Any]]], *, every: bool
+) -> tuple[Phase, str, dict[str, Any]]:
+    """A stage's phase, reason and outputs from its steps' results: the first step that did not
+    succeed (one after another), or the worst (`every`: the steps ran side by side)."""
+    outputs: dict[str, Any] = {}
+    worst, reason = Phase.SUCCEEDED, "stage succeeded"
+    for step, result in results:
+        outputs.update(result["outputs"])
+        phase = Phase(result["phase"])
+        if _SEVERITY.index(phase) > _SEVERITY.index(worst):
+            worst, reason = phase, _outcome(step, result)
+            if not every:
+                break
+    return worst, reason, outputs
+
+
+def _attempt(
+    run_id: int,
+    stage: str,
+    position: int,
+    spec: StepSpec,
+    inputs: dict[str, dict[str, Any]],
+    attempt: int,
+    *,
+    again: bool = False,
+) -> dict[str, Any]:
+    """Act out one attempt of a step and record its outcome. `again`: the attempt had started
+    before and has no outcome (its worker stopped while it ran): it starts over, and says so."""
+    rt = current()
+    store = rt.store
     outputs: dict[str, Any] = {}
     values: dict[str, Any] = {"position": position, "phase": "running", "attempts": attempt}
-    if attempt == 1:
+    if attempt == 1 and not again:
         values["started_at"] = rt.clock()
+    said = f"attempt {attempt}" + (" again: its worker stopped while it ran" if again else "")
     cancel = store.record(
-        run_id, "step.running", f"attempt {attempt}", stage=stage, step=spec.name,
-        step_values=values,
-    )  # fmt: skip
+        run_id, "step.running", said, stage=stage, step=spec.name, step_values=values
+    )
     terminal = True
     if cancel:
         phase, error = Phase.CANCELLED, "not started: the run was cancelled"
@@ -436,6 +580,7 @@ def _execute(
             phase, error, terminal = Phase.ERRORED, f"{type(exc).__name__}: {exc}", False
     error = rt.masker.mask(error) if error else None
     final = phase != Phase.ERRORED or terminal or attempt >= spec.retry.attempts
+    rt.log_writer().flush()  # the step's lines are in the store before its outcome
     if not final:
         store.record(
             run_id, "step.retrying", f"attempt {attempt} errored: {error}", stage=stage,
@@ -465,13 +610,12 @@ def _told(exc: ShiplineError) -> str:
     return f"{exc.message} (hint: {exc.hint})" if exc.hint else exc.message
 
 
-def _recorded_outcome(run_id: int, stage: str, step: str) -> dict[str, Any] | None:
-    """A step's final outcome as the state store recorded it, or None while it has none.
+def _recorded_outcome(row: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A step's final outcome as the state store recorded it (`row`), or None while it has none.
 
     The recorded outcome is the commit point of a step: the engine's own checkpoint follows it
     in another transaction, and a worker killed between the two runs the step again; this makes
     that run return what was recorded instead of acting (and logging) a second time."""
-    row = current().store.step(run_id, stage, step)
     if row is None or row["finished_at"] is None or not Phase(row["phase"]).done:
         return None
     return {
@@ -498,11 +642,7 @@ def _attempts(
 
 def _step_logger(run_id: int, stage: str, step: str) -> Callable[[str], None]:
     rt = current()
-
-    def write(line: str) -> None:
-        rt.store.add_log(run_id, stage, step, rt.masker.mask(line))
-
-    return write
+    return step_logger(rt.log_writer(), rt.masker.mask, run_id, stage, step)
 
 
 def _cancel_probe(run_id: int) -> Callable[[], bool]:
@@ -532,12 +672,20 @@ def _call(
 
 
 @DBOS.step(name="shipline.finish")
-def _finish(run_id: int, phase: str, reason: str) -> None:
+def _finish(
+    run_id: int, phase: str, reason: str, passed: list[tuple[str, int, str, str]] | None = None
+) -> None:
+    """End the run: `passed`, its last stages passed over (skipped, cancelled), then its
+    report, its audit record and its end; its locks released, the runs waiting for them woken."""
     rt = current()
     waiting = rt.store.leave_locks(run_id)
     record = rt.store.get_run(run_id)
     report: str | None = None
     if record is None or record.phase != phase or record.finished_at is None:  # not yet recorded
+        if passed:
+            recorded = rt.store.stages(run_id)
+            for name, position, ended, why in passed:
+                _record_stage(run_id, name, position, ended, why, None, recorded)
         # The report first: whoever sees the run's end finds its report.
         report = _report(run_id, record, phase, reason)
         # What reached where, in the audit trail: written before the run's end is visible, so
@@ -712,12 +860,15 @@ def _opened(run_id: int, stage: str) -> str:
     return _iso(current().clock())
 
 
-def _gate_locks(run_id: int, stage: StageSpec) -> Phase | None:
+def _gate_locks(run_id: int, stage: StageSpec, begin: int | None = None) -> Phase | None:
     """Queue for the stage's locks; parked (no worker) until the holder releases them (or, as
-    a fallback should a wake-up be missed, `lock_poll_seconds`)."""
+    a fallback should a wake-up be missed, `lock_poll_seconds`). `begin`: the stage's position
+    when its start is still to be recorded (with the first try)."""
     rt = current()
+    starting = (stage.name, begin) if begin is not None else None
     while True:
-        state = _lock_try(run_id, sorted(stage.locks), stage.lock_policy.value)
+        state = _lock_try(run_id, sorted(stage.locks), stage.lock_policy.value, starting)
+        starting = None
         if state == "held":
             return None
         if state == "cancelled":
@@ -735,10 +886,20 @@ def _run_stage(
     requester: str,
     prior: dict[str, Any] | None = None,
     cancel: bool = False,
-) -> tuple[Phase, dict[str, Any], str]:
+) -> tuple[Phase, dict[str, Any], str, bool]:
     """Run one stage: its gates (window, approvals, locks), then its steps. `prior`: what the
-    stage recorded before the run was parked in it (a continuation re-enters here)."""
-    if prior is None:
+    stage recorded before the run was parked in it (a continuation re-enters here). The last
+    of the result says whether the stage's end is recorded already."""
+    whole = bool(stage.steps) and all(_batchable(s) for s in stage.steps)
+    gated = stage.window is not None or stage.approval is not None or bool(stage.locks)
+    if prior is None and whole and not gated:  # one durable step: start, steps and end
+        done = _execute_stage(
+            run_id, stage.name, position, _items(stage.steps), outputs, stage.parallel, True
+        )
+        return Phase(done["phase"]), done["outputs"], done["reason"], True
+    # A stage whose first gate is its locks records its start with the first try for them.
+    fold = prior is None and stage.window is None and stage.approval is None and bool(stage.locks)
+    if prior is None and not fold:
         _stage_event(run_id, stage.name, position, Phase.RUNNING, "stage started")
     elif cancel:
         raise _Cancelled()
@@ -755,27 +916,38 @@ def _run_stage(
             emergency = bool(params.get("emergency"))
             final, extra = _gate_window(run_id, stage, position, emergency, waited)
             if final is not None:
-                return final, {}, "outside the deployment window"
+                return final, {}, "outside the deployment window", False
         policies = policies_in_force(stage.approval, extra, overridden=extra is not None)
     if policies:
         phase, reason = _gate_approvals(
             run_id, stage, position, policies, members, requester, prior
         )
         if phase != Phase.RUNNING:
-            return phase, {}, reason
+            return phase, {}, reason, False
     if stage.locks:
-        final = _gate_locks(run_id, stage)
+        final = _gate_locks(run_id, stage, position if fold else None)
         if final is not None:
-            return final, {}, "cancelled while waiting for the lock"
+            return final, {}, "cancelled while waiting for the lock", False
     stage_outputs: dict[str, Any] = {}
-    phase, reason = Phase.SUCCEEDED, "stage succeeded"
-    if stage.parallel > 1:
+    recorded = False
+    if whole:  # its steps and its end in one durable step
+        done = _execute_stage(
+            run_id, stage.name, position, _items(stage.steps), outputs, stage.parallel, False
+        )
+        phase, stage_outputs, reason = Phase(done["phase"]), done["outputs"], done["reason"]
+        recorded = True
+    elif stage.parallel > 1:
         phase, reason = _run_parallel(run_id, stage, outputs, stage_outputs)
     else:
         phase, reason = _run_sequential(run_id, stage, outputs, stage_outputs)
     if stage.locks and not stage.hold_locks_until:
         _unlock(run_id)
-    return phase, stage_outputs, reason
+    return phase, stage_outputs, reason, recorded
+
+
+def _items(steps: list[StepSpec]) -> list[tuple[int, dict[str, Any]]]:
+    """Steps with their positions, as a durable step takes them."""
+    return [(index, step.model_dump(mode="json")) for index, step in enumerate(steps)]
 
 
 def _outcome(step: StepSpec, result: dict[str, Any]) -> str:
@@ -786,7 +958,21 @@ def _outcome(step: StepSpec, result: dict[str, Any]) -> str:
 def _run_sequential(
     run_id: int, stage: StageSpec, outputs: dict[str, dict[str, Any]], stage_outputs: dict[str, Any]
 ) -> tuple[Phase, str]:
+    batch: list[tuple[int, StepSpec]] = []
     for index, step in enumerate(stage.steps):
+        if _batchable(step):
+            batch.append((index, step))
+            following = stage.steps[index + 1] if index + 1 < len(stage.steps) else None
+            if following is not None and _batchable(following):
+                continue  # a run of once-tried actions is one durable step
+            items = [(i, s.model_dump(mode="json")) for i, s in batch]
+            results = _execute_steps(run_id, stage.name, items, outputs)
+            for (_, done_step), result in zip(batch, results, strict=False):
+                stage_outputs.update(result["outputs"])
+                if result["phase"] != Phase.SUCCEEDED:
+                    return Phase(result["phase"]), _outcome(done_step, result)
+            batch = []
+            continue
         if step.kind == "timer":
             seconds = float(step.params.get("seconds", 0))
             until = _parse(_now()) + timedelta(seconds=seconds)
@@ -817,11 +1003,16 @@ _SEVERITY = [Phase.SUCCEEDED, Phase.CANCELLED, Phase.FAILED, Phase.ERRORED]
 def _run_parallel(
     run_id: int, stage: StageSpec, outputs: dict[str, dict[str, Any]], stage_outputs: dict[str, Any]
 ) -> tuple[Phase, str]:
-    """Run the stage's steps `stage.parallel` at a time; every step runs even if one fails."""
+    """Run the stage's steps `stage.parallel` at a time; every step runs even if one fails.
+    Once-tried actions run in one durable step (threads); steps with retries each in a durable
+    child workflow of their own."""
     steps = [s for s in stage.steps if s.kind == "action"]
     results: list[tuple[StepSpec, dict[str, Any]]] = []
+    if all(_batchable(s) for s in steps):
+        done = _execute_steps(run_id, stage.name, _items(steps), outputs, stage.parallel)
+        results = list(zip(steps, done, strict=True))
     window: list[tuple[StepSpec, Any]] = []
-    for index, step in enumerate(steps):
+    for index, step in enumerate(steps if not results else []):
         if len(window) >= stage.parallel:
             done_step, handle = window.pop(0)
             results.append((done_step, handle.get_result()))
@@ -831,12 +1022,8 @@ def _run_parallel(
         window.append((step, handle))
     for step, handle in window:
         results.append((step, handle.get_result()))
-    worst, reason = Phase.SUCCEEDED, "stage succeeded"
-    for step, result in results:
-        stage_outputs.update(result["outputs"])
-        phase = Phase(result["phase"])
-        if _SEVERITY.index(phase) > _SEVERITY.index(worst):
-            worst, reason = phase, _outcome(step, result)
+    worst, reason, found = _verdict(results, every=True)
+    stage_outputs.update(found)
     return worst, reason
 
 
@@ -856,22 +1043,25 @@ def _release_held(run_id: int, spec: PipelineSpec, results: dict[str, Phase], en
 def _start_or_resume(
     run_id: int, loaded: dict[str, Any], spec: PipelineSpec
 ) -> tuple[dict[str, dict[str, Any]], bool] | str:
-    """Begin the run (first segment), or take over a parked one (a continuation): what its
-    stages recorded and whether it was asked to cancel; a string ends the workflow at once."""
+    """A run just begun (`_load` began it) or a parked one taken over (a continuation): what
+    its stages recorded and whether it was asked to cancel; a string ends the workflow."""
     if "resumed" in loaded:  # a continuation of a parked run
         resumed = loaded["resumed"]
         if resumed is None:
             return "duplicate"  # another continuation has the run
         return resumed["stages"], bool(resumed["cancel"])
-    lock_sets = [sorted(s.locks) for s in spec.stages if s.locks]
-    latest = sorted(
-        {k for s in spec.stages if s.lock_policy == LockPolicy.LATEST_ONLY for k in s.locks}
-    )
-    _begin(run_id, lock_sets, latest)
-    if loaded["cancel"]:
+    if loaded["cancel"]:  # begun in `_load`
         _finish(run_id, Phase.CANCELLED.value, "cancelled before it started")
         return Phase.CANCELLED.value
     return {}, False
+
+
+def _earlier_reason(name: str, before: dict[str, Any]) -> list[str]:
+    """Why a stage that ended in an earlier segment counts against the run (if it does)."""
+    ran = before["reason"] not in ("run cancelled", "condition not met")
+    if Phase(before["phase"]) not in (Phase.SUCCEEDED, Phase.SKIPPED) and ran:
+        return [f"{name}: {before['reason']}"]
+    return []
 
 
 @DBOS.workflow(name=WORKFLOW_NAME)
@@ -894,45 +1084,44 @@ def run_workflow(run_id: int) -> str:
     outputs: dict[str, dict[str, Any]] = {}
     reasons: list[str] = []
     cancelled = False
+    passed: list[tuple[str, int, str, str]] = []  # stages passed over, not yet recorded
     for position, name in enumerate(stage_order(spec)):
         stage = by_name[name]
         before = prior.get(name)
         if before is not None and before["finished"] and Phase(before["phase"]).done:
             results[name] = Phase(before["phase"])  # ended in an earlier segment
             outputs[name] = before["outputs"]
-            ran = before["reason"] not in ("run cancelled", "condition not met")
-            if results[name] not in (Phase.SUCCEEDED, Phase.SKIPPED) and ran:
-                reasons.append(f"{name}: {before['reason']}")
+            reasons += _earlier_reason(name, before)
             cancelled = cancelled or results[name] == Phase.CANCELLED
             continue
         if cancelled or not should_run(stage.condition, deps[name], results):
             results[name] = Phase.CANCELLED if cancelled else Phase.SKIPPED
-            _stage_event(
-                run_id,
-                name,
-                position,
-                results[name],
-                "run cancelled" if cancelled else "condition not met",
-            )
+            why = "run cancelled" if cancelled else "condition not met"
+            # recorded with the next stage's start, or with the run's end (one step less)
+            passed.append((name, position, results[name].value, why))
             _release_held(run_id, spec, results, name)
             continue
+        for skipped in passed:
+            _stage_event(run_id, *skipped)
+        passed = []
         try:
-            phase, stage_outputs, reason = _run_stage(
+            phase, stage_outputs, reason, recorded = _run_stage(
                 run_id, position, stage, outputs, params, members, requester, before, cancel_now
             )
         except _Cancelled:
-            phase, stage_outputs, reason = Phase.CANCELLED, {}, "cancelled"
+            phase, stage_outputs, reason, recorded = Phase.CANCELLED, {}, "cancelled", False
             _unlock(run_id)
         except _Parked as parked:
             return f"parked ({parked})"
         results[name] = phase
         outputs[name] = stage_outputs
-        _stage_event(run_id, name, position, phase, reason, stage_outputs)
+        if not recorded:
+            _stage_event(run_id, name, position, phase, reason, stage_outputs)
         _release_held(run_id, spec, results, name)
         if phase != Phase.SUCCEEDED:
             reasons.append(f"{name}: {reason}")
         if phase == Phase.CANCELLED:
             cancelled = True
     final = run_phase(results, cancelled)
-    _finish(run_id, final.value, "; ".join(reasons) or "all stages succeeded")
+    _finish(run_id, final.value, "; ".join(reasons) or "all stages succeeded", passed)
     return final.value

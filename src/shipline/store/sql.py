@@ -554,6 +554,17 @@ class SqlStateStore:
                 logs.insert().values(run_id=run_id, stage=stage, step=step, at=utcnow(), line=line)
             )
 
+    def add_logs(self, lines: list[tuple[int, str, str, datetime, str]]) -> None:
+        """Append log lines (run, stage, step, time, line) in one transaction, in order."""
+        if not lines:
+            return
+        rows = [
+            {"run_id": run, "stage": stage, "step": step, "at": at, "line": line}
+            for run, stage, step, at, line in lines
+        ]
+        with self._write() as conn:
+            conn.execute(logs.insert(), rows)
+
     def logs(self, run_id: int, after: int = 0) -> list[dict[str, Any]]:
         """The log lines of a run with id greater than `after` (every one by default)."""
         query = logs.select().where(logs.c.run_id == run_id).where(logs.c.id > after)

@@ -1,0 +1,110 @@
+"""A stage of once-tried actions is one durable step (ADR 0017): the checkpoints a run takes,
+the records it leaves (each once), and a batch run again after a crash acting only for the
+steps with no recorded outcome."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from dbos import DBOS
+
+from shipline.domain.pipeline import StageSpec
+from shipline.engine import workflow
+from tests.engine_harness import Engine
+
+PIPELINE = [
+    {"name": "validate", "steps": [{"name": "plan", "action": "noop"}]},
+    {
+        "name": "deploy",
+        "dependsOn": ["validate"],
+        "locks": ["dev/api", "dev/web"],
+        "holdLocksUntil": ["verify", "rollback"],
+        "steps": [{"name": "api", "action": "count"}, {"name": "web", "action": "count"}],
+    },
+    {
+        "name": "verify",
+        "dependsOn": ["deploy"],
+        "parallel": 2,
+        "steps": [{"name": "api", "action": "count"}, {"name": "web", "action": "count"}],
+    },
+    {
+        "name": "rollback",
+        "dependsOn": ["deploy", "verify"],
+        "condition": "failed",
+        "steps": [{"name": "api", "action": "count"}],
+    },
+]
+
+
+def _counting(engine: Engine) -> dict[str, int]:
+    calls: dict[str, int] = {}
+    guard = threading.Lock()
+
+    def count(ctx: Any, params: dict[str, Any]) -> dict[str, Any]:
+        with guard:
+            key = f"{ctx.stage}/{ctx.step}"
+            calls[key] = calls.get(key, 0) + 1
+        ctx.log(f"{ctx.step} counted")
+        return {ctx.step: "done"}
+
+    engine.runtime.actions["count"] = count
+    return calls
+
+
+def test_a_run_checkpoints_once_per_stage_and_records_everything_once(engine: Engine) -> None:
+    calls = _counting(engine)
+    run = engine.start(PIPELINE)
+    done = engine.wait(run.id)
+    assert done.phase == "succeeded", done.reason
+
+    names = [s["function_name"] for s in DBOS.list_workflow_steps(f"shipline-run-{run.id}")]
+    assert names == [
+        "shipline.load",  # and the run's start
+        "shipline.stage-steps",  # validate: start, step, end
+        "shipline.lock",  # deploy: start, locks
+        "shipline.stage-steps",  # deploy: steps, end
+        "shipline.stage-steps",  # verify: start, both steps side by side, end
+        "shipline.finish",  # rollback passed over, the run's end
+    ], names
+
+    assert calls == {"deploy/api": 1, "deploy/web": 1, "verify/api": 1, "verify/web": 1}
+    stages = {s["name"]: s for s in engine.store.stages(run.id)}
+    assert {n: s["phase"] for n, s in stages.items()} == {
+        "validate": "succeeded", "deploy": "succeeded", "verify": "succeeded",
+        "rollback": "skipped",
+    }  # fmt: skip
+    assert stages["verify"]["outputs"] == {"api": "done", "web": "done"}
+    kinds = [(e["kind"], e["stage"]) for e in engine.store.events(run.id) if e["step"] is None]
+    assert kinds == [
+        ("run.started", None),
+        ("stage.running", "validate"), ("stage.succeeded", "validate"),
+        ("stage.running", "deploy"), ("lock.acquired", None), ("stage.succeeded", "deploy"),
+        ("stage.running", "verify"), ("stage.succeeded", "verify"),
+        ("stage.skipped", "rollback"),
+        ("run.succeeded", None),
+    ], kinds  # fmt: skip
+    lines = [(r["stage"], r["step"], r["line"]) for r in engine.store.logs(run.id)]
+    assert sorted(lines) == sorted(
+        (stage, step, f"{step} counted")
+        for stage in ("deploy", "verify")
+        for step in ("api", "web")
+    )
+
+
+def test_a_batch_run_again_acts_only_for_steps_without_an_outcome(engine: Engine) -> None:
+    """As after a worker killed inside the batch: `web` had started, `api` had ended."""
+    calls = _counting(engine)
+    run = engine.start(PIPELINE[:1])
+    assert engine.wait(run.id).phase == "succeeded"
+    engine.store.save_step(run.id, "deploy", "api", position=0, phase="succeeded",
+                           attempts=1, finished_at=engine.runtime.clock(),
+                           outputs={"api": "before the crash"})  # fmt: skip
+    engine.store.save_step(run.id, "deploy", "web", position=1, phase="running", attempts=1)
+    items = workflow._items(StageSpec.model_validate(PIPELINE[1]).steps)
+
+    for parallel in (1, 2):
+        results = workflow._run_steps(run.id, "deploy", items, {}, parallel)
+        assert [r["phase"] for r in results] == ["succeeded", "succeeded"]
+        assert results[0]["outputs"] == {"api": "before the crash"}  # recorded, not acted again
+        assert calls == {"deploy/web": 1}  # acted once: the second pass found its outcome
