@@ -11,6 +11,8 @@ Measured in the same run:
   - shipline's own share: (shipline - floor) / shipline. Goal: under 5 %.
   - the run alone (the worker's start of the run to its end, from the state store) and its own
     share, which leaves out the CLI's start-up and submission.
+Each of ROUNDS rounds (default 3) promotes in a new state folder with a new worker, the floor
+measured just before and just after it; the figures are the medians of the rounds' own figures.
 Run: .venv/bin/python bench/promote.py
 """
 
@@ -19,6 +21,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -36,7 +39,7 @@ from shipline.config.loader import load_config
 EXE = str(Path(sys.executable).parent / "shipline")
 QUIKAPP = Path(__file__).resolve().parents[1] / "examples" / "quikapp" / "shipline.yaml"
 ENVIRONMENTS = ("dev", "qa", "staging")
-RUN_SECONDS = 0.0  # the promotion run itself, from the worker starting it to its end
+ROUNDS = int(os.environ.get("ROUNDS", "3"))  # promotions, each in a new state folder
 WIDE = int(os.environ.get("WIDE", "1"))  # strategy.maxParallel of every rung
 
 
@@ -67,15 +70,16 @@ def sh(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
                           check=False)  # fmt: skip
 
 
-def with_shipline() -> tuple[float, float]:
-    """(seconds for the dev deploy, seconds for the promotion dev -> qa -> staging)."""
+def with_shipline() -> tuple[float, float, float]:
+    """Seconds for the dev deploy, for the promotion dev -> qa -> staging as the command took
+    it, and for the promotion run alone (the worker's start of it to its end)."""
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         env = {**os.environ, "SHIPLINE_CONFIG": str(project(folder)),
                "SHIPLINE_HOME": str(folder / "state"), "SHIPLINE_USER": "bench"}  # fmt: skip
         env.pop("SHIPLINE_DATABASE_URL", None)
         with open(folder / "worker.log", "wb") as log:
-            worker = subprocess.Popen([EXE, "worker", "--poll-seconds", "0.1"], env=env,
+            worker = subprocess.Popen([EXE, "worker"], env=env,
                                       stdout=log, stderr=log)  # fmt: skip
         try:
             start = time.perf_counter()
@@ -89,35 +93,44 @@ def with_shipline() -> tuple[float, float]:
             assert done.returncode == 0, done.stdout[-2000:] + done.stderr
             shown = json.loads(done.stdout)
             began, ended = (datetime.fromisoformat(shown[k]) for k in ("startedAt", "finishedAt"))
-            global RUN_SECONDS  # noqa: PLW0603 - one figure handed to main()
-            RUN_SECONDS = (ended - began).total_seconds()
+            alone = (ended - began).total_seconds()
             for name in ENVIRONMENTS:
                 sh(env, "down", "--env", name)
         finally:
             worker.send_signal(signal.SIGTERM)
             worker.wait(timeout=120)
-        return deployed, promoted
+        return deployed, promoted, alone
 
 
 def main() -> None:
     config = load_config(QUIKAPP)
     services = [(s.name, config.service_health_path(s)) for s in config.services]
-    before = [bare(services) for _ in range(2)]
-    deployed, promoted = with_shipline()
-    # the floor measured on both sides of shipline's run (a noisy machine drifts), the fastest
-    floor_one = min(before + [bare(services) for _ in range(2)])
-    floor = floor_one * 2  # qa and staging
+    rounds = []
+    for _ in range(ROUNDS):
+        # the floor measured on both sides of each promotion (a noisy machine drifts)
+        before = bare(services)
+        deployed, promoted, alone = with_shipline()
+        floor = (before + bare(services)) / 2 * 2  # qa and staging
+        rounds.append({
+            "floorSeconds": round(floor, 2), "devDeploySeconds": round(deployed, 2),
+            "promoteSeconds": round(promoted, 2), "runSeconds": round(alone, 2),
+            "shiplineOwnShare": round((promoted - floor) / promoted, 3),
+            "runOwnShare": round((alone - floor) / alone, 3),
+        })  # fmt: skip
+    mid = {key: statistics.median(r[key] for r in rounds) for key in rounds[0]}
     print(json.dumps({
         "services": len(services),
         "environments": list(ENVIRONMENTS),
-        "servicesOwnStartupPerEnvironmentSeconds": round(floor_one, 2),
-        "devDeploySeconds": round(deployed, 2),
-        "promoteSeconds": round(promoted, 2),
-        "promoteFloorSeconds": round(floor, 2),
-        "ratio": round(promoted / floor, 2),
-        "shiplineOwnShare": round((promoted - floor) / promoted, 3),
-        "runSeconds": round(RUN_SECONDS, 2),  # without the CLI's start-up and submission
-        "runOwnShare": round((RUN_SECONDS - floor) / RUN_SECONDS, 3),
+        "rounds": rounds,
+        "servicesOwnStartupPerEnvironmentSeconds": round(mid["floorSeconds"] / 2, 2),
+        "promoteFloorSeconds": mid["floorSeconds"],
+        "devDeploySeconds": mid["devDeploySeconds"],
+        "promoteSeconds": mid["promoteSeconds"],
+        "ratio": round(mid["promoteSeconds"] / mid["floorSeconds"], 2),
+        # medians over the rounds, each round's share against its own floor
+        "shiplineOwnShare": mid["shiplineOwnShare"],
+        "runSeconds": mid["runSeconds"],  # without the CLI's start-up and submission
+        "runOwnShare": mid["runOwnShare"],
     }, indent=2))  # fmt: skip
 
 
