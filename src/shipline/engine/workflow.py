@@ -146,8 +146,9 @@ def _begin(run_id: int, lock_sets: list[list[str]], latest_only: list[str]) -> N
         with store.lock_transaction(keys) as conn:
             store.set_lock_state(conn, run_id, keys, "interested")
             superseded: dict[int, int] = {}  # victim -> the newer run that replaces it
+            every = store.lock_entries_of(conn, latest_only) if latest_only else {}
             for key in latest_only:
-                entries = store.lock_entries(conn, key)
+                entries = every.get(key, [])
                 queue = [
                     QueuedRun(
                         str(e["run_id"]),
@@ -372,8 +373,9 @@ def _lock_try(
     with store.lock_transaction(keys) as conn:
         store.set_lock_state(conn, run_id, keys, "queued")
         granted = True
+        every = store.lock_entries_of(conn, keys)
         for key in keys:
-            entries = [e for e in store.lock_entries(conn, key) if e["state"] != "interested"]
+            entries = [e for e in every.get(key, []) if e["state"] != "interested"]
             queue = [
                 QueuedRun(
                     str(e["run_id"]), e["queued_at"], e["state"] == "holding", e["requested_at"]

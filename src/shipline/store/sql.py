@@ -620,34 +620,50 @@ class SqlStateStore:
     def lock_entries(self, conn: Connection, key: str) -> list[dict[str, Any]]:
         """Entries for one lock key (interested, queued or holding), oldest registration first,
         each with its run's `requested_at` (latest-only is decided by submission order)."""
+        return self.lock_entries_of(conn, [key]).get(key, [])
+
+    def lock_entries_of(
+        self, conn: Connection, keys: Sequence[str]
+    ) -> dict[str, list[dict[str, Any]]]:
+        """`lock_entries` of several keys, in one query (a key with none is left out)."""
         query = (
             sa.select(locks, runs.c.requested_at)
             .join(runs, runs.c.id == locks.c.run_id)
-            .where(locks.c.key == key)
-            .order_by(locks.c.registered_at, locks.c.run_id)
+            .where(locks.c.key.in_(sorted(set(keys))))
+            .order_by(locks.c.key, locks.c.registered_at, locks.c.run_id)
         )
-        return _rows(conn.execute(query))
+        found: dict[str, list[dict[str, Any]]] = {}
+        for row in _rows(conn.execute(query)):
+            found.setdefault(row["key"], []).append(row)
+        return found
 
     def set_lock_state(
         self, conn: Connection, run_id: int, keys: Sequence[str], state: str
     ) -> None:
-        """Create or move `run_id`'s entries for `keys` to `state` (interested/queued/holding)."""
+        """Create or move `run_id`'s entries for `keys` to `state` (interested/queued/holding):
+        one read, at most one insert and one update, however many keys."""
         now = utcnow()
-        for key in keys:
-            where = sa.and_(locks.c.key == key, locks.c.run_id == run_id)
-            row = conn.execute(locks.select().where(where)).first()
-            if row is None:
-                queued = now if state != "interested" else None
-                conn.execute(
-                    locks.insert().values(
-                        key=key, run_id=run_id, state=state, registered_at=now, queued_at=queued
-                    )
-                )
-            elif row.state != state:
-                values: dict[str, Any] = {"state": state}
-                if state == "queued":
-                    values["queued_at"] = now
-                conn.execute(locks.update().where(where).values(**values))
+        mine = sa.and_(locks.c.run_id == run_id, locks.c.key.in_(sorted(set(keys))))
+        have = {row.key: row.state for row in conn.execute(sa.select(locks.c.key, locks.c.state)
+                                                          .where(mine))}  # fmt: skip
+        new = sorted({key for key in keys if key not in have})
+        if new:
+            queued = now if state != "interested" else None
+            conn.execute(
+                locks.insert(),
+                [{"key": key, "run_id": run_id, "state": state, "registered_at": now,
+                  "queued_at": queued} for key in new],
+            )  # fmt: skip
+        moved = sorted({key for key in keys if key in have and have[key] != state})
+        if moved:
+            values: dict[str, Any] = {"state": state}
+            if state == "queued":
+                values["queued_at"] = now
+            conn.execute(
+                locks.update()
+                .where(locks.c.run_id == run_id, locks.c.key.in_(moved))
+                .values(**values)
+            )
 
     def leave_locks(self, run_id: int) -> list[int]:
         """Drop every lock entry of `run_id`; return the runs that may take a lock now: on each
@@ -659,8 +675,9 @@ class SqlStateStore:
         with self._locked(keys) as conn:
             conn.execute(locks.delete().where(locks.c.run_id == run_id))
             chosen: set[int] = set()
+            entries = self.lock_entries_of(conn, keys)
             for key in keys:
-                queued = [e for e in self.lock_entries(conn, key) if e["state"] == "queued"]
+                queued = [e for e in entries.get(key, []) if e["state"] == "queued"]
                 if queued:
                     chosen.add(
                         int(min(queued, key=lambda e: (e["queued_at"], e["run_id"]))["run_id"])
