@@ -58,7 +58,9 @@ def test_a_run_checkpoints_once_per_stage_and_records_everything_once(engine: En
     done = engine.wait(run.id)
     assert done.phase == "succeeded", done.reason
 
-    names = [s["function_name"] for s in DBOS.list_workflow_steps(f"shipline-run-{run.id}")]
+    workflow_id = f"shipline-run-{run.id}"
+    DBOS.retrieve_workflow(workflow_id).get_result()  # its last checkpoint follows the run's end
+    names = [s["function_name"] for s in DBOS.list_workflow_steps(workflow_id)]
     assert names == [
         "shipline.load",  # and the run's start
         "shipline.stage-steps",  # validate: start, step, end
