@@ -311,8 +311,11 @@ class LocalTarget:
                     self._state_wanted.wait()
             try:
                 self.write_state(probe=False)  # a rollout itself just probed what it started
-            except OSError as exc:  # a full disk: the next change or `close` tries again
+            except OSError as exc:  # a full disk: tried again in a second, and by `close`
                 log.warning("writing the local target's state failed: %s", exc)
+                with self._state_wanted:
+                    self._state_dirty = True
+                time.sleep(1.0)
 
     def _apply(
         self, spec: DeploySpec, cause: str, log: LogSink, record: bool, change: str | None
