@@ -22,7 +22,7 @@ from dbos._error import DBOSNonExistentWorkflowError
 from shipline.doorbell import Doorbell, ring
 from shipline.engine import workflow  # noqa: F401 - registers the workflow and its steps
 from shipline.engine.runtime import APP_VERSION, RUN_QUEUE, Runtime, install
-from shipline.engine.wiring import migration_lock
+from shipline.engine.wiring import migration_lock, ping_when_idle
 from shipline.errors import AlreadyRunning, StoreError
 from shipline.process import hold_lock
 
@@ -111,6 +111,9 @@ def launch(
         # On SQLite, messages (votes, cancel, canary promote) are noticed by polling.
         "notification_listener_polling_interval_sec": notify_poll_seconds,
         "run_migrations": False,  # done above, in turn with other processes
+        # a connection is checked before use only when it sat idle (ping_when_idle below): a
+        # ping before every checkpoint was a quarter of a busy worker's statements
+        "db_engine_kwargs": {"pool_pre_ping": False},
     }
     local = next((q for q in queues or () if q != RUN_QUEUE), None)
     if adopt_after is not None:  # a member before it takes any run, so a crash is noticed
@@ -118,6 +121,9 @@ def launch(
     DBOS(config=config)
     DBOS.listen_queues([])  # this worker's queues are served by its starter, not DBOS's threads
     DBOS.launch()
+    from dbos._dbos import _get_dbos_instance
+
+    ping_when_idle(_get_dbos_instance()._sys_db.engine)
     starter = _Starter([
         DBOS.register_queue(
             queue, worker_concurrency=concurrency or DEFAULT_CONCURRENCY,

@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from shipline.store.accounts import SqlAccounts
     from shipline.store.audit import SqlAuditLog, audit_key
     from shipline.store.lite import SqliteRunReader, sqlite_path
+    from shipline.store.pool import ping_when_idle
     from shipline.store.records import RunRecord
     from shipline.store.sql import SqlStateStore, migration_lock
 
@@ -70,6 +71,7 @@ _LAZY = {
     "sqlite_path": ("shipline.store.lite", "sqlite_path"),
     "SqlStateStore": ("shipline.store.sql", "SqlStateStore"),
     "migration_lock": ("shipline.store.sql", "migration_lock"),
+    "ping_when_idle": ("shipline.store.pool", "ping_when_idle"),
 }
 
 
@@ -107,6 +109,7 @@ __all__ = [
     "metric_source",
     "migration_lock",
     "open_store",
+    "ping_when_idle",
     "require_target",
     "rev_parse",
     "scanners",

@@ -7,6 +7,7 @@ Vendor errors become StoreError here.
 from __future__ import annotations
 
 import fcntl
+import functools
 import hashlib
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -18,6 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from shipline.errors import StoreError
+from shipline.store.pool import ping_when_idle
 from shipline.store.records import HEAD, MIGRATIONS, RunRecord, aware, workflow_of
 from shipline.store.schema import (
     events,
@@ -54,6 +56,90 @@ def migration_lock(database: str | None) -> Iterator[None]:
 OUTBOX_CHANNEL = "shipline_outbox"
 
 
+_P = sa.bindparam
+
+
+def _upsert_ctes(
+    table: sa.Table, keys: Sequence[str], columns: Sequence[str], name: str
+) -> list[Any]:
+    """An update of the row at `keys` and, when it updated none, an insert of it: two CTEs of
+    one PostgreSQL statement (the insert sees the update's RETURNING, not its effect). Values
+    are bound as `{name}_{column}`."""
+    where = sa.and_(*(table.c[k] == _P(f"{name}_{k}", type_=table.c[k].type) for k in keys))
+    first = table.c[keys[0]]
+    updated = (table.update().where(where)
+               .values({c: _P(f"{name}_{c}", type_=table.c[c].type) for c in columns})
+               .returning(first).cte(f"{name}_u"))  # fmt: skip
+    row = [*keys, *columns]
+    fresh = sa.select(*(_P(f"{name}_{c}", type_=table.c[c].type).label(c) for c in row))
+    inserted = table.insert().from_select(
+        row, fresh.where(~sa.exists(updated.select()))
+    ).returning(first).cte(f"{name}_i")  # fmt: skip
+    return [updated, inserted]
+
+
+def _record_statement(
+    run_columns: tuple[str, ...],
+    stage_columns: tuple[str, ...] | None,
+    step_columns: tuple[str, ...] | None,
+) -> Any:
+    """`record` on PostgreSQL as one statement, built once per shape: bound as the event's
+    `ev_*` (the run's id as `ev_run`), and `rv_*`, `sg_*`, `sp_*` for the run, stage and step
+    values."""
+    run_id = _P("ev_run", type_=sa.Integer)  # no column's name: it would join every SET
+    ctes = [events.insert().values(
+        run_id=run_id, at=_P("ev_at", type_=events.c.at.type), kind=_P("ev_kind"),
+        stage=_P("ev_stage"), step=_P("ev_step"), message=_P("ev_message"),
+    ).returning(events.c.id).cte("ev")]  # fmt: skip
+    if run_columns:
+        ctes.append(runs.update().where(runs.c.id == run_id)
+                    .values({c: _P(f"rv_{c}", type_=runs.c[c].type) for c in run_columns})
+                    .returning(runs.c.id).cte("rv"))  # fmt: skip
+    if stage_columns is not None:
+        ctes.extend(_upsert_ctes(stages, ("run_id", "name"), stage_columns, "sg"))
+    if step_columns is not None:
+        ctes.extend(_upsert_ctes(steps, ("run_id", "stage", "name"), step_columns, "sp"))
+    return sa.select(runs.c.cancel_requested).where(runs.c.id == run_id).add_cte(*ctes)
+
+
+_RECORD_STATEMENTS: dict[tuple[Any, ...], Any] = {}
+
+
+@functools.cache
+def _upsert_statements(
+    table: sa.Table, keys: tuple[str, ...], columns: tuple[str, ...]
+) -> tuple[Any, Any]:
+    """(update, insert) of the row at `keys`, built once per shape: bound as `k_*`, `v_*`."""
+    where = sa.and_(*(table.c[k] == _P(f"k_{k}") for k in keys))
+    update = table.update().where(where).values({c: _P(f"v_{c}") for c in columns})
+    insert = table.insert().values(
+        {k: _P(f"k_{k}") for k in keys} | {c: _P(f"v_{c}") for c in columns}
+    )
+    return update, insert
+
+
+# the engine's hottest reads, built once: SQLAlchemy builds and keys a statement in about the
+# time it takes to run it, and a statement object keeps its cache key
+_RUN = runs.select().where(runs.c.id == _P("the_run"))
+_EVENT = events.insert().values(
+    run_id=_P("ev_run"), at=_P("ev_at"), kind=_P("ev_kind"), stage=_P("ev_stage"),
+    step=_P("ev_step"), message=_P("ev_message"),
+)  # fmt: skip
+_CANCEL_REQUESTED = sa.select(runs.c.cancel_requested).where(runs.c.id == _P("the_run"))
+_REQUESTED_BY = sa.select(runs.c.requested_by).where(runs.c.id == _P("the_run"))
+_STAGES = stages.select().where(stages.c.run_id == _P("the_run")).order_by(stages.c.position)
+_STEPS = (steps.select().where(steps.c.run_id == _P("the_run"))
+          .order_by(steps.c.stage, steps.c.position))  # fmt: skip
+_STEP = steps.select().where(steps.c.run_id == _P("the_run"), steps.c.stage == _P("the_stage"),
+                             steps.c.name == _P("the_step"))  # fmt: skip
+_VOTES = votes.select().where(votes.c.run_id == _P("the_run")).order_by(votes.c.id)
+_STAGE_VOTES = (
+    votes.select()
+    .where(votes.c.run_id == _P("the_run"), votes.c.stage == _P("the_stage"))
+    .order_by(votes.c.id)
+)
+
+
 def utcnow() -> datetime:
     """Now, in UTC."""
     return datetime.now(UTC)
@@ -83,19 +169,23 @@ class SqlStateStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.sqlite = engine.dialect.name == "sqlite"
-        # single-statement reads without BEGIN/ROLLBACK around them (two round trips each on
-        # PostgreSQL); SQLite's driver opens no transaction for a read anyway
-        self.reader = (
-            engine if self.sqlite else engine.execution_options(isolation_level="AUTOCOMMIT")
-        )
+        # single-statement reads (and `record`, one statement) without BEGIN/ROLLBACK around
+        # them, two round trips each on PostgreSQL: a pool of its own whose connections are
+        # in autocommit from the start (switching a shared connection at each checkout cost as
+        # much as the read). SQLite's driver opens no transaction for a read anyway.
+        self.reader = engine
+        if not self.sqlite:
+            self.reader = sa.create_engine(engine.url, isolation_level="AUTOCOMMIT")
+            ping_when_idle(self.reader)
 
     @classmethod
     def connect(cls, url: str, *, migrate: bool = True) -> SqlStateStore:
         """Open the store at `url` and bring its schema up to date."""
         try:
-            engine = sa.create_engine(url, future=True, pool_pre_ping=True)
+            engine = sa.create_engine(url, future=True)
         except (sa.exc.ArgumentError, ImportError) as exc:
             raise StoreError(f"cannot open the state store: {exc}") from exc
+        ping_when_idle(engine)
         if engine.dialect.name == "sqlite":
 
             @sa.event.listens_for(engine, "connect")
@@ -146,6 +236,8 @@ class SqlStateStore:
     def close(self) -> None:
         """Release connections."""
         self.engine.dispose()
+        if self.reader is not self.engine:
+            self.reader.dispose()
 
     @contextmanager
     def _write(self) -> Iterator[Connection]:
@@ -157,10 +249,10 @@ class SqlStateStore:
         except sa.exc.SQLAlchemyError as exc:
             raise StoreError(f"state store write failed: {type(exc).__name__}") from exc
 
-    def _read(self, query: Any) -> list[dict[str, Any]]:
+    def _read(self, query: Any, bound: dict[str, Any] | None = None) -> list[dict[str, Any]]:
         try:
             with self.reader.connect() as conn:
-                return _rows(conn.execute(query))
+                return _rows(conn.execute(query, bound))
         except sa.exc.SQLAlchemyError as exc:
             raise StoreError(f"state store read failed: {type(exc).__name__}") from exc
 
@@ -211,7 +303,7 @@ class SqlStateStore:
         """The run, or None."""
         try:
             with self.reader.connect() as conn:
-                row = conn.execute(runs.select().where(runs.c.id == run_id)).first()
+                row = conn.execute(_RUN, {"the_run": run_id}).first()
         except sa.exc.SQLAlchemyError as exc:
             raise StoreError(f"state store read failed: {type(exc).__name__}") from exc
         return _run(row) if row is not None else None
@@ -466,10 +558,10 @@ class SqlStateStore:
     def _upsert(
         self, conn: Connection, table: sa.Table, keys: dict[str, Any], values: dict[str, Any]
     ) -> None:
-        where = sa.and_(*(table.c[k] == v for k, v in keys.items()))
-        updated = conn.execute(table.update().where(where).values(**values)).rowcount
-        if not updated:
-            conn.execute(table.insert().values(**keys, **values))
+        update, insert = _upsert_statements(table, tuple(keys), tuple(values))
+        bound = {f"k_{k}": v for k, v in keys.items()} | {f"v_{k}": v for k, v in values.items()}
+        if not conn.execute(update, bound).rowcount:
+            conn.execute(insert, bound)
 
     def save_stage(self, run_id: int, name: str, **values: Any) -> None:
         """Insert or update a stage record."""
@@ -483,7 +575,7 @@ class SqlStateStore:
 
     def requested_by(self, run_id: int) -> str | None:
         """Who asked for run `run_id` (one column: the run's specification stays unread)."""
-        rows = self._read(sa.select(runs.c.requested_by).where(runs.c.id == run_id))
+        rows = self._read(_REQUESTED_BY, {"the_run": run_id})
         return str(rows[0]["requested_by"]) if rows else None
 
     def record(
@@ -501,45 +593,61 @@ class SqlStateStore:
         """Append an event and update the run, stage or step it is about, in one transaction.
 
         Returns whether the run has been asked to cancel (read in the same transaction).
+        On PostgreSQL it is one statement: the writes are data-modifying CTEs of the read.
         """
+        if not self.sqlite:
+            shape = (
+                tuple(run_values or ()),
+                tuple(stage_values) if stage_values is not None and stage is not None else None,
+                tuple(step_values) if step_values is not None and stage is not None
+                and step is not None else None,
+            )  # fmt: skip
+            query = _RECORD_STATEMENTS.get(shape)
+            if query is None:
+                query = _RECORD_STATEMENTS.setdefault(shape, _record_statement(*shape))
+            bound: dict[str, Any] = {
+                "ev_run": run_id, "ev_at": utcnow(), "ev_kind": kind, "ev_stage": stage,
+                "ev_step": step, "ev_message": message,
+            }  # fmt: skip
+            bound.update({f"rv_{k}": v for k, v in (run_values or {}).items()})
+            if shape[1] is not None:
+                bound.update({f"sg_{k}": v for k, v in (stage_values or {}).items()},
+                             sg_run_id=run_id, sg_name=stage)  # fmt: skip
+            if shape[2] is not None:
+                bound.update({f"sp_{k}": v for k, v in (step_values or {}).items()},
+                             sp_run_id=run_id, sp_stage=stage, sp_name=step)  # fmt: skip
+            try:
+                with self.reader.connect() as conn:
+                    return bool(conn.execute(query, bound).scalar())
+            except sa.exc.SQLAlchemyError as exc:
+                raise StoreError(f"state store write failed: {type(exc).__name__}") from exc
         with self._write() as conn:
-            conn.execute(
-                events.insert().values(
-                    run_id=run_id, at=utcnow(), kind=kind, stage=stage, step=step, message=message
-                )
-            )
+            event = {"ev_run": run_id, "ev_at": utcnow(), "ev_kind": kind, "ev_stage": stage,
+                     "ev_step": step, "ev_message": message}  # fmt: skip
+            conn.execute(_EVENT, event)
             if run_values:
-                conn.execute(runs.update().where(runs.c.id == run_id).values(**run_values))
+                update, _ = _upsert_statements(runs, ("id",), tuple(run_values))
+                conn.execute(
+                    update, {"k_id": run_id} | {f"v_{k}": v for k, v in run_values.items()}
+                )
             if stage_values is not None and stage is not None:
                 self._upsert(conn, stages, {"run_id": run_id, "name": stage}, stage_values)
             if step_values is not None and stage is not None and step is not None:
                 keys = {"run_id": run_id, "stage": stage, "name": step}
                 self._upsert(conn, steps, keys, step_values)
-            flag = conn.execute(
-                sa.select(runs.c.cancel_requested).where(runs.c.id == run_id)
-            ).scalar()
-            return bool(flag)
+            return bool(conn.execute(_CANCEL_REQUESTED, {"the_run": run_id}).scalar())
 
     def stages(self, run_id: int) -> list[dict[str, Any]]:
         """The run's stages in order."""
-        return self._read(
-            stages.select().where(stages.c.run_id == run_id).order_by(stages.c.position)
-        )
+        return self._read(_STAGES, {"the_run": run_id})
 
     def steps(self, run_id: int) -> list[dict[str, Any]]:
         """The run's steps in order."""
-        query = (
-            steps.select().where(steps.c.run_id == run_id).order_by(steps.c.stage, steps.c.position)
-        )
-        return self._read(query)
+        return self._read(_STEPS, {"the_run": run_id})
 
     def step(self, run_id: int, stage: str, name: str) -> dict[str, Any] | None:
         """One step of a run, or None when it has not started."""
-        rows = self._read(
-            steps.select().where(
-                steps.c.run_id == run_id, steps.c.stage == stage, steps.c.name == name
-            )
-        )
+        rows = self._read(_STEP, {"the_run": run_id, "the_stage": stage, "the_step": name})
         return rows[0] if rows else None
 
     def events(self, run_id: int, after: int = 0) -> list[dict[str, Any]]:
@@ -587,10 +695,9 @@ class SqlStateStore:
 
     def votes(self, run_id: int, stage: str | None = None) -> list[dict[str, Any]]:
         """Votes on a run (or one of its stages), oldest first."""
-        query = votes.select().where(votes.c.run_id == run_id)
         if stage:
-            query = query.where(votes.c.stage == stage)
-        return self._read(query.order_by(votes.c.id))
+            return self._read(_STAGE_VOTES, {"the_run": run_id, "the_stage": stage})
+        return self._read(_VOTES, {"the_run": run_id})
 
     # locks ---------------------------------------------------------------------------------
 

@@ -1,0 +1,36 @@
+"""`record` on SQLite and PostgreSQL (where it is one statement of data-modifying CTEs): the
+event is appended, a stage or step is inserted the first time and updated after, run values
+are set, and the cancel flag comes back."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from shipline.store.sql import SqlStateStore
+from tests.integration.store.conftest import new_run
+
+
+def test_record_inserts_then_updates_and_reads_the_cancel_flag(store: SqlStateStore) -> None:
+    run = new_run(store)
+    began = datetime(2026, 1, 2, 3, 4, tzinfo=UTC)
+    assert store.record(run, "stage.running", "deploy started", stage="deploy",
+                        stage_values={"position": 1, "phase": "running", "started_at": began},
+                        run_values={"phase": "running"}) is False  # fmt: skip
+    assert store.record(run, "step.running", "kubectl apply", stage="deploy", step="apply",
+                        step_values={"position": 0, "phase": "running", "attempts": 1,
+                                     "outputs": {"n": [1, 2]}}) is False  # fmt: skip
+    store.request_cancel(run, "not now")
+    flag = store.record(run, "stage.succeeded", "deploy done", stage="deploy",
+                        stage_values={"phase": "succeeded", "reason": None})  # fmt: skip
+    store.record(run, "step.succeeded", "applied", stage="deploy", step="apply",
+                 step_values={"outputs": {"n": [3]}})  # fmt: skip
+    store.record(run, "note", "a message alone")
+    (stage,) = store.stages(run)
+    assert (stage["name"], stage["position"], stage["phase"]) == ("deploy", 1, "succeeded")
+    assert stage["started_at"] is not None and stage["reason"] is None
+    (step,) = store.steps(run)
+    assert (step["phase"], step["attempts"], step["outputs"]) == ("running", 1, {"n": [3]})
+    assert store.get_run(run).phase == "running"
+    kinds = [e["kind"] for e in store.events(run)]
+    assert kinds == ["stage.running", "step.running", "stage.succeeded", "step.succeeded", "note"]
+    assert flag is True
