@@ -143,3 +143,46 @@ def test_a_followed_deploy_and_a_promotion_are_submitted_by_the_worker(tmp_path:
             assert time.monotonic() < end, shown
             time.sleep(0.2)
             shown = json.loads(sh(env, "runs", "show", str(run), "--json").stdout)
+
+
+def test_votes_and_cancellations_are_counted_at_the_door(tmp_path: Path) -> None:
+    """`approve`, `reject` and `runs cancel` with a worker running: the worker's run service
+    decides (the command loads neither the store nor the engine), with the same refusals, and
+    the run acts on the vote as it would on one the command recorded itself."""
+    home = tmp_path / "state"
+    with running_worker(PROJECT, home, "bob", tmp_path / "worker.log") as env:
+        _door_open(env)
+        for tag in ("1.0.0", "1.0.1", "1.0.2"):
+            queued = sh(env, "deploy", "--env", "qa", "--services", "api", "--tag", tag,
+                         "--detach")  # fmt: skip
+            assert queued.returncode == 3, queued.stderr[-2000:]
+        end = time.monotonic() + 60
+        while {r["phase"] for r in json.loads(sh(env, "runs", "list", "--json").stdout)} != {
+            "waiting"
+        }:
+            assert time.monotonic() < end
+            time.sleep(0.2)
+
+        refused, imported = _imports(env, "approve", "1", "--as", "bob")
+        assert refused.returncode != 0 and "Traceback" not in refused.stderr
+        assert "bob" in refused.stderr and not _loaded(imported, "sqlalchemy")
+        voted, imported = _imports(env, "approve", "1", "--as", "ann", "--comment", "CAB-7")
+        assert voted.returncode == 0, voted.stderr[-2000:]
+        assert "run 1 stage 'deploy': approved by ann" in voted.stderr
+        for heavy in ("sqlalchemy", "pydantic", "dbos", "shipline.engine.runs"):
+            assert not _loaded(imported, heavy), f"the command loaded {heavy}"
+        rejected, _ = _imports(env, "reject", "2", "--as", "ann")
+        assert rejected.returncode == 0 and "rejected by ann" in rejected.stderr
+        cancelled, imported = _imports(env, "runs", "cancel", "3", "--reason", "wrong tag")
+        assert cancelled.returncode == 0 and not _loaded(imported, "sqlalchemy")
+
+        end = time.monotonic() + 60
+        while True:
+            runs = {r["id"]: r for r in json.loads(sh(env, "runs", "list", "--json").stdout)}
+            if all(runs[n]["phase"] in ("succeeded", "failed", "cancelled") for n in (1, 2, 3)):
+                break
+            assert time.monotonic() < end, runs
+            time.sleep(0.2)
+        assert [runs[n]["phase"] for n in (1, 2, 3)] == ["succeeded", "failed", "cancelled"]
+        shown = json.loads(sh(env, "runs", "show", "1", "--json").stdout)
+        assert [(v["user"], v["comment"]) for v in shown["votes"]] == [("ann", "CAB-7")]

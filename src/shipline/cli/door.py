@@ -1,8 +1,9 @@
-"""`deploy` and `promote` handed to a worker of the state folder through its front door
-(`shipline.frontdoor`): the worker has the project, the store and the engine loaded, so the
-command pays only for its own start before the run is queued (a command that follows the run
-loads the rest while the run goes on). Without a worker there (or one of another project),
-the command submits by itself, as it always could."""
+"""`deploy`, `promote`, votes and cancellations handed to a worker of the state folder through
+its front door (`shipline.frontdoor`): the worker has the project, the store and the engine
+loaded, so the command pays only for its own start before the run is queued or the vote
+counted (a command that follows the run loads the rest while the run goes on). Without a
+worker there (or one of another project), the command does the work itself, as it always
+could."""
 
 from __future__ import annotations
 
@@ -36,10 +37,13 @@ def deploy_at_door(state: Any, args: dict[str, Any], *, as_json: bool) -> None:
         detached(state, run, str(answer["phase"]), as_json=as_json, queued=f"run {run} queued")
 
 
-def submit_at_door(state: Any, op: str, args: dict[str, Any]) -> dict[str, Any] | None:
-    """Hand a `deploy` or `promote` (`op`) to a worker of the state folder: the run it queued
-    (`run`, `phase`); raises its refusal as the command would; None when no worker of this
-    project answered (the caller submits itself)."""
+def submit_at_door(
+    state: Any, op: str, args: dict[str, Any], actor: str | None = None
+) -> dict[str, Any] | None:
+    """Hand a `deploy`, `promote`, `vote` or `cancel` (`op`) to a worker of the state folder:
+    its answer (for a submission the run it queued, `run` and `phase`); raises its refusal as
+    the command would; None when no worker of this project answered (the caller does the work
+    itself). `actor`: who acts (default: the acting user)."""
     from shipline import frontdoor
     from shipline.cli.remote import acting_user
     from shipline.engine.locations import database_url_of, state_dir_of
@@ -49,7 +53,7 @@ def submit_at_door(state: Any, op: str, args: dict[str, Any]) -> dict[str, Any] 
         "op": op,
         "config": str(config),
         "database": database_url_of(config, os.environ),
-        "actor": acting_user(),
+        "actor": actor or acting_user(),
         "args": args,
     }
     try:

@@ -369,7 +369,11 @@ def runs_cancel(
     if remote is not None:
         remote.post(f"/api/v1/runs/{run}/cancel", {"reason": reason})
     else:
-        _service(ctx).cancel(run, _actor(), reason)
+        from shipline.cli.door import submit_at_door
+
+        who = _actor()
+        if submit_at_door(state_of(ctx), "cancel", {"run": run, "reason": reason}, who) is None:
+            _service(ctx).cancel(run, who, reason)
     state_of(ctx).output.error(f"run {run}: cancellation requested")
 
 
@@ -399,9 +403,16 @@ def _vote(
                 "--as USER is needed in single-user mode (no server signed in)",
                 hint="shipline approve RUN --as NAME, or `shipline login --server URL`",
             )
+        from shipline.cli.door import submit_at_door
+
         who = _actor(user)
-        effect = _service(ctx).vote(run, who, approve=approve, stage=stage, comment=comment)
-        voted, waiting = effect.stage, list(effect.waiting_on)
+        ballot = {"run": run, "approve": approve, "stage": stage, "comment": comment}
+        answer = submit_at_door(state_of(ctx), "vote", ballot, who)  # a worker's, if one runs
+        if answer is not None:
+            voted, waiting = str(answer["stage"]), [str(w) for w in answer["waitingOn"]]
+        else:
+            effect = _service(ctx).vote(run, who, approve=approve, stage=stage, comment=comment)
+            voted, waiting = effect.stage, list(effect.waiting_on)
     still = f"; still needed: {', '.join(waiting)}" if waiting else ""
     state_of(ctx).output.error(f"run {run} stage '{voted}': {word} by {who}{still}")
 

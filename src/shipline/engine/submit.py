@@ -246,7 +246,8 @@ def submit_action(
 class FrontDesk:
     """What a worker answers at its state folder's front door (`shipline.frontdoor`): a
     `deploy` or `promote` of the same user, checked by `submit_deploy` or `submit_promotion` as
-    the command itself would check it, on the project as it is on disk now (reloaded when the
+    the command itself would check it, and a `vote` or `cancel`, decided by the run service as
+    the command's own would decide it; on the project as it is on disk now (reloaded when the
     file changed)."""
 
     def __init__(self, ws: Workspace) -> None:
@@ -259,7 +260,8 @@ class FrontDesk:
         `submit_deploy` is called the answer is never `fallback`: whatever happened, the
         command must not submit again."""
         args, actor, op = request.get("args"), request.get("actor"), request.get("op")
-        needed = {"deploy": ("env",), "promote": ("source", "targets")}.get(str(op))
+        needed = {"deploy": ("env",), "promote": ("source", "targets"), "vote": ("run", "approve"),
+                  "cancel": ("run",)}.get(str(op))  # fmt: skip
         if needed is None or not isinstance(args, dict) or any(k not in args for k in needed):
             return {"fallback": "not a request this worker answers"}
         if not isinstance(actor, str) or not actor:
@@ -273,6 +275,8 @@ class FrontDesk:
         if ws is None or request.get("database") != ws.database_url:
             return {"fallback": "another project"}
         try:
+            if op in ("vote", "cancel"):
+                return _act(ws, str(op), args, actor)
             record = _submit(ws, str(op), args, actor)
         except ShiplineError as exc:
             return {"error": exc.lines(), "code": exc.exit_code}
@@ -287,6 +291,22 @@ class FrontDesk:
         if self.fresh is None or self.fresh.changed_on_disk():
             self.fresh = Workspace.open(self.ws.config_path, self.ws.environ, self.ws.masker)
         return self.fresh
+
+
+def _act(ws: Workspace, op: str, args: dict[str, Any], actor: str) -> dict[str, Any]:
+    """A vote (`actor` votes) or a cancellation (`actor` asks), as its command would."""
+    service = run_service(ws)
+    try:
+        if op == "cancel":
+            service.cancel(int(args["run"]), actor, _text(args.get("reason")))
+            return {"run": int(args["run"])}
+        effect = service.vote(
+            int(args["run"]), actor, approve=bool(args["approve"]),
+            stage=_text(args.get("stage")), comment=_text(args.get("comment")),
+        )  # fmt: skip
+        return {"stage": effect.stage, "waitingOn": list(effect.waiting_on)}
+    finally:
+        service.store.close()
 
 
 def _submit(ws: Workspace, op: str, args: dict[str, Any], actor: str) -> RunRecord:

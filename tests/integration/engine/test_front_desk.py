@@ -61,3 +61,24 @@ def test_a_failure_after_submitting_began_is_never_a_fallback(
     monkeypatch.setattr(submit, "submit_deploy", broken)
     answer = desk.answer(_request(desk))
     assert "fallback" not in answer and answer["code"] == 1
+
+
+def test_votes_and_cancellations_are_decided_by_the_run_service(desk: FrontDesk) -> None:
+    """A vote on a run that waits for nothing is refused with the command's line and exit
+    code; a cancellation is recorded and audited as the command's own would be (votes counted
+    at the door, with a worker running the run: tests/e2e/test_front_door.py)."""
+    run = desk.answer({**_request(desk, env="qa"), "actor": "bob"})["run"]
+    base = {"config": str(desk.ws.config_path), "database": desk.ws.database_url}
+    early = desk.answer({**base, "op": "vote", "actor": "ann",
+                         "args": {"run": run, "approve": True}})  # fmt: skip
+    assert early == {"error": [f"nothing in run {run} is waiting for approval"], "code": 2}
+    assert desk.answer({**base, "op": "cancel", "actor": "bob",
+                        "args": {"run": run, "reason": "wrong tag"}}) == {"run": run}  # fmt: skip
+    malformed = desk.answer({**base, "op": "vote", "actor": "ann", "args": {"run": run}})
+    assert "fallback" in malformed  # no `approve`: not a request the worker reads
+    from shipline.engine.assembly import run_service
+
+    service = run_service(desk.ws)
+    assert service.store.get_run(run).cancel_requested  # type: ignore[union-attr]
+    actions = [(e["actor"], e["action"]) for e in service.audit.records()]
+    assert ("bob", "run.cancel") in actions
