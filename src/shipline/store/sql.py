@@ -78,6 +78,7 @@ def _upsert_ctes(
     return [updated, inserted]
 
 
+@functools.cache
 def _record_statement(
     run_columns: tuple[str, ...],
     stage_columns: tuple[str, ...] | None,
@@ -100,9 +101,6 @@ def _record_statement(
     if step_columns is not None:
         ctes.extend(_upsert_ctes(steps, ("run_id", "stage", "name"), step_columns, "sp"))
     return sa.select(runs.c.cancel_requested).where(runs.c.id == run_id).add_cte(*ctes)
-
-
-_RECORD_STATEMENTS: dict[tuple[Any, ...], Any] = {}
 
 
 @functools.cache
@@ -602,9 +600,7 @@ class SqlStateStore:
                 tuple(step_values) if step_values is not None and stage is not None
                 and step is not None else None,
             )  # fmt: skip
-            query = _RECORD_STATEMENTS.get(shape)
-            if query is None:
-                query = _RECORD_STATEMENTS.setdefault(shape, _record_statement(*shape))
+            query = _record_statement(*shape)
             bound: dict[str, Any] = {
                 "ev_run": run_id, "ev_at": utcnow(), "ev_kind": kind, "ev_stage": stage,
                 "ev_step": step, "ev_message": message,
