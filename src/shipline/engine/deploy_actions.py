@@ -126,15 +126,26 @@ def _control(params: dict[str, Any], what: str) -> ServiceControl:
     return target
 
 
+class _Unseen:
+    """`spec_of`'s default: the caller did not observe the service."""
+
+
+UNSEEN = _Unseen()
+
+
 def spec_of(
-    params: dict[str, Any], version: str | None = None, *, live: ServiceState | None = None
+    params: dict[str, Any],
+    version: str | None = None,
+    *,
+    live: ServiceState | _Unseen | None = UNSEEN,
 ) -> DeploySpec:
     """The desired state a deploy step asks for: resolved variables (secrets included, kept in
     memory only), replicas (a scaled count is kept across deploys, as Kubernetes does). `live`
-    is the service as the caller just observed it (observed here when not given)."""
+    is the service as the caller just observed it (None: not deployed yet); observed here when
+    not given."""
     variables, secret_names = _variables(params)
     env = {**variables, **{k: str(v) for k, v in params.get("extraEnv", {}).items()}}
-    if live is None:
+    if isinstance(live, _Unseen):
         live = _live(target_of(params), params)
     if live is not None:
         # A scaled count is kept, within the tier's bounds (an override lasts until the next

@@ -252,7 +252,7 @@ class FrontDesk:
 
     def __init__(self, ws: Workspace) -> None:
         self.ws = ws
-        self.fresh: Workspace | None = None  # its own copy, loaded at first use
+        self.fresh: Workspace | None = None  # its own copy, made at first use
 
     def answer(self, request: dict[str, Any]) -> dict[str, Any]:
         """The run recorded, the refusal (lines and exit code), or `fallback`: the command
@@ -288,7 +288,9 @@ class FrontDesk:
         """This worker's project as its file says now; None for another project's file."""
         if path.resolve() != self.ws.config_path.resolve():
             return None
-        if self.fresh is None or self.fresh.changed_on_disk():
+        if self.fresh is None and not self.ws.changed_on_disk():
+            self.fresh = self.ws.sibling()  # what the worker loaded is what the file says
+        elif self.fresh is None or self.fresh.changed_on_disk():
             self.fresh = Workspace.open(self.ws.config_path, self.ws.environ, self.ws.masker)
         return self.fresh
 

@@ -52,6 +52,13 @@ class Workspace:
         loaded.loaded_from = text
         return loaded
 
+    def sibling(self) -> Workspace:
+        """A workspace of the same loaded configuration (not read again) with secret stores and
+        an audit trail of its own, for another thread."""
+        twin = Workspace(self.config_path, self.config, self.environ, self.masker)
+        twin.loaded_from = self.loaded_from
+        return twin
+
     def changed_on_disk(self) -> bool:
         """Whether the configuration file says something else now than when it was loaded (a
         long-running worker keeps what it loaded; a deploy says so in its log)."""

@@ -104,6 +104,21 @@ def _record_statement(
 
 
 @functools.cache
+def _add_revision(dialect: str) -> Any:
+    """`add_revision`'s one statement: the revision, unless it is there already."""
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    columns = ("environment", "service", "revision", "version", "replicas", "cause", "at", "by",
+               "run_id")  # fmt: skip
+    return (
+        insert(revisions)
+        .values({c: _P(f"r_{c}") for c in columns})
+        .on_conflict_do_nothing(index_elements=["environment", "service", "revision"])
+    )
+
+
+@functools.cache
 def _upsert_statements(
     table: sa.Table, keys: tuple[str, ...], columns: tuple[str, ...]
 ) -> tuple[Any, Any]:
@@ -167,6 +182,7 @@ class SqlStateStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.sqlite = engine.dialect.name == "sqlite"
+        self._requesters: dict[int, str] = {}  # run id -> who asked (`requested_by`)
         # single-statement reads (and `record`, one statement) without BEGIN/ROLLBACK around
         # them, two round trips each on PostgreSQL: a pool of its own whose connections are
         # in autocommit from the start (switching a shared connection at each checkout cost as
@@ -572,9 +588,17 @@ class SqlStateStore:
             self._upsert(conn, steps, {"run_id": run_id, "stage": stage, "name": name}, values)
 
     def requested_by(self, run_id: int) -> str | None:
-        """Who asked for run `run_id` (one column: the run's specification stays unread)."""
+        """Who asked for run `run_id` (one column: the run's specification stays unread; kept,
+        as it never changes: every step of a deploy asks)."""
+        if run_id in self._requesters:
+            return self._requesters[run_id]
         rows = self._read(_REQUESTED_BY, {"the_run": run_id})
-        return str(rows[0]["requested_by"]) if rows else None
+        found = str(rows[0]["requested_by"]) if rows else None
+        if found is not None:
+            if len(self._requesters) >= 1024:
+                self._requesters.clear()
+            self._requesters[run_id] = found
+        return found
 
     def record(
         self,
@@ -854,21 +878,10 @@ class SqlStateStore:
             "by": entry.get("by"),
             "run_id": entry.get("run"),
         }
-        try:
-            with self.engine.begin() as conn:
-                found = conn.execute(
-                    revisions.select().where(
-                        revisions.c.environment == environment,
-                        revisions.c.service == service,
-                        revisions.c.revision == values["revision"],
-                    )
-                ).first()
-                if found is None:
-                    conn.execute(revisions.insert().values(**values))
-        except sa.exc.IntegrityError:
-            return  # another process recorded it meanwhile
-        except sa.exc.SQLAlchemyError as exc:
-            raise StoreError(f"state store write failed: {type(exc).__name__}") from exc
+        with self._write() as conn:  # a replayed step's revision is there: nothing is added
+            conn.execute(
+                _add_revision(self.engine.dialect.name), {f"r_{k}": v for k, v in values.items()}
+            )
 
     def revisions(self, environment: str, service: str) -> list[dict[str, Any]]:
         """A service's revisions in an environment, oldest first."""

@@ -34,3 +34,18 @@ def test_record_inserts_then_updates_and_reads_the_cancel_flag(store: SqlStateSt
     kinds = [e["kind"] for e in store.events(run)]
     assert kinds == ["stage.running", "step.running", "stage.succeeded", "step.succeeded", "note"]
     assert flag is True
+
+
+def test_a_revision_is_remembered_once(store: SqlStateStore) -> None:
+    run = new_run(store)
+    entry = {"revision": 3, "version": "1.2.0", "replicas": 2, "cause": "deploy", "by": "ana",
+             "run": run}  # fmt: skip
+    store.add_revision("qa", "api", entry)
+    store.add_revision("qa", "api", {**entry, "version": "9.9.9"})  # a replayed step: ignored
+    store.add_revision("qa", "api", {**entry, "revision": 4, "version": "1.3.0"})
+    store.add_revision("dev", "api", entry)  # same number, another environment
+    rows = store.revisions("qa", "api")
+    assert [(r["revision"], r["version"], r["by"], r["run_id"]) for r in rows] == [
+        (3, "1.2.0", "ana", run), (4, "1.3.0", "ana", run)]  # fmt: skip
+    assert [r["revision"] for r in store.revisions("dev", "api")] == [3]
+    assert store.requested_by(run) == store.requested_by(run) is not None
