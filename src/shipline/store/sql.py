@@ -9,8 +9,9 @@ from __future__ import annotations
 import fcntl
 import functools
 import hashlib
+import threading
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -183,6 +184,11 @@ class SqlStateStore:
         self.engine = engine
         self.sqlite = engine.dialect.name == "sqlite"
         self._requesters: dict[int, str] = {}  # run id -> who asked (`requested_by`)
+        # SQLite has one writer at a time: this process's threads take turns here rather than
+        # in SQLite's busy handler, which sleeps 1, 2, 5, 10 ... ms between its tries
+        self._one_writer: AbstractContextManager[Any] = (
+            threading.RLock() if self.sqlite else nullcontext()
+        )
         # single-statement reads (and `record`, one statement) without BEGIN/ROLLBACK around
         # them, two round trips each on PostgreSQL: a pool of its own whose connections are
         # in autocommit from the start (switching a shared connection at each checkout cost as
@@ -256,7 +262,7 @@ class SqlStateStore:
     @contextmanager
     def _write(self) -> Iterator[Connection]:
         try:
-            with self.engine.begin() as conn:
+            with self._one_writer, self.engine.begin() as conn:
                 if self.sqlite:
                     conn.exec_driver_sql("SELECT 1")  # the connection is in a transaction now
                 yield conn
@@ -725,7 +731,7 @@ class SqlStateStore:
     def _locked(self, keys: Sequence[str]) -> Iterator[Connection]:
         """A transaction that serializes every other one touching the same lock keys."""
         try:
-            with self.engine.begin() as conn:
+            with self._one_writer, self.engine.begin() as conn:
                 if self.sqlite:
                     conn.exec_driver_sql(
                         "UPDATE locks SET state = state WHERE 0"
