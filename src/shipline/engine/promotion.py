@@ -61,24 +61,34 @@ def release_versions(
     return versions, digests
 
 
-def succeeded_in(store: SqlStateStore, environment: str, service: str, version: str) -> bool:
-    """Whether a run deployed `version` of `service` to `environment` and it held there
-    (deployed, verified, its gates passed, nothing rolled back)."""
+def held_in(store: SqlStateStore, environment: str, versions: dict[str, str]) -> set[str]:
+    """The services of `versions` whose version a run deployed to `environment` and that held
+    there (deployed, verified, its gates passed, nothing rolled back), from the newest 1,000
+    runs, read once."""
+    held: set[str] = set()
     for run in store.list_runs(limit=1000):
-        if run.services.get(service) != version:
+        matching = {s for s, v in versions.items() if s not in held and run.services.get(s) == v}
+        if not matching:
             continue
         if run.pipeline == "deploy" and run.environment == environment:
-            if run.phase == "succeeded":
-                return True
+            ok = run.phase == "succeeded"
         elif run.pipeline == "promote" and environment in run.params.get("environments", []):
             phases = {s["name"]: s["phase"] for s in store.stages(run.id)}
-            held = phases.get(f"{environment}:deploy") == "succeeded" and all(
-                phases.get(f"{environment}:{name}", "succeeded") == "succeeded"
-                for name in ("verify", "tests")
+            ok = (
+                phases.get(f"{environment}:deploy") == "succeeded"
+                and all(
+                    phases.get(f"{environment}:{name}", "succeeded") == "succeeded"
+                    for name in ("verify", "tests")
+                )
+                and phases.get(f"{environment}:rollback") != "succeeded"
             )
-            if held and phases.get(f"{environment}:rollback") != "succeeded":
-                return True
-    return False
+        else:
+            ok = False
+        if ok:
+            held |= matching
+            if len(held) == len(versions):
+                break
+    return held
 
 
 def submit_promotion(
@@ -136,7 +146,8 @@ def submit_promotion(
         versions = dict.fromkeys(names, tag)
     store = SqlStateStore.connect(ws.database_url)
     try:
-        below = [s for s, v in versions.items() if not succeeded_in(store, src.name, s, v)]
+        held = held_in(store, src.name, versions)
+        below = [s for s in versions if s not in held]
     finally:
         store.close()
     if below:
