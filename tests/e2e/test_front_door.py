@@ -121,6 +121,12 @@ def test_a_followed_deploy_and_a_promotion_are_submitted_by_the_worker(tmp_path:
         assert done.returncode == 0, done.stderr[-2000:]
         assert json.loads(done.stdout)["phase"] == "succeeded"
         assert not _loaded(imported, "shipline.engine.submit")
+        # the result waited for and read through the door: the command loaded no store
+        for heavy in ("sqlalchemy", "pydantic", "dbos"):
+            assert not _loaded(imported, heavy), f"the command loaded {heavy}"
+        shown = json.loads(sh(env, "runs", "show", "1", "--json").stdout)
+        assert json.loads(done.stdout) == shown
+        assert [s["phase"] for s in shown["stages"]][:2] == ["succeeded", "succeeded"]
 
         skipped, imported = _imports(env, "promote", "--from", "dev", "--to", "live",
                                      "--services", "api", "--tag", "1.0.0")  # fmt: skip
@@ -143,6 +149,26 @@ def test_a_followed_deploy_and_a_promotion_are_submitted_by_the_worker(tmp_path:
             assert time.monotonic() < end, shown
             time.sleep(0.2)
             shown = json.loads(sh(env, "runs", "show", str(run), "--json").stdout)
+
+        # a followed run that ends badly: its line and exit code, read through the door too
+        follower = subprocess.Popen(
+            [sys.executable, "-X", "importtime", EXE, "-q", "deploy", "--env", "qa",
+             "--services", "web", "--tag", "2.0.0"],
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        end = time.monotonic() + 60
+        while True:
+            runs = json.loads(sh(env, "runs", "list", "--json").stdout)
+            mine = [r for r in runs if r["services"] == {"web": "2.0.0"}]
+            if mine and mine[0]["phase"] == "waiting":
+                break
+            assert time.monotonic() < end, runs
+            time.sleep(0.2)
+        assert sh(env, "runs", "cancel", str(mine[0]["id"])).returncode == 0
+        out, err = follower.communicate(timeout=60)
+        assert follower.returncode == 1, err[-2000:]
+        assert out.startswith(f"run {mine[0]['id']} deploy: cancelled"), out
+        assert not _loaded(err, "sqlalchemy")
 
 
 def test_votes_and_cancellations_are_counted_at_the_door(tmp_path: Path) -> None:

@@ -58,7 +58,7 @@ def deploy(
         start_on_server(state, remote, "/api/v1/runs", body, detach=detach, as_json=as_json)
         return
     if not parameters:  # a worker of this folder may take it, warm: no start-up
-        from shipline.cli.door import deploy_at_door, submit_at_door
+        from shipline.cli.door import deploy_at_door, submit_at_door, watch_at_door
 
         args = {"env": env, "services": services, "tag": tag, "release": release,
                 "emergency": emergency, "reason": reason, "force": force,
@@ -68,8 +68,10 @@ def deploy(
         else:
             taken = submit_at_door(state, "deploy", args)
             if taken is not None:
-                watch_started(state, state.workspace(), int(taken["run"]), detach=False,
-                              as_json=as_json)  # fmt: skip
+                run = int(taken["run"])
+                if (as_json or state.quiet) and watch_at_door(state, run, as_json=as_json):
+                    return
+                watch_started(state, state.workspace(), run, detach=False, as_json=as_json)
                 return
     from shipline.engine.submit import submit_deploy
 
@@ -132,13 +134,15 @@ def promote(
         start_on_server(state, remote, "/api/v1/promotions", body, detach=detach,
                         as_json=as_json)  # fmt: skip
         return
-    from shipline.cli.door import submit_at_door
+    from shipline.cli.door import submit_at_door, watch_at_door
 
     taken = submit_at_door(state, "promote", body)  # a worker of this folder, warm
     if taken is not None:
         run = int(taken["run"])
         if detach:
             detached(state, run, str(taken["phase"]), as_json=as_json, queued=f"run {run} queued")
+        if (as_json or state.quiet) and watch_at_door(state, run, as_json=as_json):
+            return
         watch_started(state, state.workspace(), run, detach=False, as_json=as_json)
         return
     from shipline.engine.promotion import submit_promotion

@@ -1,9 +1,9 @@
 """`deploy`, `promote`, votes and cancellations handed to a worker of the state folder through
 its front door (`shipline.frontdoor`): the worker has the project, the store and the engine
 loaded, so the command pays only for its own start before the run is queued or the vote
-counted (a command that follows the run loads the rest while the run goes on). Without a
-worker there (or one of another project), the command does the work itself, as it always
-could."""
+counted; a command that waits for the run's result (--json, --quiet) asks the worker for it
+too (one following it live loads the rest while the run goes on). Without a worker there (or
+one of another project), the command does the work itself, as it always could."""
 
 from __future__ import annotations
 
@@ -40,10 +40,10 @@ def deploy_at_door(state: Any, args: dict[str, Any], *, as_json: bool) -> None:
 def submit_at_door(
     state: Any, op: str, args: dict[str, Any], actor: str | None = None
 ) -> dict[str, Any] | None:
-    """Hand a `deploy`, `promote`, `vote` or `cancel` (`op`) to a worker of the state folder:
-    its answer (for a submission the run it queued, `run` and `phase`); raises its refusal as
-    the command would; None when no worker of this project answered (the caller does the work
-    itself). `actor`: who acts (default: the acting user)."""
+    """Hand a `deploy`, `promote`, `vote`, `cancel` or `show` (`op`) to a worker of the state
+    folder: its answer (for a submission the run it queued, `run` and `phase`); raises its
+    refusal as the command would; None when no worker of this project answered (the caller
+    does the work itself). `actor`: who acts (default: the acting user)."""
     from shipline import frontdoor
     from shipline.cli.remote import acting_user
     from shipline.engine.locations import database_url_of, state_dir_of
@@ -59,6 +59,8 @@ def submit_at_door(
     try:
         answer = frontdoor.knock(state_dir_of(config, os.environ), request)
     except frontdoor.DoorError as exc:
+        if op == "show":  # nothing was asked of the engine: the caller reads the store
+            return None
         hint = "  hint: see `shipline runs list` before submitting again"
         raise _Refused([f"shipline {op}: {exc}", hint], 1) from exc
     if answer is None or "fallback" in answer:
@@ -66,3 +68,42 @@ def submit_at_door(
     if "error" in answer:
         raise _Refused([str(line) for line in answer["error"]], int(answer.get("code", 1)))
     return answer
+
+
+def watch_at_door(state: Any, run_id: int, *, as_json: bool) -> bool:
+    """Wait for run `run_id`'s end and print it as `watch` does with --json or --quiet, asking
+    a worker through the front door: the command loads neither the project nor the store, and
+    leaves the machine's cores to the run. Woken by the run's bell when it moves. False when
+    no worker of this project answers: the caller watches from the store."""
+    import typer
+
+    from shipline.cli.follow import EXIT
+    from shipline.cli.runs import _interrupted
+    from shipline.doorbell import Follower
+    from shipline.engine.locations import state_dir_of
+
+    folder = state_dir_of(state.config_path().resolve(), os.environ)
+    try:
+        with Follower(folder, run_id) as bell:
+            while True:
+                seen = submit_at_door(state, "show", {"run": run_id, "brief": True})
+                if seen is None:
+                    return False
+                if seen.get("phase") in EXIT:
+                    break
+                bell.wait(1.0)  # the worker rings when the run moves: a look a second besides
+    except KeyboardInterrupt:
+        _interrupted(state.output, run_id)
+    shown = submit_at_door(state, "show", {"run": run_id})
+    if shown is None:
+        return False
+    data = shown["details"]
+    if as_json:
+        state.output.json(data)
+    else:
+        reason = f" ({data['reason']})" if data.get("reason") else ""
+        state.output.line(f"run {run_id} {data['pipeline']}: {data['phase']}{reason}")
+    code = EXIT[data["phase"]]
+    if code:
+        raise typer.Exit(code)
+    return True

@@ -6,6 +6,7 @@ Bad input is refused here with a UserError (exit 2) before anything is queued or
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from shipline.engine.pipelines import (
     find_environment,
     pick_services,
 )
+from shipline.engine.runs import RunService
 from shipline.engine.wiring import RunRecord, require_target
 from shipline.engine.workspace import Workspace
 from shipline.errors import ShiplineError, UserError
@@ -253,6 +255,7 @@ class FrontDesk:
     def __init__(self, ws: Workspace) -> None:
         self.ws = ws
         self.fresh: Workspace | None = None  # its own copy, made at first use
+        self._reading: tuple[Workspace, RunService] | None = None  # what `show` reads with
 
     def answer(self, request: dict[str, Any]) -> dict[str, Any]:
         """The run recorded, the refusal (lines and exit code), or `fallback`: the command
@@ -261,7 +264,7 @@ class FrontDesk:
         command must not submit again."""
         args, actor, op = request.get("args"), request.get("actor"), request.get("op")
         needed = {"deploy": ("env",), "promote": ("source", "targets"), "vote": ("run", "approve"),
-                  "cancel": ("run",)}.get(str(op))  # fmt: skip
+                  "cancel": ("run",), "show": ("run",)}.get(str(op))  # fmt: skip
         if needed is None or not isinstance(args, dict) or any(k not in args for k in needed):
             return {"fallback": "not a request this worker answers"}
         if not isinstance(actor, str) or not actor:
@@ -275,6 +278,8 @@ class FrontDesk:
         if ws is None or request.get("database") != ws.database_url:
             return {"fallback": "another project"}
         try:
+            if op == "show":
+                return _show(self._reader(ws), args)
             if op in ("vote", "cancel"):
                 return _act(ws, str(op), args, actor)
             record = _submit(ws, str(op), args, actor)
@@ -283,6 +288,15 @@ class FrontDesk:
         except Exception as exc:  # recorded or not, unknown: never submitted twice
             return {"error": [f"shipline worker: internal error: {type(exc).__name__}"], "code": 1}
         return {"run": record.id, "phase": record.phase}
+
+    def _reader(self, ws: Workspace) -> RunService:
+        """The run service `show` reads with, kept while the workspace is `ws` (a command
+        waiting for a run asks at every move of it)."""
+        if self._reading is None or self._reading[0] is not ws:
+            if self._reading is not None:
+                self._reading[1].store.close()
+            self._reading = (ws, run_service(ws))
+        return self._reading[1]
 
     def _current(self, path: Path) -> Workspace | None:
         """This worker's project as its file says now; None for another project's file."""
@@ -293,6 +307,18 @@ class FrontDesk:
         elif self.fresh is None or self.fresh.changed_on_disk():
             self.fresh = Workspace.open(self.ws.config_path, self.ws.environ, self.ws.masker)
         return self.fresh
+
+
+def _show(service: RunService, args: dict[str, Any]) -> dict[str, Any]:
+    """A run as `runs show --json` shows it (`brief`: its phase alone), for a command waiting
+    for its result."""
+    from shipline.engine.runs import run_details
+
+    run = int(args["run"])
+    if args.get("brief"):
+        return {"phase": service.get(run).phase}
+    # as the command prints it (values JSON has no type for, as text)
+    return {"details": json.loads(json.dumps(run_details(service, run), default=str))}
 
 
 def _act(ws: Workspace, op: str, args: dict[str, Any], actor: str) -> dict[str, Any]:
