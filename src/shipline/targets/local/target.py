@@ -9,6 +9,7 @@ Every apply records a revision, as a Kubernetes Deployment does; rollback re-app
 from __future__ import annotations
 
 import fcntl
+import http.client
 import json
 import logging
 import os
@@ -31,7 +32,7 @@ from shipline.errors import AlreadyRunning, CheckFailed, NotFoundError, Shipline
 from shipline.process import hold_lock
 from shipline.targets.local.gateway import Gateway
 from shipline.targets.local.metrics import GatewayMetrics
-from shipline.targets.local.supervisor import Replica, Supervisor, free_port
+from shipline.targets.local.supervisor import Replica, Supervisor, free_port, http_status
 
 WORKLOAD = [sys.executable, "-m", "shipline.targets.local.workload"]
 log = logging.getLogger("shipline.local")
@@ -550,11 +551,9 @@ class LocalTarget:
         state = self.observe(environment, service)
         url = f"http://127.0.0.1:{svc.gateway.port}{svc.spec.health_path}"
         try:
-            with urllib.request.urlopen(url, timeout=2) as response:
-                ok, detail = 200 <= response.status < 300, f"{url} answered {response.status}"
-        except urllib.error.HTTPError as exc:
-            ok, detail = False, f"{url} answered {exc.code}"
-        except OSError as exc:
+            status = http_status(svc.gateway.port, svc.spec.health_path, 2)
+            ok, detail = 200 <= status < 300, f"{url} answered {status}"
+        except (OSError, http.client.HTTPException) as exc:
             ok, detail = False, f"{url} unreachable ({type(exc).__name__})"
         return Observation.of(
             state, bounds, endpoint_ok=ok, endpoint_detail=detail,
