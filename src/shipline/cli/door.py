@@ -78,7 +78,7 @@ def watch_at_door(state: Any, run_id: int, *, as_json: bool) -> bool:
     import typer
 
     from shipline.cli.follow import EXIT
-    from shipline.cli.runs import _interrupted
+    from shipline.cli.runs import _interrupted, print_result
     from shipline.doorbell import Follower
     from shipline.engine.locations import state_dir_of
 
@@ -97,13 +97,7 @@ def watch_at_door(state: Any, run_id: int, *, as_json: bool) -> bool:
     shown = submit_at_door(state, "show", {"run": run_id})
     if shown is None:
         return False
-    data = shown["details"]
-    if as_json:
-        state.output.json(data)
-    else:
-        reason = f" ({data['reason']})" if data.get("reason") else ""
-        state.output.line(f"run {run_id} {data['pipeline']}: {data['phase']}{reason}")
-    code = EXIT[data["phase"]]
+    code = print_result(state, run_id, shown["details"], {}, as_json=as_json)
     if code:
         raise typer.Exit(code)
     return True

@@ -573,6 +573,21 @@ def _wait(
                           after=after, details=details or run_details, verbose=verbose)  # fmt: skip
 
 
+def print_result(
+    state: Any, run_id: int, data: dict[str, Any], extra: dict[str, Any], *, as_json: bool
+) -> int:
+    """A waited-for run's end as --json (its document, with `extra`) or --quiet (one line)
+    print it; the command's exit code."""
+    from shipline.cli.follow import EXIT
+
+    if as_json:
+        state.output.json({**data, **extra})
+    else:
+        reason = f" ({data['reason']})" if data.get("reason") else ""
+        state.output.line(f"run {run_id} {data['pipeline']}: {data['phase']}{reason}")
+    return EXIT[data["phase"]]
+
+
 def _wait_with(
     state: Any,
     service: Any,
@@ -591,12 +606,7 @@ def _wait_with(
         while service.get(run_id).phase not in EXIT:
             wait(0.25)
         data = details(service, run_id)
-        if as_json:
-            state.output.json({**data, **(extra(data) if extra else {})})
-        else:
-            reason = f" ({data['reason']})" if data.get("reason") else ""
-            state.output.line(f"run {run_id} {data['pipeline']}: {data['phase']}{reason}")
-        return EXIT[data["phase"]]
+        return print_result(state, run_id, data, extra(data) if extra else {}, as_json=as_json)
     if state.output.console.is_terminal:
         code = follow(service, run_id, state.output.console, details, pause=wait)
     else:

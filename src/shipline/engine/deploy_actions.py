@@ -130,14 +130,14 @@ class _Unseen:
     """`spec_of`'s default: the caller did not observe the service."""
 
 
-UNSEEN = _Unseen()
+_UNSEEN = _Unseen()
 
 
 def spec_of(
     params: dict[str, Any],
     version: str | None = None,
     *,
-    live: ServiceState | _Unseen | None = UNSEEN,
+    live: ServiceState | _Unseen | None = _UNSEEN,
 ) -> DeploySpec:
     """The desired state a deploy step asks for: resolved variables (secrets included, kept in
     memory only), replicas (a scaled count is kept across deploys, as Kubernetes does). `live`
