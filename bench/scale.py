@@ -150,6 +150,7 @@ def main() -> None:
         finally:
             worker.send_signal(signal.SIGTERM)
             worker.wait(timeout=120)
+    print("deploy --detach, each (ms):", [round(s * 1000) for s in submit], file=sys.stderr)
     submit.sort()
     figures = {
         "waitingRuns": N,

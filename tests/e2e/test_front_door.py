@@ -56,7 +56,9 @@ def test_a_detached_deploy_is_handed_to_the_worker(tmp_path: Path) -> None:
         )
         assert done.returncode == 3, done.stderr[-2000:]
         assert "run 1 queued" in done.stdout
-        for heavy in ("sqlalchemy", "pydantic", "dbos", "shipline.engine.submit"):
+        # the quick path: not even the command-line framework (nor a server's HTTP client)
+        for heavy in ("sqlalchemy", "pydantic", "dbos", "shipline.engine.submit", "typer",
+                      "urllib.request"):  # fmt: skip
             assert not _loaded(imported, heavy), f"the command loaded {heavy}"
 
         # the same refusals as the command's own, through the worker
@@ -141,6 +143,7 @@ def test_a_followed_deploy_and_a_promotion_are_submitted_by_the_worker(tmp_path:
         run = json.loads(promoted.stdout)["run"]
         assert not _loaded(imported, "shipline.engine.promotion")
         assert not _loaded(imported, "sqlalchemy")  # detached: nothing but the door
+        assert not _loaded(imported, "typer")
         shown = json.loads(sh(env, "runs", "show", str(run), "--json").stdout)
         assert shown["pipeline"] == "promote" and shown["requestedBy"] == "ann"
         # it waits for qa's approval, as a promotion the command submitted would

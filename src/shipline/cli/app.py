@@ -1,9 +1,8 @@
 """The `shipline` command line. It parses, calls the engine, and prints; no business logic."""
 
 import copy
-import os
 import sys
-from contextlib import nullcontext, suppress
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -17,6 +16,7 @@ from shipline.cli.deploy import deploy, promote, trigger
 from shipline.cli.infra import infra_app
 from shipline.cli.output import Output
 from shipline.cli.params import lighten
+from shipline.cli.quick import GLOBAL_FLAGS, GLOBAL_VALUES, internal_error, leave
 from shipline.cli.release import release_app
 from shipline.cli.runs import approve, canary_app, reject, runs_app, worker
 from shipline.cli.server import login, logout, server, tokens_app, users_app, whoami
@@ -497,10 +497,6 @@ def audit_list(
     )
 
 
-GLOBAL_FLAGS = {"--quiet", "-q", "--verbose", "-v", "--no-color"}
-GLOBAL_VALUES = {"--config", "-c"}
-
-
 def hoist_globals(args: list[str]) -> list[str]:
     """Global options written after the command move before it (`shipline status -c x.yaml`
     means `shipline -c x.yaml status`), and `--json` written before the command moves after
@@ -582,24 +578,11 @@ def main(argv: list[str] | None = None) -> int:
         output.error("shipline: interrupted")
         return 130
     except Exception as exc:  # the last guard: one line, never a traceback
-        if os.environ.get("SHIPLINE_DEBUG"):
-            import traceback
-
-            output.error(traceback.format_exc())
-        output.error(f"shipline: internal error: {type(exc).__name__}: {exc}")
-        output.error("  hint: rerun with SHIPLINE_DEBUG=1 and report it")
-        return 1
+        return internal_error(output, exc)
     return code if isinstance(code, int) else 0
 
 
 def run() -> None:
-    """Console-script entry point. A command that is done leaves at once: what it printed is
-    flushed, and the interpreter's teardown of every module it loaded (the store, the models:
-    up to 0.2 s, longer than many commands) is skipped. Nothing of shipline's waits on it: a
-    command closes what it writes, and the worker stops its engine before it returns."""
-    code = main()
-    for stream in (sys.stdout, sys.stderr):
-        # a reader that went away (`| head`), or a closed stream: nothing more to say
-        with suppress(OSError, ValueError):
-            stream.flush()
-    os._exit(code)
+    """The full command as an entry point (the console script's is `shipline.cli.quick.run`,
+    which tries the quick path first)."""
+    leave(main())

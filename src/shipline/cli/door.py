@@ -37,6 +37,17 @@ def deploy_at_door(state: Any, args: dict[str, Any], *, as_json: bool) -> None:
         detached(state, run, str(answer["phase"]), as_json=as_json, queued=f"run {run} queued")
 
 
+def say_detached(output: Any, run_id: int, phase: str, *, as_json: bool, queued: str) -> None:
+    """What a command that started a run and left it to go on prints: how to follow it."""
+    if as_json:
+        output.json({"run": run_id, "phase": phase})
+    else:
+        output.line(
+            f"{queued}; follow it with: shipline runs logs {run_id} --follow"
+            f" (or: shipline runs show {run_id})"
+        )
+
+
 def submit_at_door(
     state: Any, op: str, args: dict[str, Any], actor: str | None = None
 ) -> dict[str, Any] | None:

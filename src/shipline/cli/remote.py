@@ -7,8 +7,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +35,9 @@ class Remote:
         self._token = token
 
     def call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        import urllib.error  # here: most commands never call a server, and urllib is slow to load
+        import urllib.request
+
         data = json.dumps(body).encode() if body is not None else None
         request = urllib.request.Request(self.url + path, data=data, method=method)
         request.add_header("Content-Type", "application/json")

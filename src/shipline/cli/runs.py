@@ -513,13 +513,9 @@ def watch_started(
 
 def detached(state: Any, run_id: int, phase: str, *, as_json: bool, queued: str) -> None:
     """A run started and left to go on: say how to follow it; exit 3."""
-    if as_json:
-        state.output.json({"run": run_id, "phase": phase})
-    else:
-        state.output.line(
-            f"{queued}; follow it with: shipline runs logs {run_id} --follow"
-            f" (or: shipline runs show {run_id})"
-        )
+    from shipline.cli.door import say_detached
+
+    say_detached(state.output, run_id, phase, as_json=as_json, queued=queued)
     raise typer.Exit(3)
 
 
