@@ -198,12 +198,14 @@ def test_votes_and_cancellations_are_counted_at_the_door(tmp_path: Path) -> None
         voted, imported = _imports(env, "approve", "1", "--as", "ann", "--comment", "CAB-7")
         assert voted.returncode == 0, voted.stderr[-2000:]
         assert "run 1 stage 'deploy': approved by ann" in voted.stderr
-        for heavy in ("sqlalchemy", "pydantic", "dbos", "shipline.engine.runs"):
+        for heavy in ("sqlalchemy", "pydantic", "dbos", "shipline.engine.runs", "typer"):
             assert not _loaded(imported, heavy), f"the command loaded {heavy}"
         rejected, _ = _imports(env, "reject", "2", "--as", "ann")
         assert rejected.returncode == 0 and "rejected by ann" in rejected.stderr
         cancelled, imported = _imports(env, "runs", "cancel", "3", "--reason", "wrong tag")
         assert cancelled.returncode == 0 and not _loaded(imported, "sqlalchemy")
+        assert "run 3: cancellation requested" in cancelled.stderr
+        assert not _loaded(imported, "typer")  # the quick path, as approve's
 
         end = time.monotonic() + 60
         while True:

@@ -48,6 +48,20 @@ def say_detached(output: Any, run_id: int, phase: str, *, as_json: bool, queued:
         )
 
 
+def say_voted(
+    output: Any, run_id: int, stage: str, who: str, waiting: list[str], *, approve: bool
+) -> None:
+    """What a vote's command prints: the stage voted on, by whom, and who is still needed."""
+    still = f"; still needed: {', '.join(waiting)}" if waiting else ""
+    word = "approved" if approve else "rejected"
+    output.error(f"run {run_id} stage '{stage}': {word} by {who}{still}")
+
+
+def say_cancel_requested(output: Any, run_id: int) -> None:
+    """What `runs cancel` prints once the cancellation is recorded."""
+    output.error(f"run {run_id}: cancellation requested")
+
+
 def submit_at_door(
     state: Any, op: str, args: dict[str, Any], actor: str | None = None
 ) -> dict[str, Any] | None:

@@ -1,10 +1,12 @@
-"""The command's entry point, and its quick path: a detached `deploy` or `promote` (the command
-CI jobs and scripts call most) handed to a worker of the project through its front door before
-the command-line framework is loaded, whose import is most of a command's start-up.
+"""The command's entry point, and its quick path: a detached `deploy` or `promote` (what CI
+jobs and scripts call), a single-user `approve` or `reject`, and `runs cancel`, handed to a
+worker of the project through its front door before the command-line framework is loaded,
+whose import is most of a command's start-up.
 
 Only a command line made of the options it knows, each once and well formed, takes the quick
 path, and only when a worker of this project answers; anything else (`--help`, a typo, an
-option it does not know, `--set`, a sign-in to a server, no worker) goes the full way, which
+option it does not know, `--set`, a vote without `--as`, a sign-in to a server, no worker)
+goes the full way, which
 parses, checks and reports as always. Both ways send the worker the same request: the command
 line's options become the same arguments (tests hold the two parsers to that)."""
 
@@ -20,63 +22,88 @@ from typing import Any
 GLOBAL_FLAGS = {"--quiet": "quiet", "-q": "quiet", "--verbose": "verbose", "-v": "verbose",
                 "--no-color": "no_color"}  # fmt: skip
 GLOBAL_VALUES = {"--config": "config", "-c": "config"}
-_FLAGS = {**GLOBAL_FLAGS, "--json": "as_json", "--detach": "detach"}
-_BEFORE = {**GLOBAL_FLAGS, "--json": "as_json"}  # `--json` first is hoisted; `--detach` is not
+_SUBMITTING = {"--json": "as_json", "--detach": "detach"}  # the invocation's, not the worker's
 
 
 class _Command:
-    """One command the quick path takes: its options (name → argument) and their defaults."""
+    """One command the quick path takes: the front door's operation it asks for, its options
+    (name → argument), the arguments it cannot do without, and its one positional argument
+    (a run's number), if it has one."""
 
-    def __init__(self, values: dict[str, str], flags: dict[str, str], required: set[str]):
-        self.values, self.flags, self.required = values, flags, required
+    def __init__(
+        self, op: str, values: dict[str, str], flags: dict[str, str], required: set[str],
+        run: bool = False, fixed: dict[str, Any] | None = None,
+    ) -> None:  # fmt: skip
+        self.op, self.values, self.flags, self.required, self.run = op, values, flags, required, run
         self.defaults: dict[str, Any] = {
-            **{name: None for name in values.values()},
-            **{name: False for name in flags.values()},
+            **{name: None for name in values.values() if name != "as"},
+            **{name: False for name in flags.values() if name not in _SUBMITTING.values()},
+            **(fixed or {}),
         }
 
 
 _SELECTION = {"--services": "services", "-s": "services", "--tag": "tag", "-t": "tag",
               "--release": "release", "-r": "release"}  # fmt: skip
+_BALLOT = {"--as": "as", "--stage": "stage", "--comment": "comment"}
 COMMANDS = {
-    "deploy": _Command(
+    ("deploy",): _Command(
+        "deploy",
         {"--env": "env", "-e": "env", "--reason": "reason", **_SELECTION},
-        {"--emergency": "emergency", "--force": "force", "--skip-tests": "skip_tests"},
-        {"env"},
+        {
+            "--emergency": "emergency",
+            "--force": "force",
+            "--skip-tests": "skip_tests",
+            **_SUBMITTING,
+        },
+        {"env", "detach"},
     ),
-    "promote": _Command(
+    ("promote",): _Command(
+        "promote",
         {"--from": "source", "--to": "targets", **_SELECTION},
-        {"--skip-tests": "skip_tests", "--canary": "canary"},
-        {"source", "targets"},
+        {"--skip-tests": "skip_tests", "--canary": "canary", **_SUBMITTING},
+        {"source", "targets", "detach"},
     ),
+    # single-user votes name the voter (`--as`); signed in to a server, the full way votes
+    ("approve",): _Command("vote", _BALLOT, {}, {"as"}, run=True, fixed={"approve": True}),
+    ("reject",): _Command("vote", _BALLOT, {}, {"as"}, run=True, fixed={"approve": False}),
+    ("runs", "cancel"): _Command("cancel", {"--reason": "reason"}, {}, set(), run=True),
 }
+_WORDS = {words[: n + 1] for words in COMMANDS for n in range(len(words))}
 
 
-def parse(argv: list[str]) -> tuple[str, dict[str, Any], dict[str, Any]] | None:
-    """(command, its arguments for the worker, the invocation's options: config, quiet,
-    verbose, no_color, as_json, detach) of a detached `deploy` or `promote`; None for any
-    other command line."""
-    name, command = "", None
+def parse(argv: list[str]) -> tuple[_Command, dict[str, Any], dict[str, Any]] | None:
+    """(the command, its arguments for the worker, the invocation's options: config, quiet,
+    verbose, no_color, as_json, detach, as) of a command line the quick path takes; None for
+    any other."""
+    words: tuple[str, ...] = ()
+    command: _Command | None = None
     args: dict[str, Any] = {}
-    options: dict[str, Any] = {"config": None, **{key: False for key in _FLAGS.values()}}
+    options: dict[str, Any] = {"config": None}
     index = 0
     while index < len(argv):
         arg = argv[index]
         index += 1
         if not arg.startswith("-"):
-            if command is not None or arg not in COMMANDS:
-                return None  # a second word, or a command the quick path does not take
-            name, command = arg, COMMANDS[arg]
+            if command is not None and command.run and "run" not in args and arg.isdigit():
+                args["run"] = int(arg)
+            elif command is None and (*words, arg) in _WORDS:
+                words = (*words, arg)
+                command = COMMANDS.get(words)
+            else:
+                return None  # a word it does not expect: the full way names the problem
             continue
+        if words and command is None:
+            return None  # an option inside a command's name (`runs -q cancel`)
         option, given, value = arg.partition("=")
-        flags = {**_FLAGS, **command.flags} if command else _BEFORE
-        values = {**GLOBAL_VALUES, **(command.values if command else {})}
+        flags = {**GLOBAL_FLAGS, **(command.flags if command else {"--json": "as_json"})}
         if option in flags:
             key = flags[option]
-            target = options if option in _FLAGS else args
+            target = args if command and key in command.defaults else options
             if given or target.get(key):
                 return None  # `--detach=yes`, or a flag given twice
             target[key] = True
             continue
+        values = {**GLOBAL_VALUES, **(command.values if command else {})}
         if option not in values:
             return None  # an option it does not know here: the full way names the problem
         if not given:
@@ -85,13 +112,18 @@ def parse(argv: list[str]) -> tuple[str, dict[str, Any], dict[str, Any]] | None:
             value = argv[index]
             index += 1
         key = values[option]
-        target = options if option in GLOBAL_VALUES else args
+        target = args if command and key in command.defaults else options
         if target.get(key) is not None:
             return None  # given twice
         target[key] = value
-    if command is None or not options["detach"] or not command.required <= set(args):
+    if command is None or (command.run and "run" not in args):
         return None
-    return name, {**command.defaults, **args}, options
+    known = {**args, **options}
+    if not command.required <= {key for key, value in known.items() if value}:
+        return None
+    if options.get("as_json") and "--json" not in command.flags:
+        return None  # `shipline --json approve 1`: the full way says approve has no --json
+    return command, {**command.defaults, **args}, options
 
 
 class _Invocation:
@@ -107,13 +139,13 @@ class _Invocation:
 
 
 def quick(argv: list[str]) -> int | None:
-    """Hand a detached `deploy` or `promote` to a worker of the project and print its answer
-    as the full command does: the exit code. None: the full way takes the command line (not
-    one the quick path takes, or nobody to hand it to; nothing was asked of anyone)."""
+    """Hand a command line the quick path takes to a worker of the project and print its
+    answer as the full command does: the exit code. None: the full way takes the command line
+    (not one the quick path takes, or nobody to hand it to; nothing was asked of anyone)."""
     parsed = parse(argv)
     if parsed is None:
         return None
-    name, args, options = parsed
+    command, args, options = parsed
     from shipline.cli import remote
     from shipline.errors import ShiplineError
 
@@ -124,19 +156,34 @@ def quick(argv: list[str]) -> int | None:
         invocation.config_path()
     except ShiplineError:
         return None  # the full way reports it, as it always has
-    from shipline.cli.door import say_detached, submit_at_door
+    from shipline.cli import door
     from shipline.cli.output import Output
     from shipline.domain.masking import Masker
 
     output = Output(Masker())
-    output.no_color = output.no_color or options["no_color"]
+    output.no_color = output.no_color or bool(options.get("no_color"))
     try:
-        answer = submit_at_door(invocation, name, args)
+        actor = None
+        if command.op == "vote":
+            from shipline.engine.identity import current_user
+
+            actor = current_user(options["as"], os.environ)
+        elif command.op == "cancel":
+            actor = remote.acting_user()
+        answer = door.submit_at_door(invocation, command.op, args, actor)
         if answer is None:
             return None
+        if command.op == "vote":
+            waiting = [str(w) for w in answer["waitingOn"]]
+            door.say_voted(output, args["run"], str(answer["stage"]), str(actor), waiting,
+                           approve=args["approve"])  # fmt: skip
+            return 0
+        if command.op == "cancel":
+            door.say_cancel_requested(output, args["run"])
+            return 0
         run = int(answer["run"])
-        say_detached(output, run, str(answer["phase"]), as_json=options["as_json"],
-                     queued=f"run {run} queued")  # fmt: skip
+        door.say_detached(output, run, str(answer["phase"]), as_json=bool(options.get("as_json")),
+                          queued=f"run {run} queued")  # fmt: skip
         return 3
     except ShiplineError as exc:
         for line in exc.lines():

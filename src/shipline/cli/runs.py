@@ -374,7 +374,9 @@ def runs_cancel(
         who = _actor()
         if submit_at_door(state_of(ctx), "cancel", {"run": run, "reason": reason}, who) is None:
             _service(ctx).cancel(run, who, reason)
-    state_of(ctx).output.error(f"run {run}: cancellation requested")
+    from shipline.cli.door import say_cancel_requested
+
+    say_cancel_requested(state_of(ctx).output, run)
 
 
 def _vote(
@@ -389,7 +391,6 @@ def _vote(
     from shipline.cli.remote import current, refuse_as
 
     remote = current()
-    word = "approved" if approve else "rejected"
     if remote is not None:
         refuse_as(user, remote)
         answer = remote.post(
@@ -413,8 +414,9 @@ def _vote(
         else:
             effect = _service(ctx).vote(run, who, approve=approve, stage=stage, comment=comment)
             voted, waiting = effect.stage, list(effect.waiting_on)
-    still = f"; still needed: {', '.join(waiting)}" if waiting else ""
-    state_of(ctx).output.error(f"run {run} stage '{voted}': {word} by {who}{still}")
+    from shipline.cli.door import say_voted
+
+    say_voted(state_of(ctx).output, run, voted, who, waiting, approve=approve)
 
 
 StageOpt = Annotated[

@@ -255,7 +255,7 @@ class FrontDesk:
     def __init__(self, ws: Workspace) -> None:
         self.ws = ws
         self.fresh: Workspace | None = None  # its own copy, made at first use
-        self._reading: tuple[Workspace, RunService] | None = None  # what `show` reads with
+        self._reading: tuple[Workspace, RunService] | None = None  # what votes, cancels, `show` use
 
     def answer(self, request: dict[str, Any]) -> dict[str, Any]:
         """The run recorded, the refusal (lines and exit code), or `fallback`: the command
@@ -281,7 +281,7 @@ class FrontDesk:
             if op == "show":
                 return _show(self._reader(ws), args)
             if op in ("vote", "cancel"):
-                return _act(ws, str(op), args, actor)
+                return _act(self._reader(ws), str(op), args, actor)
             record = _submit(ws, str(op), args, actor)
         except ShiplineError as exc:
             return {"error": exc.lines(), "code": exc.exit_code}
@@ -290,8 +290,8 @@ class FrontDesk:
         return {"run": record.id, "phase": record.phase}
 
     def _reader(self, ws: Workspace) -> RunService:
-        """The run service `show` reads with, kept while the workspace is `ws` (a command
-        waiting for a run asks at every move of it)."""
+        """The run service that votes, cancels and `show`s, kept while the workspace is `ws`
+        (a command waiting for a run asks at every move of it; a vote costs no connection)."""
         if self._reading is None or self._reading[0] is not ws:
             if self._reading is not None:
                 self._reading[1].store.close()
@@ -321,20 +321,16 @@ def _show(service: RunService, args: dict[str, Any]) -> dict[str, Any]:
     return {"details": json.loads(json.dumps(run_details(service, run), default=str))}
 
 
-def _act(ws: Workspace, op: str, args: dict[str, Any], actor: str) -> dict[str, Any]:
+def _act(service: RunService, op: str, args: dict[str, Any], actor: str) -> dict[str, Any]:
     """A vote (`actor` votes) or a cancellation (`actor` asks), as its command would."""
-    service = run_service(ws)
-    try:
-        if op == "cancel":
-            service.cancel(int(args["run"]), actor, _text(args.get("reason")))
-            return {"run": int(args["run"])}
-        effect = service.vote(
-            int(args["run"]), actor, approve=bool(args["approve"]),
-            stage=_text(args.get("stage")), comment=_text(args.get("comment")),
-        )  # fmt: skip
-        return {"stage": effect.stage, "waitingOn": list(effect.waiting_on)}
-    finally:
-        service.store.close()
+    if op == "cancel":
+        service.cancel(int(args["run"]), actor, _text(args.get("reason")))
+        return {"run": int(args["run"])}
+    effect = service.vote(
+        int(args["run"]), actor, approve=bool(args["approve"]),
+        stage=_text(args.get("stage")), comment=_text(args.get("comment")),
+    )  # fmt: skip
+    return {"stage": effect.stage, "waitingOn": list(effect.waiting_on)}
 
 
 def _submit(ws: Workspace, op: str, args: dict[str, Any], actor: str) -> RunRecord:
