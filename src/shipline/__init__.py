@@ -6,7 +6,10 @@ The public API is loaded lazily so that `shipline --help` stays fast.
 from __future__ import annotations
 
 from importlib import import_module
-from typing import Any
+
+TYPE_CHECKING = False  # typing is not imported at run time (the quick path loads this)
+if TYPE_CHECKING:
+    from typing import Any
 
 __version__ = "0.1.0"
 

@@ -26,8 +26,6 @@ Errors never carry secret values: they name variables, groups and stores instead
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 
 class ShiplineError(Exception):
     """Root of every error shipline raises on purpose."""
@@ -80,13 +78,36 @@ class AlreadyRunning(UserError):
     """Another live process holds what this one needs (a worker id, a state folder's services)."""
 
 
-@dataclass(frozen=True)
 class Location:
-    """A place in a configuration file; line and column count from 1."""
+    """A place in a configuration file; line and column count from 1. Immutable, compared by
+    value. (A plain class, not a dataclass: every command loads this module, the quick path
+    included, and `dataclasses` costs more to import than the rest of it.)"""
 
+    __slots__ = ("column", "file", "line")
     file: str
     line: int
     column: int
+
+    def __init__(self, file: str, line: int, column: int) -> None:
+        for name, value in (("file", file), ("line", line), ("column", column)):
+            object.__setattr__(self, name, value)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"Location is immutable: cannot set {name}")
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Location):
+            return NotImplemented
+        return (self.file, self.line, self.column) == (other.file, other.line, other.column)
+
+    def __hash__(self) -> int:
+        return hash((self.file, self.line, self.column))
+
+    def __reduce__(self) -> tuple[type[Location], tuple[str, int, int]]:
+        return Location, (self.file, self.line, self.column)
+
+    def __repr__(self) -> str:
+        return f"Location(file={self.file!r}, line={self.line!r}, column={self.column!r})"
 
     def __str__(self) -> str:
         return f"{self.file}:{self.line}:{self.column}"

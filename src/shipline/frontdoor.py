@@ -24,7 +24,10 @@ import struct
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+
+TYPE_CHECKING = False  # typing is not imported at run time (the quick path loads this)
+if TYPE_CHECKING:
+    from typing import Any
 
 TIMEOUT_SECONDS = 10.0  # a worker busy that long: the command waits no more, and says so
 RETRY_BIND_SECONDS = 2.0

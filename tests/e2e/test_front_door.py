@@ -58,7 +58,7 @@ def test_a_detached_deploy_is_handed_to_the_worker(tmp_path: Path) -> None:
         assert "run 1 queued" in done.stdout
         # the quick path: not even the command-line framework (nor a server's HTTP client)
         for heavy in ("sqlalchemy", "pydantic", "dbos", "shipline.engine.submit", "typer",
-                      "urllib.request"):  # fmt: skip
+                      "urllib.request", "typing", "dataclasses"):  # fmt: skip
             assert not _loaded(imported, heavy), f"the command loaded {heavy}"
 
         # the same refusals as the command's own, through the worker

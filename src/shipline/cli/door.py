@@ -8,9 +8,12 @@ one of another project), the command does the work itself, as it always could.""
 from __future__ import annotations
 
 import os
-from typing import Any
 
 from shipline.errors import ShiplineError
+
+TYPE_CHECKING = False  # typing is not imported at run time (the quick path loads this)
+if TYPE_CHECKING:
+    from typing import Any
 
 
 class _Refused(ShiplineError):

@@ -8,9 +8,12 @@ import os
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import IO, Any, TextIO, cast
 
 from shipline.domain.masking import Masker
+
+TYPE_CHECKING = False  # typing is not imported at run time (the quick path loads this)
+if TYPE_CHECKING:
+    from typing import IO, Any, TextIO
 
 
 class MaskingStream(io.TextIOBase):
@@ -55,11 +58,13 @@ class Output:
     def console(self) -> Any:
         """A Rich console on the masked stdout (Rich is imported on first use)."""
         if self._console is None:
+            from typing import cast
+
             from rich.console import Console
 
             width = None if self.stdout.isatty() else 200
             self._console = Console(
-                file=cast(IO[str], self.stdout), highlight=False, width=width,
+                file=cast("IO[str]", self.stdout), highlight=False, width=width,
                 no_color=self.no_color,
             )  # fmt: skip
         return self._console

@@ -16,7 +16,10 @@ import os
 import sys
 from contextlib import suppress
 from pathlib import Path
-from typing import Any
+
+TYPE_CHECKING = False  # typing is not imported at run time (the quick path loads this)
+if TYPE_CHECKING:
+    from typing import Any
 
 # the root's options, accepted before or after the command (as the full way hoists them)
 GLOBAL_FLAGS = {"--quiet": "quiet", "-q": "quiet", "--verbose": "verbose", "-v": "verbose",

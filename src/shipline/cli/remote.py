@@ -8,9 +8,12 @@ import contextlib
 import json
 import os
 from pathlib import Path
-from typing import Any
 
 from shipline.errors import NotAuthenticated, NotFoundError, PermissionDenied, UserError
+
+TYPE_CHECKING = False  # typing is not imported at run time (the quick path loads this)
+if TYPE_CHECKING:
+    from typing import Any
 
 LOGIN_ENV = "SHIPLINE_LOGIN_FILE"
 STATUS_ERRORS: dict[int, type[UserError]] = {
