@@ -123,8 +123,9 @@ def test_a_followed_deploy_and_a_promotion_are_submitted_by_the_worker(tmp_path:
         assert done.returncode == 0, done.stderr[-2000:]
         assert json.loads(done.stdout)["phase"] == "succeeded"
         assert not _loaded(imported, "shipline.engine.submit")
-        # the result waited for and read through the door: the command loaded no store
-        for heavy in ("sqlalchemy", "pydantic", "dbos"):
+        # the result waited for and read through the door: the command loaded no store, nor
+        # the command-line framework (the quick path)
+        for heavy in ("sqlalchemy", "pydantic", "dbos", "typer"):
             assert not _loaded(imported, heavy), f"the command loaded {heavy}"
         shown = json.loads(sh(env, "runs", "show", "1", "--json").stdout)
         assert json.loads(done.stdout) == shown
@@ -171,7 +172,7 @@ def test_a_followed_deploy_and_a_promotion_are_submitted_by_the_worker(tmp_path:
         out, err = follower.communicate(timeout=60)
         assert follower.returncode == 1, err[-2000:]
         assert out.startswith(f"run {mine[0]['id']} deploy: cancelled"), out
-        assert not _loaded(err, "sqlalchemy")
+        assert not _loaded(err, "sqlalchemy") and not _loaded(err, "typer")
 
 
 def test_votes_and_cancellations_are_counted_at_the_door(tmp_path: Path) -> None:

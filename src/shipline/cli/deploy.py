@@ -7,6 +7,12 @@ import typer
 from shipline.cli.context import JsonFlag, state_of
 
 
+def _exit_with(code: int | None) -> None:
+    """End the command with `code`, the result a worker gave; None: carry on (no worker)."""
+    if code is not None:
+        raise typer.Exit(code)
+
+
 def deploy(
     ctx: typer.Context,
     env: Annotated[str, typer.Option("--env", "-e", help="Environment name or alias.")],
@@ -69,8 +75,8 @@ def deploy(
             taken = submit_at_door(state, "deploy", args)
             if taken is not None:
                 run = int(taken["run"])
-                if (as_json or state.quiet) and watch_at_door(state, run, as_json=as_json):
-                    return
+                if as_json or state.quiet:
+                    _exit_with(watch_at_door(state, state.output, run, as_json=as_json))
                 watch_started(state, state.workspace(), run, detach=False, as_json=as_json)
                 return
     from shipline.engine.submit import submit_deploy
@@ -141,8 +147,8 @@ def promote(
         run = int(taken["run"])
         if detach:
             detached(state, run, str(taken["phase"]), as_json=as_json, queued=f"run {run} queued")
-        if (as_json or state.quiet) and watch_at_door(state, run, as_json=as_json):
-            return
+        if as_json or state.quiet:
+            _exit_with(watch_at_door(state, state.output, run, as_json=as_json))
         watch_started(state, state.workspace(), run, detach=False, as_json=as_json)
         return
     from shipline.engine.promotion import submit_promotion

@@ -3,7 +3,9 @@ its front door (`shipline.frontdoor`): the worker has the project, the store and
 loaded, so the command pays only for its own start before the run is queued or the vote
 counted; a command that waits for the run's result (--json, --quiet) asks the worker for it
 too (one following it live loads the rest while the run goes on). Without a worker there (or
-one of another project), the command does the work itself, as it always could."""
+one of another project), the command does the work itself, as it always could. What these
+commands print is here too, free of the command-line framework: the quick path
+(`cli/quick.py`) prints with the same functions."""
 
 from __future__ import annotations
 
@@ -38,6 +40,31 @@ def deploy_at_door(state: Any, args: dict[str, Any], *, as_json: bool) -> None:
     if answer is not None:
         run = int(answer["run"])
         detached(state, run, str(answer["phase"]), as_json=as_json, queued=f"run {run} queued")
+
+
+# a waited-for run's exit code by how it ended
+EXIT = {"succeeded": 0, "failed": 1, "errored": 1, "cancelled": 1}
+
+
+def print_result(
+    output: Any, run_id: int, data: dict[str, Any], extra: dict[str, Any], *, as_json: bool
+) -> int:
+    """A waited-for run's end as --json (its document, with `extra`) or --quiet (one line)
+    print it; the command's exit code."""
+    if as_json:
+        output.json({**data, **extra})
+    else:
+        reason = f" ({data['reason']})" if data.get("reason") else ""
+        output.line(f"run {run_id} {data['pipeline']}: {data['phase']}{reason}")
+    return EXIT[data["phase"]]
+
+
+def say_interrupted(output: Any, run_id: int) -> None:
+    """Ctrl-C while following: the run is not stopped; say how to follow or cancel it."""
+    output.error(
+        f"stopped following; run {run_id} goes on. Follow it: shipline runs logs {run_id}"
+        f" --follow · cancel it: shipline runs cancel {run_id}"
+    )
 
 
 def say_detached(output: Any, run_id: int, phase: str, *, as_json: bool, queued: str) -> None:
@@ -98,15 +125,12 @@ def submit_at_door(
     return answer
 
 
-def watch_at_door(state: Any, run_id: int, *, as_json: bool) -> bool:
+def watch_at_door(state: Any, output: Any, run_id: int, *, as_json: bool) -> int | None:
     """Wait for run `run_id`'s end and print it as `watch` does with --json or --quiet, asking
     a worker through the front door: the command loads neither the project nor the store, and
-    leaves the machine's cores to the run. Woken by the run's bell when it moves. False when
-    no worker of this project answers: the caller watches from the store."""
-    import typer
-
-    from shipline.cli.follow import EXIT
-    from shipline.cli.runs import _interrupted, print_result
+    leaves the machine's cores to the run. Woken by the run's bell when it moves. The exit
+    code (130: interrupted, the run goes on); None when no worker of this project answers:
+    the caller watches from the store."""
     from shipline.doorbell import Follower
     from shipline.engine.locations import state_dir_of
 
@@ -116,16 +140,14 @@ def watch_at_door(state: Any, run_id: int, *, as_json: bool) -> bool:
             while True:
                 seen = submit_at_door(state, "show", {"run": run_id, "brief": True})
                 if seen is None:
-                    return False
+                    return None
                 if seen.get("phase") in EXIT:
                     break
                 bell.wait(1.0)  # the worker rings when the run moves: a look a second besides
     except KeyboardInterrupt:
-        _interrupted(state.output, run_id)
+        say_interrupted(output, run_id)
+        return 130
     shown = submit_at_door(state, "show", {"run": run_id})
     if shown is None:
-        return False
-    code = print_result(state, run_id, shown["details"], {}, as_json=as_json)
-    if code:
-        raise typer.Exit(code)
-    return True
+        return None
+    return print_result(output, run_id, shown["details"], {}, as_json=as_json)

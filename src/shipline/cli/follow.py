@@ -9,6 +9,8 @@ from typing import Any
 from rich.table import Table
 from rich.text import Text
 
+from shipline.cli.door import EXIT
+
 STYLES = {
     "pending": "dim",
     "running": "cyan",
@@ -29,7 +31,6 @@ ICONS = {
     "cancelled": "⊘",
     "skipped": "↷",
 }
-EXIT = {"succeeded": 0, "failed": 1, "errored": 1, "cancelled": 1}
 
 
 def render_stages(stages: list[dict[str, Any]]) -> Table:

@@ -1,7 +1,7 @@
-"""The command's entry point, and its quick path: a detached `deploy` or `promote` (what CI
-jobs and scripts call), a single-user `approve` or `reject`, and `runs cancel`, handed to a
-worker of the project through its front door before the command-line framework is loaded,
-whose import is most of a command's start-up.
+"""The command's entry point, and its quick path: a `deploy` or `promote` that is detached or
+waited for with --json or --quiet (what CI jobs and scripts call), a single-user `approve` or
+`reject`, and `runs cancel`, handed to a worker of the project through its front door before
+the command-line framework is loaded, whose import is most of a command's start-up.
 
 Only a command line made of the options it knows, each once and well formed, takes the quick
 path, and only when a worker of this project answers; anything else (`--help`, a typo, an
@@ -58,13 +58,13 @@ COMMANDS = {
             "--skip-tests": "skip_tests",
             **_SUBMITTING,
         },
-        {"env", "detach"},
+        {"env"},
     ),
     ("promote",): _Command(
         "promote",
         {"--from": "source", "--to": "targets", **_SELECTION},
         {"--skip-tests": "skip_tests", "--canary": "canary", **_SUBMITTING},
-        {"source", "targets", "detach"},
+        {"source", "targets"},
     ),
     # single-user votes name the voter (`--as`); signed in to a server, the full way votes
     ("approve",): _Command("vote", _BALLOT, {}, {"as"}, run=True, fixed={"approve": True}),
@@ -126,6 +126,10 @@ def parse(argv: list[str]) -> tuple[_Command, dict[str, Any], dict[str, Any]] | 
         return None
     if options.get("as_json") and "--json" not in command.flags:
         return None  # `shipline --json approve 1`: the full way says approve has no --json
+    if "--detach" in command.flags and not (
+        options.get("detach") or options.get("as_json") or options.get("quiet")
+    ):
+        return None  # followed live: the full way's live view
     return command, {**command.defaults, **args}, options
 
 
@@ -184,10 +188,13 @@ def quick(argv: list[str]) -> int | None:
         if command.op == "cancel":
             door.say_cancel_requested(output, args["run"])
             return 0
-        run = int(answer["run"])
-        door.say_detached(output, run, str(answer["phase"]), as_json=bool(options.get("as_json")),
-                          queued=f"run {run} queued")  # fmt: skip
-        return 3
+        run, as_json = int(answer["run"]), bool(options.get("as_json"))
+        if options.get("detach"):
+            door.say_detached(output, run, str(answer["phase"]), as_json=as_json,
+                              queued=f"run {run} queued")  # fmt: skip
+            return 3
+        code = door.watch_at_door(invocation, output, run, as_json=as_json)
+        return _watch_from_store(output, options, run) if code is None else code
     except ShiplineError as exc:
         for line in exc.lines():
             output.error(line)
@@ -197,6 +204,24 @@ def quick(argv: list[str]) -> int | None:
         return 130
     except Exception as exc:  # the last guard: one line, never a traceback
         return internal_error(output, exc)
+
+
+def _watch_from_store(output: Any, options: dict[str, Any], run: int) -> int:
+    """Wait for run `run` as the full command does when the worker that took it stopped
+    answering: from the store (the run is recorded; it is never submitted again)."""
+    import typer
+
+    from shipline.cli.context import State
+    from shipline.cli.runs import watch_started
+
+    state = State(output)
+    state.config, state.quiet = options["config"], bool(options.get("quiet"))
+    try:
+        watch_started(state, state.workspace(), run, detach=False,
+                      as_json=bool(options.get("as_json")))  # fmt: skip
+    except typer.Exit as exc:
+        return int(exc.exit_code)
+    return 0
 
 
 def internal_error(output: Any, exc: Exception) -> int:

@@ -348,10 +348,9 @@ def runs_logs(
 
 def _interrupted(output: Any, run: int) -> None:
     """Ctrl-C while following: the run is not stopped; say how to follow or cancel it."""
-    output.error(
-        f"stopped following; run {run} goes on. Follow it: shipline runs logs {run} --follow"
-        f" · cancel it: shipline runs cancel {run}"
-    )
+    from shipline.cli.door import say_interrupted
+
+    say_interrupted(output, run)
     raise typer.Exit(130)
 
 
@@ -571,21 +570,6 @@ def _wait(
                           after=after, details=details or run_details, verbose=verbose)  # fmt: skip
 
 
-def print_result(
-    state: Any, run_id: int, data: dict[str, Any], extra: dict[str, Any], *, as_json: bool
-) -> int:
-    """A waited-for run's end as --json (its document, with `extra`) or --quiet (one line)
-    print it; the command's exit code."""
-    from shipline.cli.follow import EXIT
-
-    if as_json:
-        state.output.json({**data, **extra})
-    else:
-        reason = f" ({data['reason']})" if data.get("reason") else ""
-        state.output.line(f"run {run_id} {data['pipeline']}: {data['phase']}{reason}")
-    return EXIT[data["phase"]]
-
-
 def _wait_with(
     state: Any,
     service: Any,
@@ -598,13 +582,18 @@ def _wait_with(
     details: Callable[[Any, int], dict[str, Any]],
     verbose: bool,
 ) -> int:
-    from shipline.cli.follow import EXIT, follow, follow_plain
+    from shipline.cli.door import EXIT
+    from shipline.cli.follow import follow, follow_plain
 
     if as_json or state.quiet:
         while service.get(run_id).phase not in EXIT:
             wait(0.25)
         data = details(service, run_id)
-        return print_result(state, run_id, data, extra(data) if extra else {}, as_json=as_json)
+        from shipline.cli.door import print_result
+
+        return print_result(
+            state.output, run_id, data, extra(data) if extra else {}, as_json=as_json
+        )
     if state.output.console.is_terminal:
         code = follow(service, run_id, state.output.console, details, pause=wait)
     else:

@@ -24,6 +24,10 @@ TAKEN = [
     ["promote", "--from", "dev", "--to", "qa,staging", "--release", "r1", "--detach"],
     ["promote", "--from=dev", "--to=all", "-s", "api", "-t", "1.2.3", "--canary",
      "--skip-tests", "--detach", "--json"],
+    ["deploy", "--env", "qa", "--tag", "1.0.0", "--json"],  # waited for: the result printed
+    ["-q", "deploy", "--env", "qa", "--tag", "1.0.1"],
+    ["promote", "--from", "dev", "--to", "qa", "--tag", "1.0.0", "--quiet"],
+    ["promote", "--from", "dev", "--to", "qa", "--tag", "1.0.0", "--json"],
     ["approve", "12", "--as", "Quinn"],
     ["-q", "approve", "--as=quinn", "--stage", "deploy", "--comment", "CAB-7", "12"],
     ["reject", "3", "--as", "ann", "--comment", "not today"],
@@ -32,7 +36,8 @@ TAKEN = [
 ]  # fmt: skip
 
 DECLINED = [
-    ["deploy", "--env", "qa", "--tag", "1.0.0"],  # not detached: it follows the run
+    ["deploy", "--env", "qa", "--tag", "1.0.0"],  # followed live: the full way's live view
+    ["promote", "--from", "dev", "--to", "qa", "--tag", "1.0.0", "-v"],
     ["deploy", "--env", "qa", "--tag", "1.0.0", "--detach", "--set", "X=1"],  # --set
     ["deploy", "--tag", "1.0.0", "--detach"],  # --env missing: the full way says so
     ["deploy", "--env", "qa", "--env", "dev", "--detach"],  # given twice
@@ -88,18 +93,22 @@ def test_the_quick_path_asks_the_worker_what_the_full_command_asks(
     monkeypatch.setenv("SHIPLINE_LOGIN_FILE", str(tmp_path / "no-login.json"))
 
     asked: list[tuple[str, dict[str, Any], str | None]] = []
+    monkeypatch.setenv("SHIPLINE_HOME", str(tmp_path / "state"))
+    ended = {"id": 7, "pipeline": "deploy", "phase": "failed", "reason": "verify: api is down"}
     answers = {"deploy": {"run": 7, "phase": "pending"}, "promote": {"run": 7, "phase": "pending"},
                "vote": {"stage": "deploy", "waitingOn": ["cab"]}, "cancel": {"run": 7}}  # fmt: skip
 
     def worker(state: Any, op: str, args: dict[str, Any], actor: str | None = None) -> Any:
         assert state.config_path() == config
+        if op == "show":  # a waited-for run: its phase, then its document
+            return {"phase": ended["phase"]} if args.get("brief") else {"details": ended}
         asked.append((op, args, actor))
         return answers[op]
 
     monkeypatch.setattr(door, "submit_at_door", worker)
     code = quick(argv)
     said = capsys.readouterr()
-    assert main(argv) == code and code in (0, 3)
+    assert main(argv) == code and code in (0, 1, 3)
     assert said == capsys.readouterr() and (said.out or said.err)
     assert len(asked) == 2 and asked[0] == asked[1], asked
     parsed = parse(argv)
@@ -160,3 +169,29 @@ def _imports_of(module: str) -> set[str]:
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
                           check=True)  # fmt: skip
     return set(done.stdout.split())
+
+
+def test_a_worker_gone_after_taking_the_run_is_never_asked_again_to_submit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # the run was recorded; the wait goes on from the store, as the full command's does
+    monkeypatch.setenv("SHIPLINE_CONFIG", str(_config(tmp_path)))
+    monkeypatch.setenv("SHIPLINE_LOGIN_FILE", str(tmp_path / "no-login.json"))
+    monkeypatch.setenv("SHIPLINE_HOME", str(tmp_path / "state"))
+    asked: list[str] = []
+
+    def worker(state: Any, op: str, args: dict[str, Any], actor: str | None = None) -> Any:
+        asked.append(op)
+        return {"run": 7, "phase": "pending"} if op == "deploy" else None
+
+    monkeypatch.setattr(door, "submit_at_door", worker)
+    watched: list[int] = []
+    from shipline.cli import runs
+
+    def from_store(state: Any, ws: Any, run_id: int, *, detach: bool, as_json: bool) -> None:
+        watched.append(run_id)
+
+    monkeypatch.setattr(runs, "watch_started", from_store)
+    monkeypatch.setattr("shipline.cli.context.State.workspace", lambda self: None)
+    assert quick(["deploy", "--env", "qa", "--tag", "1.0.0", "--json"]) == 0
+    assert asked == ["deploy", "show"] and watched == [7]
