@@ -6,9 +6,9 @@ the command-line framework is loaded, whose import is most of a command's start-
 Only a command line made of the options it knows, each once and well formed, takes the quick
 path, and only when a worker of this project answers; anything else (`--help`, a typo, an
 option it does not know, `--set`, a vote without `--as`, a sign-in to a server, no worker)
-goes the full way, which
-parses, checks and reports as always. Both ways send the worker the same request: the command
-line's options become the same arguments (tests hold the two parsers to that)."""
+goes the full way, which parses, checks and reports as always. Both ways send the worker the
+same request: the command line's options become the same arguments (tests hold the two
+parsers to that). See ADR 0018."""
 
 from __future__ import annotations
 
