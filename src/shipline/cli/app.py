@@ -16,12 +16,12 @@ from shipline.cli.deploy import deploy, promote, trigger
 from shipline.cli.infra import infra_app
 from shipline.cli.output import Output
 from shipline.cli.params import lighten
-from shipline.cli.quick import GLOBAL_FLAGS, GLOBAL_VALUES, internal_error, leave
+from shipline.cli.quick import GLOBAL_FLAGS, GLOBAL_VALUES, failed, leave
 from shipline.cli.release import release_app
 from shipline.cli.runs import approve, canary_app, reject, runs_app, worker
 from shipline.cli.server import login, logout, server, tokens_app, users_app, whoami
 from shipline.domain.masking import Masker
-from shipline.errors import ShiplineError, UserError
+from shipline.errors import UserError
 
 app = typer.Typer(
     name="shipline",
@@ -570,15 +570,8 @@ def main(argv: list[str] | None = None) -> int:
     except typer.Abort:
         output.error("shipline: aborted")
         return 130
-    except ShiplineError as exc:
-        for line in exc.lines():
-            output.error(line)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        output.error("shipline: interrupted")
-        return 130
-    except Exception as exc:  # the last guard: one line, never a traceback
-        return internal_error(output, exc)
+    except (KeyboardInterrupt, Exception) as exc:  # never a traceback
+        return failed(output, exc)
     return code if isinstance(code, int) else 0
 
 

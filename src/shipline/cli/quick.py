@@ -195,15 +195,8 @@ def quick(argv: list[str]) -> int | None:
             return 3
         code = door.watch_at_door(invocation, output, run, as_json=as_json)
         return _watch_from_store(output, options, run) if code is None else code
-    except ShiplineError as exc:
-        for line in exc.lines():
-            output.error(line)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        output.error("shipline: interrupted")
-        return 130
-    except Exception as exc:  # the last guard: one line, never a traceback
-        return internal_error(output, exc)
+    except (KeyboardInterrupt, Exception) as exc:  # never a traceback
+        return failed(output, exc)
 
 
 def _watch_from_store(output: Any, options: dict[str, Any], run: int) -> int:
@@ -224,7 +217,22 @@ def _watch_from_store(output: Any, options: dict[str, Any], run: int) -> int:
     return 0
 
 
-def internal_error(output: Any, exc: Exception) -> int:
+def failed(output: Any, exc: BaseException) -> int:
+    """A command that ended in an error, as the user reads it: shipline's own errors as their
+    lines, Ctrl-C as one line, anything else as `internal_error`; the exit code."""
+    from shipline.errors import ShiplineError
+
+    if isinstance(exc, ShiplineError):
+        for line in exc.lines():
+            output.error(line)
+        return exc.exit_code
+    if isinstance(exc, KeyboardInterrupt):
+        output.error("shipline: interrupted")
+        return 130
+    return internal_error(output, exc)
+
+
+def internal_error(output: Any, exc: BaseException) -> int:
     """An error nobody foresaw, in one line and a hint (the traceback with SHIPLINE_DEBUG=1)."""
     if os.environ.get("SHIPLINE_DEBUG"):
         import traceback
