@@ -424,3 +424,49 @@ def test_the_state_file_follows_a_rollout_and_close_writes_what_is_pending(
         pending.close()
     written = json.loads((tmp_path / "two" / "local-state.json").read_text())
     assert written["local/api"]["version"] == "1.0.0"
+
+
+def _written_when_settled(target: LocalTarget, path: Path) -> dict[str, object]:
+    """The state file once the target's writer has nothing pending."""
+    for _ in range(200):
+        with target._state_wanted:
+            settled = not target._state_dirty
+        if settled and path.exists():
+            with target._state_written:  # a write in progress ends first
+                found: dict[str, object] = json.loads(path.read_text())
+            return found
+        time.sleep(0.05)
+    raise AssertionError("the state writer never settled")
+
+
+def test_a_write_after_a_rollout_observes_only_what_changed_and_matches_a_whole_write(
+    target: LocalTarget, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    state_file = tmp_path / "local-state.json"
+    for name in ("api", "web", "jobs"):
+        target.apply(DeploySpec("local", name, "1.0.0", health_path="/health"))
+    _written_when_settled(target, state_file)
+    observed: list[str] = []
+    real = LocalTarget.observe
+
+    def counted(self: LocalTarget, environment: str, service: str, **kw: bool) -> object:
+        observed.append(service)
+        return real(self, environment, service, **kw)
+
+    monkeypatch.setattr(LocalTarget, "observe", counted)
+    target.apply(DeploySpec("local", "web", "2.0.0", health_path="/health"))
+    after_rollout = _written_when_settled(target, state_file)
+    writes = [s for s in observed if s != "web"]  # the rollout's own look at web aside
+    assert writes == [], f"the write after web's rollout observed {writes} again"
+    assert {k: v["version"] for k, v in after_rollout.items()} == {  # type: ignore[index]
+        "local/api": "1.0.0", "local/jobs": "1.0.0", "local/web": "2.0.0"
+    }  # fmt: skip
+    target.stop("local", "jobs")
+    target.write_state(probe=False)
+    whole = json.loads(state_file.read_text())
+    assert sorted(whole) == ["local/api", "local/web"]
+    for key in whole:  # the same entry as the incremental write (readiness as last probed)
+        if key in after_rollout:
+            assert whole[key] == after_rollout[key]
+    prometheus = json.loads((tmp_path / "prometheus-targets.json").read_text())
+    assert [t["labels"]["service"] for t in prometheus] == ["api", "web"]

@@ -175,6 +175,11 @@ class LocalTarget:
         self._state_wanted = threading.Condition()
         self._state_dirty = False
         self._state_thread: threading.Thread | None = None
+        # Each service's entry of the state file as last written (its JSON text, gateway
+        # port): a write after a rollout observes only the services changed since (`_stale`),
+        # not every service of the machine; a whole write (`write_state`) observes them all.
+        self._entries: dict[tuple[str, str], tuple[str, int]] = {}
+        self._stale: set[tuple[str, str]] = set()
 
     # --- helpers ---------------------------------------------------------------------------
 
@@ -291,13 +296,15 @@ class LocalTarget:
         try:
             return self._apply(spec, cause, log, record, change)
         finally:
-            self._state_soon()
+            self._state_soon((spec.environment, spec.service))
 
-    def _state_soon(self) -> None:
-        """Have the state files written by their thread, without waiting for them (the next
-        `write_state` or `close` writes them if that thread has not yet)."""
+    def _state_soon(self, changed: tuple[str, str]) -> None:
+        """Have the state files written by their thread with `changed` observed again, without
+        waiting for them (the next `write_state` or `close` writes them if that thread has
+        not yet)."""
         with self._state_wanted:
             self._state_dirty = True
+            self._stale.add(changed)
             if self._state_thread is None:
                 self._state_thread = threading.Thread(
                     target=self._write_state_when_wanted, name="shipline-state", daemon=True
@@ -311,7 +318,7 @@ class LocalTarget:
                 while not self._state_dirty:
                     self._state_wanted.wait()
             try:
-                self.write_state(probe=False)  # a rollout itself just probed what it started
+                self._write_changed()
             except OSError as exc:  # a full disk: tried again in a second, and by `close`
                 log.warning("writing the local target's state failed: %s", exc)
                 with self._state_wanted:
@@ -595,6 +602,7 @@ class LocalTarget:
             self._route(svc, {stable: 100 - weight, spec.version: weight})
             if probe_rps > 0 and svc.probe is None:
                 svc.probe = _Prober(svc.gateway.port, probe_rps)
+            self._state_soon((spec.environment, spec.service))  # its canary and weights
             return started
 
     def end_canary(self, spec: DeploySpec, *, promote: bool, log: LogSink = _quiet) -> int:
@@ -656,45 +664,58 @@ class LocalTarget:
         with self._state_written:
             with self._state_wanted:
                 self._state_dirty = False  # this write covers every change made until now
-            self._write_state(probe)
+                self._stale.clear()
+            self._write_state(set(self._services.copy()), probe)
 
-    def _write_state(self, probe: bool) -> None:
-        data: dict[str, Any] = {}
-        for env, name in sorted(self._services.copy()):
+    def _write_changed(self) -> None:
+        """The state files after rollouts: the services changed since the last write observed
+        again (readiness as last probed), the others as that write observed them (the worker's
+        periodic `write_state` observes every service)."""
+        with self._state_written:
+            with self._state_wanted:
+                self._state_dirty = False
+                changed, self._stale = self._stale, set()
+            self._write_state(changed, probe=False)
+
+    def _write_state(self, changed: set[tuple[str, str]], probe: bool) -> None:
+        present = set(self._services.copy())
+        for key in set(self._entries) - present:  # stopped since
+            del self._entries[key]
+        for env, name in sorted(present & changed | present - set(self._entries)):
             svc = self._services.get((env, name))
             if svc is None:  # stopped meanwhile
                 continue
             try:
-                data[f"{env}/{name}"] = {
+                entry = {
                     **self.observe(env, name, probe=probe).as_dict(),
                     "gatewayPort": svc.gateway.port,
                     "history": [r.as_dict() for r in self.history(env, name)],
                     "restore": self._restorable(svc),
                 }
             except NotFoundError:  # stopped meanwhile
+                self._entries.pop((env, name), None)
                 continue
-        self._replace(self.state_dir / "local-state.json", data)
-        # Prometheus file-based service discovery: every gateway with its labels.
+            self._entries[(env, name)] = (json.dumps(entry, default=str), svc.gateway.port)
+        written = sorted(self._entries.items())
+        # compact, and each entry encoded once: the C encoder, ten times faster than indented
         self._replace(
-            self.state_dir / "prometheus-targets.json",
-            [
-                {
-                    "targets": [f"127.0.0.1:{entry['gatewayPort']}"],
-                    "labels": {
-                        "environment": entry["environment"],
-                        "service": entry["service"],
-                    },
-                }
-                for entry in data.values()
-            ],
-        )
+            self.state_dir / "local-state.json",
+            "{" + ",".join(f"{json.dumps(f'{e}/{n}')}:{text}" for (e, n), (text, _) in written)
+            + "}",
+        )  # fmt: skip
+        # Prometheus file-based service discovery: every gateway with its labels.
+        targets = [
+            {"targets": [f"127.0.0.1:{port}"], "labels": {"environment": e, "service": n}}
+            for (e, n), (_, port) in written
+        ]
+        self._replace(self.state_dir / "prometheus-targets.json", json.dumps(targets))
 
     @staticmethod
-    def _replace(path: Path, data: Any) -> None:
+    def _replace(path: Path, text: str) -> None:
         """Write `path` whole or not at all (each thread through its own temporary file)."""
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-        tmp.write_text(json.dumps(data, default=str))  # compact: the C encoder, ten times faster
+        tmp.write_text(text)
         tmp.replace(path)
 
     @staticmethod
