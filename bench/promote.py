@@ -10,7 +10,9 @@ Measured in the same run:
     the run up, every stage's bookkeeping in the state store, the rollouts themselves);
   - shipline's own share: (shipline - floor) / shipline. Goal: under 5 %.
   - the run alone (the worker's start of the run to its end, from the state store) and its own
-    share, which leaves out the CLI's start-up and submission.
+    share, which leaves out the CLI's start-up and submission;
+  - where the run's own time went, from its stages' durations: the deploy stages beyond the
+    floor (the bookkeeping between rollouts), the verification stages, and the rest.
 Each of ROUNDS rounds (default 3) promotes in a new state folder with a new worker, the floor
 measured just before and just after it; the figures are the medians of the rounds' own figures.
 Run: .venv/bin/python bench/promote.py
@@ -70,9 +72,10 @@ def sh(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
                           check=False)  # fmt: skip
 
 
-def with_shipline() -> tuple[float, float, float]:
+def with_shipline() -> tuple[float, float, float, dict[str, float]]:
     """Seconds for the dev deploy, for the promotion dev -> qa -> staging as the command took
-    it, and for the promotion run alone (the worker's start of it to its end)."""
+    it, for the promotion run alone (the worker's start of it to its end), and the run's
+    seconds by kind of stage (as `runs show --json` tells them)."""
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         env = {**os.environ, "SHIPLINE_CONFIG": str(project(folder)),
@@ -94,12 +97,18 @@ def with_shipline() -> tuple[float, float, float]:
             shown = json.loads(done.stdout)
             began, ended = (datetime.fromisoformat(shown[k]) for k in ("startedAt", "finishedAt"))
             alone = (ended - began).total_seconds()
+            kinds = {"deploy": 0.0, "verify": 0.0}
+            for stage in shown["stages"]:
+                kind = stage["name"].rsplit(":", 1)[-1]
+                if kind in kinds and stage["seconds"] is not None:
+                    kinds[kind] += stage["seconds"]
+            kinds["rest"] = alone - kinds["deploy"] - kinds["verify"]
             for name in ENVIRONMENTS:
                 sh(env, "down", "--env", name)
         finally:
             worker.send_signal(signal.SIGTERM)
             worker.wait(timeout=120)
-        return deployed, promoted, alone
+        return deployed, promoted, alone, kinds
 
 
 def main() -> None:
@@ -109,13 +118,17 @@ def main() -> None:
     for _ in range(ROUNDS):
         # the floor measured on both sides of each promotion (a noisy machine drifts)
         before = bare(services)
-        deployed, promoted, alone = with_shipline()
+        deployed, promoted, alone, kinds = with_shipline()
         floor = (before + bare(services)) / 2 * 2  # qa and staging
         rounds.append({
             "floorSeconds": round(floor, 2), "devDeploySeconds": round(deployed, 2),
             "promoteSeconds": round(promoted, 2), "runSeconds": round(alone, 2),
             "shiplineOwnShare": round((promoted - floor) / promoted, 3),
             "runOwnShare": round((alone - floor) / alone, 3),
+            # where the run's own time went: its deploy stages beyond the floor, its
+            # verification stages, and everything else (validation, locks, the end)
+            "deployBeyondFloorSeconds": round(kinds["deploy"] - floor, 2),
+            "verifySeconds": round(kinds["verify"], 2), "restSeconds": round(kinds["rest"], 2),
         })  # fmt: skip
     mid = {key: statistics.median(r[key] for r in rounds) for key in rounds[0]}
     print(json.dumps({
@@ -131,6 +144,9 @@ def main() -> None:
         "shiplineOwnShare": mid["shiplineOwnShare"],
         "runSeconds": mid["runSeconds"],  # without the CLI's start-up and submission
         "runOwnShare": mid["runOwnShare"],
+        "deployBeyondFloorSeconds": mid["deployBeyondFloorSeconds"],
+        "verifySeconds": mid["verifySeconds"],
+        "restSeconds": mid["restSeconds"],
     }, indent=2))  # fmt: skip
 
 

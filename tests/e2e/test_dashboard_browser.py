@@ -8,6 +8,7 @@ a canary's analysis are taken (SHIPLINE_SCREENSHOTS=DIR keeps them, as the READM
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -146,6 +147,9 @@ def test_deploy_approve_and_follow_live_in_the_browser(
         # the requester's page follows the run to its end by itself
         assert "succeeded" in _ended(requester), requester.inner_text("main")
         assert "approved by riley" in requester.inner_text("main")
+        took = requester.locator("ol.stages span.took")  # each stage that ran: how long
+        assert took.count() >= 3, requester.inner_text("ol.stages")
+        assert all(re.fullmatch(r"\d+ ms|\d+\.\d s|\d+m\d\ds", t) for t in took.all_inner_texts())
         requester.goto(url + "/")
         healthy = requester.locator("table.grid tbody td .health.healthy")
         assert healthy.count() == 22

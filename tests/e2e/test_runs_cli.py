@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 
 import pytest
 
+from shipline.engine.reads import took
 from tests.e2e.worker import running_worker, sh
 from tests.engine_harness import memory_services
 
@@ -71,6 +73,20 @@ def test_detach_approve_and_audit(env: dict[str, str]) -> None:
     assert sh(env, "audit", "verify").returncode == 0
     logs = json.loads(sh(env, "runs", "logs", str(run), "--json").stdout)
     assert any(e["kind"] == "stage.waiting" for e in logs["events"])
+    # every stage and step says when it started and ended, and how long it took
+    shown = json.loads(sh(env, "runs", "show", str(run), "--json").stdout)
+    rows = [*shown["stages"], *(st for s in shown["stages"] for st in s["steps"])]
+    ran = [r for r in rows if r["phase"] != "skipped"]
+    assert len(ran) == 8 and all(r["finishedAt"] >= r["startedAt"] for r in ran)
+    skipped = next(s for s in shown["stages"] if s["name"] == "rollback")
+    assert skipped["phase"] == "skipped" and skipped["seconds"] is None  # it never started
+    for row in ran:
+        began, ended = (datetime.fromisoformat(row[k]) for k in ("startedAt", "finishedAt"))
+        assert row["seconds"] == round((ended - began).total_seconds(), 3)
+    deploy = next(s for s in shown["stages"] if s["name"] == "deploy")
+    assert deploy["seconds"] >= 0.1  # it waited for ann's vote
+    table = sh(env, "runs", "show", str(run)).stdout
+    assert "took" in table and took(deploy["seconds"]) in table
 
 
 def test_reject_fails_and_cancel_cancels(env: dict[str, str]) -> None:

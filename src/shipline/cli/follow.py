@@ -10,6 +10,7 @@ from rich.table import Table
 from rich.text import Text
 
 from shipline.cli.door import EXIT
+from shipline.engine.reads import took
 
 STYLES = {
     "pending": "dim",
@@ -38,12 +39,14 @@ def render_stages(stages: list[dict[str, Any]]) -> Table:
     table = Table(show_header=True, header_style="bold", expand=False)
     table.add_column("stage")
     table.add_column("phase")
+    table.add_column("took", justify="right")
     table.add_column("detail")
     for stage in stages:
         phase = stage["phase"]
         table.add_row(
             stage["name"],
             Text(f"{ICONS.get(phase, '?')} {phase}", style=STYLES.get(phase, "")),
+            took(stage.get("seconds")),
             stage.get("reason") or "",
         )
         for step in stage.get("steps", []):
@@ -57,6 +60,7 @@ def render_stages(stages: list[dict[str, Any]]) -> Table:
             table.add_row(
                 f"  {step['name']}",
                 Text(f"{ICONS.get(sp, '?')} {sp}", style=STYLES.get(sp, "")),
+                took(step.get("seconds")),
                 detail,
             )
     return table

@@ -4,6 +4,7 @@ command); PostgreSQL, or a store not yet at the newest schema, through the state
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
@@ -62,3 +63,32 @@ def run_summary(record: RunRecord) -> dict[str, Any]:
         "cancelReason": record.cancel_reason,
         "emergencyReason": record.emergency_reason,
     }
+
+
+def times(row: dict[str, Any]) -> dict[str, Any]:
+    """When a stage or step (a row of the state store) started and ended, and how long it took
+    in seconds (None until it has)."""
+    began, ended = row.get("started_at"), row.get("finished_at")
+    return {
+        "startedAt": _utc(began).isoformat() if began else None,
+        "finishedAt": _utc(ended).isoformat() if ended else None,
+        "seconds": round((_utc(ended) - _utc(began)).total_seconds(), 3)
+        if began and ended
+        else None,
+    }
+
+
+def _utc(moment: datetime) -> datetime:
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def took(seconds: float | None) -> str:
+    """A duration as people read it: 85 ms, 2.9 s, 4m05s, 1h20m ("" for none yet)."""
+    if seconds is None:
+        return ""
+    if seconds < 1:
+        return f"{seconds * 1000:.0f} ms"
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, rest = divmod(round(seconds), 60)
+    return f"{minutes}m{rest:02d}s" if minutes < 60 else f"{minutes // 60}h{minutes % 60:02d}m"

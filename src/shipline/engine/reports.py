@@ -10,16 +10,10 @@ import json
 from pathlib import Path
 from typing import Any
 
+from shipline.engine.reads import times
 from shipline.engine.wiring import SqlStateStore
 
 KINDS = {"deploy", "promote"}
-
-
-def _seconds(row: dict[str, Any]) -> float | None:
-    start, end = row.get("started_at"), row.get("finished_at")
-    if start is None or end is None:
-        return None
-    return round(float((end - start).total_seconds()), 2)
 
 
 def gather(
@@ -44,7 +38,7 @@ def gather(
     stages, tests, canaries = [], [], []
     for row in store.stages(run_id):
         stages.append({"name": row["name"], "phase": row["phase"], "reason": row["reason"],
-                       "seconds": _seconds(row)})  # fmt: skip
+                       "seconds": times(row)["seconds"]})  # fmt: skip
         outputs = row.get("outputs") or {}
         for key, value in outputs.items():
             if key.endswith(".analyses") and value:

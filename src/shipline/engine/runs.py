@@ -19,7 +19,7 @@ from shipline.domain.approvals import (
 )
 from shipline.domain.models import ApprovalPolicy
 from shipline.domain.pipeline import PipelineSpec, StageSpec, stage_order
-from shipline.engine.reads import run_summary
+from shipline.engine.reads import run_summary, times
 from shipline.engine.runtime import INBOX
 from shipline.engine.wiring import RunRecord, SqlAuditLog, SqlStateStore
 from shipline.errors import NotFoundError, PermissionDenied, UserError, VoteNotCounted
@@ -261,12 +261,14 @@ def run_details(service: RunService, run_id: int) -> dict[str, Any]:
             "phase": s["phase"],
             "reason": s["reason"],
             "outputs": s["outputs"],
+            **times(s),
             "steps": [
                 {
                     "name": st["name"],
                     "phase": st["phase"],
                     "attempts": st["attempts"],
                     "error": st["error"],
+                    **times(st),
                     **(
                         {"canary": st["outputs"]["canary"]}
                         if isinstance(st.get("outputs"), dict) and "canary" in st["outputs"]

@@ -15,6 +15,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from shipline.domain.access import Principal
 from shipline.engine.access import may, permissions, require
+from shipline.engine.reads import took
 from shipline.errors import NotAuthenticated, PermissionDenied, ShiplineError
 from shipline.server.api import server_of
 from shipline.server.app import COOKIE, HERE, Server
@@ -31,6 +32,7 @@ _templates = Environment(
     trim_blocks=True,
     lstrip_blocks=True,
 )
+_templates.filters["took"] = took
 
 
 def _page(

@@ -65,3 +65,25 @@ def test_global_options_go_before_or_after_the_command() -> None:
         "--config=x.yaml", "deploy", "--env", "dev"]  # fmt: skip
     assert hoist_globals(["--verbose", "deploy"]) == ["--verbose", "deploy"]
     assert hoist_globals(["secrets", "set", "--", "-q"]) == ["secrets", "set", "--", "-q"]
+
+
+def test_a_finished_stage_and_step_show_how_long_they_took() -> None:
+    from shipline.engine.reads import took
+
+    assert [took(x) for x in (None, 0.0854, 2.94, 245, 4805)] == [
+        "", "85 ms", "2.9 s", "4m05s", "1h20m"
+    ]  # fmt: skip
+    console = Console(width=200, record=True)
+    console.print(
+        render_stages(
+            [{"name": "deploy", "phase": "succeeded", "reason": "", "seconds": 2.94,
+              "steps": [{"name": "api", "phase": "succeeded", "attempts": 1, "error": None,
+                         "seconds": 0.0854},
+                        {"name": "web", "phase": "running", "attempts": 1, "error": None,
+                         "seconds": None}]}]
+        )
+    )  # fmt: skip
+    lines = console.export_text().splitlines()
+    assert "2.9 s" in next(line for line in lines if "deploy" in line)
+    assert "85 ms" in next(line for line in lines if "api" in line)
+    assert " s " not in next(line for line in lines if "web" in line).replace("succeeded", "")
