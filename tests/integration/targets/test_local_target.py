@@ -470,3 +470,40 @@ def test_a_write_after_a_rollout_observes_only_what_changed_and_matches_a_whole_
             assert whole[key] == after_rollout[key]
     prometheus = json.loads((tmp_path / "prometheus-targets.json").read_text())
     assert [t["labels"]["service"] for t in prometheus] == ["api", "web"]
+
+
+def test_a_restore_cut_short_leaves_the_state_file_naming_every_service(tmp_path: Path) -> None:
+    first = LocalTarget(tmp_path, health_timeout=8)
+    for name in ("api", "jobs", "web"):
+        first.apply(DeploySpec("qa", name, "1.0.0"))
+    first.write_state()
+    first.close()
+    state_file = tmp_path / "local-state.json"
+    assert sorted(json.loads(state_file.read_text())) == ["qa/api", "qa/jobs", "qa/web"]
+
+    class Killed(BaseException):
+        """The process dying halfway through the restore."""
+
+    def secrets(environment: str, service: str, parameters: Mapping[str, str]) -> dict[str, str]:
+        if service == "jobs":
+            raise Killed
+        return {}
+
+    second = LocalTarget(tmp_path, health_timeout=8)
+    try:
+        with pytest.raises(Killed):
+            second.restore(secrets)
+        assert second.observe("qa", "api").ready == 1  # restored before the cut
+        time.sleep(0.5)  # time enough for the state writer, would it write
+        written = _written_when_settled(second, state_file)
+        assert sorted(written) == ["qa/api", "qa/jobs", "qa/web"]  # nothing forgotten
+    finally:
+        second._halt("qa", None)  # a crash: nothing is written on the way out
+        second.supervisor.shutdown()
+        os.close(second._owner_fd)  # the dead process's ownership lock goes with it
+    third = LocalTarget(tmp_path, health_timeout=8)
+    try:
+        assert third.restore(lambda environment, service, parameters: {}) == []
+        assert [s for _, s in third.services()] == ["api", "jobs", "web"]
+    finally:
+        third.close()

@@ -180,6 +180,10 @@ class LocalTarget:
         # not every service of the machine; a whole write (`write_state`) observes them all.
         self._entries: dict[tuple[str, str], tuple[str, int]] = {}
         self._stale: set[tuple[str, str]] = set()
+        # While `restore` re-creates what the file recorded, the file is left as it is (a crash
+        # halfway must not leave it naming only what was restored by then); it ends with a
+        # whole write.
+        self._restoring = False
 
     # --- helpers ---------------------------------------------------------------------------
 
@@ -303,8 +307,10 @@ class LocalTarget:
         waiting for them (the next `write_state` or `close` writes them if that thread has
         not yet)."""
         with self._state_wanted:
-            self._state_dirty = True
             self._stale.add(changed)
+            if self._restoring:
+                return
+            self._state_dirty = True
             if self._state_thread is None:
                 self._state_thread = threading.Thread(
                     target=self._write_state_when_wanted, name="shipline-state", daemon=True
@@ -745,6 +751,19 @@ class LocalTarget:
             recorded = json.loads(path.read_text()) if path.exists() else {}
         except ValueError:
             return [f"{path} is not valid JSON; nothing restored"]
+        with self._state_wanted:
+            self._restoring = True
+        try:
+            problems = self._restore(recorded, secrets, log)
+        finally:
+            with self._state_wanted:
+                self._restoring = False
+        self.write_state()
+        return problems
+
+    def _restore(
+        self, recorded: dict[str, Any], secrets: SecretValues, log: Callable[[str], None]
+    ) -> list[str]:
         problems: list[str] = []
         for entry in recorded.values():
             saved = entry.get("restore") if isinstance(entry, dict) else None
@@ -784,7 +803,6 @@ class LocalTarget:
                 svc.events.append(f"restore failed: {exc}")
                 continue
             log(f"{key[1]} {spec.version} restored in {key[0]} on :{svc.gateway.port}")
-        self.write_state()
         return problems
 
 
