@@ -231,8 +231,9 @@ def deploy(ctx: StepContext, params: dict[str, Any]) -> dict[str, Any]:
     live = _live(target, params)
     before = live.revision if live is not None else 0
     spec = spec_of(params, live=live)
-    plan = target.plan(spec)
-    if plan.in_sync and not params.get("force"):
+    # A service not deployed yet is never in sync: nothing to compare it with (on Kubernetes a
+    # plan is a server-side dry run of every object; the apply itself validates them).
+    if live is not None and not params.get("force") and target.plan(spec).in_sync:
         ctx.log(f"{service} {version}: in sync, nothing to do (--force redeploys)")
         remember_revision(ctx.run_id, params)  # in case a crash came between apply and this
         return {service: version, f"{service}.previousRevision": before, f"{service}.inSync": True}
