@@ -12,7 +12,8 @@ Measured in the same run:
   - the run alone (the worker's start of the run to its end, from the state store) and its own
     share, which leaves out the CLI's start-up and submission;
   - where the run's own time went, from its stages' durations: the deploy stages beyond the
-    floor (the bookkeeping between rollouts), the verification stages, and the rest.
+    floor (the bookkeeping between rollouts), the verification stages, and the rest;
+  - the CPU seconds the promotion cost the worker and the local services' daemon.
 Each of ROUNDS rounds (default 3) promotes in a new state folder with a new worker, the floor
 measured just before and just after it; the figures are the medians of the rounds' own figures.
 Run: .venv/bin/python bench/promote.py
@@ -72,6 +73,12 @@ def sh(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
                           check=False)  # fmt: skip
 
 
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU seconds process `pid` has used."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def with_shipline() -> tuple[float, float, float, dict[str, float]]:
     """Seconds for the dev deploy, for the promotion dev -> qa -> staging as the command took
     it, for the promotion run alone (the worker's start of it to its end), and the run's
@@ -89,10 +96,15 @@ def with_shipline() -> tuple[float, float, float, dict[str, float]]:
             done = sh(env, "deploy", "--env", "dev", "--tag", "1.0.0", "--json")
             deployed = time.perf_counter() - start
             assert done.returncode == 0, done.stdout[-2000:] + done.stderr
+            # CPU the promotion costs the worker and the local services' daemon (the services'
+            # own start-up runs in their processes, not in these two)
+            daemon = int((folder / "state" / "local.lock").read_text())
+            used = cpu_seconds(worker.pid) + cpu_seconds(daemon)
             start = time.perf_counter()
             done = sh(env, "promote", "--from", "dev", "--to", "qa,staging", "--tag", "1.0.0",
                       "--json")  # fmt: skip
             promoted = time.perf_counter() - start
+            kinds_cpu = cpu_seconds(worker.pid) + cpu_seconds(daemon) - used
             assert done.returncode == 0, done.stdout[-2000:] + done.stderr
             shown = json.loads(done.stdout)
             began, ended = (datetime.fromisoformat(shown[k]) for k in ("startedAt", "finishedAt"))
@@ -103,6 +115,7 @@ def with_shipline() -> tuple[float, float, float, dict[str, float]]:
                 if kind in kinds and stage["seconds"] is not None:
                     kinds[kind] += stage["seconds"]
             kinds["rest"] = alone - kinds["deploy"] - kinds["verify"]
+            kinds["cpu"] = kinds_cpu
             for name in ENVIRONMENTS:
                 sh(env, "down", "--env", name)
         finally:
@@ -129,6 +142,7 @@ def main() -> None:
             # verification stages, and everything else (validation, locks, the end)
             "deployBeyondFloorSeconds": round(kinds["deploy"] - floor, 2),
             "verifySeconds": round(kinds["verify"], 2), "restSeconds": round(kinds["rest"], 2),
+            "workerAndDaemonCpuSeconds": round(kinds["cpu"], 2),
         })  # fmt: skip
     mid = {key: statistics.median(r[key] for r in rounds) for key in rounds[0]}
     print(json.dumps({
@@ -147,6 +161,7 @@ def main() -> None:
         "deployBeyondFloorSeconds": mid["deployBeyondFloorSeconds"],
         "verifySeconds": mid["verifySeconds"],
         "restSeconds": mid["restSeconds"],
+        "workerAndDaemonCpuSeconds": mid["workerAndDaemonCpuSeconds"],
     }, indent=2))  # fmt: skip
 
 
