@@ -15,6 +15,7 @@ from typing import Any
 
 from shipline.domain.access import Principal, scope_problem
 from shipline.domain.identity import IdentityError, canonical_identity
+from shipline.engine.reads import as_utc
 from shipline.engine.wiring import SqlAccounts, SqlAuditLog
 from shipline.errors import NotAuthenticated, NotFoundError, TooManyAttempts, UserError
 
@@ -28,10 +29,6 @@ LOGIN_FAILURES_ALLOWED = 5
 
 def _digest(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
-
-
-def _aware(moment: datetime) -> datetime:
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def _hasher() -> Any:
@@ -158,7 +155,7 @@ class Accounts:
     def session(self, cookie: str) -> tuple[Principal, str]:
         """The person behind a session cookie and the session's CSRF token."""
         row = self.store.session(_digest(cookie))
-        if row is None or _aware(row["expires_at"]) <= datetime.now(UTC):
+        if row is None or as_utc(row["expires_at"]) <= datetime.now(UTC):
             raise NotAuthenticated("not signed in")
         user = self._active(row["user_name"])
         return Principal(user["name"], admin=bool(user["admin"])), str(row["csrf"])
@@ -198,7 +195,7 @@ class Accounts:
             raise NotAuthenticated("unknown token")
         if row["revoked_at"] is not None:
             raise NotAuthenticated("this token was revoked")
-        if _aware(row["expires_at"]) <= datetime.now(UTC):
+        if as_utc(row["expires_at"]) <= datetime.now(UTC):
             raise NotAuthenticated("this token has expired")
         user = self._active(row["user_name"])
         self.store.touch_token(int(row["id"]))

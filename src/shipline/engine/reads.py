@@ -1,6 +1,7 @@
 """Reads the list commands make of the run table: `runs list` and `status` on the default
 SQLite store go through the standard library (no SQLAlchemy to import, a third of such a
-command); PostgreSQL, or a store not yet at the newest schema, through the state store."""
+command); PostgreSQL, or a store not yet at the newest schema, through the state store. And how
+a run's records are shown: its summary, a stage's or step's times, a duration in words."""
 
 from __future__ import annotations
 
@@ -70,15 +71,16 @@ def times(row: dict[str, Any]) -> dict[str, Any]:
     in seconds (None until it has)."""
     began, ended = row.get("started_at"), row.get("finished_at")
     return {
-        "startedAt": _utc(began).isoformat() if began else None,
-        "finishedAt": _utc(ended).isoformat() if ended else None,
-        "seconds": round((_utc(ended) - _utc(began)).total_seconds(), 3)
+        "startedAt": as_utc(began).isoformat() if began else None,
+        "finishedAt": as_utc(ended).isoformat() if ended else None,
+        "seconds": round((as_utc(ended) - as_utc(began)).total_seconds(), 3)
         if began and ended
         else None,
     }
 
 
-def _utc(moment: datetime) -> datetime:
+def as_utc(moment: datetime) -> datetime:
+    """`moment` with UTC as its zone when it has none (SQLite keeps none)."""
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 

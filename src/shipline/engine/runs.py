@@ -19,7 +19,7 @@ from shipline.domain.approvals import (
 )
 from shipline.domain.models import ApprovalPolicy
 from shipline.domain.pipeline import PipelineSpec, StageSpec, stage_order
-from shipline.engine.reads import run_summary, times
+from shipline.engine.reads import as_utc, run_summary, times
 from shipline.engine.runtime import INBOX
 from shipline.engine.wiring import RunRecord, SqlAuditLog, SqlStateStore
 from shipline.errors import NotFoundError, PermissionDenied, UserError, VoteNotCounted
@@ -186,7 +186,7 @@ class RunService:
             raise PermissionDenied(why)
         now = datetime.now(UTC)
         earlier = [
-            Vote(v["user"], bool(v["approve"]), _utc(v["at"]), v["comment"])
+            Vote(v["user"], bool(v["approve"]), as_utc(v["at"]), v["comment"])
             for v in self.store.votes(run_id, target.name)
         ]
         effect = vote_effect(
@@ -294,7 +294,3 @@ def run_details(service: RunService, run_id: int) -> dict[str, Any]:
     written = [e["message"] for e in service.store.events(run_id) if e["kind"] == "report"]
     data["report"] = written[-1] if written else None
     return data
-
-
-def _utc(moment: datetime) -> datetime:
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
