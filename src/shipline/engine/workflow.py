@@ -226,18 +226,21 @@ def _wait_parked(
 
 
 def _take_over(run_id: int) -> dict[str, Any] | None:
-    """Take over a parked run: the stages it recorded (None: another segment has it)."""
+    """Take over a parked run: the stages it recorded (None: another segment has it). A stage
+    that waits for approvals also carries the first look at its votes (`look`, as
+    `_approval_state` gives it): the continuation decides on it without a step of its own."""
     store = current().store
     if not store.resume(run_id, str(DBOS.workflow_id)):
         return None
     record = store.get_run(run_id)
-    return {
-        "stages": {s["name"]: {"phase": s["phase"], "reason": s["reason"],
-                               "outputs": s["outputs"] or {},
-                               "finished": s["finished_at"] is not None}
-                   for s in store.stages(run_id)},
-        "cancel": bool(record and record.cancel_requested),
-    }  # fmt: skip
+    stages = {s["name"]: {"phase": s["phase"], "reason": s["reason"],
+                          "outputs": s["outputs"] or {},
+                          "finished": s["finished_at"] is not None}
+              for s in store.stages(run_id)}  # fmt: skip
+    for name, stage in stages.items():
+        if stage["phase"] == "waiting" and "approvalPolicies" in stage["outputs"]:
+            stage["look"] = _look_at_votes(run_id, name)
+    return {"stages": stages, "cancel": bool(record and record.cancel_requested)}
 
 
 @DBOS.step(name="shipline.stage")
@@ -344,6 +347,10 @@ def _still_waiting(run_id: int, stage: str, position: int, reason: str) -> None:
 
 @DBOS.step(name="shipline.resumed")
 def _resumed(run_id: int, stage: str, position: int, reason: str) -> None:
+    _record_resumed(run_id, stage, position, reason)
+
+
+def _record_resumed(run_id: int, stage: str, position: int, reason: str) -> None:
     current().store.record(
         run_id,
         "stage.running",
@@ -356,17 +363,24 @@ def _resumed(run_id: int, stage: str, position: int, reason: str) -> None:
 
 @DBOS.step(name="shipline.lock")
 def _lock_try(
-    run_id: int, keys: list[str], policy: str, begin: tuple[str, int] | None = None
+    run_id: int,
+    keys: list[str],
+    policy: str,
+    begin: tuple[str, int] | None = None,
+    resumed: tuple[str, int, str] | None = None,
 ) -> str:
     """Queue for `keys` and take them when this run is first in line for all; 'held' or
     'queued'. `begin`: the stage (name, position) whose start is recorded first, in this step
-    (a stage with no window or approvals before its locks)."""
+    (a stage with no window or approvals before its locks); `resumed`: the stage (name,
+    position, why) that goes on after its approvals, recorded first while the run still waits."""
     rt = current()
     store = rt.store
     if begin is not None:
         _record_stage(run_id, begin[0], begin[1], Phase.RUNNING, "stage started", None,
                       store.stages(run_id))  # fmt: skip
     record = store.get_run(run_id)
+    if resumed is not None and record is not None and record.phase == "waiting":
+        _record_resumed(run_id, *resumed)  # once: the run is no longer waiting after it
     if record is None or record.cancel_requested:
         return "cancelled"
     superseded: set[int] = set()
@@ -412,6 +426,10 @@ def _unlock(run_id: int) -> None:
 def _approval_state(run_id: int, stage: str) -> dict[str, Any]:
     """The votes recorded for the stage, oldest first, and the time they were read (once per
     look, durably)."""
+    return _look_at_votes(run_id, stage)
+
+
+def _look_at_votes(run_id: int, stage: str) -> dict[str, Any]:
     rows = current().store.votes(run_id, stage)
     votes = [
         {"user": r["user"], "approve": r["approve"], "at": _iso(r["at"]), "comment": r["comment"]}
@@ -809,7 +827,9 @@ def _gate_approvals(
     prior: dict[str, Any] | None,
 ) -> tuple[Phase, str]:
     """Wait for the stage's approvals, parked (no worker) between votes; `prior` is what the
-    stage recorded before it was parked (its policies and since when it waits)."""
+    stage recorded before it was parked (its policies and since when it waits) and the look at
+    its votes taken with the run. Approved: (RUNNING, why); the stage's going on is recorded
+    here, or with the first try for its locks when it has some."""
     recorded = (prior or {}).get("outputs") or {}
     if "approvalOpened" in recorded:  # parked here before: the same policies, the same clock
         opened = _parse(recorded["approvalOpened"])
@@ -824,8 +844,10 @@ def _gate_approvals(
             [p.model_dump(mode="json") for p in policies],
         )  # fmt: skip
         opened = _parse(_opened(run_id, stage.name))
+    look = (prior or {}).get("look")  # taken with the run when it was woken
     while True:
-        state = _approval_state(run_id, stage.name)
+        state = look if look is not None else _approval_state(run_id, stage.name)
+        look = None
         votes = [
             Vote(v["user"], v["approve"], _parse(v["at"]), v["comment"]) for v in state["votes"]
         ]
@@ -835,8 +857,10 @@ def _gate_approvals(
         ]
         outcome = _combine(decisions)
         if outcome == Outcome.APPROVED:
-            _resumed(run_id, stage.name, position, "; ".join(d.reason for d in decisions))
-            return Phase.RUNNING, "approved"
+            why = "; ".join(d.reason for d in decisions)
+            if not stage.locks:  # else recorded with the first try for the locks
+                _resumed(run_id, stage.name, position, why)
+            return Phase.RUNNING, why
         if outcome == Outcome.REJECTED:
             return Phase.FAILED, next(d.reason for d in decisions if d.outcome == Outcome.REJECTED)
         if outcome == Outcome.TIMED_OUT:
@@ -862,15 +886,22 @@ def _opened(run_id: int, stage: str) -> str:
     return _iso(current().clock())
 
 
-def _gate_locks(run_id: int, stage: StageSpec, begin: int | None = None) -> Phase | None:
+def _gate_locks(
+    run_id: int,
+    stage: StageSpec,
+    begin: int | None = None,
+    resumed: tuple[int, str] | None = None,
+) -> Phase | None:
     """Queue for the stage's locks; parked (no worker) until the holder releases them (or, as
     a fallback should a wake-up be missed, `lock_poll_seconds`). `begin`: the stage's position
-    when its start is still to be recorded (with the first try)."""
+    when its start is still to be recorded (with the first try); `resumed`: its position and
+    why it goes on, when its approvals just passed (also recorded with the first try)."""
     rt = current()
     starting = (stage.name, begin) if begin is not None else None
+    going_on = (stage.name, *resumed) if resumed is not None else None
     while True:
-        state = _lock_try(run_id, sorted(stage.locks), stage.lock_policy.value, starting)
-        starting = None
+        state = _lock_try(run_id, sorted(stage.locks), stage.lock_policy.value, starting, going_on)
+        starting = going_on = None
         if state == "held":
             return None
         if state == "cancelled":
@@ -920,14 +951,16 @@ def _run_stage(
             if final is not None:
                 return final, {}, "outside the deployment window", False
         policies = policies_in_force(stage.approval, extra, overridden=extra is not None)
+    approved: tuple[int, str] | None = None
     if policies:
         phase, reason = _gate_approvals(
             run_id, stage, position, policies, members, requester, prior
         )
         if phase != Phase.RUNNING:
             return phase, {}, reason, False
+        approved = (position, reason)
     if stage.locks:
-        final = _gate_locks(run_id, stage, position if fold else None)
+        final = _gate_locks(run_id, stage, position if fold else None, approved)
         if final is not None:
             return final, {}, "cancelled while waiting for the lock", False
     stage_outputs: dict[str, Any] = {}

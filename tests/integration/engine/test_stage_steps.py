@@ -5,6 +5,7 @@ steps with no recorded outcome."""
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any
 
 from dbos import DBOS
@@ -92,6 +93,42 @@ def test_a_run_checkpoints_once_per_stage_and_records_everything_once(engine: En
         for stage in ("deploy", "verify")
         for step in ("api", "web")
     )
+
+
+def test_a_run_woken_by_its_approval_goes_on_with_one_checkpoint_per_stage(
+    engine: Engine,
+) -> None:
+    """The continuation takes the run over and looks at the votes in one step, and records
+    that the stage goes on with its first try for the locks."""
+    calls = _counting(engine)
+    gated = [dict(PIPELINE[0]), {**PIPELINE[1], "approval": {"groups": ["cab"]}}, *PIPELINE[2:]]
+    run = engine.start(gated, approvers={"cab": ["casey"]})
+    engine.wait_stage(run.id, "deploy", "waiting")
+    end = time.monotonic() + 30
+    while not engine.store.get_run(run.id).parked:  # type: ignore[union-attr]
+        assert time.monotonic() < end, "the run never parked"
+        time.sleep(0.02)
+    engine.service.vote(run.id, "casey", approve=True)
+    assert engine.wait(run.id).phase == "succeeded"
+
+    continuation = f"shipline-run-{run.id}.1"
+    DBOS.retrieve_workflow(continuation).get_result()
+    names = [s["function_name"] for s in DBOS.list_workflow_steps(continuation)]
+    assert names == [
+        "shipline.load",  # the run taken over, and the votes it was woken for
+        "shipline.lock",  # deploy goes on (approved), and takes its locks
+        "shipline.stage-steps",  # deploy: steps, end
+        "shipline.stage-steps",  # verify
+        "shipline.finish",
+    ], names
+    assert calls == {"deploy/api": 1, "deploy/web": 1, "verify/api": 1, "verify/web": 1}
+    deploy = [e["kind"] for e in engine.store.events(run.id)
+              if e["stage"] == "deploy" and e["step"] is None]  # fmt: skip
+    assert deploy == ["stage.running", "stage.waiting", "stage.running", "stage.succeeded"]
+    assert "approved by casey" in next(
+        e["message"] for e in engine.store.events(run.id)
+        if e["stage"] == "deploy" and e["kind"] == "stage.running" and e["message"] != "stage started"
+    )  # fmt: skip
 
 
 def test_a_batch_run_again_acts_only_for_steps_without_an_outcome(engine: Engine) -> None:
