@@ -518,10 +518,14 @@ def _execute_stage(
     inputs: dict[str, dict[str, Any]],
     parallel: int,
     begin: bool,
+    ends: dict[str, dict[str, Any]] | None = None,
+    reasons: list[str] | None = None,
 ) -> dict[str, Any]:
     """A stage of once-tried actions (`_batchable`) as one durable step: it records the stage's
     start (`begin`: the stage has no gates before its steps), runs the steps as
-    `_execute_steps` does and records the stage's end; the stage's phase, reason and outputs."""
+    `_execute_steps` does and records the stage's end; the stage's phase, reason and outputs.
+    `ends` (from `_ends_after`): when the stage ended in one of its phases nothing else runs,
+    and the run ends here too (`ended`: its phase; `reasons`: the run's reasons so far)."""
     recorded = current().store.stages(run_id)
     if begin:
         _record_stage(run_id, stage, position, Phase.RUNNING, "stage started", None, recorded)
@@ -529,7 +533,14 @@ def _execute_stage(
     specs = [StepSpec.model_validate(step) for _, step in steps]
     phase, reason, outputs = _verdict(list(zip(specs, results, strict=False)), every=parallel > 1)
     _record_stage(run_id, stage, position, phase.value, reason, outputs, recorded)
-    return {"phase": phase.value, "reason": reason, "outputs": outputs}
+    done: dict[str, Any] = {"phase": phase.value, "reason": reason, "outputs": outputs}
+    end = (ends or {}).get(phase.value)
+    if end is not None:
+        why = [*(reasons or []), *([f"{stage}: {reason}"] if phase != Phase.SUCCEEDED else [])]
+        passed = [(str(n), int(at), str(ended), str(w)) for n, at, ended, w in end["passed"]]
+        _end_run(run_id, end["phase"], "; ".join(why) or "all stages succeeded", passed)
+        done["ended"] = end["phase"]
+    return done
 
 
 def _verdict(
@@ -693,6 +704,12 @@ def _call(
 
 @DBOS.step(name="shipline.finish")
 def _finish(
+    run_id: int, phase: str, reason: str, passed: list[tuple[str, int, str, str]] | None = None
+) -> None:
+    _end_run(run_id, phase, reason, passed)
+
+
+def _end_run(
     run_id: int, phase: str, reason: str, passed: list[tuple[str, int, str, str]] | None = None
 ) -> None:
     """End the run: `passed`, its last stages passed over (skipped, cancelled), then its
@@ -919,17 +936,22 @@ def _run_stage(
     requester: str,
     prior: dict[str, Any] | None = None,
     cancel: bool = False,
-) -> tuple[Phase, dict[str, Any], str, bool]:
+    ends: dict[str, dict[str, Any]] | None = None,
+    reasons: list[str] | None = None,
+) -> tuple[Phase, dict[str, Any], str, bool, str | None]:
     """Run one stage: its gates (window, approvals, locks), then its steps. `prior`: what the
-    stage recorded before the run was parked in it (a continuation re-enters here). The last
-    of the result says whether the stage's end is recorded already."""
+    stage recorded before the run was parked in it (a continuation re-enters here); `ends`,
+    `reasons`: when nothing would run after it, the stage's step also ends the run (see
+    `_execute_stage`). The result ends with whether the stage's end is recorded already, and
+    the run's phase when the run ended with it."""
     whole = bool(stage.steps) and all(_batchable(s) for s in stage.steps)
     gated = stage.window is not None or stage.approval is not None or bool(stage.locks)
     if prior is None and whole and not gated:  # one durable step: start, steps and end
         done = _execute_stage(
-            run_id, stage.name, position, _items(stage.steps), outputs, stage.parallel, True
-        )
-        return Phase(done["phase"]), done["outputs"], done["reason"], True
+            run_id, stage.name, position, _items(stage.steps), outputs, stage.parallel, True,
+            ends, reasons,
+        )  # fmt: skip
+        return Phase(done["phase"]), done["outputs"], done["reason"], True, done.get("ended")
     # A stage whose first gate is its locks records its start with the first try for them.
     fold = prior is None and stage.window is None and stage.approval is None and bool(stage.locks)
     if prior is None and not fold:
@@ -949,7 +971,7 @@ def _run_stage(
             emergency = bool(params.get("emergency"))
             final, extra = _gate_window(run_id, stage, position, emergency, waited)
             if final is not None:
-                return final, {}, "outside the deployment window", False
+                return final, {}, "outside the deployment window", False, None
         policies = policies_in_force(stage.approval, extra, overridden=extra is not None)
     approved: tuple[int, str] | None = None
     if policies:
@@ -957,27 +979,30 @@ def _run_stage(
             run_id, stage, position, policies, members, requester, prior
         )
         if phase != Phase.RUNNING:
-            return phase, {}, reason, False
+            return phase, {}, reason, False, None
         approved = (position, reason)
     if stage.locks:
         final = _gate_locks(run_id, stage, position if fold else None, approved)
         if final is not None:
-            return final, {}, "cancelled while waiting for the lock", False
+            return final, {}, "cancelled while waiting for the lock", False, None
     stage_outputs: dict[str, Any] = {}
     recorded = False
     if whole:  # its steps and its end in one durable step
         done = _execute_stage(
-            run_id, stage.name, position, _items(stage.steps), outputs, stage.parallel, False
-        )
+            run_id, stage.name, position, _items(stage.steps), outputs, stage.parallel, False,
+            ends, reasons,
+        )  # fmt: skip
         phase, stage_outputs, reason = Phase(done["phase"]), done["outputs"], done["reason"]
         recorded = True
+        if done.get("ended"):
+            return phase, stage_outputs, reason, recorded, done["ended"]
     elif stage.parallel > 1:
         phase, reason = _run_parallel(run_id, stage, outputs, stage_outputs)
     else:
         phase, reason = _run_sequential(run_id, stage, outputs, stage_outputs)
     if stage.locks and not stage.hold_locks_until:
         _unlock(run_id)
-    return phase, stage_outputs, reason, recorded
+    return phase, stage_outputs, reason, recorded, None
 
 
 def _items(steps: list[StepSpec]) -> list[tuple[int, dict[str, Any]]]:
@@ -1091,6 +1116,37 @@ def _start_or_resume(
     return {}, False
 
 
+def _ends_after(
+    order: list[str],
+    position: int,
+    by_name: dict[str, StageSpec],
+    deps: dict[str, list[str]],
+    results: dict[str, Phase],
+    prior: dict[str, dict[str, Any]],
+) -> dict[str, dict[str, Any]]:
+    """For each phase the stage at `position` may end in after which no later stage would
+    run: the run's phase then, and the later stages passed over (as `run_workflow` would
+    record them). The stage's own step then ends the run: one checkpoint less per run."""
+    name = order[position]
+    ends: dict[str, dict[str, Any]] = {}
+    for phase in (Phase.SUCCEEDED, Phase.FAILED, Phase.ERRORED, Phase.CANCELLED):
+        after = {**results, name: phase}
+        stopped = phase == Phase.CANCELLED
+        passed: list[tuple[str, int, str, str]] = []
+        for later_position in range(position + 1, len(order)):
+            later = order[later_position]
+            if later in prior:  # recorded in an earlier segment: the loop decides
+                break
+            if not stopped and should_run(by_name[later].condition, deps[later], after):
+                break
+            after[later] = Phase.CANCELLED if stopped else Phase.SKIPPED
+            why = "run cancelled" if stopped else "condition not met"
+            passed.append((later, later_position, after[later].value, why))
+        else:
+            ends[phase.value] = {"phase": run_phase(after, stopped).value, "passed": passed}
+    return ends
+
+
 def _earlier_reason(name: str, before: dict[str, Any]) -> list[str]:
     """Why a stage that ended in an earlier segment counts against the run (if it does)."""
     ran = before["reason"] not in ("run cancelled", "condition not met")
@@ -1107,8 +1163,7 @@ def run_workflow(run_id: int) -> str:
     loaded = _load(run_id)
     spec = PipelineSpec.model_validate(loaded["spec"])
     params: dict[str, Any] = loaded["params"]
-    members: dict[str, list[str]] = params.get("approvers", {})
-    requester = str(params.get("requestedBy", ""))
+    members, requester = params.get("approvers", {}), str(params.get("requestedBy", ""))
     begun = _start_or_resume(run_id, loaded, spec)
     if isinstance(begun, str):
         return begun
@@ -1120,7 +1175,8 @@ def run_workflow(run_id: int) -> str:
     reasons: list[str] = []
     cancelled = False
     passed: list[tuple[str, int, str, str]] = []  # stages passed over, not yet recorded
-    for position, name in enumerate(stage_order(spec)):
+    order = stage_order(spec)
+    for position, name in enumerate(order):
         stage = by_name[name]
         before = prior.get(name)
         if before is not None and before["finished"] and Phase(before["phase"]).done:
@@ -1140,14 +1196,19 @@ def run_workflow(run_id: int) -> str:
             _stage_event(run_id, *skipped)
         passed = []
         try:
-            phase, stage_outputs, reason, recorded = _run_stage(
-                run_id, position, stage, outputs, params, members, requester, before, cancel_now
-            )
+            phase, stage_outputs, reason, recorded, ended = _run_stage(
+                run_id, position, stage, outputs, params, members, requester, before, cancel_now,
+                _ends_after(order, position, by_name, deps, results, prior), reasons,
+            )  # fmt: skip
         except _Cancelled:
-            phase, stage_outputs, reason, recorded = Phase.CANCELLED, {}, "cancelled", False
+            phase, stage_outputs, reason, recorded, ended = (
+                Phase.CANCELLED, {}, "cancelled", False, None
+            )  # fmt: skip
             _unlock(run_id)
         except _Parked as parked:
             return f"parked ({parked})"
+        if ended is not None:
+            return ended  # its stage's step ended the run: nothing after it would have run
         results[name] = phase
         outputs[name] = stage_outputs
         if not recorded:
@@ -1155,8 +1216,7 @@ def run_workflow(run_id: int) -> str:
         _release_held(run_id, spec, results, name)
         if phase != Phase.SUCCEEDED:
             reasons.append(f"{name}: {reason}")
-        if phase == Phase.CANCELLED:
-            cancelled = True
+        cancelled = cancelled or phase == Phase.CANCELLED
     final = run_phase(results, cancelled)
     _finish(run_id, final.value, "; ".join(reasons) or "all stages succeeded", passed)
     return final.value

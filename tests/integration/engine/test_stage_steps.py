@@ -67,11 +67,13 @@ def test_a_run_checkpoints_once_per_stage_and_records_everything_once(engine: En
         "shipline.stage-steps",  # validate: start, step, end
         "shipline.lock",  # deploy: start, locks
         "shipline.stage-steps",  # deploy: steps, end
-        "shipline.stage-steps",  # verify: start, both steps side by side, end
-        "shipline.finish",  # rollback passed over, the run's end
+        # verify: start, both steps side by side, end; then rollback passed over and the run's
+        # end (nothing else would run after it)
+        "shipline.stage-steps",
     ], names
 
     assert calls == {"deploy/api": 1, "deploy/web": 1, "verify/api": 1, "verify/web": 1}
+    assert engine.store.lock_holders() == []  # released by the step that ended the run
     stages = {s["name"]: s for s in engine.store.stages(run.id)}
     assert {n: s["phase"] for n, s in stages.items()} == {
         "validate": "succeeded", "deploy": "succeeded", "verify": "succeeded",
@@ -118,8 +120,7 @@ def test_a_run_woken_by_its_approval_goes_on_with_one_checkpoint_per_stage(
         "shipline.load",  # the run taken over, and the votes it was woken for
         "shipline.lock",  # deploy goes on (approved), and takes its locks
         "shipline.stage-steps",  # deploy: steps, end
-        "shipline.stage-steps",  # verify
-        "shipline.finish",
+        "shipline.stage-steps",  # verify, rollback passed over, the run's end
     ], names
     assert calls == {"deploy/api": 1, "deploy/web": 1, "verify/api": 1, "verify/web": 1}
     deploy = [e["kind"] for e in engine.store.events(run.id)
@@ -129,6 +130,37 @@ def test_a_run_woken_by_its_approval_goes_on_with_one_checkpoint_per_stage(
         e["message"] for e in engine.store.events(run.id)
         if e["stage"] == "deploy" and e["kind"] == "stage.running" and e["message"] != "stage started"
     )  # fmt: skip
+
+
+def test_a_run_that_fails_at_its_last_stage_ends_in_that_stages_step(engine: Engine) -> None:
+    """Nothing runs after the failed stage: its step records the stages passed over, the
+    report, the audit record and the run's end (each once), with the run's reasons."""
+    calls = _counting(engine)
+    failing = {
+        "name": "verify",
+        "dependsOn": ["deploy"],
+        "steps": [{"name": "api", "action": "fail", "params": {"message": "503"}}],
+    }
+    later = {
+        "name": "smoke",
+        "dependsOn": ["verify"],
+        "steps": [{"name": "api", "action": "count"}],
+    }
+    run = engine.start([PIPELINE[0], {**PIPELINE[1], "locks": []}, failing, later])  # fmt: skip
+    done = engine.wait(run.id)
+    assert done.phase == "failed"
+    assert done.reason == "verify: step 'api' failed: 503", done.reason
+
+    DBOS.retrieve_workflow(f"shipline-run-{run.id}").get_result()
+    names = [s["function_name"] for s in DBOS.list_workflow_steps(f"shipline-run-{run.id}")]
+    assert names == ["shipline.load"] + ["shipline.stage-steps"] * 3, names
+    assert calls == {"deploy/api": 1, "deploy/web": 1}
+    kinds = [(e["kind"], e["stage"]) for e in engine.store.events(run.id) if e["step"] is None]
+    assert kinds[-3:] == [("stage.failed", "verify"), ("stage.skipped", "smoke"),
+                          ("run.failed", None)], kinds  # fmt: skip
+    ends = [r for r in engine.runtime.audit.records()
+            if r["action"] == "run.finish" and r["details"].get("run") == run.id]  # fmt: skip
+    assert [r["details"]["phase"] for r in ends] == ["failed"]
 
 
 def test_a_batch_run_again_acts_only_for_steps_without_an_outcome(engine: Engine) -> None:
