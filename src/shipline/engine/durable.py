@@ -133,7 +133,7 @@ def launch(
     ], poll_seconds)  # fmt: skip
     if runtime.enqueue is None:
         client = EngineClient(system_url)
-        runtime.enqueue = _enqueue_on_its_queue(runtime, client, starter)
+        runtime.enqueue = _EnqueueOnItsQueue(runtime, client, starter)
         _CLIENTS.append((runtime, client))
     membership = None
     if adopt_after is not None:
@@ -170,19 +170,23 @@ OUTBOX_GIVE_UP = timedelta(hours=1)
 log = logging.getLogger("shipline.engine")
 
 
-def _enqueue_on_its_queue(
-    runtime: Runtime, client: EngineClient, starter: _Starter
-) -> Callable[[str, int], None]:
+@dataclass
+class _EnqueueOnItsQueue:
     """Queue a run's workflow on the run's own queue (a machine's local one, or any worker's);
     this worker's starter looks at once when it serves that queue."""
 
-    def enqueue(workflow_id: str, run_id: int) -> None:
-        queue = runtime.store.run_queues([run_id]).get(run_id) or RUN_QUEUE
-        client.enqueue(workflow_id, run_id, queue)
-        if queue in starter.names:
-            starter.wanted.set()
+    runtime: Runtime
+    client: EngineClient
+    starter: _Starter
 
-    return enqueue
+    def __call__(self, workflow_id: str, run_id: int) -> None:
+        self.on(self.runtime.store.run_queues([run_id]).get(run_id), workflow_id, run_id)
+
+    def on(self, queue: str | None, workflow_id: str, run_id: int) -> None:
+        """Queue it on `queue` (the run's, as read with the request; None: any worker's)."""
+        self.client.enqueue(workflow_id, run_id, queue or RUN_QUEUE)
+        if (queue or RUN_QUEUE) in self.starter.names:
+            self.starter.wanted.set()
 
 
 class _Starter:
@@ -389,7 +393,11 @@ def _carry_out(runtime: Runtime) -> None:
         try:
             if request["kind"] == "enqueue":
                 assert runtime.enqueue is not None
-                runtime.enqueue(str(request["workflow_id"]), int(request["run_id"]))
+                workflow_id, run_id = str(request["workflow_id"]), int(request["run_id"])
+                if isinstance(runtime.enqueue, _EnqueueOnItsQueue):  # its queue read with it
+                    runtime.enqueue.on(request.get("run_queue"), workflow_id, run_id)
+                else:
+                    runtime.enqueue(workflow_id, run_id)
             elif request["kind"] == "recover":
                 dead = str(request["workflow_id"])
                 if runtime.store.registered(dead):

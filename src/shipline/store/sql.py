@@ -479,8 +479,14 @@ class SqlStateStore:
             raw.invalidate()  # a listening session is not given back to the pool
 
     def posted(self, limit: int = 500) -> list[dict[str, Any]]:
-        """The oldest requests of the outbox (one query for all of them)."""
-        query = outbox.select().order_by(outbox.c.id).limit(limit)
+        """The oldest requests of the outbox (one query for all of them), each with the queue
+        of its run (`run_queue`: None for any worker's, or no run)."""
+        query = (
+            sa.select(outbox, runs.c.queue.label("run_queue"))
+            .select_from(outbox.outerjoin(runs, runs.c.id == outbox.c.run_id))
+            .order_by(outbox.c.id)
+            .limit(limit)
+        )
         return self._read(query)
 
     def done(self, ids: Sequence[int]) -> None:

@@ -27,6 +27,17 @@ def test_a_run_is_queued_with_its_record(store: SqlStateStore) -> None:
     assert [p["run_id"] for p in store.posted()] == [second, None]
 
 
+def test_a_request_comes_with_its_runs_queue(store: SqlStateStore) -> None:
+    anyone = new_run(store)
+    pinned = store.create_run(pipeline="deploy", environment="local", services={"api": "1"},
+                              params={}, spec={}, requested_by="ann", queue="local-m1").id  # fmt: skip
+    store.post("recover", "w1", None)
+    posted = store.posted()
+    assert [(p["run_id"], p["run_queue"]) for p in posted] == [
+        (anyone, None), (pinned, "local-m1"), (None, None)
+    ]  # fmt: skip
+
+
 def test_a_post_is_heard_on_another_connection(store: SqlStateStore, tmp_path: Path) -> None:
     if store.sqlite:
         store.listen_for_posts(lambda: False, lambda: None)  # returns: one machine, no channel
