@@ -6,7 +6,7 @@ runs given its dependencies' results, and the run's final phase.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from enum import StrEnum
 from typing import Any, Literal
 
@@ -144,3 +144,35 @@ def run_phase(results: Mapping[str, Phase], cancelled: bool = False) -> Phase:
     if Phase.FAILED in results.values():
         return Phase.FAILED
     return Phase.SUCCEEDED
+
+
+def ends_after(
+    order: list[str],
+    position: int,
+    by_name: Mapping[str, StageSpec],
+    deps: Mapping[str, list[str]],
+    results: Mapping[str, Phase],
+    earlier: Collection[str],
+) -> dict[str, dict[str, Any]]:
+    """For each phase the stage at `position` may end in after which no later stage would
+    run: the run's phase then, and the later stages passed over (as `run_workflow` would
+    record them); `earlier`: stages recorded before (a later one among them: no end here).
+    The stage's own step can then end the run."""
+    name = order[position]
+    ends: dict[str, dict[str, Any]] = {}
+    for phase in (Phase.SUCCEEDED, Phase.FAILED, Phase.ERRORED, Phase.CANCELLED):
+        after = {**results, name: phase}
+        stopped = phase == Phase.CANCELLED
+        passed: list[tuple[str, int, str, str]] = []
+        for later_position in range(position + 1, len(order)):
+            later = order[later_position]
+            if later in earlier:  # recorded in an earlier segment: the run decides
+                break
+            if not stopped and should_run(by_name[later].condition, deps[later], after):
+                break
+            after[later] = Phase.CANCELLED if stopped else Phase.SKIPPED
+            why = "run cancelled" if stopped else "condition not met"
+            passed.append((later, later_position, after[later].value, why))
+        else:
+            ends[phase.value] = {"phase": run_phase(after, stopped).value, "passed": passed}
+    return ends

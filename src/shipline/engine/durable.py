@@ -184,8 +184,9 @@ class _EnqueueOnItsQueue:
 
     def on(self, queue: str | None, workflow_id: str, run_id: int) -> None:
         """Queue it on `queue` (the run's, as read with the request; None: any worker's)."""
-        self.client.enqueue(workflow_id, run_id, queue or RUN_QUEUE)
-        if (queue or RUN_QUEUE) in self.starter.names:
+        queue = queue or RUN_QUEUE
+        self.client.enqueue(workflow_id, run_id, queue)
+        if queue in self.starter.names:
             self.starter.wanted.set()
 
 

@@ -41,6 +41,7 @@ from shipline.domain.pipeline import (
     StageSpec,
     StepSpec,
     dependencies,
+    ends_after,
     run_phase,
     should_run,
     stage_order,
@@ -524,7 +525,7 @@ def _execute_stage(
     """A stage of once-tried actions (`_batchable`) as one durable step: it records the stage's
     start (`begin`: the stage has no gates before its steps), runs the steps as
     `_execute_steps` does and records the stage's end; the stage's phase, reason and outputs.
-    `ends` (from `_ends_after`): when the stage ended in one of its phases nothing else runs,
+    `ends` (from `ends_after`): when the stage ended in one of its phases nothing else runs,
     and the run ends here too (`ended`: its phase; `reasons`: the run's reasons so far)."""
     recorded = current().store.stages(run_id)
     if begin:
@@ -1116,37 +1117,6 @@ def _start_or_resume(
     return {}, False
 
 
-def _ends_after(
-    order: list[str],
-    position: int,
-    by_name: dict[str, StageSpec],
-    deps: dict[str, list[str]],
-    results: dict[str, Phase],
-    prior: dict[str, dict[str, Any]],
-) -> dict[str, dict[str, Any]]:
-    """For each phase the stage at `position` may end in after which no later stage would
-    run: the run's phase then, and the later stages passed over (as `run_workflow` would
-    record them). The stage's own step then ends the run: one checkpoint less per run."""
-    name = order[position]
-    ends: dict[str, dict[str, Any]] = {}
-    for phase in (Phase.SUCCEEDED, Phase.FAILED, Phase.ERRORED, Phase.CANCELLED):
-        after = {**results, name: phase}
-        stopped = phase == Phase.CANCELLED
-        passed: list[tuple[str, int, str, str]] = []
-        for later_position in range(position + 1, len(order)):
-            later = order[later_position]
-            if later in prior:  # recorded in an earlier segment: the loop decides
-                break
-            if not stopped and should_run(by_name[later].condition, deps[later], after):
-                break
-            after[later] = Phase.CANCELLED if stopped else Phase.SKIPPED
-            why = "run cancelled" if stopped else "condition not met"
-            passed.append((later, later_position, after[later].value, why))
-        else:
-            ends[phase.value] = {"phase": run_phase(after, stopped).value, "passed": passed}
-    return ends
-
-
 def _earlier_reason(name: str, before: dict[str, Any]) -> list[str]:
     """Why a stage that ended in an earlier segment counts against the run (if it does)."""
     ran = before["reason"] not in ("run cancelled", "condition not met")
@@ -1198,7 +1168,7 @@ def run_workflow(run_id: int) -> str:
         try:
             phase, stage_outputs, reason, recorded, ended = _run_stage(
                 run_id, position, stage, outputs, params, members, requester, before, cancel_now,
-                _ends_after(order, position, by_name, deps, results, prior), reasons,
+                ends_after(order, position, by_name, deps, results, prior), reasons,
             )  # fmt: skip
         except _Cancelled:
             phase, stage_outputs, reason, recorded, ended = (

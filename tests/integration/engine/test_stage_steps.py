@@ -97,7 +97,7 @@ def test_a_run_checkpoints_once_per_stage_and_records_everything_once(engine: En
     )
 
 
-def test_a_run_woken_by_its_approval_goes_on_with_one_checkpoint_per_stage(
+def test_a_run_woken_by_its_approval_goes_on_in_four_checkpoints(
     engine: Engine,
 ) -> None:
     """The continuation takes the run over and looks at the votes in one step, and records

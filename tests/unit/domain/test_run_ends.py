@@ -7,8 +7,7 @@ from typing import Any
 
 import pytest
 
-from shipline.domain.pipeline import Phase, PipelineSpec, dependencies, stage_order
-from shipline.engine.workflow import _ends_after
+from shipline.domain.pipeline import Phase, PipelineSpec, dependencies, ends_after, stage_order
 
 DEPLOY = [
     {"name": "validate", "steps": [{"name": "plan"}]},
@@ -24,7 +23,7 @@ def _ends(stages: list[dict[str, Any]], stage: str, prior: dict[str, Any] | None
     spec = PipelineSpec.model_validate({"kind": "test", "stages": stages})
     order = stage_order(spec)
     by_name = {s.name: s for s in spec.stages}
-    return _ends_after(order, order.index(stage), by_name, dependencies(spec), results,
+    return ends_after(order, order.index(stage), by_name, dependencies(spec), results,
                        prior or {})  # fmt: skip
 
 
