@@ -118,6 +118,7 @@ def launch(
     local = next((q for q in queues or () if q != RUN_QUEUE), None)
     if adopt_after is not None:  # a member before it takes any run, so a crash is noticed
         runtime.store.register_worker(executor, socket.gethostname(), os.getpid(), local)
+    _quiet_background_jobs()
     DBOS(config=config)
     DBOS.listen_queues([])  # this worker's queues are served by its starter, not DBOS's threads
     DBOS.launch()
@@ -163,6 +164,18 @@ def launch(
         listener.start()
 
 
+def _quiet_background_jobs() -> None:
+    """DBOS's background-jobs thread moves delayed workflows to their queue and cancels those
+    past their deadline, each second. Shipline queues nothing delayed and sets no workflow
+    deadlines (a run's waits are its own, in the state store), so both jobs find nothing: they
+    look once a minute, not each second (dbos 3.4 reads the interval when it starts the
+    thread)."""
+    import dbos._workflow_commands as jobs
+
+    jobs._BACKGROUND_JOBS_INTERVAL_SEC = BACKGROUND_JOBS_SECONDS
+
+
+BACKGROUND_JOBS_SECONDS = 60.0
 _CLIENTS: list[tuple[Runtime, EngineClient]] = []
 _SCHEDULERS: list[tuple[threading.Event, list[threading.Thread], Doorbell | None]] = []
 # a request that fails this long is dropped (and logged); a dead worker's `recover` never is
@@ -190,6 +203,12 @@ class _EnqueueOnItsQueue:
             self.starter.wanted.set()
 
 
+# how long a worker trusts its last look at whether its version is the newest: for this long
+# after an upgraded peer registers, an older worker may still claim a run queued without a
+# version (one claimed a moment earlier would have started there too)
+VERSION_LOOK_SECONDS = 5.0
+
+
 class _Starter:
     """Starts the workflows queued on this worker's queues, up to each queue's concurrency: at
     once when this process queued one or a running one ended, else every `poll` seconds (what
@@ -206,6 +225,7 @@ class _Starter:
         # started here, their thread perhaps not yet running: (queue, handle)
         self.starting: list[tuple[str, Any]] = []
         self._queued: Any = None  # the statement of `_anything_queued`, built at first use
+        self._latest: tuple[float, bool] | None = None  # (when looked, is this the latest)
 
     def serve(self, stop: threading.Event) -> None:
         """Until `stop`: start what is queued, each time it is wanted or the poll comes."""
@@ -237,6 +257,18 @@ class _Starter:
         with sys_db.engine.connect() as conn:
             return conn.execute(self._queued, {"queue": queue}).first() is not None
 
+    def _is_latest(self, sys_db: Any) -> bool:
+        """Whether this worker's application version is the newest registered (it may then
+        also claim workflows queued without a version, as the CLI queues them). DBOS reads it
+        on every claim, a query as costly as the claim's own; versions change only when
+        workers are upgraded, so it is read again after `VERSION_LOOK_SECONDS`."""
+        from dbos._utils import GlobalParams
+
+        now = time.monotonic()
+        if self._latest is None or now - self._latest[0] >= VERSION_LOOK_SECONDS:
+            self._latest = (now, bool(sys_db._is_latest_version(GlobalParams.app_version)))
+        return self._latest[1]
+
     def start(self, queue: Any) -> int:
         """Claim and start what `queue` has room for on this worker; how many were started."""
         from dbos._core import execute_dequeued_workflow
@@ -260,7 +292,7 @@ class _Starter:
         owner = generate_uuid()
         claimed, _ = dbos._sys_db.start_queued_workflows(
             queue, GlobalParams.executor_id, GlobalParams.app_version, None, load,
-            owner_xid=owner,
+            owner_xid=owner, is_latest_version=self._is_latest(dbos._sys_db),
         )  # fmt: skip
         if not claimed:
             return 0
