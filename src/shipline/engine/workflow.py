@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -370,15 +371,28 @@ def _lock_try(
     begin: tuple[str, int] | None = None,
     resumed: tuple[str, int, str] | None = None,
 ) -> str:
-    """Queue for `keys` and take them when this run is first in line for all; 'held' or
-    'queued'. `begin`: the stage (name, position) whose start is recorded first, in this step
-    (a stage with no window or approvals before its locks); `resumed`: the stage (name,
-    position, why) that goes on after its approvals, recorded first while the run still waits."""
+    """`_take_locks` as a durable step of its own (a stage whose steps are not one step)."""
+    return _take_locks(run_id, keys, policy, begin, resumed)
+
+
+def _take_locks(
+    run_id: int,
+    keys: list[str],
+    policy: str,
+    begin: tuple[str, int] | None = None,
+    resumed: tuple[str, int, str] | None = None,
+    recorded: list[dict[str, Any]] | None = None,
+) -> str:
+    """Queue for `keys` and take them when this run is first in line for all; 'held',
+    'queued' or 'cancelled'. `begin`: the stage (name, position) whose start is recorded
+    first (a stage with no window or approvals before its locks); `resumed`: the stage (name,
+    position, why) that goes on after its approvals, recorded first while the run still waits;
+    `recorded`: the run's stages, when just read."""
     rt = current()
     store = rt.store
     if begin is not None:
         _record_stage(run_id, begin[0], begin[1], Phase.RUNNING, "stage started", None,
-                      store.stages(run_id))  # fmt: skip
+                      recorded if recorded is not None else store.stages(run_id))  # fmt: skip
     record = store.get_run(run_id)
     if resumed is not None and record is not None and record.phase == "waiting":
         _record_resumed(run_id, *resumed)  # once: the run is no longer waiting after it
@@ -510,6 +524,10 @@ def _run_steps(
         return list(pool.map(one, steps))
 
 
+# a try for locks in a stage's step: keys, policy, the stage to begin, the stage that goes on
+_Locks = tuple[list[str], str, tuple[str, int] | None, tuple[str, int, str] | None]
+
+
 @DBOS.step(name="shipline.stage-steps")
 def _execute_stage(
     run_id: int,
@@ -521,13 +539,21 @@ def _execute_stage(
     begin: bool,
     ends: dict[str, dict[str, Any]] | None = None,
     reasons: list[str] | None = None,
+    locks: _Locks | None = None,
 ) -> dict[str, Any]:
     """A stage of once-tried actions (`_batchable`) as one durable step: it records the stage's
     start (`begin`: the stage has no gates before its steps), runs the steps as
     `_execute_steps` does and records the stage's end; the stage's phase, reason and outputs.
     `ends` (from `ends_after`): when the stage ended in one of its phases nothing else runs,
-    and the run ends here too (`ended`: its phase; `reasons`: the run's reasons so far)."""
+    and the run ends here too (`ended`: its phase; `reasons`: the run's reasons so far).
+    `locks` (keys, policy, begin, resumed): the stage's try for its locks comes first, as
+    `_take_locks`; unless they are held, nothing else is done (`lock`: 'queued' or
+    'cancelled')."""
     recorded = current().store.stages(run_id)
+    if locks is not None:
+        state = _take_locks(run_id, *locks, recorded=recorded)
+        if state != "held":
+            return {"lock": state}
     if begin:
         _record_stage(run_id, stage, position, Phase.RUNNING, "stage started", None, recorded)
     results = _run_steps(run_id, stage, steps, inputs, parallel)
@@ -904,27 +930,65 @@ def _opened(run_id: int, stage: str) -> str:
     return _iso(current().clock())
 
 
+_Try = Callable[[tuple[str, int] | None, tuple[str, int, str] | None], str]
+
+
 def _gate_locks(
     run_id: int,
     stage: StageSpec,
     begin: int | None = None,
     resumed: tuple[int, str] | None = None,
+    take: _Try | None = None,
 ) -> Phase | None:
     """Queue for the stage's locks; parked (no worker) until the holder releases them (or, as
     a fallback should a wake-up be missed, `lock_poll_seconds`). `begin`: the stage's position
     when its start is still to be recorded (with the first try); `resumed`: its position and
-    why it goes on, when its approvals just passed (also recorded with the first try)."""
+    why it goes on, when its approvals just passed (also recorded with the first try); `take`:
+    how each try is made, given those two (default: a `_lock_try` step)."""
     rt = current()
     starting = (stage.name, begin) if begin is not None else None
     going_on = (stage.name, *resumed) if resumed is not None else None
+    keys, policy = sorted(stage.locks), stage.lock_policy.value
     while True:
-        state = _lock_try(run_id, sorted(stage.locks), stage.lock_policy.value, starting, going_on)
+        if take is not None:
+            state = take(starting, going_on)
+        else:
+            state = _lock_try(run_id, keys, policy, starting, going_on)
         starting = going_on = None
         if state == "held":
             return None
         if state == "cancelled":
             return Phase.CANCELLED
         _wait_parked(run_id, stage.name, None, seconds=rt.lock_poll_seconds)
+
+
+@dataclass
+class _StageStep:
+    """A stage whose steps are one durable step (`_execute_stage`); with locks, each try for
+    them is made in that step (`__call__`, as `_gate_locks` takes it), and the steps run in
+    the step whose try took them. `done`: what the last step gave."""
+
+    run_id: int
+    stage: StageSpec
+    position: int
+    inputs: dict[str, dict[str, Any]]
+    ends: dict[str, dict[str, Any]] | None
+    reasons: list[str] | None
+    done: dict[str, Any] | None = None
+
+    def __call__(
+        self, starting: tuple[str, int] | None, going_on: tuple[str, int, str] | None
+    ) -> str:
+        locks = (sorted(self.stage.locks), self.stage.lock_policy.value, starting, going_on)
+        return str(self.run(locks).get("lock", "held"))
+
+    def run(self, locks: _Locks | None = None) -> dict[str, Any]:
+        stage = self.stage
+        self.done = _execute_stage(
+            self.run_id, stage.name, self.position, _items(stage.steps), self.inputs,
+            stage.parallel, False, self.ends, self.reasons, locks,
+        )  # fmt: skip
+        return self.done
 
 
 def _run_stage(
@@ -982,17 +1046,17 @@ def _run_stage(
         if phase != Phase.RUNNING:
             return phase, {}, reason, False, None
         approved = (position, reason)
+    execute = _StageStep(run_id, stage, position, outputs, ends, reasons)
     if stage.locks:
-        final = _gate_locks(run_id, stage, position if fold else None, approved)
+        final = _gate_locks(
+            run_id, stage, position if fold else None, approved, execute if whole else None
+        )
         if final is not None:
             return final, {}, "cancelled while waiting for the lock", False, None
     stage_outputs: dict[str, Any] = {}
     recorded = False
-    if whole:  # its steps and its end in one durable step
-        done = _execute_stage(
-            run_id, stage.name, position, _items(stage.steps), outputs, stage.parallel, False,
-            ends, reasons,
-        )  # fmt: skip
+    if whole:  # its steps and its end in one durable step (with its locks: done already)
+        done = execute.done or execute.run()
         phase, stage_outputs, reason = Phase(done["phase"]), done["outputs"], done["reason"]
         recorded = True
         if done.get("ended"):

@@ -65,8 +65,7 @@ def test_a_run_checkpoints_once_per_stage_and_records_everything_once(engine: En
     assert names == [
         "shipline.load",  # and the run's start
         "shipline.stage-steps",  # validate: start, step, end
-        "shipline.lock",  # deploy: start, locks
-        "shipline.stage-steps",  # deploy: steps, end
+        "shipline.stage-steps",  # deploy: start, locks, steps, end
         # verify: start, both steps side by side, end; then rollback passed over and the run's
         # end (nothing else would run after it)
         "shipline.stage-steps",
@@ -97,11 +96,11 @@ def test_a_run_checkpoints_once_per_stage_and_records_everything_once(engine: En
     )
 
 
-def test_a_run_woken_by_its_approval_goes_on_in_four_checkpoints(
+def test_a_run_woken_by_its_approval_goes_on_in_three_checkpoints(
     engine: Engine,
 ) -> None:
     """The continuation takes the run over and looks at the votes in one step, and records
-    that the stage goes on with its first try for the locks."""
+    that the stage goes on, takes its locks and runs its steps in the next."""
     calls = _counting(engine)
     gated = [dict(PIPELINE[0]), {**PIPELINE[1], "approval": {"groups": ["cab"]}}, *PIPELINE[2:]]
     run = engine.start(gated, approvers={"cab": ["casey"]})
@@ -118,8 +117,7 @@ def test_a_run_woken_by_its_approval_goes_on_in_four_checkpoints(
     names = [s["function_name"] for s in DBOS.list_workflow_steps(continuation)]
     assert names == [
         "shipline.load",  # the run taken over, and the votes it was woken for
-        "shipline.lock",  # deploy goes on (approved), and takes its locks
-        "shipline.stage-steps",  # deploy: steps, end
+        "shipline.stage-steps",  # deploy goes on (approved), takes its locks; steps, end
         "shipline.stage-steps",  # verify, rollback passed over, the run's end
     ], names
     assert calls == {"deploy/api": 1, "deploy/web": 1, "verify/api": 1, "verify/web": 1}
@@ -130,6 +128,54 @@ def test_a_run_woken_by_its_approval_goes_on_in_four_checkpoints(
         e["message"] for e in engine.store.events(run.id)
         if e["stage"] == "deploy" and e["kind"] == "stage.running" and e["message"] != "stage started"
     )  # fmt: skip
+
+
+def test_a_run_queued_for_its_locks_takes_them_and_deploys_in_one_step_when_woken(
+    engine: Engine,
+) -> None:
+    """A stage whose try for its locks finds them held parks the run; woken when the holder
+    lets go, its continuation tries again and, holding them, runs the steps in that step."""
+    calls = _counting(engine)
+    let_go = threading.Event()
+
+    def hold(ctx: Any, params: dict[str, Any]) -> dict[str, Any]:
+        assert let_go.wait(60), "never let go"
+        return {}
+
+    engine.runtime.actions["hold"] = hold
+    holding = [*PIPELINE[:2], {**PIPELINE[2], "steps": [{"name": "api", "action": "hold"}]}]
+    first = engine.start(holding)
+    engine.wait_stage(first.id, "verify", "running")  # deploy done: the locks are held
+    second = engine.start(PIPELINE)
+    end = time.monotonic() + 30
+    while not engine.store.get_run(second.id).parked:  # type: ignore[union-attr]
+        assert time.monotonic() < end, "the second run never parked at the locks"
+        time.sleep(0.02)
+    let_go.set()
+    assert engine.wait(first.id).phase == "succeeded"
+    assert engine.wait(second.id).phase == "succeeded"
+
+    queued = f"shipline-run-{second.id}"
+    DBOS.retrieve_workflow(queued).get_result()
+    assert [s["function_name"] for s in DBOS.list_workflow_steps(queued)] == [
+        "shipline.load",
+        "shipline.stage-steps",  # validate
+        "shipline.stage-steps",  # deploy: start, its locks held by the first run: queued
+        "shipline.park",
+    ]
+    continuation = f"shipline-run-{second.id}.1"
+    DBOS.retrieve_workflow(continuation).get_result()
+    assert [s["function_name"] for s in DBOS.list_workflow_steps(continuation)] == [
+        "shipline.load",
+        "shipline.stage-steps",  # deploy: the locks taken, steps, end
+        "shipline.stage-steps",  # verify, rollback passed over, the run's end
+    ]
+    # the first run's deploy and the second's, each once; the second's verify once
+    assert calls == {"deploy/api": 2, "deploy/web": 2, "verify/api": 1, "verify/web": 1}
+    starts = [e for e in engine.store.events(second.id)
+              if e["stage"] == "deploy" and e["step"] is None]  # fmt: skip
+    assert [e["kind"] for e in starts] == ["stage.running", "stage.succeeded"]
+    assert engine.store.lock_holders() == []
 
 
 def test_a_run_that_fails_at_its_last_stage_ends_in_that_stages_step(engine: Engine) -> None:
