@@ -129,6 +129,35 @@ def test_gateway_splits_by_weight_and_counts_per_version() -> None:
             gateway.stop()
 
 
+def test_a_replica_out_of_the_routes_drains_before_it_is_stopped() -> None:
+    """A request in flight to a replica taken out of the routes is finished by it: `drain`
+    returns once it has answered, and only then may the replica stop."""
+    import threading
+
+    with workload("1.0.0", SHIPLINE_DEMO_LATENCY_MS="600") as old, workload("2.0.0") as new:
+        gateway = Gateway(0)
+        gateway.start()
+        try:
+            gateway.route({"1.0.0": [old]}, {"1.0.0": 100})
+            answers: list[int] = []
+            slow = threading.Thread(
+                target=lambda: answers.append(_get(f"http://127.0.0.1:{gateway.port}/api/echo")[0])
+            )
+            slow.start()
+            end = time.monotonic() + 5
+            while gateway.drain(old, timeout=0):  # until the request is at the old replica
+                assert time.monotonic() < end, "the request never reached the gateway"
+                time.sleep(0.01)
+            gateway.route({"2.0.0": [new]}, {"2.0.0": 100})
+            assert not gateway.drain(old, timeout=0.05)  # still in flight (it answers in 0.6 s)
+            assert gateway.drain(old)
+            slow.join(5)
+            assert answers == [200]
+            assert gateway.drain(new, timeout=0)  # nothing was ever in flight there
+        finally:
+            gateway.stop()
+
+
 def test_gateway_without_replicas_and_with_a_dead_one() -> None:
     gateway = Gateway(0)
     gateway.start()

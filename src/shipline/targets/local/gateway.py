@@ -102,6 +102,10 @@ class VersionCounters:
         }
 
 
+# how long a replica taken out of the routes may take to finish its requests before it stops
+DRAIN_SECONDS = 10.0
+
+
 class Gateway:
     """A weighted reverse proxy on 127.0.0.1:port."""
 
@@ -115,6 +119,7 @@ class Gateway:
         self._cycles: dict[str, Iterator[int]] = {}
         self._weights: dict[str, int] = {}
         self._counters: dict[str, VersionCounters] = defaultdict(VersionCounters)
+        self._in_flight: dict[int, int] = defaultdict(int)  # replica port -> requests
         self._rng = random.Random(seed)
         names = [*self.labels, "version"]
         self.registry = CollectorRegistry(auto_describe=True)
@@ -173,17 +178,40 @@ class Gateway:
         return dict(found)
 
     def _pick(self) -> tuple[str, int] | None:
+        """A version by weight and its next replica, counted in flight until `_done`."""
         with self._lock:
             if not self._weights:
                 return None
             total = sum(self._weights.values())
             point = self._rng.uniform(0, total)
+            picked = next(iter(self._weights))
             for version, weight in self._weights.items():
                 point -= weight
                 if point <= 0:
-                    return version, next(self._cycles[version])
-            version = next(iter(self._weights))
-            return version, next(self._cycles[version])
+                    picked = version
+                    break
+            port = next(self._cycles[picked])
+            self._in_flight[port] += 1
+            return picked, port
+
+    def _done(self, port: int) -> None:
+        with self._lock:
+            self._in_flight[port] -= 1
+            if self._in_flight[port] <= 0:
+                del self._in_flight[port]
+
+    def drain(self, port: int, timeout: float = DRAIN_SECONDS) -> bool:
+        """Wait until no request is in flight to the replica on `port` (taken out of the
+        routes before): whether it drained within `timeout` seconds. A replica stopped while
+        a request to it is in flight answers that request with a 502."""
+        end = time.monotonic() + timeout
+        while True:
+            with self._lock:
+                if not self._in_flight.get(port):
+                    return True
+            if time.monotonic() >= end:
+                return False
+            time.sleep(0.005)
 
     def _record(self, version: str, status: int, seconds: float) -> None:
         with self._lock:
@@ -221,6 +249,8 @@ class Gateway:
                 status=502,
                 headers={"X-Shipline-Version": version},
             )
+        finally:
+            self._done(port)
 
     async def _forward(
         self, request: web.BaseRequest, version: str, port: int, start: float

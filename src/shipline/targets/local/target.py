@@ -432,9 +432,11 @@ class LocalTarget:
             svc.replicas.append(replica)
 
     def _retire(self, svc: _Service, replica: Replica) -> None:
+        """Take `replica` out of the routes, let the requests it is serving finish, stop it."""
         if replica in svc.replicas:
             svc.replicas.remove(replica)
         self._route(svc)
+        svc.gateway.drain(replica.port)
         self.supervisor.remove(replica)
 
     def _gateway(self, spec: DeploySpec, port: int) -> Gateway:
