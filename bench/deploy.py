@@ -12,19 +12,19 @@ Run: .venv/bin/python bench/deploy.py
 
 from __future__ import annotations
 
+import http.client
 import json
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from shipline.config.loader import load_config
 from shipline.domain.deploy import DeploySpec as ServiceSpec
-from shipline.targets.local.supervisor import free_port
+from shipline.targets.local.supervisor import free_port, http_status
 from shipline.targets.local.target import WORKLOAD, LocalTarget
 
 QUIKAPP = Path(__file__).resolve().parents[1] / "examples" / "quikapp" / "shipline.yaml"
@@ -52,12 +52,13 @@ def bare(services: list[tuple[str, str]]) -> float:
                     stdout=subprocess.DEVNULL,
                 )
             )
-            while True:
+            while True:  # probed as the local target probes a new replica (client, interval)
                 try:
-                    with urllib.request.urlopen(f"http://127.0.0.1:{port}{health}", timeout=1):
+                    if 200 <= http_status(port, health, 1) < 300:
                         break
-                except OSError:
-                    time.sleep(0.02)
+                except (OSError, http.client.HTTPException):
+                    pass
+                time.sleep(0.01)
         return time.perf_counter() - start
     finally:
         for process in processes:

@@ -507,3 +507,32 @@ def test_a_restore_cut_short_leaves_the_state_file_naming_every_service(tmp_path
         assert [s for _, s in third.services()] == ["api", "jobs", "web"]
     finally:
         third.close()
+
+
+def test_a_rollout_goes_on_while_the_old_replica_drains_and_down_waits_for_it(
+    target: LocalTarget,
+) -> None:
+    """The old replica of a rolling update finishes the request it is serving and then stops,
+    in the background: the rollout does not wait for it (a Deployment's old pods terminate
+    after it has moved on), and `down` stops nothing while a retired replica still drains."""
+    import threading
+
+    target.apply(DeploySpec("qa", "api", "1.0.0", env={"SHIPLINE_DEMO_LATENCY_MS": "4000"}))
+    old = target._services[("qa", "api")].replicas[0].process
+    assert old is not None
+    port = target.observe("qa", "api").address.rsplit(":", 1)[1]
+    answers: list[str] = []
+    slow = threading.Thread(target=lambda: answers.append(_version(int(port))))
+    slow.start()
+    end = time.monotonic() + 5
+    gateway = target._services[("qa", "api")].gateway
+    while gateway.drain(target._services[("qa", "api")].replicas[0].port, timeout=0):
+        assert time.monotonic() < end, "the slow request never reached the old replica"
+        time.sleep(0.01)
+    target.apply(DeploySpec("qa", "api", "2.0.0"))
+    assert slow.is_alive(), "the rollout waited for the old replica's request"
+    assert _version(int(port)) == "2.0.0"
+    assert old.poll() is None  # still finishing its request
+    target.stop("qa")  # waits for the old replica's drain and stop
+    assert not slow.is_alive() and answers == ["1.0.0"]
+    assert old.poll() is not None

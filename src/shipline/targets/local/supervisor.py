@@ -146,13 +146,14 @@ class Supervisor:
         with self._lock:
             self._replicas.append(replica)
 
-    def remove(self, replica: Replica) -> None:
-        """Stop watching `replica` and stop it."""
+    def remove(self, replica: Replica, *, stop: bool = True) -> None:
+        """Stop watching `replica` and stop it (`stop=False`: the caller stops it later)."""
         with self._lock:  # after this, the watch never starts it again
             replica.wanted = False
             if replica in self._replicas:
                 self._replicas.remove(replica)
-        replica.stop()
+        if stop:
+            replica.stop()
 
     def _loop(self) -> None:
         while not self._stop.wait(self._interval):

@@ -20,6 +20,8 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as wait_for
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -30,12 +32,13 @@ from shipline.domain.health import HealthBounds, Observation
 from shipline.domain.ports import LogSink, MetricSource, SecretValues, TargetContext
 from shipline.errors import AlreadyRunning, CheckFailed, NotFoundError, ShiplineError
 from shipline.process import hold_lock
-from shipline.targets.local.gateway import Gateway
+from shipline.targets.local.gateway import DRAIN_SECONDS, Gateway
 from shipline.targets.local.metrics import GatewayMetrics
 from shipline.targets.local.supervisor import Replica, Supervisor, free_port, http_status
 
 WORKLOAD = [sys.executable, "-m", "shipline.targets.local.workload"]
 log = logging.getLogger("shipline.local")
+RETIRING_AT_ONCE = 4  # replicas draining and stopping at the same time, after a rollout
 OWNER_ENV = "SHIPLINE_LOCAL_OWNER"  # in a service's own process: the state folder it belongs to
 
 
@@ -156,6 +159,49 @@ class _Prober:
         self._thread.join(timeout=3)
 
 
+class _Retirer:
+    """Stops the replicas taken out of a gateway's routes, each once the requests in flight to
+    it have finished, in threads of their own: a rollout goes on as soon as its new replicas
+    serve, as a Deployment's does while its old pods terminate within their grace period (a
+    worker killed meanwhile leaves them to its successor's `stop_stale_replicas`)."""
+
+    def __init__(self) -> None:
+        self._pool = ThreadPoolExecutor(RETIRING_AT_ONCE, thread_name_prefix="shipline-retire")
+        self._lock = threading.Lock()
+        self._pending: set[Future[None]] = set()
+
+    def retire(self, gateway: Gateway, replica: Replica) -> None:
+        """Drain `replica` (out of `gateway`'s routes already), then stop it."""
+        future = self._pool.submit(self._stop, gateway, replica)
+        with self._lock:
+            self._pending.add(future)
+        future.add_done_callback(self._done)
+
+    @staticmethod
+    def _stop(gateway: Gateway, replica: Replica) -> None:
+        if not gateway.drain(replica.port):
+            log.warning("%s %s: requests still in flight after %s s; stopped anyway",
+                        replica.service, replica.version, DRAIN_SECONDS)  # fmt: skip
+        replica.stop()
+
+    def _done(self, future: Future[None]) -> None:
+        with self._lock:
+            self._pending.discard(future)
+        error = future.exception()
+        if error is not None:
+            log.warning("stopping a retired replica failed: %s", error)
+
+    def wait(self) -> None:
+        """Until every replica retired so far has stopped."""
+        with self._lock:
+            pending = list(self._pending)
+        wait_for(pending)
+
+    def close(self) -> None:
+        self.wait()
+        self._pool.shutdown(wait=True)
+
+
 class LocalTarget:
     """Services of one or more environments as processes on this machine."""
 
@@ -166,6 +212,7 @@ class LocalTarget:
         self._owner_fd = _own(state_dir)
         self.stale_stopped = stop_stale_replicas(state_dir)
         self.supervisor = Supervisor()
+        self._retirer = _Retirer()
         self.health_timeout = health_timeout
         self._services: dict[tuple[str, str], _Service] = {}
         self._lock = threading.RLock()
@@ -432,12 +479,13 @@ class LocalTarget:
             svc.replicas.append(replica)
 
     def _retire(self, svc: _Service, replica: Replica) -> None:
-        """Take `replica` out of the routes, let the requests it is serving finish, stop it."""
+        """Take `replica` out of the routes; it stops in the background once the requests it
+        is serving have finished."""
         if replica in svc.replicas:
             svc.replicas.remove(replica)
         self._route(svc)
-        svc.gateway.drain(replica.port)
-        self.supervisor.remove(replica)
+        self.supervisor.remove(replica, stop=False)  # never started again from here on
+        self._retirer.retire(svc.gateway, replica)
 
     def _gateway(self, spec: DeploySpec, port: int) -> Gateway:
         """A started gateway, on `port` when it is free (a restored service keeps its address)."""
@@ -548,6 +596,7 @@ class LocalTarget:
     def _halt(self, environment: str, service: str | None) -> list[str]:
         """Stop services without recording it (a closing worker: a successor restores them)."""
         with self._lock:
+            self._retirer.wait()  # while their gateways still count the requests in flight
             stopped = []
             for (env, name), svc in list(self._services.items()):
                 if env != environment or service not in (None, name):
@@ -656,6 +705,7 @@ class LocalTarget:
             self.write_state(probe=False)
         for env in {env for env, _ in self._services}:
             self._halt(env, None)
+        self._retirer.close()
         self.supervisor.shutdown()
         if self._owner_fd >= 0:
             os.close(self._owner_fd)  # releases the ownership lock
