@@ -132,6 +132,33 @@ def _upsert_statements(
     return update, insert
 
 
+@functools.cache
+def _upsert_one(
+    dialect: str, table: sa.Table, keys: tuple[str, ...], columns: tuple[str, ...]
+) -> Any:
+    """The row at `keys` inserted or, when it is there, updated: one statement (`INSERT ... ON
+    CONFLICT DO UPDATE`), bound as `_upsert_statements`'s are."""
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    insert = (
+        (postgresql if dialect == "postgresql" else sqlite)
+        .insert(table)
+        .values({k: _P(f"k_{k}") for k in keys} | {c: _P(f"v_{c}") for c in columns})
+    )
+    return insert.on_conflict_do_update(
+        index_elements=list(keys), set_={c: insert.excluded[c] for c in columns}
+    )
+
+
+@functools.cache
+def _required(table: sa.Table) -> frozenset[str]:
+    """The columns an insert of a row of `table` must be given (no default, no null)."""
+    return frozenset(
+        c.name for c in table.columns
+        if not c.nullable and c.default is None and c.server_default is None
+    )  # fmt: skip
+
+
 # the engine's hottest reads, built once: SQLAlchemy builds and keys a statement in about the
 # time it takes to run it, and a statement object keeps its cache key
 _RUN = runs.select().where(runs.c.id == _P("the_run"))
@@ -140,6 +167,10 @@ _EVENT = events.insert().values(
     step=_P("ev_step"), message=_P("ev_message"),
 )  # fmt: skip
 _CANCEL_REQUESTED = sa.select(runs.c.cancel_requested).where(runs.c.id == _P("the_run"))
+# `record`'s event on SQLite, returning whether its run is asked to cancel (one statement)
+_EVENT_AND_CANCEL = _EVENT.returning(
+    sa.select(runs.c.cancel_requested).where(runs.c.id == _P("ev_run")).scalar_subquery()
+)
 _REQUESTED_BY = sa.select(runs.c.requested_by).where(runs.c.id == _P("the_run"))
 _STAGES = stages.select().where(stages.c.run_id == _P("the_run")).order_by(stages.c.position)
 _STEPS = (steps.select().where(steps.c.run_id == _P("the_run"))
@@ -262,9 +293,9 @@ class SqlStateStore:
     @contextmanager
     def _write(self) -> Iterator[Connection]:
         try:
+            # On SQLite the driver begins the transaction at its first write (a write that must
+            # read first under the lock begins with a write: `UPDATE ... WHERE 0`).
             with self._one_writer, self.engine.begin() as conn:
-                if self.sqlite:
-                    conn.exec_driver_sql("SELECT 1")  # the connection is in a transaction now
                 yield conn
         except sa.exc.SQLAlchemyError as exc:
             raise StoreError(f"state store write failed: {type(exc).__name__}") from exc
@@ -584,8 +615,12 @@ class SqlStateStore:
     def _upsert(
         self, conn: Connection, table: sa.Table, keys: dict[str, Any], values: dict[str, Any]
     ) -> None:
-        update, insert = _upsert_statements(table, tuple(keys), tuple(values))
         bound = {f"k_{k}": v for k, v in keys.items()} | {f"v_{k}": v for k, v in values.items()}
+        if _required(table) <= {*keys, *values}:  # a whole row: one statement
+            conn.execute(_upsert_one(self.engine.dialect.name, table, tuple(keys), tuple(values)),
+                         bound)  # fmt: skip
+            return
+        update, insert = _upsert_statements(table, tuple(keys), tuple(values))
         if not conn.execute(update, bound).rowcount:
             conn.execute(insert, bound)
 
@@ -656,7 +691,7 @@ class SqlStateStore:
         with self._write() as conn:
             event = {"ev_run": run_id, "ev_at": utcnow(), "ev_kind": kind, "ev_stage": stage,
                      "ev_step": step, "ev_message": message}  # fmt: skip
-            conn.execute(_EVENT, event)
+            cancel = bool(conn.execute(_EVENT_AND_CANCEL, event).scalar())
             if run_values:
                 update, _ = _upsert_statements(runs, ("id",), tuple(run_values))
                 conn.execute(
@@ -667,7 +702,7 @@ class SqlStateStore:
             if step_values is not None and stage is not None and step is not None:
                 keys = {"run_id": run_id, "stage": stage, "name": step}
                 self._upsert(conn, steps, keys, step_values)
-            return bool(conn.execute(_CANCEL_REQUESTED, {"the_run": run_id}).scalar())
+            return cancel  # read with the event: the writes after it never set it
 
     def stages(self, run_id: int) -> list[dict[str, Any]]:
         """The run's stages in order."""

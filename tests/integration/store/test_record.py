@@ -49,3 +49,42 @@ def test_a_revision_is_remembered_once(store: SqlStateStore) -> None:
         (3, "1.2.0", "ana", run), (4, "1.3.0", "ana", run)]  # fmt: skip
     assert [r["revision"] for r in store.revisions("dev", "api")] == [3]
     assert store.requested_by(run) == store.requested_by(run) is not None
+
+
+def test_record_costs_one_statement_per_record_it_writes(store: SqlStateStore) -> None:
+    """On SQLite: the event with the cancel flag read back, and each stage or step as one
+    upsert when its values make a whole row (an update when they do not); on PostgreSQL the
+    whole of it is one statement."""
+    import sqlalchemy as sa
+
+    run = new_run(store)
+    said: list[str] = []
+
+    def count(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+        said.append(statement.split(maxsplit=1)[0].upper())
+
+    engines = {store.engine, store.reader}
+    for engine in engines:
+        sa.event.listen(engine, "before_cursor_execute", count)
+    try:
+        store.record(run, "step.running", "go", stage="deploy", step="apply",
+                     step_values={"position": 0, "phase": "running", "attempts": 1})  # fmt: skip
+        first = list(said)
+        said.clear()
+        store.record(run, "step.succeeded", "done", stage="deploy", step="apply",
+                     step_values={"position": 0, "phase": "succeeded", "outputs": {}})  # fmt: skip
+        whole = list(said)
+        said.clear()
+        store.record(run, "note", "an output", stage="deploy", step="apply",
+                     step_values={"outputs": {"n": 1}})  # fmt: skip
+        part = list(said)
+    finally:
+        for engine in engines:
+            sa.event.remove(engine, "before_cursor_execute", count)
+    if store.sqlite:
+        assert first == whole == ["INSERT", "INSERT"]  # the event, the step (upserted)
+        assert part == ["INSERT", "UPDATE"]  # an existing row's column: an update
+    else:
+        assert first == whole == part == ["WITH"]
+    (step,) = store.steps(run)
+    assert (step["phase"], step["attempts"], step["outputs"]) == ("succeeded", 1, {"n": 1})
