@@ -9,6 +9,10 @@ Measured in the same run:
   - shipline: from `shipline promote` to the run's end (the CLI's submission, the worker picking
     the run up, every stage's bookkeeping in the state store, the rollouts themselves);
   - shipline's own share: (shipline - floor) / shipline. Goal: under 5 %.
+  - the same share against the services' start-up inside the run itself: the local target logs
+    each new replica's seconds from its process start to its first healthy answer, and their
+    sum is what the promotion waited on the services, measured under the very load and noise
+    the promotion ran in (the floor is measured beside it, a few seconds apart);
   - the run alone (the worker's start of the run to its end, from the state store) and its own
     share, which leaves out the CLI's start-up and submission;
   - where the run's own time went, from its stages' durations: the deploy stages beyond the
@@ -23,6 +27,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import statistics
 import subprocess
@@ -79,6 +84,17 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+STARTED = re.compile(r"healthy on :\d+, (\d+\.\d+) s after it started")
+
+
+def startup_in_run(env: dict[str, str], run: int) -> float:
+    """The seconds the run's new replicas took from their process start to healthy."""
+    shown = sh(env, "runs", "logs", str(run), "--json")
+    assert shown.returncode == 0, shown.stdout[-2000:] + shown.stderr
+    return sum(float(m.group(1)) for entry in json.loads(shown.stdout)["logs"]
+               if (m := STARTED.search(entry["line"])))  # fmt: skip
+
+
 def with_shipline() -> tuple[float, float, float, dict[str, float]]:
     """Seconds for the dev deploy, for the promotion dev -> qa -> staging as the command took
     it, for the promotion run alone (the worker's start of it to its end), and the run's
@@ -116,6 +132,7 @@ def with_shipline() -> tuple[float, float, float, dict[str, float]]:
                     kinds[kind] += stage["seconds"]
             kinds["rest"] = alone - kinds["deploy"] - kinds["verify"]
             kinds["cpu"] = kinds_cpu
+            kinds["startup"] = startup_in_run(env, int(shown["id"]))
             for name in ENVIRONMENTS:
                 sh(env, "down", "--env", name)
         finally:
@@ -143,6 +160,10 @@ def main() -> None:
             "deployBeyondFloorSeconds": round(kinds["deploy"] - floor, 2),
             "verifySeconds": round(kinds["verify"], 2), "restSeconds": round(kinds["rest"], 2),
             "workerAndDaemonCpuSeconds": round(kinds["cpu"], 2),
+            # waiting on the services as the run itself saw it
+            "startupInRunSeconds": round(kinds["startup"], 2),
+            "shiplineOwnShareInRun": round((promoted - kinds["startup"]) / promoted, 3),
+            "runOwnShareInRun": round((alone - kinds["startup"]) / alone, 3),
         })  # fmt: skip
     mid = {key: statistics.median(r[key] for r in rounds) for key in rounds[0]}
     print(json.dumps({
@@ -162,6 +183,9 @@ def main() -> None:
         "verifySeconds": mid["verifySeconds"],
         "restSeconds": mid["restSeconds"],
         "workerAndDaemonCpuSeconds": mid["workerAndDaemonCpuSeconds"],
+        "startupInRunSeconds": mid["startupInRunSeconds"],
+        "shiplineOwnShareInRun": mid["shiplineOwnShareInRun"],
+        "runOwnShareInRun": mid["runOwnShareInRun"],
     }, indent=2))  # fmt: skip
 
 

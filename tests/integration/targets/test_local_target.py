@@ -536,3 +536,21 @@ def test_a_rollout_goes_on_while_the_old_replica_drains_and_down_waits_for_it(
     target.stop("qa")  # waits for the old replica's drain and stop
     assert not slow.is_alive() and answers == ["1.0.0"]
     assert old.poll() is not None
+
+
+def test_a_rollout_says_how_long_each_new_replica_took_to_start(target: LocalTarget) -> None:
+    """Each new replica's line names its port and the seconds from its process start to its
+    first healthy answer (the service's own start-up, apart from the rollout's)."""
+    import re
+
+    lines: list[str] = []
+    began = time.monotonic()
+    target.apply(DeploySpec("qa", "api", "1.0.0", replicas=2), log=lines.append)
+    took = time.monotonic() - began
+    said = [re.search(r"replica (\d)/2 healthy on :(\d+), (\d+\.\d{3}) s after it started", line)
+            for line in lines]  # fmt: skip
+    found = [m for m in said if m is not None]
+    assert [m.group(1) for m in found] == ["1", "2"]
+    ports = {r.port for r in target._services[("qa", "api")].replicas}
+    assert {int(m.group(2)) for m in found} == ports
+    assert all(0 < float(m.group(3)) <= took for m in found)

@@ -64,6 +64,7 @@ class Replica:
     next_start: float = 0.0
     wanted: bool = True
     last_healthy: bool | None = None  # the last probe's answer
+    started: float = 0.0  # when its process was last started (monotonic seconds)
 
     @property
     def running(self) -> bool:
@@ -77,6 +78,7 @@ class Replica:
     def start(self) -> None:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "ab") as log:
+            self.started = time.monotonic()
             try:
                 self.process = subprocess.Popen(
                     self.argv,

@@ -450,11 +450,12 @@ class LocalTarget:
                 started.append(replica)
             for replica in started:
                 self._wait_healthy(replica, spec.progress_deadline)
+                took = time.monotonic() - replica.started  # the service's own start-up
                 svc.replicas.append(replica)
                 self._route(svc)
                 log(
                     f"{spec.service} {spec.version}: replica {fresh.index(replica) + 1}/{wanted}"
-                    f" healthy on :{replica.port}"
+                    f" healthy on :{replica.port}, {took:.3f} s after it started"
                 )
             while old and len(old) + len(fresh) > wanted:
                 self._retire(svc, old.pop(0))
