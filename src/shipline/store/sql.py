@@ -166,7 +166,6 @@ _EVENT = events.insert().values(
     run_id=_P("ev_run"), at=_P("ev_at"), kind=_P("ev_kind"), stage=_P("ev_stage"),
     step=_P("ev_step"), message=_P("ev_message"),
 )  # fmt: skip
-_CANCEL_REQUESTED = sa.select(runs.c.cancel_requested).where(runs.c.id == _P("the_run"))
 # `record`'s event on SQLite, returning whether its run is asked to cancel (one statement)
 _EVENT_AND_CANCEL = _EVENT.returning(
     sa.select(runs.c.cancel_requested).where(runs.c.id == _P("ev_run")).scalar_subquery()
