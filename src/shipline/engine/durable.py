@@ -21,6 +21,7 @@ from dbos._error import DBOSNonExistentWorkflowError
 
 from shipline.doorbell import Doorbell, ring
 from shipline.engine import workflow  # noqa: F401 - registers the workflow and its steps
+from shipline.engine.checkpoints import install_checkpoints
 from shipline.engine.runtime import APP_VERSION, RUN_QUEUE, Runtime, install
 from shipline.engine.wiring import migration_lock, ping_when_idle
 from shipline.errors import AlreadyRunning, StoreError
@@ -124,7 +125,11 @@ def launch(
     DBOS.launch()
     from dbos._dbos import _get_dbos_instance
 
-    ping_when_idle(_get_dbos_instance()._sys_db.engine)
+    sys_db = _get_dbos_instance()._sys_db
+    ping_when_idle(sys_db.engine)
+    checkpoints = install_checkpoints(sys_db, concurrency or DEFAULT_CONCURRENCY)
+    if checkpoints is not None:
+        ping_when_idle(checkpoints)
     starter = _Starter([
         DBOS.register_queue(
             queue, worker_concurrency=concurrency or DEFAULT_CONCURRENCY,
