@@ -48,7 +48,8 @@ def install_checkpoints(sys_db: SystemDatabase, pool_size: int) -> sa.Engine | N
         return None
     base = sa.create_engine(
         sys_db.engine.url, isolation_level="AUTOCOMMIT", pool_size=pool_size,
-        max_overflow=pool_size, pool_pre_ping=False,
+        max_overflow=0, pool_pre_ping=False,
+        connect_args={"application_name": "shipline_checkpoints"},
     )  # fmt: skip
     # set before the class changes: a step of a recovered run may be checkpointing already
     sys_db.__dict__.update(autocommit=base, compiled={})
