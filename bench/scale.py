@@ -49,8 +49,9 @@ M = int(sys.argv[3]) if len(sys.argv) > 3 else 1000
 WAITING_ONLY = len(sys.argv) > 4 and sys.argv[4] == "waiting"
 SERVICES = 20
 # how many approvers vote at once, each one run after another: one voter caps the figure at
-# what one process votes per second (about 10 here); several take CPU from the workers on a
-# machine of two cores. One, as the figures so far were measured.
+# what one process votes per second (above 26 here: two workers completed that many a second);
+# several take CPU from the workers on a machine of two cores. One, as the figures so far were
+# measured.
 VOTERS = int(os.environ.get("VOTERS", "1"))
 WIDE = """project: wide
 stacks:
