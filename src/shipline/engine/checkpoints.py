@@ -69,7 +69,9 @@ class OneStatementCheckpoints(PostgresSystemDatabase):
 
     def _run(self, conn: Any, name: str, build: Callable[[], Any], values: dict[str, Any]) -> Any:
         """Execute `build()`'s statement, compiled once, with `values` on `conn` (a connection or
-        a session of either pool: the same dialect)."""
+        a session of either pool: the same dialect). DBOS's `_execute_prepared` does the same
+        but only for connections of its own engine's dialect object; on the autocommit pool's
+        it would build and compile the statement on every call."""
         prepared = self.compiled.get(name)
         if prepared is None:
             compiled = build().compile(
