@@ -30,11 +30,11 @@ def gather(
     if run is None or run.pipeline not in KINDS:
         return None
     environments = list(run.params.get("environments") or [run.environment])
-    before: dict[str, dict[str, str | None]] = {}
-    for env in environments:
-        for service in run.services:
-            older = [r for r in store.revisions(env, service) if r.get("run_id") != run_id]
-            before.setdefault(env, {})[service] = str(older[-1]["version"]) if older else None
+    older = store.versions_before(environments, list(run.services), run_id)
+    before: dict[str, dict[str, str | None]] = {
+        env: {service: older.get((env, service)) for service in run.services}
+        for env in environments
+    }
     stages, tests, canaries = [], [], []
     for row in store.stages(run_id):
         stages.append({"name": row["name"], "phase": row["phase"], "reason": row["reason"],

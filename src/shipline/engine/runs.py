@@ -135,6 +135,13 @@ class RunService:
             raise NotFoundError(f"no run {run_id}", hint="see `shipline runs list`")
         return record
 
+    def phase(self, run_id: int) -> str:
+        """The run's phase, or NotFoundError (its row's one column)."""
+        found = self.store.phase_of(run_id)
+        if found is None:
+            raise NotFoundError(f"no run {run_id}", hint="see `shipline runs list`")
+        return found
+
     def _policies(self, run_id: int, stage: StageSpec) -> list[ApprovalPolicy]:
         """The policies the run recorded for the waiting stage (the run decides whether the
         emergency approvals apply); before it recorded any, the stage's own."""

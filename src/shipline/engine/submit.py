@@ -316,7 +316,7 @@ def _show(service: RunService, args: dict[str, Any]) -> dict[str, Any]:
 
     run = int(args["run"])
     if args.get("brief"):
-        return {"phase": service.get(run).phase}
+        return {"phase": service.phase(run)}
     # as the command prints it (values JSON has no type for, as text)
     return {"details": json.loads(json.dumps(run_details(service, run), default=str))}
 

@@ -53,6 +53,19 @@ class RunRecord:
         return workflow_of(self.workflow_id, self.segment)
 
 
+@dataclass(frozen=True)
+class RunOutline:
+    """What a run asked for and how it ended, without its specification (the largest part of a
+    run's row): what a look over many runs needs."""
+
+    id: int
+    pipeline: str
+    environment: str | None
+    services: dict[str, str]
+    params: dict[str, Any]
+    phase: str
+
+
 def workflow_of(base: str, segment: int) -> str:
     """The workflow id of a run's segment."""
     return base if segment == 0 else f"{base}.{segment}"

@@ -21,7 +21,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from shipline.errors import StoreError
 from shipline.store.pool import ping_when_idle
-from shipline.store.records import HEAD, MIGRATIONS, RunRecord, aware, workflow_of
+from shipline.store.records import HEAD, MIGRATIONS, RunOutline, RunRecord, aware, workflow_of
 from shipline.store.schema import (
     events,
     infra_outputs,
@@ -171,6 +171,7 @@ _EVENT_AND_CANCEL = _EVENT.returning(
     sa.select(runs.c.cancel_requested).where(runs.c.id == _P("ev_run")).scalar_subquery()
 )
 _REQUESTED_BY = sa.select(runs.c.requested_by).where(runs.c.id == _P("the_run"))
+_PHASE = sa.select(runs.c.phase).where(runs.c.id == _P("the_run"))
 _STAGES = stages.select().where(stages.c.run_id == _P("the_run")).order_by(stages.c.position)
 _STEPS = (steps.select().where(steps.c.run_id == _P("the_run"))
           .order_by(steps.c.stage, steps.c.position))  # fmt: skip
@@ -358,6 +359,12 @@ class SqlStateStore:
             raise StoreError(f"state store read failed: {type(exc).__name__}") from exc
         return _run(row) if row is not None else None
 
+    def phase_of(self, run_id: int) -> str | None:
+        """The run's phase alone (None: no such run): what a command waiting for a run's end
+        asks each time the run moves."""
+        rows = self._read(_PHASE, {"the_run": run_id})
+        return str(rows[0]["phase"]) if rows else None
+
     def list_runs(self, *, limit: int = 50, environment: str | None = None) -> list[RunRecord]:
         """Newest runs first."""
         query = runs.select().order_by(runs.c.id.desc()).limit(limit)
@@ -368,6 +375,16 @@ class SqlStateStore:
                 return [_run(row) for row in conn.execute(query)]
         except sa.exc.SQLAlchemyError as exc:
             raise StoreError(f"state store read failed: {type(exc).__name__}") from exc
+
+    def run_outlines(self, *, limit: int = 1000) -> list[RunOutline]:
+        """The newest runs first, as outlines (their specifications left unread)."""
+        query = (
+            sa.select(runs.c.id, runs.c.pipeline, runs.c.environment, runs.c.services,
+                      runs.c.params, runs.c.phase)
+            .order_by(runs.c.id.desc())
+            .limit(limit)
+        )  # fmt: skip
+        return [RunOutline(**row) for row in self._read(query)]
 
     def marks(self) -> tuple[int, ...]:
         """The newest run, event, log line and vote ids: when none moved, nothing about any run
@@ -936,6 +953,37 @@ class SqlStateStore:
             .where(revisions.c.environment == environment, revisions.c.service == service)
             .order_by(revisions.c.revision)
         )
+
+    def versions_before(
+        self, environments: list[str], services: list[str], run_id: int
+    ) -> dict[tuple[str, str], str]:
+        """The version each of `services` had in each of `environments` from the newest
+        revision another run than `run_id` made (or nobody's): (environment, service) ->
+        version, none for a service never deployed there. One query, however many services."""
+        if not environments or not services:
+            return {}
+        newest = (
+            sa.select(
+                revisions.c.environment, revisions.c.service,
+                sa.func.max(revisions.c.revision).label("top"),
+            )
+            .where(
+                revisions.c.environment.in_(environments),
+                revisions.c.service.in_(services),
+                sa.or_(revisions.c.run_id.is_(None), revisions.c.run_id != run_id),
+            )
+            .group_by(revisions.c.environment, revisions.c.service)
+            .subquery()
+        )  # fmt: skip
+        query = sa.select(revisions.c.environment, revisions.c.service, revisions.c.version).join(
+            newest,
+            sa.and_(
+                revisions.c.environment == newest.c.environment,
+                revisions.c.service == newest.c.service,
+                revisions.c.revision == newest.c.top,
+            ),
+        )
+        return {(r["environment"], r["service"]): str(r["version"]) for r in self._read(query)}
 
     # infrastructure outputs ----------------------------------------------------------------
 

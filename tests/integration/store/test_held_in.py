@@ -33,3 +33,17 @@ def test_a_version_held_where_a_run_put_it_and_nowhere_else(store: SqlStateStore
     assert held_in(store, "dev", wanted) == {"api"}
     assert held_in(store, "qa", {"api": "1.5", "web": "1.5", "db": "3.0"}) == {"api", "db"}
     assert held_in(store, "staging", {"api": "1.5"}) == set()  # its staging stages never ran
+
+
+def test_run_outlines_are_the_runs_newest_first_without_their_specifications(
+    store: SqlStateStore,
+) -> None:
+    first = _run(store, "deploy", "dev", {"api": "1.0"}, "succeeded")
+    second = _run(store, "promote", "staging", {"api": "1.0"}, "failed", envs=["qa", "staging"])
+    outlines = store.run_outlines(limit=10)
+    assert [o.id for o in outlines] == [second, first]
+    for outline, full in zip(outlines, store.list_runs(limit=10), strict=True):
+        assert (outline.pipeline, outline.environment, outline.services, outline.params,
+                outline.phase) == (full.pipeline, full.environment, full.services, full.params,
+                                   full.phase)  # fmt: skip
+    assert [o.id for o in store.run_outlines(limit=1)] == [second]

@@ -51,6 +51,27 @@ def test_a_revision_is_remembered_once(store: SqlStateStore) -> None:
     assert store.requested_by(run) == store.requested_by(run) is not None
 
 
+def test_versions_before_a_run_are_the_newest_another_run_or_nobody_made(
+    store: SqlStateStore,
+) -> None:
+    first, second = new_run(store), new_run(store)
+
+    def made(environment: str, service: str, revision: int, version: str, run: int | None) -> None:
+        store.add_revision(environment, service, {"revision": revision, "version": version,
+                                                  "replicas": 1, "cause": "deploy", "run": run})  # fmt: skip
+
+    made("qa", "api", 1, "1.0.0", first)
+    made("qa", "api", 2, "1.1.0", None)  # a change nobody's run made (a restore, by hand)
+    made("qa", "api", 3, "2.0.0", second)  # the run's own: not "before" it
+    made("qa", "web", 1, "0.9.0", first)
+    made("staging", "api", 7, "0.1.0", first)
+    made("dev", "api", 9, "9.9.9", first)  # an environment not asked about
+    found = store.versions_before(["qa", "staging"], ["api", "web", "db"], second)
+    assert found == {("qa", "api"): "1.1.0", ("qa", "web"): "0.9.0", ("staging", "api"): "0.1.0"}
+    assert store.versions_before(["qa"], ["api"], first) == {("qa", "api"): "2.0.0"}
+    assert store.versions_before([], ["api"], first) == {}
+
+
 def test_record_costs_one_statement_per_record_it_writes(store: SqlStateStore) -> None:
     """On SQLite: the event with the cancel flag read back, and each stage or step as one
     upsert when its values make a whole row (an update when they do not); on PostgreSQL the
@@ -88,3 +109,11 @@ def test_record_costs_one_statement_per_record_it_writes(store: SqlStateStore) -
         assert first == whole == part == ["WITH"]
     (step,) = store.steps(run)
     assert (step["phase"], step["attempts"], step["outputs"]) == ("succeeded", 1, {"n": 1})
+
+
+def test_phase_of_is_the_runs_phase_alone(store: SqlStateStore) -> None:
+    run = new_run(store)
+    assert store.phase_of(run) == "pending" == store.get_run(run).phase
+    store.record(run, "run.failed", "broken", run_values={"phase": "failed"})
+    assert store.phase_of(run) == "failed"
+    assert store.phase_of(run + 1000) is None
