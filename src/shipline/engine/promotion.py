@@ -66,7 +66,7 @@ def held_in(store: SqlStateStore, environment: str, versions: dict[str, str]) ->
     there (deployed, verified, its gates passed, nothing rolled back), from the newest 1,000
     runs, read once."""
     held: set[str] = set()
-    for run in store.run_outlines(limit=1000):
+    for run in store.list_runs(limit=1000):  # their specifications left unread
         matching = {s for s, v in versions.items() if s not in held and run.services.get(s) == v}
         if not matching:
             continue

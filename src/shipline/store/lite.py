@@ -18,13 +18,14 @@ from typing import Any
 from shipline.errors import StoreError
 from shipline.store.records import HEAD, RunRecord, aware
 
+# every column but the specification, which no list of runs needs (`list_runs`)
 _RUN_COLUMNS = (
-    "id", "workflow_id", "pipeline", "environment", "services", "params", "spec",
+    "id", "workflow_id", "pipeline", "environment", "services", "params",
     "requested_by", "requested_at", "phase", "reason", "started_at", "finished_at",
     "cancel_requested", "cancel_reason", "emergency_reason", "parked", "wake_at",
     "wake_pending", "segment", "queue",
 )  # fmt: skip
-_JSON = {"services", "params", "spec"}
+_JSON = {"services", "params"}
 _TIMES = {"requested_at", "started_at", "finished_at", "wake_at"}
 _FLAGS = {"cancel_requested", "wake_pending"}
 
@@ -50,7 +51,7 @@ def _record(row: tuple[Any, ...]) -> RunRecord:
         data[name] = _time(data[name])
     for name in _FLAGS:
         data[name] = bool(data[name])
-    return RunRecord(**data)
+    return RunRecord(**data, spec={})
 
 
 class SqliteRunReader:
@@ -80,7 +81,7 @@ class SqliteRunReader:
         return cls(db)
 
     def list_runs(self, *, limit: int = 50, environment: str | None = None) -> list[RunRecord]:
-        """Newest runs first (as `SqlStateStore.list_runs`)."""
+        """Newest runs first, their specifications left unread (as `SqlStateStore.list_runs`)."""
         query = f"SELECT {', '.join(_RUN_COLUMNS)} FROM runs"
         args: list[Any] = []
         if environment:

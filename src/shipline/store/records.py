@@ -22,7 +22,8 @@ def aware(value: datetime | None) -> datetime | None:
 
 @dataclass(frozen=True)
 class RunRecord:
-    """A run as stored."""
+    """A run as stored. In a list of runs (`list_runs`) its specification, the largest part of
+    its row and needed by none of the lists, is left unread: `spec` is empty there."""
 
     id: int
     workflow_id: str
@@ -51,19 +52,6 @@ class RunRecord:
         """The workflow that runs (or last ran) this run: the first segment is the run's own
         workflow, each continuation after a parked wait its own."""
         return workflow_of(self.workflow_id, self.segment)
-
-
-@dataclass(frozen=True)
-class RunOutline:
-    """What a run asked for and how it ended, without its specification (the largest part of a
-    run's row): what a look over many runs needs."""
-
-    id: int
-    pipeline: str
-    environment: str | None
-    services: dict[str, str]
-    params: dict[str, Any]
-    phase: str
 
 
 def workflow_of(base: str, segment: int) -> str:
