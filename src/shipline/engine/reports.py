@@ -26,7 +26,7 @@ def gather(
 ) -> dict[str, Any] | None:
     """What the report says of run `run_id` (None: no report for this kind of run); `phase` and
     `reason` when the run's end is being recorded."""
-    run = store.get_run(run_id)
+    run = store.get_run(run_id, spec=False)
     if run is None or run.pipeline not in KINDS:
         return None
     environments = list(run.params.get("environments") or [run.environment])

@@ -111,7 +111,7 @@ def _announce(
     notifiers = rt.notifiers(kind)
     if not notifiers:
         return
-    record = rt.store.get_run(run_id)
+    record = rt.store.get_run(run_id, spec=False)
     if record is None:
         return
     event = RunEvent(
@@ -135,7 +135,7 @@ def _begin(run_id: int, lock_sets: list[list[str]], latest_only: list[str]) -> N
     its locks (superseding older runs under `latest-only`) and announce it."""
     rt = current()
     store = rt.store
-    record = store.get_run(run_id)
+    record = store.get_run(run_id, spec=False)
     if record is not None and record.started_at is not None:
         started = record.started_at
     else:
@@ -234,7 +234,7 @@ def _take_over(run_id: int) -> dict[str, Any] | None:
     store = current().store
     if not store.resume(run_id, str(DBOS.workflow_id)):
         return None
-    record = store.get_run(run_id)
+    record = store.get_run(run_id, spec=False)
     stages = {s["name"]: {"phase": s["phase"], "reason": s["reason"],
                           "outputs": s["outputs"] or {},
                           "finished": s["finished_at"] is not None}
@@ -393,7 +393,7 @@ def _take_locks(
     if begin is not None:
         _record_stage(run_id, begin[0], begin[1], Phase.RUNNING, "stage started", None,
                       recorded if recorded is not None else store.stages(run_id))  # fmt: skip
-    record = store.get_run(run_id)
+    record = store.get_run(run_id, spec=False)
     if resumed is not None and record is not None and record.phase == "waiting":
         _record_resumed(run_id, *resumed)  # once: the run is no longer waiting after it
     if record is None or record.cancel_requested:
@@ -707,7 +707,7 @@ def _cancel_probe(run_id: int) -> Callable[[], bool]:
     store = current().store
 
     def probe() -> bool:
-        record = store.get_run(run_id)
+        record = store.get_run(run_id, spec=False)
         return bool(record and record.cancel_requested)
 
     return probe

@@ -173,6 +173,7 @@ _EVENT_AND_CANCEL = _EVENT.returning(
 _REQUESTED_BY = sa.select(runs.c.requested_by).where(runs.c.id == _P("the_run"))
 _PHASE = sa.select(runs.c.phase).where(runs.c.id == _P("the_run"))
 _LISTED = sa.select(*(c for c in runs.c if c.name != "spec"))  # a list of runs: `list_runs`
+_RUN_STATE = _LISTED.where(runs.c.id == _P("the_run"))  # a run without its specification
 _STAGES = stages.select().where(stages.c.run_id == _P("the_run")).order_by(stages.c.position)
 _STEPS = (steps.select().where(steps.c.run_id == _P("the_run"))
           .order_by(steps.c.stage, steps.c.position))  # fmt: skip
@@ -351,14 +352,20 @@ class SqlStateStore:
         assert record is not None
         return record
 
-    def get_run(self, run_id: int) -> RunRecord | None:
-        """The run, or None."""
+    def get_run(self, run_id: int, *, spec: bool = True) -> RunRecord | None:
+        """The run, or None (`spec=False`: its specification left unread, `spec` empty, for
+        a look at its state: a promotion's is about 90 kB of JSON)."""
         try:
             with self.reader.connect() as conn:
-                row = conn.execute(_RUN, {"the_run": run_id}).first()
+                if spec:
+                    row = conn.execute(_RUN, {"the_run": run_id}).first()
+                else:
+                    row = conn.execute(_RUN_STATE, {"the_run": run_id}).first()
         except sa.exc.SQLAlchemyError as exc:
             raise StoreError(f"state store read failed: {type(exc).__name__}") from exc
-        return _run(row) if row is not None else None
+        if row is None:
+            return None
+        return _run(row) if spec else _run(row, spec={})
 
     def phase_of(self, run_id: int) -> str | None:
         """The run's phase alone (None: no such run): what a command waiting for a run's end

@@ -37,7 +37,6 @@ def test_a_version_held_where_a_run_put_it_and_nowhere_else(store: SqlStateStore
     assert held_in(store, "staging", {"api": "1.5"}) == set()  # its staging stages never ran
 
 
-
 def test_a_list_of_runs_leaves_their_specifications_unread(store: SqlStateStore) -> None:
     run = store.create_run(pipeline="deploy", environment="dev", services={"api": "1.0"},
                            params={"environments": []}, spec={"stages": [{"name": "deploy"}]},
@@ -46,4 +45,5 @@ def test_a_list_of_runs_leaves_their_specifications_unread(store: SqlStateStore)
     assert listed.spec == {} and listed.services == {"api": "1.0"} and listed.id == run
     whole = store.get_run(run)
     assert whole is not None and whole.spec == {"stages": [{"name": "deploy"}]}
-    assert listed == replace(whole, spec={})
+    assert listed == replace(whole, spec={}) == store.get_run(run, spec=False)
+    assert store.get_run(run + 1000, spec=False) is None
