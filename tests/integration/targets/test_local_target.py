@@ -16,7 +16,7 @@ import pytest
 
 from shipline.domain.deploy import DeploySpec
 from shipline.domain.health import HealthBounds, healthy, verify_health
-from shipline.errors import CheckFailed, NotFoundError
+from shipline.errors import CheckFailed, NotFoundError, TargetError
 from shipline.targets.local.target import LocalTarget
 
 
@@ -179,6 +179,24 @@ def test_a_failed_first_deploy_leaves_nothing(target: LocalTarget) -> None:
     with pytest.raises(NotFoundError):
         target.observe("qa", "api")
     assert target.supervisor._replicas == []  # the failed replica was stopped too
+
+
+def test_a_first_deploy_whose_program_cannot_start_leaves_nothing(
+    target: LocalTarget, tmp_path: Path
+) -> None:
+    missing = str(tmp_path / "no-such-program")
+    with pytest.raises(TargetError, match="cannot start"):
+        target.apply(DeploySpec("qa", "api", "1.0.0", command=[missing, "--port", "{port}"]))
+    with pytest.raises(NotFoundError):
+        target.observe("qa", "api")
+    assert target.services() == [] and target.supervisor._replicas == []
+
+
+def test_a_first_deploy_is_known_with_its_gateway_listening(target: LocalTarget) -> None:
+    target.apply(DeploySpec("qa", "api", "1.0.0"))
+    state = target.observe("qa", "api")
+    port = int(state.address.rsplit(":", 1)[1])
+    assert port > 0 and _version(port) == "1.0.0"  # through the gateway
 
 
 def test_the_disruption_budget_is_not_judged_on_a_first_deploy(target: LocalTarget) -> None:

@@ -133,6 +133,11 @@ def _quiet(line: str) -> None:
     """A log sink that drops lines."""
 
 
+def _labels(spec: DeploySpec) -> dict[str, str]:
+    """A gateway's labels in its metrics: the environment and the service it serves."""
+    return {"environment": spec.environment, "service": spec.service}
+
+
 class _Prober:
     """Requests through a gateway at a steady rate while a canary runs, so that the analysis
     has traffic to judge even when no user sends any."""
@@ -390,7 +395,9 @@ class LocalTarget:
                 return done
             first = svc is None or not svc.replicas
             if svc is None:
-                svc = self._services[key] = _Service(spec, self._gateway(spec, 0))
+                # its gateway listens, and the service is known, once its first replica has
+                # started: the gateway's start overlaps the replica's own (`_roll`)
+                svc = _Service(spec, Gateway(0, labels=_labels(spec)))
             old = [r for r in svc.replicas if r.version != self._canary_version(svc)]
             svc.events = []  # events are "since this rollout began", as the health check reads them
             # The disruption budget guards replicas that already served; a first deploy has none.
@@ -406,7 +413,7 @@ class LocalTarget:
                     self.supervisor.remove(replica)
                 if first:
                     svc.gateway.stop()
-                    del self._services[key]
+                    self._services.pop(key, None)
                 else:
                     self._refill(svc, retired_early)
                     self._route(svc)
@@ -448,6 +455,10 @@ class LocalTarget:
                 self.supervisor.add(replica)
                 fresh.append(replica)
                 started.append(replica)
+            key = (spec.environment, spec.service)
+            if key not in self._services:  # a first deploy: its replica is starting
+                svc.gateway.start()
+                self._services[key] = svc
             for replica in started:
                 self._wait_healthy(replica, spec.progress_deadline)
                 took = time.monotonic() - replica.started  # the service's own start-up
@@ -490,7 +501,7 @@ class LocalTarget:
 
     def _gateway(self, spec: DeploySpec, port: int) -> Gateway:
         """A started gateway, on `port` when it is free (a restored service keeps its address)."""
-        labels = {"environment": spec.environment, "service": spec.service}
+        labels = _labels(spec)
         if port:
             gateway = Gateway(port, labels=labels)
             try:
