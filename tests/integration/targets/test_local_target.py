@@ -83,6 +83,31 @@ def test_crash_looping_version_fails_and_the_old_one_keeps_serving(target: Local
     assert len(target.history("local", "web")) == 1
 
 
+def test_a_failed_rollout_brings_back_the_replicas_it_retired_early(target: LocalTarget) -> None:
+    """maxUnavailable 1, no surge: an old replica goes before its replacement starts; when the
+    new version fails, the old version is back at its count."""
+    target.apply(DeploySpec("qa", "web", "1.0.0", replicas=2))
+    bad = DeploySpec("qa", "web", "2.0.0", replicas=2, max_surge=0, max_unavailable=1,
+                     env={"SHIPLINE_DEMO_CRASH_AT_START": "1"})  # fmt: skip
+    with pytest.raises(CheckFailed):
+        target.apply(bad)
+    state = target.observe("qa", "web")
+    assert (state.version, state.desired, state.ready, state.running) == ("1.0.0", 2, 2, 2)
+
+
+def test_a_rollout_whose_program_cannot_start_keeps_the_old_version(
+    target: LocalTarget, tmp_path: Path
+) -> None:
+    target.apply(DeploySpec("qa", "web", "1.0.0", replicas=2))
+    missing = [str(tmp_path / "no-such-program"), "--port", "{port}"]
+    with pytest.raises(TargetError, match="cannot start"):
+        target.apply(DeploySpec("qa", "web", "2.0.0", replicas=2, max_surge=0,
+                                max_unavailable=1, command=missing))  # fmt: skip
+    state = target.observe("qa", "web")
+    assert (state.version, state.ready, state.running) == ("1.0.0", 2, 2)
+    assert len(target.supervisor._replicas) == 2  # nothing of 2.0.0 left behind
+
+
 def test_supervisor_restarts_a_crashed_replica(target: LocalTarget) -> None:
     import os
     import signal

@@ -30,7 +30,13 @@ from typing import Any
 from shipline.domain.deploy import DeployPlan, DeploySpec, Revision, ServiceState, plan_change
 from shipline.domain.health import HealthBounds, Observation
 from shipline.domain.ports import LogSink, MetricSource, SecretValues, TargetContext
-from shipline.errors import AlreadyRunning, CheckFailed, NotFoundError, ShiplineError
+from shipline.errors import (
+    AlreadyRunning,
+    CheckFailed,
+    NotFoundError,
+    ShiplineError,
+    TargetError,
+)
 from shipline.process import hold_lock
 from shipline.targets.local.gateway import DRAIN_SECONDS, Gateway
 from shipline.targets.local.metrics import GatewayMetrics
@@ -403,10 +409,10 @@ class LocalTarget:
             # The disruption budget guards replicas that already served; a first deploy has none.
             svc.lowest_available = None if first else self._available(svc)
             fresh: list[Replica] = []
-            retired_early = 0
+            retired: list[Replica] = []  # old replicas gone before their replacements were up
             try:
-                retired_early = self._roll(svc, spec, old, fresh, log)
-            except CheckFailed:
+                self._roll(svc, spec, old, fresh, retired, log)
+            except (CheckFailed, TargetError) as exc:  # not healthy; or it could not start
                 for replica in fresh:
                     if replica in svc.replicas:
                         svc.replicas.remove(replica)
@@ -415,12 +421,13 @@ class LocalTarget:
                     svc.gateway.stop()
                     self._services.pop(key, None)
                 else:
-                    self._refill(svc, retired_early)
+                    self._refill(svc, len(retired))
                     self._route(svc)
-                    svc.events.append(f"rollout of {spec.version} failed: new replica not healthy")
+                    why = "not healthy" if isinstance(exc, CheckFailed) else "did not start"
+                    svc.events.append(f"rollout of {spec.version} failed: new replica {why}")
                 raise
-            for retired in old:
-                self._retire(svc, retired)
+            for replaced in old:
+                self._retire(svc, replaced)
             for leftover in [r for r in svc.replicas if r not in fresh]:
                 self._retire(svc, leftover)  # a canary's replica, now part of the promotion
             self._stop_probe(svc)
@@ -433,19 +440,20 @@ class LocalTarget:
         spec: DeploySpec,
         old: list[Replica],
         fresh: list[Replica],
+        retired: list[Replica],
         log: LogSink,
-    ) -> int:
+    ) -> None:
         """Replace `old` with `spec.replicas` new replicas as a Deployment's rolling update does:
-        never more than `maxSurge` above nor `maxUnavailable` below the desired count. Returns
-        how many old replicas went before their replacements were healthy."""
+        never more than `maxSurge` above nor `maxUnavailable` below the desired count. The new
+        replicas go in `fresh` as they start; `retired`, the old ones that went before their
+        replacements were healthy (what a failed rollout brings back)."""
         wanted, surge, unavailable = spec.replicas, spec.max_surge, spec.max_unavailable
-        retired_early = 0
         while len(fresh) < wanted:
             serving = len(old) + len(fresh)
             removable = min(len(old), max(0, serving - (wanted - unavailable)))
             for _ in range(removable):
-                self._retire(svc, old.pop(0))
-            retired_early += removable
+                retired.append(old.pop(0))
+                self._retire(svc, retired[-1])
             serving -= removable
             self._low_water(svc)
             batch = max(1, min(wanted - len(fresh), wanted + surge - serving))
@@ -457,7 +465,12 @@ class LocalTarget:
                 started.append(replica)
             key = (spec.environment, spec.service)
             if key not in self._services:  # a first deploy: its replica is starting
-                svc.gateway.start()
+                try:
+                    svc.gateway.start()
+                except OSError as exc:
+                    raise TargetError(
+                        f"{spec.service}: its gateway cannot listen on 127.0.0.1: {exc}"
+                    ) from None
                 self._services[key] = svc
             for replica in started:
                 self._wait_healthy(replica, spec.progress_deadline)
@@ -471,7 +484,6 @@ class LocalTarget:
             while old and len(old) + len(fresh) > wanted:
                 self._retire(svc, old.pop(0))
             self._low_water(svc)
-        return retired_early
 
     def _low_water(self, svc: _Service) -> None:
         """Remember the fewest replicas available during this rollout (the disruption budget)."""
