@@ -132,14 +132,14 @@ class RunService:
         """The run, or NotFoundError."""
         record = self.store.get_run(run_id)
         if record is None:
-            raise NotFoundError(f"no run {run_id}", hint="see `shipline runs list`")
+            raise _no_run(run_id)
         return record
 
     def phase(self, run_id: int) -> str:
         """The run's phase, or NotFoundError (its row's one column)."""
         found = self.store.phase_of(run_id)
         if found is None:
-            raise NotFoundError(f"no run {run_id}", hint="see `shipline runs list`")
+            raise _no_run(run_id)
         return found
 
     def _policies(self, run_id: int, stage: StageSpec) -> list[ApprovalPolicy]:
@@ -301,3 +301,8 @@ def run_details(service: RunService, run_id: int) -> dict[str, Any]:
     written = [e["message"] for e in service.store.events(run_id) if e["kind"] == "report"]
     data["report"] = written[-1] if written else None
     return data
+
+
+def _no_run(run_id: int) -> NotFoundError:
+    """What asking for a run that does not exist says."""
+    return NotFoundError(f"no run {run_id}", hint="see `shipline runs list`")

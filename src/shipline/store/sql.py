@@ -357,10 +357,7 @@ class SqlStateStore:
         a look at its state: a promotion's is about 90 kB of JSON)."""
         try:
             with self.reader.connect() as conn:
-                if spec:
-                    row = conn.execute(_RUN, {"the_run": run_id}).first()
-                else:
-                    row = conn.execute(_RUN_STATE, {"the_run": run_id}).first()
+                row = conn.execute(_RUN if spec else _RUN_STATE, {"the_run": run_id}).first()
         except sa.exc.SQLAlchemyError as exc:
             raise StoreError(f"state store read failed: {type(exc).__name__}") from exc
         if row is None:
