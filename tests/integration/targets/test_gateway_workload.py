@@ -4,6 +4,7 @@ processes on loopback ports."""
 from __future__ import annotations
 
 import hashlib
+import http.client
 import json
 import os
 import signal
@@ -94,6 +95,39 @@ def test_workload_modes() -> None:
         check=False,
     )
     assert crash.returncode == 3 and "crashing at start" in crash.stderr
+
+
+def test_the_workload_sends_its_answers_without_nagles_delay() -> None:
+    """An answer is written in two parts (head, body); with Nagle's algorithm on, the body of an
+    answer on a kept-alive connection (the gateway keeps them) waits for the peer's delayed
+    acknowledgement, about 40 ms a request. The workload's connections have it off."""
+    import random
+    import threading
+    from http.server import ThreadingHTTPServer
+
+    from shipline.targets.local.workload import _settings, make_handler
+
+    base = make_handler("api", "1.0.0", "/health", _settings({}), random.Random(1))
+    seen: list[int] = []
+
+    class Watched(base):  # type: ignore[misc,valid-type]
+        def handle(self) -> None:
+            seen.append(self.connection.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+            super().handle()
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Watched)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        connection = http.client.HTTPConnection("127.0.0.1", server.server_address[1], timeout=5)
+        for _ in range(3):  # one kept-alive connection
+            connection.request("GET", "/health")
+            answer = connection.getresponse()
+            assert answer.status == 200 and json.loads(answer.read())["status"] == "UP"
+        connection.close()
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert len(seen) == 1 and seen[0] != 0
 
 
 def test_gateway_splits_by_weight_and_counts_per_version() -> None:

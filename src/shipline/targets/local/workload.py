@@ -88,6 +88,9 @@ def make_handler(
     class Handler(BaseHTTPRequestHandler):
         server_version = f"{service}/{version}"
         protocol_version = "HTTP/1.1"  # keep-alive, as a real service behind a proxy
+        # An answer is two writes (head, body): with Nagle's algorithm the body of an answer on
+        # a kept-alive connection waits for the peer's delayed acknowledgement (about 40 ms).
+        disable_nagle_algorithm = True
 
         def log_message(self, format: str, *args: Any) -> None:
             return
