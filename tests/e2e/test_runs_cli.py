@@ -70,6 +70,14 @@ def test_detach_approve_and_audit(env: dict[str, str]) -> None:
     only = json.loads(sh(env, "audit", "list", "--actor", "mallory", "--json").stdout)
     assert [r["action"] for r in only] == ["approval.refused"]
     assert json.loads(sh(env, "audit", "list", "--env", "dev", "--json").stdout) == []
+    # time filters: a span ago, a date (until includes its day), and what is not a time
+    today = audit[0]["time"][:10]
+    for window in (["--since", "1h"], ["--since", today, "--until", today]):
+        assert len(json.loads(sh(env, "audit", "list", *window, "--json").stdout)) == 4
+    assert json.loads(sh(env, "audit", "list", "--until", "1h", "--json").stdout) == []
+    wrong = sh(env, "audit", "list", "--since", "yesterday")
+    assert wrong.returncode == 2 and "'yesterday' is not a time" in wrong.stdout + wrong.stderr
+    assert "Traceback" not in wrong.stdout + wrong.stderr
     assert sh(env, "audit", "verify").returncode == 0
     logs = json.loads(sh(env, "runs", "logs", str(run), "--json").stdout)
     assert any(e["kind"] == "stage.waiting" for e in logs["events"])

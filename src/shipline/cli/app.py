@@ -473,9 +473,17 @@ def audit_list(
     service: Annotated[str | None, typer.Option("--service", help="Only this service.")] = None,
     actor: Annotated[str | None, typer.Option("--actor", help="Only what this user did.")] = None,
     since: Annotated[
-        str | None, typer.Option("--since", help="From this UTC time (ISO, e.g. 2026-11-26).")
+        str | None,
+        typer.Option(
+            "--since",
+            help="From this time: an ISO date or time, UTC unless it gives its offset"
+            " (2026-11-26, 2026-11-26T14:30), or a span ago (30m, 12h, 7d, 2w).",
+        ),
     ] = None,
-    until: Annotated[str | None, typer.Option("--until", help="Up to this UTC time.")] = None,
+    until: Annotated[
+        str | None,
+        typer.Option("--until", help="Up to this time, as --since (a date includes that day)."),
+    ] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Show the audit records, newest first: who started, approved, deployed and what each run

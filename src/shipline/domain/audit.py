@@ -13,9 +13,13 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
+
+from shipline.errors import UserError
 
 GENESIS = "0" * 64
 
@@ -151,6 +155,36 @@ def _mentions(details: Any, key: str, value: str) -> bool:
     return isinstance(found, (dict, list)) and value in found
 
 
+_AGO = re.compile(r"(\d+)\s*([smhdw])")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+def time_bound(text: str, *, now: datetime, end_of_day: bool = False) -> datetime:
+    """The instant a `--since`/`--until` filter names: an ISO date or time (UTC unless it says
+    its offset) or a span ago (`30m`, `12h`, `7d`, `2w`). A date alone is the start of that day,
+    or its end with `end_of_day` (`--until 2026-11-30` includes the 30th)."""
+    given = text.strip()
+    ago = _AGO.fullmatch(given)
+    if ago:
+        return now - timedelta(**{_UNITS[ago.group(2)]: int(ago.group(1))})
+    try:
+        day = date.fromisoformat(given)
+    except ValueError:
+        pass
+    else:
+        start = datetime(day.year, day.month, day.day, tzinfo=UTC)
+        return start + timedelta(days=1) - timedelta(microseconds=1) if end_of_day else start
+    try:
+        instant = datetime.fromisoformat(given)
+    except ValueError:
+        raise UserError(
+            f"{text!r} is not a time",
+            hint="give an ISO date or time (2026-11-26, 2026-11-26T14:30, 2026-11-26T14:30+01:00)"
+            " or a span ago (30m, 12h, 7d, 2w)",
+        ) from None
+    return instant if instant.tzinfo is not None else instant.replace(tzinfo=UTC)
+
+
 def select_records(
     records: Sequence[dict[str, Any]],
     *,
@@ -159,10 +193,14 @@ def select_records(
     actor: str | None = None,
     since: str | None = None,
     until: str | None = None,
+    now: datetime | None = None,
 ) -> list[dict[str, Any]]:
-    """The records that match every filter given, newest first. `since`/`until` are ISO times
-    compared with each record's (UTC) time; a service matches a record naming it alone or
-    among its services."""
+    """The records that match every filter given, newest first. `since`/`until` are read by
+    `time_bound` (a UserError when they are not times) and compared with each record's time;
+    a service matches a record naming it alone or among its services."""
+    moment = now or datetime.now(UTC)
+    low = time_bound(since, now=moment) if since else None
+    high = time_bound(until, now=moment, end_of_day=True) if until else None
     chosen = []
     for record in records:
         details = record.get("details")
@@ -174,10 +212,19 @@ def select_records(
             continue
         if actor and record.get("actor") != actor:
             continue
-        when = str(record.get("time", ""))
-        if since and when < since:
-            continue
-        if until and when > until:
-            continue
+        if low is not None or high is not None:
+            when = _recorded_at(record)
+            if low is not None and (when is None or when < low):
+                continue
+            if high is not None and (when is None or when > high):
+                continue
         chosen.append(record)
     return sorted(chosen, key=lambda r: int(r.get("seq", 0)), reverse=True)
+
+
+def _recorded_at(record: dict[str, Any]) -> datetime | None:
+    try:
+        when = datetime.fromisoformat(str(record.get("time", "")))
+    except ValueError:
+        return None
+    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)

@@ -59,14 +59,20 @@ class Ref:
 def parse_ref(ref: str) -> Ref:
     """refs/heads/X, refs/tags/T, refs/pull/N/..., or a plain branch name."""
     if ref.startswith("refs/heads/"):
-        return Ref("branch", ref.removeprefix("refs/heads/"))
-    if ref.startswith("refs/tags/"):
-        return Ref("tag", ref.removeprefix("refs/tags/"))
-    if ref.startswith("refs/pull/"):
-        return Ref("pull-request", ref.removeprefix("refs/pull/").split("/", 1)[0])
-    if ref.startswith("refs/"):
+        found = Ref("branch", ref.removeprefix("refs/heads/"))
+    elif ref.startswith("refs/tags/"):
+        found = Ref("tag", ref.removeprefix("refs/tags/"))
+    elif ref.startswith("refs/pull/"):
+        found = Ref("pull-request", ref.removeprefix("refs/pull/").split("/", 1)[0])
+    elif ref.startswith("refs/"):
         raise PromotionRefused(f"'{ref}' is neither a branch, a tag nor a pull request")
-    return Ref("branch", ref)
+    else:
+        found = Ref("branch", ref)
+    if not found.name.strip():
+        raise PromotionRefused(
+            f"'{ref}' names no branch, tag or pull request (e.g. refs/heads/main, refs/tags/v1.4.0)"
+        )
+    return found
 
 
 # The spec's automatic deployments: develop -> dev, main -> staging, v* tags -> live.

@@ -70,3 +70,6 @@ def test_configured_globs_and_push_false() -> None:
     assert matching_triggers(rules, parse_ref("main")) == []
     with pytest.raises(PromotionRefused):
         parse_ref("refs/notes/commits")
+    for nameless in ("", " ", "refs/heads/", "refs/tags/", "refs/pull/"):
+        with pytest.raises(PromotionRefused, match="names no branch"):
+            parse_ref(nameless)
