@@ -162,6 +162,10 @@ BAD_COMMANDS = [
     (["reject", "1", "--as", "quinn\u200b"], "U+200B"),
     (["audit", "verify", "--head", "not-a-head"], "SEQ:MAC"),
     (["runs", "show", "nope"], "integer"),
+    (["runs", "list", "--limit", "0"], "--limit"),
+    (["audit", "list", "--since", "yesterday"], "not a time"),
+    (["audit", "list", "--until", "2026-11-31"], "not a time"),
+    (["trigger", "--ref", "refs/tags/", "--dry-run"], "names no branch"),
 ]  # fmt: skip
 
 

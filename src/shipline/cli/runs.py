@@ -183,7 +183,7 @@ def _stop_worker(pid_file: Any, name: str, state: Any) -> None:
 def runs_list(
     ctx: typer.Context,
     env: Annotated[str | None, typer.Option("--env", "-e", help="Only this environment.")] = None,
-    limit: Annotated[int, typer.Option(help="How many, newest first.")] = 20,
+    limit: Annotated[int, typer.Option(min=1, help="How many, newest first.")] = 20,
     as_json: JsonFlag = False,
 ) -> None:
     """List runs, newest first.
