@@ -112,7 +112,11 @@ def test_kill_9_during_a_canary_resumes_at_its_step(
     try:
         _until_running(worker, log, starts)
         first = _start(env, "--env", "dev", "--services", "api", "--tag", "1.0.0")
-        assert _wait(env, first)["phase"] == "succeeded"  # a first deploy: no canary
+        shown = _wait(env, first)
+        assert shown["phase"] == "succeeded"  # a first deploy: no canary, and its step says so
+        (deploy,) = [s for s in shown["stages"] if s["name"] == "deploy"]
+        assert deploy["steps"][0]["note"] == "rolling update (first deploy: no canary)"
+        assert "note" not in deploy["outputs"]  # a step's note is not passed on
         run = _start(
             env, "--env", "dev", "--services", "api", "--tag", version,
             "--set", f"FAKE_ERROR_RATE={error_rate}",

@@ -97,6 +97,14 @@ def test_a_release_climbs_the_ladder_and_a_failing_gate_rolls_its_rung_back(
     assert phases["tests"] == "succeeded"
     dev_report = Path(data["report"]).with_suffix(".md").read_text()
     assert "tests zap: not run ('zap-baseline.py' is not installed here)" in dev_report
+    # the run's own view says it too, not a bare "succeeded"
+    (zap,) = [st for s in data["stages"] if s["name"] == "tests" for st in s["steps"]
+              if st["name"] == "zap"]  # fmt: skip
+    assert zap["note"] == "not run: 'zap-baseline.py' is not installed here"
+    (tests,) = [s for s in data["stages"] if s["name"] == "tests"]
+    assert tests["outputs"]["zap.skipped"] is True and "note" not in tests["outputs"]
+    shown = sh(env, "runs", "show", str(data["id"]))
+    assert "not run: 'zap-baseline.py' is not installed here" in shown.stdout
 
     # Skipping a rung and promoting what never ran below are refused (exit 2).
     skipped = sh(env, "promote", "--from", "dev", "--to", "staging", "--release", "r1")

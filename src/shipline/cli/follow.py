@@ -51,8 +51,10 @@ def render_stages(stages: list[dict[str, Any]]) -> Table:
         )
         for step in stage.get("steps", []):
             sp = step["phase"]
-            detail = step.get("error") or (
-                f"attempt {step['attempts']}" if step.get("attempts", 0) > 1 else ""
+            detail = (
+                step.get("error")
+                or step.get("note")
+                or (f"attempt {step['attempts']}" if step.get("attempts", 0) > 1 else "")
             )
             canary = step.get("canary")
             if canary and not step.get("error"):

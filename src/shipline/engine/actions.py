@@ -60,6 +60,16 @@ class StepContext:
 
 Action = Callable[[StepContext, dict[str, Any]], dict[str, Any]]
 
+# An action's outputs may carry a one-line remark under this key ("not run: 'zap-baseline.py'
+# is not installed here"): shown with the step (`runs show`, its --json, the run page), kept
+# with the step's outputs, not passed on to later stages.
+NOTE = "note"
+
+
+def passed_on(outputs: Mapping[str, Any]) -> dict[str, Any]:
+    """What of a step's outputs its stage passes on to later stages (all but its note)."""
+    return {key: value for key, value in outputs.items() if key != NOTE}
+
 
 def _noop(ctx: StepContext, params: dict[str, Any]) -> dict[str, Any]:
     return dict(params.get("outputs", {}))

@@ -31,6 +31,7 @@ from shipline.domain.canary import (
 from shipline.domain.models import CanaryStrategy
 from shipline.domain.pipeline import Phase, StepSpec
 from shipline.domain.ports import CanaryRouter
+from shipline.engine.actions import NOTE
 from shipline.engine.deploy_actions import remember_revision, spec_of, target_of
 from shipline.engine.runtime import current
 from shipline.engine.wiring import metric_source
@@ -101,10 +102,11 @@ def _start(params: dict[str, Any], log: Callable[[str], None]) -> dict[str, Any]
         plan = target.plan(spec)
         if plan.in_sync and not params.get("force"):
             log(f"{service} {version}: in sync, nothing to do")
-            return {"mode": "done", "outputs": {**outputs, f"{service}.inSync": True}}
+            return {"mode": "done", "outputs": {**outputs, f"{service}.inSync": True,
+                                                NOTE: "in sync, nothing to do"}}  # fmt: skip
         log(f"{service} {version}: rolling update ({why}: no canary)")
         target.apply(spec, cause="deploy", log=log)
-        return {"mode": "done", "outputs": outputs}
+        return {"mode": "done", "outputs": {**outputs, NOTE: f"rolling update ({why}: no canary)"}}
     log(f"{service}: canary {version} against stable {live.version}")
     return {"mode": "canary", "outputs": outputs, "stable": live.version}
 

@@ -15,7 +15,7 @@ from shipline.domain.deploy import DeploySpec, Revision, ServiceState
 from shipline.domain.health import HealthBounds, healthy, verify_health
 from shipline.domain.models import TrafficRouting
 from shipline.domain.ports import DeployTarget, Restorable, ServiceControl
-from shipline.engine.actions import BUILTIN, StepContext
+from shipline.engine.actions import BUILTIN, NOTE, StepContext
 from shipline.engine.failpoints import failpoint
 from shipline.engine.runtime import current
 from shipline.errors import (
@@ -236,7 +236,8 @@ def deploy(ctx: StepContext, params: dict[str, Any]) -> dict[str, Any]:
     if live is not None and not params.get("force") and target.plan(spec).in_sync:
         ctx.log(f"{service} {version}: in sync, nothing to do (--force redeploys)")
         remember_revision(ctx.run_id, params)  # in case a crash came between apply and this
-        return {service: version, f"{service}.previousRevision": before, f"{service}.inSync": True}
+        return {service: version, f"{service}.previousRevision": before, f"{service}.inSync": True,
+                NOTE: "in sync, nothing to do"}  # fmt: skip
     cause = str(params.get("cause", "deploy"))
     number = target.apply(spec, cause=cause, log=ctx.log, change=change_key(ctx))
     failpoint("deploy-applied", change_key(ctx))

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from shipline.domain.models import TestGate
-from shipline.engine.actions import BUILTIN, StepContext
+from shipline.engine.actions import BUILTIN, NOTE, StepContext
 from shipline.engine.deploy_actions import target_of
 from shipline.engine.runtime import current
 from shipline.errors import CheckFailed, NotFoundError, UserError
@@ -92,7 +92,8 @@ def run_gate(ctx: StepContext, params: dict[str, Any]) -> dict[str, Any]:
             "skipped": f"'{gate.command[0]}' is not installed here",
         }))  # fmt: skip
         return {f"{gate.name}.passed": True, f"{gate.name}.skipped": True,
-                f"{gate.name}.artifacts": str(artifacts)}  # fmt: skip
+                f"{gate.name}.artifacts": str(artifacts),
+                NOTE: f"not run: '{gate.command[0]}' is not installed here"}  # fmt: skip
     if program is None:
         raise UserError(
             f"test gate {gate.name}: '{gate.command[0]}' is not installed here",

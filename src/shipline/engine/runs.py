@@ -19,6 +19,7 @@ from shipline.domain.approvals import (
 )
 from shipline.domain.models import ApprovalPolicy
 from shipline.domain.pipeline import PipelineSpec, StageSpec, stage_order
+from shipline.engine.actions import NOTE
 from shipline.engine.reads import as_utc, run_summary, times
 from shipline.engine.runtime import INBOX
 from shipline.engine.wiring import RunRecord, SqlAuditLog, SqlStateStore
@@ -276,11 +277,7 @@ def run_details(service: RunService, run_id: int) -> dict[str, Any]:
                     "attempts": st["attempts"],
                     "error": st["error"],
                     **times(st),
-                    **(
-                        {"canary": st["outputs"]["canary"]}
-                        if isinstance(st.get("outputs"), dict) and "canary" in st["outputs"]
-                        else {}
-                    ),
+                    **_shown_outputs(st.get("outputs")),
                 }
                 for st in steps
                 if st["stage"] == s["name"]
@@ -301,6 +298,14 @@ def run_details(service: RunService, run_id: int) -> dict[str, Any]:
     written = [e["message"] for e in service.store.events(run_id) if e["kind"] == "report"]
     data["report"] = written[-1] if written else None
     return data
+
+
+def _shown_outputs(outputs: Any) -> dict[str, Any]:
+    """What a step's outputs add to its line: a canary's progress, and a step's `note` (a one-line
+    remark, e.g. a gate that could not run)."""
+    if not isinstance(outputs, dict):
+        return {}
+    return {key: outputs[key] for key in ("canary", NOTE) if key in outputs}
 
 
 def _no_run(run_id: int) -> NotFoundError:

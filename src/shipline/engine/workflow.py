@@ -50,7 +50,13 @@ from shipline.domain.pipeline import (
 from shipline.domain.retry import backoff_delay
 from shipline.doorbell import ring_followers
 from shipline.engine import ci_actions, deploy_actions, gates, infra_actions  # noqa: F401 - register actions
-from shipline.engine.actions import StepCancelled, StepContext, StepTimedOut, find_action
+from shipline.engine.actions import (
+    StepCancelled,
+    StepContext,
+    StepTimedOut,
+    find_action,
+    passed_on,
+)
 from shipline.engine.canary import CanaryCancelled as _Cancelled
 from shipline.engine.canary import drive_canary
 from shipline.engine.failpoints import failpoint
@@ -578,7 +584,7 @@ def _verdict(
     outputs: dict[str, Any] = {}
     worst, reason = Phase.SUCCEEDED, "stage succeeded"
     for step, result in results:
-        outputs.update(result["outputs"])
+        outputs.update(passed_on(result["outputs"]))
         phase = Phase(result["phase"])
         if _SEVERITY.index(phase) > _SEVERITY.index(worst):
             worst, reason = phase, _outcome(step, result)
@@ -1093,7 +1099,7 @@ def _run_sequential(
             items = [(i, s.model_dump(mode="json")) for i, s in batch]
             results = _execute_steps(run_id, stage.name, items, outputs)
             for (_, done_step), result in zip(batch, results, strict=False):
-                stage_outputs.update(result["outputs"])
+                stage_outputs.update(passed_on(result["outputs"]))
                 if result["phase"] != Phase.SUCCEEDED:
                     return Phase(result["phase"]), _outcome(done_step, result)
             batch = []
@@ -1108,7 +1114,7 @@ def _run_sequential(
             result = drive_canary(run_id, stage.name, index, step, _receive, lambda: _parse(_now()))
         else:
             result = _attempts(run_id, stage.name, index, step, outputs)
-        stage_outputs.update(result["outputs"])
+        stage_outputs.update(passed_on(result["outputs"]))
         if result["phase"] != Phase.SUCCEEDED:
             return Phase(result["phase"]), _outcome(step, result)
     return Phase.SUCCEEDED, "stage succeeded"
