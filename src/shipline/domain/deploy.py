@@ -118,6 +118,8 @@ class Revision:
     variables: tuple[str, ...] = ()
     by: str | None = None
     run: int | None = None
+    # the idempotency key of the change that made it, where the target keeps it
+    change: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """The revision as tables and `--json` show it."""

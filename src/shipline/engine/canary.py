@@ -32,7 +32,8 @@ from shipline.domain.models import CanaryStrategy
 from shipline.domain.pipeline import Phase, StepSpec
 from shipline.domain.ports import CanaryRouter
 from shipline.engine.actions import NOTE
-from shipline.engine.deploy_actions import remember_revision, spec_of, target_of
+from shipline.engine.deploy_actions import own_change, remember_revision, spec_of, target_of
+from shipline.engine.failpoints import failpoint
 from shipline.engine.runtime import current
 from shipline.engine.wiring import metric_source
 from shipline.errors import NotFoundError, RuleError, ShiplineError
@@ -73,7 +74,7 @@ def _begin(
                      "started_at": rt.clock()},
     )  # fmt: skip
     try:
-        started = _start(params, log)
+        started = _start(params, log, f"run-{run_id}/{stage}/{name}")
         if started["mode"] == "done":
             remember_revision(run_id, params)
         return started
@@ -83,7 +84,7 @@ def _begin(
         return {"mode": "ended", "phase": Phase.ERRORED.value, "error": exc.message}
 
 
-def _start(params: dict[str, Any], log: Callable[[str], None]) -> dict[str, Any]:
+def _start(params: dict[str, Any], log: Callable[[str], None], change: str) -> dict[str, Any]:
     target = target_of(params)
     service, version = str(params["service"]), str(params["version"])
     try:
@@ -100,12 +101,18 @@ def _start(params: dict[str, Any], log: Callable[[str], None]) -> dict[str, Any]
             else f"target type '{params['target']}' routes no traffic by weight"
         )  # fmt: skip
         plan = target.plan(spec)
+        mine = own_change(target, params, change) if plan.in_sync else None
+        if mine is not None:  # this step's own rollout, made before its worker stopped
+            log(f"{service} {version}: applied by this step before its worker stopped"
+                f" (revision {mine[0]})")  # fmt: skip
+            return {"mode": "done", "outputs": {**outputs, f"{service}.previousRevision": mine[1]}}
         if plan.in_sync and not params.get("force"):
             log(f"{service} {version}: in sync, nothing to do")
             return {"mode": "done", "outputs": {**outputs, f"{service}.inSync": True,
                                                 NOTE: "in sync, nothing to do"}}  # fmt: skip
         log(f"{service} {version}: rolling update ({why}: no canary)")
-        target.apply(spec, cause="deploy", log=log)
+        target.apply(spec, cause="deploy", log=log, change=change)
+        failpoint("deploy-applied", change)
         return {"mode": "done", "outputs": {**outputs, NOTE: f"rolling update ({why}: no canary)"}}
     log(f"{service}: canary {version} against stable {live.version}")
     return {"mode": "canary", "outputs": outputs, "stable": live.version}

@@ -211,6 +211,18 @@ def _revision(target: DeployTarget, params: dict[str, Any]) -> int:
     return live.revision if live is not None else 0
 
 
+def own_change(target: DeployTarget, params: dict[str, Any], change: str) -> tuple[int, int] | None:
+    """When the service's newest revision was made by `change` (this step, before its worker
+    stopped and the step ran again): that revision and the one before it (0: none, it was the
+    first deploy). What the step's outputs must say, so that a failed run's rollback undoes it
+    instead of taking the service for one that was in sync before the run."""
+    history = target.history(str(params["environment"]), str(params["service"]))
+    if not history or history[-1].change != change:
+        return None
+    mine = history[-1].number
+    return mine, max((r.number for r in history if r.number < mine), default=0)
+
+
 def change_key(ctx: StepContext) -> str:
     """The idempotency key of a step's effect on a target: a step that runs again after a crash
     finds its change already recorded and does not make it twice."""
@@ -234,6 +246,12 @@ def deploy(ctx: StepContext, params: dict[str, Any]) -> dict[str, Any]:
     # A service not deployed yet is never in sync: nothing to compare it with (on Kubernetes a
     # plan is a server-side dry run of every object; the apply itself validates them).
     if live is not None and not params.get("force") and target.plan(spec).in_sync:
+        mine = own_change(target, params, change_key(ctx))
+        if mine is not None:
+            ctx.log(f"{service} {version}: applied by this step before its worker stopped "
+                    f"(revision {mine[0]})")  # fmt: skip
+            remember_revision(ctx.run_id, params)
+            return {service: version, f"{service}.previousRevision": mine[1]}
         ctx.log(f"{service} {version}: in sync, nothing to do (--force redeploys)")
         remember_revision(ctx.run_id, params)  # in case a crash came between apply and this
         return {service: version, f"{service}.previousRevision": before, f"{service}.inSync": True,

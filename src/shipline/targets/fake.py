@@ -134,6 +134,7 @@ class FakeTarget:
                     r["at"],
                     r["cause"],
                     tuple(sorted(r["spec"]["env"]) + list(r["spec"]["secretNames"])),
+                    change=r.get("change"),
                 )
                 for r in entry["revisions"]
             ]

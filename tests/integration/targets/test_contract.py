@@ -123,6 +123,19 @@ def test_a_change_key_applies_once(target: Any) -> None:
     assert target.restart("qa", "api") > five  # no key: every call is a change
 
 
+def test_history_names_the_change_that_made_each_revision(target: Any) -> None:
+    """A step that runs again after a crash tells its own change from a service that was in
+    sync before it by the key its newest revision was made under."""
+    target.apply(DeploySpec("qa", "api", "1.0.0"), change="run-1/deploy/api")
+    target.apply(DeploySpec("qa", "api", "2.0.0"), change="run-2/deploy/api")
+    assert [r.change for r in target.history("qa", "api")][-2:] == [
+        "run-1/deploy/api", "run-2/deploy/api"
+    ]  # fmt: skip
+    target.apply(DeploySpec("qa", "api", "3.0.0"))
+    newest = target.history("qa", "api")[-1]
+    assert (newest.version, newest.change) == ("3.0.0", None)
+
+
 def test_a_failed_rollout_keeps_the_current_version(target: Any) -> None:
     target.apply(DeploySpec("qa", "api", "1.0.0"))
     with pytest.raises(CheckFailed):

@@ -688,6 +688,7 @@ class KubernetesTarget:
                     str(_dig(rs, "metadata", "creationTimestamp") or ""),
                     self._template_notes(rs).get(CAUSE, ""),
                     tuple(sorted(stored.get("env", {})) + list(stored.get("secretNames", []))),
+                    change=self._template_notes(rs).get(CHANGE),
                 )
             )
         return out

@@ -557,6 +557,7 @@ class LocalTarget:
                 str(r["at"]),
                 str(r["cause"]),
                 tuple(r.get("variables", ())),
+                change=r.get("change"),
             )
             for r in list(self._service(environment, service).revisions)
         ]
