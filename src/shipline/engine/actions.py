@@ -32,6 +32,11 @@ class StepTimedOut(TechnicalError):
     terminal = True
 
 
+def idempotency_key(run_id: int, stage: str, step: str) -> str:
+    """A step's key for its effects: the same each time the step runs (after a crash too)."""
+    return f"run-{run_id}/{stage}/{step}"
+
+
 @dataclass
 class StepContext:
     """What an action may use: who it runs for, inputs from earlier stages, a log, cancel checks."""
@@ -48,7 +53,7 @@ class StepContext:
     @property
     def idempotency_key(self) -> str:
         """Stable across replays of this step: use it to make side effects happen once."""
-        return f"run-{self.run_id}/{self.stage}/{self.step}"
+        return idempotency_key(self.run_id, self.stage, self.step)
 
     def check_cancelled(self) -> None:
         """Raise when the run was cancelled or the step's time is up."""

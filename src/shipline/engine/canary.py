@@ -31,7 +31,7 @@ from shipline.domain.canary import (
 from shipline.domain.models import CanaryStrategy
 from shipline.domain.pipeline import Phase, StepSpec
 from shipline.domain.ports import CanaryRouter
-from shipline.engine.actions import NOTE
+from shipline.engine.actions import NOTE, idempotency_key
 from shipline.engine.deploy_actions import own_change, remember_revision, spec_of, target_of
 from shipline.engine.failpoints import failpoint
 from shipline.engine.runtime import current
@@ -74,7 +74,7 @@ def _begin(
                      "started_at": rt.clock()},
     )  # fmt: skip
     try:
-        started = _start(params, log, f"run-{run_id}/{stage}/{name}")
+        started = _start(params, log, idempotency_key(run_id, stage, name))
         if started["mode"] == "done":
             remember_revision(run_id, params)
         return started

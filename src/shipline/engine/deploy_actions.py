@@ -226,7 +226,7 @@ def own_change(target: DeployTarget, params: dict[str, Any], change: str) -> tup
 def change_key(ctx: StepContext) -> str:
     """The idempotency key of a step's effect on a target: a step that runs again after a crash
     finds its change already recorded and does not make it twice."""
-    return f"run-{ctx.run_id}/{ctx.stage}/{ctx.step}"
+    return ctx.idempotency_key
 
 
 def deploy(ctx: StepContext, params: dict[str, Any]) -> dict[str, Any]:
