@@ -123,6 +123,10 @@ def test_a_release_climbs_the_ladder_and_a_failing_gate_rolls_its_rung_back(
     logs = json.loads(sh(env, "runs", "logs", str(first["id"]), "--json").stdout)["logs"]
     lines = [line["line"] for line in logs]
     assert any("canary 1.0.0 against stable 0.9.0" in line for line in lines)  # at staging
+    (canary,) = [st for s in first["stages"] if s["name"] == "staging:deploy"
+                 for st in s["steps"] if st["name"] == "api"]  # fmt: skip
+    assert canary["note"].startswith("canary 1.0.0 promoted after "), canary
+    assert "succeeded)" in canary["note"]  # its analyses' verdicts, counted
     assert any(line.startswith("load: p50") for line in lines)  # k6's percentiles
     tests = next(s for s in first["stages"] if s["name"] == "qa:tests")["outputs"]
     assert tests["load.junit"]["tests"] == 2 and tests["load.junit"]["failures"] == 0

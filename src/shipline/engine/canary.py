@@ -11,6 +11,7 @@ Step outputs never hold the spec: it carries secret values, so each step derives
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from functools import partial
@@ -293,6 +294,12 @@ def drive_canary(
              "stable": a.stable_error_rate, "canaryP95": a.canary_p95_ms}
             for a in history
         ]  # fmt: skip
+        if promote:  # what the step's line says once it ended (a failure says why instead)
+            counts = Counter(a.verdict.value for a in history)
+            said = ", ".join(f"{n} {verdict}" for verdict, n in sorted(counts.items()))
+            outputs[NOTE] = f"canary {params['version']} promoted" + (
+                f" after {len(history)} analyses ({said})" if history else ""
+            )
         return _end(run_id, stage, position, name, params, promote, phase.value, reason, outputs)
 
     try:
