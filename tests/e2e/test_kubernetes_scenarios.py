@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from lightkube.config.kubeconfig import KubeConfig
 
 from tests.e2e.kube import drop_namespace, kubeconfig, kubectl, objects
 from tests.e2e.worker import EXE, running_worker, sh
@@ -42,18 +43,29 @@ def _errors(data: dict[str, Any]) -> str:
     )
 
 
-@pytest.fixture
-def quikapp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
-    """The QuikApp reference configuration, its dev environment on the test cluster. Key Vault
-    is not reachable from here: the copy keeps the vault-linked secrets in the embedded store."""
-    monkeypatch.setenv("KUBECONFIG", kubeconfig())
+def _quikapp_copy(tmp_path: Path, *, on_test_cluster: bool = True) -> Path:
+    """A copy of the QuikApp reference configuration. Key Vault is not reachable from here: the
+    copy keeps the vault-linked secrets in the embedded store. `on_test_cluster`: its dev
+    target names the test cluster (the reference names AKS's)."""
     project = tmp_path / "quikapp"
     shutil.copytree(QUIKAPP, project, ignore=shutil.ignore_patterns(".shipline"))
     config = project / "shipline.yaml"
     text = config.read_text()
     vault = "  kv-quikapp:\n    type: azure-keyvault\n    vaultUrl: https://kv-quikapp.vault.azure.net/\n"
-    assert vault in text
-    config.write_text(text.replace(vault, "  kv-quikapp:\n    type: file\n"))
+    assert vault in text and "cluster: aks-quikapp-dev," in text
+    text = text.replace(vault, "  kv-quikapp:\n    type: file\n")
+    if on_test_cluster:
+        here = KubeConfig.from_file(kubeconfig()).get().context.cluster
+        text = text.replace("cluster: aks-quikapp-dev,", f"cluster: {here},")
+    config.write_text(text)
+    return config
+
+
+@pytest.fixture
+def quikapp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
+    """The QuikApp reference configuration, its dev environment on the test cluster."""
+    monkeypatch.setenv("KUBECONFIG", kubeconfig())
+    config = _quikapp_copy(tmp_path)
     drop_namespace("quikapp-dev")
     with running_worker(config, tmp_path / "state", "dev", tmp_path / "worker.log") as env:
         generated = subprocess.run(
@@ -66,6 +78,25 @@ def quikapp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[st
         finally:
             sh(env, "down", "--env", "dev")
             drop_namespace("quikapp-dev")
+
+
+def test_a_target_whose_cluster_is_not_the_contexts_is_refused_before_any_change(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The reference configuration as it is (dev on cluster aks-quikapp-dev) with a kubeconfig
+    whose context points at another cluster: the deploy errs saying both, and nothing is
+    applied to that other cluster."""
+    monkeypatch.setenv("KUBECONFIG", kubeconfig())
+    config = _quikapp_copy(tmp_path, on_test_cluster=False)
+    here = KubeConfig.from_file(kubeconfig()).get().context.cluster
+    drop_namespace("quikapp-dev")
+    with running_worker(config, tmp_path / "state", "dev", tmp_path / "worker.log") as env:
+        code, data = _run(env, "deploy", "--env", "dev", "--services", "auth-service",
+                          "--tag", "1.0.0", "--skip-tests")  # fmt: skip
+    assert code != 0 and data["phase"] in ("failed", "errored"), data
+    said = _errors(data)
+    assert f"points at cluster '{here}', not at 'aks-quikapp-dev'" in said, said
+    assert objects("deployments", "quikapp-dev") == {}
 
 
 def test_quikapp_services_deploy_into_quikapp_dev_with_the_dev_overlay(

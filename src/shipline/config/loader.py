@@ -67,6 +67,14 @@ def _known_keys() -> set[str]:
     return _KNOWN_KEYS
 
 
+# Azure DevOps settings shipline does otherwise: what to write instead.
+REPLACED = {
+    "serviceConnection": "shipline reaches a cluster through kubeconfig: give the target the"
+    " kubeconfig 'context:' of that cluster (and 'kubeconfig:' unless KUBECONFIG is set), and"
+    " its 'cluster:' to check that context against",
+}
+
+
 def schema_errors(exc: ValidationError, source: Source) -> list[ConfigError]:
     """Turn pydantic's errors into located ConfigErrors with a hint each."""
     out: list[ConfigError] = []
@@ -78,7 +86,9 @@ def schema_errors(exc: ValidationError, source: Source) -> list[ConfigError]:
         if kind == "extra_forbidden":
             message = f"unknown key '{field}'"
             close = difflib.get_close_matches(field, sorted(_known_keys()), n=1)
-            hint = f"did you mean '{close[0]}'?" if close else "remove it; see `shipline schema`"
+            hint = REPLACED.get(field) or (
+                f"did you mean '{close[0]}'?" if close else "remove it; see `shipline schema`"
+            )
             location = source.locate(loc, key=True)
         elif kind == "missing":
             message = f"missing required key '{field}'"

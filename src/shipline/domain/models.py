@@ -167,11 +167,11 @@ class Target(Model):
     """Where an environment deploys to."""
 
     type: Name  # a registered target kind (`shipline.targets` entry points): local, memory, ...
+    # kubernetes: the kubeconfig cluster its context must point at (checked before any change)
     cluster: str | None = None
     context: str | None = None  # the kubeconfig context (default: its current context)
     kubeconfig: str | None = None  # a path, relative to the project (default: KUBECONFIG)
     manifests: str | None = None  # the Kustomize overlay, e.g. k8s/overlays/{environment}
-    service_connection: str | None = None
 
     def settings(self) -> dict[str, str | None]:
         """What the target's adapter is built with (paths as written)."""

@@ -1406,7 +1406,9 @@ def _warm_decoders() -> None:
 
 def create(context: TargetContext) -> KubernetesTarget:
     """The `kubernetes` target kind: kubeconfig and context from the target's settings (or
-    KUBECONFIG and its current context)."""
+    KUBECONFIG and its current context). A target that names its `cluster` is only built on a
+    context that points at that cluster: a kubeconfig switched to another cluster (another
+    environment's, production's) is refused before anything is applied to it."""
     settings = dict(context.settings)
     path = settings.get("kubeconfig") or os.environ.get("KUBECONFIG")
     if not path:
@@ -1421,6 +1423,19 @@ def create(context: TargetContext) -> KubernetesTarget:
             f"kubeconfig {path}: {type(exc).__name__}: {exc}",
             hint="check the target's 'kubeconfig' and 'context'",
         ) from None
+    if config is None:
+        raise TargetError(
+            f"kubeconfig {path} has no current context",
+            hint="set the target's 'context:', or `kubectl config use-context NAME`",
+        )
+    wanted, found = settings.get("cluster"), config.context.cluster
+    if wanted and found != wanted:
+        raise TargetError(
+            f"kubeconfig {path}: context '{config.context_name}' points at cluster '{found}', "
+            f"not at '{wanted}' (the target's cluster)",
+            hint="set the target's 'context:' to a context of that cluster (`kubectl config "
+            "get-contexts`), or correct its 'cluster:'",
+        )
     project = settings.get("project")
     _warm_decoders()
     return KubernetesTarget(
