@@ -469,6 +469,11 @@ def _check_var_files(c: _Checker, root: Path) -> None:
                     )
 
 
+# Target settings only the kubernetes kind reads, and the built-in kinds that read none of them.
+KUBERNETES_SETTINGS = ("cluster", "context", "kubeconfig", "manifests")
+BUILT_IN_WITHOUT_CLUSTER = ("local", "memory", "fake")
+
+
 def check_unsupported(
     config: Config, source: Source, root: Path | None = None
 ) -> list[ConfigError]:
@@ -486,6 +491,25 @@ def check_unsupported(
                 " are refused",
                 f"installed: {', '.join(sorted(installed))}",
             )
+    for name, target in config.targets.items():
+        if target.type in BUILT_IN_WITHOUT_CLUSTER:
+            for key in KUBERNETES_SETTINGS:
+                if getattr(target, key) is not None:
+                    c.error(
+                        ("targets", name, key),
+                        f"'{key}' is not used by a {target.type} target",
+                        "remove it: kubernetes targets read it",
+                    )
+        elif target.type == "kubernetes" and target.cluster:
+            for i, env in enumerate(config.environments):
+                if env.target == name and env.cluster != target.cluster:
+                    c.error(
+                        ("environments", i, "cluster"),
+                        f"environment '{env.name}' says cluster '{env.cluster}'; its target"
+                        f" '{name}' deploys to cluster '{target.cluster}'",
+                        "make them the same (the target's cluster is the one its kubeconfig"
+                        " context must point at)",
+                    )
     for i, service in enumerate(config.services):
         if not service.paths and not config.stacks[service.stack].paths:
             c.error(

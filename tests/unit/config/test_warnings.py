@@ -98,3 +98,25 @@ def test_a_var_file_written_out_but_missing_is_a_warning(
         "shipline.yaml:19:18: warning: var file infra/environments/prod.tfvars does not exist:"
         " infrastructure runs of 'prod' go without it"
     ]
+
+
+def test_cluster_settings_a_target_does_not_read_and_clusters_that_disagree_are_warnings(
+    cli: CLI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    text = (
+        BASE.replace("here: {type: memory}", "here: {type: memory, context: dev}")
+        .replace("aks: {type: nomad}", "aks: {type: kubernetes, cluster: aks-qa}")
+        .replace("{name: qa, cluster: c,", "{name: qa, cluster: aks-dev,")
+    )
+    (tmp_path / "shipline.yaml").write_text(text)
+    monkeypatch.chdir(tmp_path)
+    result = cli("validate")
+    assert result.code == 0
+    assert [line for line in result.err.splitlines() if "warning:" in line] == [
+        "shipline.yaml:9:33: warning: 'context' is not used by a memory target",
+        "shipline.yaml:13:25: warning: environment 'qa' says cluster 'aks-dev'; its target 'aks'"
+        " deploys to cluster 'aks-qa'",
+    ]
+    agreed = text.replace("cluster: aks-dev,", "cluster: aks-qa,").replace(", context: dev", "")
+    (tmp_path / "shipline.yaml").write_text(agreed)
+    assert "warning" not in cli("validate").err
