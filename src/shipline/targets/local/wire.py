@@ -43,6 +43,8 @@ def decode(value: Any) -> Any:
     cls = TYPES[str(kind)]
     data: dict[str, Any] = {}
     for name, hint in _fields(str(kind)):
+        if name not in value:  # a field newer than the other side's shipline: its default
+            continue
         raw = decode(value[name])
         if raw is not None and "frozenset" in hint:
             raw = frozenset(raw)
