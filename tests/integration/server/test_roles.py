@@ -161,3 +161,17 @@ def test_responses_pass_the_masker(site: Site, runs: dict[str, Any]) -> None:
     assert SLACK_SECRET not in everything and GIT_SECRET not in everything
     # a value the store holds is masked wherever it would appear
     assert site.ws.masker.mask(f"x {SLACK_SECRET} y") != f"x {SLACK_SECRET} y"
+
+
+def test_the_audit_filters_read_times_and_refuse_what_is_not_one(
+    site: Site, runs: dict[str, Any]
+) -> None:
+    everything = site.client.get("/api/v1/audit", headers=site.auth("ada")).json()
+    assert everything
+    recent = site.client.get("/api/v1/audit?since=1h", headers=site.auth("ada"))
+    assert recent.status_code == 200 and recent.json() == everything
+    assert site.client.get("/api/v1/audit?until=1h", headers=site.auth("ada")).json() == []
+    wrong = site.client.get("/api/v1/audit?since=yesterday", headers=site.auth("ada"))
+    assert wrong.status_code == 400 and "'yesterday' is not a time" in wrong.json()["error"]
+    page = site.client.get("/audit?since=yesterday", headers=site.auth("ada"))
+    assert page.status_code == 400 and "Traceback" not in page.text
