@@ -102,11 +102,9 @@ def _start(params: dict[str, Any], log: Callable[[str], None], change: str) -> d
             else f"target type '{params['target']}' routes no traffic by weight"
         )  # fmt: skip
         plan = target.plan(spec)
-        mine = own_change(target, params, change) if plan.in_sync else None
-        if mine is not None:  # this step's own rollout, made before its worker stopped
-            log(f"{service} {version}: applied by this step before its worker stopped"
-                f" (revision {mine[0]})")  # fmt: skip
-            return {"mode": "done", "outputs": {**outputs, f"{service}.previousRevision": mine[1]}}
+        replaced = own_change(target, params, change, log) if plan.in_sync else None
+        if replaced is not None:  # this step's own rollout, made before its worker stopped
+            return {"mode": "done", "outputs": {**outputs, f"{service}.previousRevision": replaced}}
         if plan.in_sync and not params.get("force"):
             log(f"{service} {version}: in sync, nothing to do")
             return {"mode": "done", "outputs": {**outputs, f"{service}.inSync": True,

@@ -14,7 +14,7 @@ from typing import Any
 from shipline.domain.deploy import DeploySpec, Revision, ServiceState
 from shipline.domain.health import HealthBounds, healthy, verify_health
 from shipline.domain.models import TrafficRouting
-from shipline.domain.ports import DeployTarget, Restorable, ServiceControl
+from shipline.domain.ports import DeployTarget, LogSink, Restorable, ServiceControl
 from shipline.engine.actions import BUILTIN, NOTE, StepContext
 from shipline.engine.failpoints import failpoint
 from shipline.engine.runtime import current
@@ -211,16 +211,20 @@ def _revision(target: DeployTarget, params: dict[str, Any]) -> int:
     return live.revision if live is not None else 0
 
 
-def own_change(target: DeployTarget, params: dict[str, Any], change: str) -> tuple[int, int] | None:
+def own_change(
+    target: DeployTarget, params: dict[str, Any], change: str, log: LogSink
+) -> int | None:
     """When the service's newest revision was made by `change` (this step, before its worker
-    stopped and the step ran again): that revision and the one before it (0: none, it was the
-    first deploy). What the step's outputs must say, so that a failed run's rollback undoes it
-    instead of taking the service for one that was in sync before the run."""
+    stopped and the step ran again): the revision before it (0: none, it was the first deploy),
+    said in the step's log. What the step's outputs must say, so that a failed run's rollback
+    undoes it instead of taking the service for one that was in sync before the run."""
     history = target.history(str(params["environment"]), str(params["service"]))
     if not history or history[-1].change != change:
         return None
     mine = history[-1].number
-    return mine, max((r.number for r in history if r.number < mine), default=0)
+    log(f"{params['service']} {params['version']}: applied by this step before its worker "
+        f"stopped (revision {mine})")  # fmt: skip
+    return max((r.number for r in history if r.number < mine), default=0)
 
 
 def change_key(ctx: StepContext) -> str:
@@ -246,12 +250,10 @@ def deploy(ctx: StepContext, params: dict[str, Any]) -> dict[str, Any]:
     # A service not deployed yet is never in sync: nothing to compare it with (on Kubernetes a
     # plan is a server-side dry run of every object; the apply itself validates them).
     if live is not None and not params.get("force") and target.plan(spec).in_sync:
-        mine = own_change(target, params, change_key(ctx))
-        if mine is not None:
-            ctx.log(f"{service} {version}: applied by this step before its worker stopped "
-                    f"(revision {mine[0]})")  # fmt: skip
+        replaced = own_change(target, params, change_key(ctx), ctx.log)
+        if replaced is not None:
             remember_revision(ctx.run_id, params)
-            return {service: version, f"{service}.previousRevision": mine[1]}
+            return {service: version, f"{service}.previousRevision": replaced}
         ctx.log(f"{service} {version}: in sync, nothing to do (--force redeploys)")
         remember_revision(ctx.run_id, params)  # in case a crash came between apply and this
         return {service: version, f"{service}.previousRevision": before, f"{service}.inSync": True,

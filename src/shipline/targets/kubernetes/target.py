@@ -1423,11 +1423,7 @@ def create(context: TargetContext) -> KubernetesTarget:
             f"kubeconfig {path}: {type(exc).__name__}: {exc}",
             hint="check the target's 'kubeconfig' and 'context'",
         ) from None
-    if config is None:
-        raise TargetError(
-            f"kubeconfig {path} has no current context",
-            hint="set the target's 'context:', or `kubectl config use-context NAME`",
-        )
+    assert config is not None  # without a default, `get` raises rather than return None
     wanted, found = settings.get("cluster"), config.context.cluster
     if wanted and found != wanted:
         raise TargetError(
