@@ -25,7 +25,11 @@ from tests.e2e.worker import EXE, sh
 from tests.engine_harness import BACKENDS, fresh_database, memory_services
 
 PROJECT = Path(__file__).parent / "projects" / "memory" / "shipline.yaml"
-MIN_KILLS = 20
+# A rolling deploy's next service begins while the one before writes its outcome down (it
+# handed on): a kill fired by one of the two lands inside the other's window too, and that one
+# may then never reach its own fail point. So the counts below are what every run reaches,
+# whatever the two threads' timing.
+MIN_KILLS = 16
 COMMANDS = [
     ["deploy", "--env", "dev", "--services", "api,web", "--tag", "1.0.0"],
     ["deploy", "--env", "dev", "--services", "api,web", "--tag", "1.1.0"],
@@ -86,7 +90,7 @@ def test_kills_inside_the_commit_windows_repeat_nothing(backend: str, tmp_path: 
     windows = collections.Counter(line.split()[0] for line in fired.read_text().splitlines())
     print(f"{backend}: {kills} kills inside the windows: {dict(windows)}")
     assert kills >= MIN_KILLS and kills == sum(windows.values()), (kills, windows)
-    assert windows["deploy-applied"] >= 6 and windows["step-recorded"] >= 14, windows
+    assert windows["deploy-applied"] >= 3 and windows["step-recorded"] >= 11, windows
 
     store = SqlStateStore.connect(state_url)
     try:

@@ -49,11 +49,21 @@ class StepContext:
     log: Callable[[str], None] = lambda line: None
     cancelled: Callable[[], bool] = lambda: False
     deadline: float | None = None
+    # Said once the step's effect is made and succeeded (`hand_on`).
+    handed_on: Callable[[], None] = lambda: None
 
     @property
     def idempotency_key(self) -> str:
         """Stable across replays of this step: use it to make side effects happen once."""
         return idempotency_key(self.run_id, self.stage, self.step)
+
+    def hand_on(self) -> None:
+        """Say that the step's effect is made and succeeded, and what is left is writing it down:
+        in a stage that runs its steps one after another, the next step begins now instead of
+        once this one is recorded (a rolling deploy's next service starts while this one's
+        revision is written down). Call it at most once, after the last change the step makes;
+        a step that fails after it still fails its stage, but the next step has begun."""
+        self.handed_on()
 
     def check_cancelled(self) -> None:
         """Raise when the run was cancelled or the step's time is up."""

@@ -251,6 +251,7 @@ def deploy(ctx: StepContext, params: dict[str, Any]) -> dict[str, Any]:
     # plan is a server-side dry run of every object; the apply itself validates them).
     if live is not None and not params.get("force") and target.plan(spec).in_sync:
         replaced = own_change(target, params, change_key(ctx), ctx.log)
+        ctx.hand_on()  # nothing more to change: the next service may begin
         if replaced is not None:
             remember_revision(ctx.run_id, params)
             return {service: version, f"{service}.previousRevision": replaced}
@@ -261,6 +262,7 @@ def deploy(ctx: StepContext, params: dict[str, Any]) -> dict[str, Any]:
     cause = str(params.get("cause", "deploy"))
     number = target.apply(spec, cause=cause, log=ctx.log, change=change_key(ctx))
     failpoint("deploy-applied", change_key(ctx))
+    ctx.hand_on()  # rolled out: the next service begins while this one's revision is recorded
     # the revision this change made, as the target's history keeps it (one lock per service and
     # environment: nothing else changed it in between)
     remember_revision(ctx.run_id, params, Revision(number, spec.version, spec.replicas, "", cause))

@@ -8,10 +8,12 @@ votes, cancellation, "the lock is free". Decisions are the domain's pure functio
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
+from concurrent.futures import wait as wait_for
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -510,24 +512,67 @@ def _run_steps(
     returns it instead of acting again."""
     recorded = {row["name"]: row for row in current().store.steps(run_id) if row["stage"] == stage}
 
-    def one(item: tuple[int, dict[str, Any]]) -> dict[str, Any]:
+    def one(
+        item: tuple[int, dict[str, Any]], hand_on: Callable[[], None] = lambda: None
+    ) -> dict[str, Any]:
         position, step = item
         spec = StepSpec.model_validate(step)
         row = recorded.get(spec.name)
         if row is not None and row["finished_at"] is not None and Phase(row["phase"]).done:
             return {"phase": row["phase"], "outputs": row["outputs"] or {},
                     "error": row["error"], "final": True}  # fmt: skip
-        return _attempt(run_id, stage, position, spec, inputs, 1, again=row is not None)
+        return _attempt(
+            run_id, stage, position, spec, inputs, 1, again=row is not None, hand_on=hand_on
+        )
 
     if parallel <= 1:
-        results: list[dict[str, Any]] = []
-        for item in steps:
-            results.append(one(item))
-            if results[-1]["phase"] != Phase.SUCCEEDED.value:
-                break
-        return results
+        return _in_turn(steps, one)
     with ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="shipline-stage") as pool:
         return list(pool.map(one, steps))
+
+
+_Step = Callable[[tuple[int, dict[str, Any]], Callable[[], None]], dict[str, Any]]
+
+
+def _in_turn(steps: list[tuple[int, dict[str, Any]]], one: _Step) -> list[dict[str, Any]]:
+    """Run `steps` one after another until one does not succeed. A step begins once the one
+    before it ended, or handed on (`StepContext.hand_on`: its effect made and succeeded, what is
+    left is writing it down, which the next step's start overlaps), and the one before that
+    ended: two steps at most are under way, one of them writing down. The results of every step
+    that began, in order: after one that failed having handed on, the step it handed on to."""
+    results: dict[int, dict[str, Any]] = {}
+    broke: list[int] = []
+    begun: list[Future[None]] = []
+
+    def failed(index: int) -> bool:
+        found = results.get(index)
+        return index in broke or (found is not None and found["phase"] != Phase.SUCCEEDED.value)
+
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="shipline-turn") as pool:
+        for index, item in enumerate(steps):
+            if index >= 2:
+                wait_for([begun[index - 2]])
+                if failed(index - 2):
+                    break
+            if index >= 1 and failed(index - 1):
+                break
+            turn = threading.Event()
+
+            def run(index: int = index, item: tuple[int, dict[str, Any]] = item,
+                    turn: threading.Event = turn) -> None:  # fmt: skip
+                try:
+                    results[index] = one(item, turn.set)
+                except BaseException:
+                    broke.append(index)
+                    raise
+                finally:
+                    turn.set()
+
+            begun.append(pool.submit(run))
+            turn.wait()
+        for future in begun:
+            future.result()  # what broke in a step breaks the stage, as it would in this thread
+    return [results[index] for index in range(len(begun))]
 
 
 # a try for locks in a stage's step: keys, policy, the stage to begin, the stage that goes on
@@ -584,12 +629,11 @@ def _verdict(
     outputs: dict[str, Any] = {}
     worst, reason = Phase.SUCCEEDED, "stage succeeded"
     for step, result in results:
+        # every step's outputs: one that began after the first failure (handed on to) acted too
         outputs.update(passed_on(result["outputs"]))
         phase = Phase(result["phase"])
-        if _SEVERITY.index(phase) > _SEVERITY.index(worst):
+        if (every or worst == Phase.SUCCEEDED) and _SEVERITY.index(phase) > _SEVERITY.index(worst):
             worst, reason = phase, _outcome(step, result)
-            if not every:
-                break
     return worst, reason, outputs
 
 
@@ -602,9 +646,11 @@ def _attempt(
     attempt: int,
     *,
     again: bool = False,
+    hand_on: Callable[[], None] = lambda: None,
 ) -> dict[str, Any]:
     """Act out one attempt of a step and record its outcome. `again`: the attempt had started
-    before and has no outcome (its worker stopped while it ran): it starts over, and says so."""
+    before and has no outcome (its worker stopped while it ran): it starts over, and says so.
+    `hand_on`: what the step's `StepContext.hand_on` says to."""
     rt = current()
     store = rt.store
     outputs: dict[str, Any] = {}
@@ -629,6 +675,7 @@ def _attempt(
             log=_step_logger(run_id, stage, spec.name),
             cancelled=_cancel_probe(run_id),
             deadline=deadline,
+            handed_on=hand_on,
         )
         try:
             action = find_action(spec.action, rt.actions)
@@ -1098,10 +1145,11 @@ def _run_sequential(
                 continue  # a run of once-tried actions is one durable step
             items = [(i, s.model_dump(mode="json")) for i, s in batch]
             results = _execute_steps(run_id, stage.name, items, outputs)
-            for (_, done_step), result in zip(batch, results, strict=False):
-                stage_outputs.update(passed_on(result["outputs"]))
-                if result["phase"] != Phase.SUCCEEDED:
-                    return Phase(result["phase"]), _outcome(done_step, result)
+            done = [s for _, s in batch][: len(results)]
+            phase, reason, found = _verdict(list(zip(done, results, strict=True)), every=False)
+            stage_outputs.update(found)
+            if phase != Phase.SUCCEEDED:
+                return phase, reason
             batch = []
             continue
         if step.kind == "timer":
