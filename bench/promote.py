@@ -16,7 +16,9 @@ Measured in the same run:
   - the run alone (the worker's start of the run to its end, from the state store) and its own
     share, which leaves out the CLI's start-up and submission;
   - where the run's own time went, from its stages' durations: the deploy stages beyond the
-    floor (the bookkeeping between rollouts), the verification stages, and the rest;
+    floor (the bookkeeping between rollouts), the verification stages after their deploy stage
+    ended (a service is verified as soon as it rolled out, while the next one rolls), and the
+    rest;
   - the CPU seconds the promotion cost the worker and the local services' daemon.
 Each of ROUNDS rounds (default 3) promotes in a new state folder with a new worker, the floor
 measured just before and just after it; the figures are the medians of the rounds' own figures.
@@ -126,10 +128,15 @@ def with_shipline() -> tuple[float, float, float, dict[str, float]]:
             began, ended = (datetime.fromisoformat(shown[k]) for k in ("startedAt", "finishedAt"))
             alone = (ended - began).total_seconds()
             kinds = {"deploy": 0.0, "verify": 0.0}
-            for stage in shown["stages"]:
-                kind = stage["name"].rsplit(":", 1)[-1]
-                if kind in kinds and stage["seconds"] is not None:
-                    kinds[kind] += stage["seconds"]
+            stages = {stage["name"]: stage for stage in shown["stages"]}
+            for name in ENVIRONMENTS[1:]:
+                deploy, verify = stages[f"{name}:deploy"], stages[f"{name}:verify"]
+                kinds["deploy"] += deploy["seconds"]
+                # verification checks each service as soon as it rolled out: what the run
+                # waits on is what it still checks once the last service rolled out
+                ended = (datetime.fromisoformat(verify["finishedAt"])
+                         - datetime.fromisoformat(deploy["finishedAt"])).total_seconds()  # fmt: skip
+                kinds["verify"] += max(ended, 0.0)
             kinds["rest"] = alone - kinds["deploy"] - kinds["verify"]
             kinds["cpu"] = kinds_cpu
             kinds["startup"] = startup_in_run(env, int(shown["id"]))

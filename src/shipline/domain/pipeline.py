@@ -78,6 +78,10 @@ class StageSpec(Spec):
     # a deploy's (environment, service) locks cover its verification, gates and rollback.
     hold_locks_until: list[str] = []
     parallel: int = Field(default=1, ge=1, le=64)  # steps at once (above 1: a workflow each)
+    # Streamed after the stage named here (its only dependency): each step begins as soon as
+    # that stage's like-named step succeeded (a service is verified while the next one rolls
+    # out). Should that stage not succeed, this one counts as skipped. See `followers`.
+    follows: str | None = None
 
 
 class PipelineSpec(Spec):
@@ -123,6 +127,30 @@ def stage_order(spec: PipelineSpec) -> list[str]:
         order.append(ready[0])
         done.add(ready[0])
     return order
+
+
+def followers(spec: PipelineSpec) -> dict[str, StageSpec]:
+    """The stages that stream after another one (`follows`), by the stage they follow: those
+    whose only dependency is that stage, that run when it succeeded, and have no gates of their
+    own (window, approvals, locks) and only actions tried once. A stage that names `follows`
+    without being so runs after that stage, as any other."""
+    deps = dependencies(spec)
+    found: dict[str, StageSpec] = {}
+    for stage in spec.stages:
+        leader = stage.follows
+        if (
+            leader is None
+            or deps[stage.name] != [leader]
+            or stage.condition != "succeeded"
+            or stage.window is not None
+            or stage.approval is not None
+            or stage.locks
+            or not stage.steps
+            or any(s.kind != "action" or s.retry.attempts != 1 for s in stage.steps)
+        ):
+            continue
+        found.setdefault(leader, stage)
+    return found
 
 
 def should_run(condition: str, needs: list[str], results: Mapping[str, Phase]) -> bool:

@@ -244,10 +244,15 @@ def _environment_stages(
     if env.checks.health:  # the spec's six health checks, unless the environment turns them off
         # Checking disturbs nothing: every service is checked at once (up to VERIFY_AT_ONCE),
         # whatever the strategy's maxParallel, which bounds how many services roll at once.
-        stages.append({
+        # A rolling update's service is checked as soon as it rolled out, while the next one
+        # rolls (`follows`); a canary's after the stage.
+        verify: dict[str, Any] = {
             "name": f"{prefix}verify", "parallel": min(max(len(services), 1), VERIFY_AT_ONCE),
             "steps": steps("target.verify", version=""),
-        })  # fmt: skip
+        }  # fmt: skip
+        if kind == "action":
+            verify["follows"] = deploy_stage["name"]
+        stages.append(verify)
     if tests and env.tests:
         names["tests"] = f"{prefix}tests"
         stages.append({

@@ -45,6 +45,7 @@ from shipline.domain.pipeline import (
     StepSpec,
     dependencies,
     ends_after,
+    followers,
     run_phase,
     should_run,
     stage_order,
@@ -505,11 +506,35 @@ def _run_steps(
     steps: list[tuple[int, dict[str, Any]]],
     inputs: dict[str, dict[str, Any]],
     parallel: int,
+    then: Callable[[int, dict[str, Any]], None] | None = None,
 ) -> list[dict[str, Any]]:
     """Run steps one after another until one does not succeed, or `parallel` at a time, every
     one run. The state store's record of a step's outcome is each step's commit point, as for a
     step on its own: after a crash the batch runs again, and a step with a recorded outcome
-    returns it instead of acting again."""
+    returns it instead of acting again. `then(index, result)` is told each step's result (in
+    the step's thread) as soon as it has it."""
+    act = _stepper(run_id, stage, inputs)
+    where = {id(item): index for index, item in enumerate(steps)}
+
+    def one(
+        item: tuple[int, dict[str, Any]], hand_on: Callable[[], None] = lambda: None
+    ) -> dict[str, Any]:
+        result = act(item, hand_on)
+        if then is not None:
+            then(where[id(item)], result)
+        return result
+
+    if parallel <= 1:
+        return _in_turn(steps, one)
+    with ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="shipline-stage") as pool:
+        return list(pool.map(one, steps))
+
+
+def _stepper(
+    run_id: int, stage: str, inputs: dict[str, dict[str, Any]]
+) -> Callable[[tuple[int, dict[str, Any]], Callable[[], None]], dict[str, Any]]:
+    """How a stage's batch acts out one of its steps: an outcome recorded before (a crash) is
+    returned as it is, else the step is attempted (again, when it had begun)."""
     recorded = {row["name"]: row for row in current().store.steps(run_id) if row["stage"] == stage}
 
     def one(
@@ -525,10 +550,83 @@ def _run_steps(
             run_id, stage, position, spec, inputs, 1, again=row is not None, hand_on=hand_on
         )
 
-    if parallel <= 1:
-        return _in_turn(steps, one)
-    with ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="shipline-stage") as pool:
-        return list(pool.map(one, steps))
+    return one
+
+
+# a stage streamed after another one (`StageSpec.follows`): its name, position, steps (with
+# their positions) and how many of them run at once
+_Follower = tuple[str, int, list[tuple[int, dict[str, Any]]], int]
+
+
+class _Streamed:
+    """The steps of a follower stage, each begun (`parallel` at a time) as soon as its leader's
+    like-named step succeeded, while the leader's other steps go on (`begin`); then the rest and
+    the stage's end (`finish`). The follower's start is recorded with its first step."""
+
+    def __init__(
+        self,
+        run_id: int,
+        follower: _Follower,
+        leader: list[tuple[int, dict[str, Any]]],
+        inputs: dict[str, dict[str, Any]],
+        recorded: list[dict[str, Any]],
+    ) -> None:
+        self.run_id, self.recorded = run_id, recorded
+        self.name, self.position, self.items, parallel = follower
+        names = {str(step["name"]): item for item in self.items for step in [item[1]]}
+        self.matching = {
+            index: names[str(step["name"])]
+            for index, (_, step) in enumerate(leader)
+            if str(step["name"]) in names
+        }
+        self.act = _stepper(run_id, self.name, inputs)
+        self.pool = ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="shipline-follow")
+        self.begun: dict[int, Future[dict[str, Any]]] = {}
+        self.lock = threading.Lock()
+
+    def begin(self, index: int, result: dict[str, Any]) -> None:
+        """The leader's step `index` ended with `result`: its follower step begins if it
+        succeeded."""
+        item = self.matching.get(index)
+        if item is not None and result["phase"] == Phase.SUCCEEDED.value:
+            self._submit(item)
+
+    def _submit(self, item: tuple[int, dict[str, Any]]) -> None:
+        with self.lock:
+            if item[0] in self.begun:
+                return
+            if not self.begun:
+                _record_stage(self.run_id, self.name, self.position, Phase.RUNNING,
+                              "stage started", None, self.recorded)  # fmt: skip
+            self.begun[item[0]] = self.pool.submit(self.act, item, lambda: None)
+
+    def finish(self, leader: str, leader_phase: Phase) -> dict[str, Any] | None:
+        """Once the leader ended: when it succeeded, the steps not begun yet, then the stage's
+        end as a parallel stage's; when it did not, the steps begun end and the stage counts as
+        skipped (its condition, the leader's success, was not met), its outputs none. None:
+        nothing began and the leader did not succeed (the stage is passed over as usual)."""
+        try:
+            if leader_phase == Phase.SUCCEEDED:
+                for item in self.items:
+                    self._submit(item)
+            with self.lock:
+                begun = sorted(self.begun.items())
+            results = [(item, future.result()) for item, future in begun]
+        finally:
+            self.pool.shutdown(wait=True)
+        if leader_phase != Phase.SUCCEEDED:
+            if not results:
+                return None
+            phase, outputs = Phase.SKIPPED, dict[str, Any]()
+            reason = (f"{leader} did not succeed; {len(results)} step(s) of this stage ran as "
+                      "theirs succeeded")  # fmt: skip
+        else:
+            specs = {item[0]: StepSpec.model_validate(item[1]) for item in self.items}
+            done = [(specs[position], result) for position, result in results]
+            phase, reason, outputs = _verdict(done, every=True)
+        _record_stage(self.run_id, self.name, self.position, phase.value, reason, outputs,
+                      self.recorded)  # fmt: skip
+        return {"phase": phase.value, "reason": reason, "outputs": outputs}
 
 
 _Step = Callable[[tuple[int, dict[str, Any]], Callable[[], None]], dict[str, Any]]
@@ -591,6 +689,7 @@ def _execute_stage(
     ends: dict[str, dict[str, Any]] | None = None,
     reasons: list[str] | None = None,
     locks: _Locks | None = None,
+    follower: _Follower | None = None,
 ) -> dict[str, Any]:
     """A stage of once-tried actions (`_batchable`) as one durable step: it records the stage's
     start (`begin`: the stage has no gates before its steps), runs the steps as
@@ -599,7 +698,8 @@ def _execute_stage(
     and the run ends here too (`ended`: its phase; `reasons`: the run's reasons so far).
     `locks` (keys, policy, begin, resumed): the stage's try for its locks comes first, as
     `_take_locks`; unless they are held, nothing else is done (`lock`: 'queued' or
-    'cancelled')."""
+    'cancelled'). `follower`: the stage streamed after this one (`_Streamed`), run and
+    recorded here too (`follower` in the result: its phase, reason and outputs)."""
     recorded = current().store.stages(run_id)
     if locks is not None:
         state = _take_locks(run_id, *locks, recorded=recorded)
@@ -607,11 +707,20 @@ def _execute_stage(
             return {"lock": state}
     if begin:
         _record_stage(run_id, stage, position, Phase.RUNNING, "stage started", None, recorded)
-    results = _run_steps(run_id, stage, steps, inputs, parallel)
+    streamed = _Streamed(run_id, follower, steps, inputs, recorded) if follower else None
+    try:
+        results = _run_steps(run_id, stage, steps, inputs, parallel,
+                             then=streamed.begin if streamed else None)  # fmt: skip
+    except BaseException:
+        if streamed is not None:
+            streamed.pool.shutdown(wait=True)
+        raise
     specs = [StepSpec.model_validate(step) for _, step in steps]
     phase, reason, outputs = _verdict(list(zip(specs, results, strict=False)), every=parallel > 1)
     _record_stage(run_id, stage, position, phase.value, reason, outputs, recorded)
     done: dict[str, Any] = {"phase": phase.value, "reason": reason, "outputs": outputs}
+    if streamed is not None:
+        done["follower"] = streamed.finish(stage, phase)
     end = (ends or {}).get(phase.value)
     if end is not None:
         why = [*(reasons or []), *([f"{stage}: {reason}"] if phase != Phase.SUCCEEDED else [])]
@@ -1027,6 +1136,7 @@ class _StageStep:
     inputs: dict[str, dict[str, Any]]
     ends: dict[str, dict[str, Any]] | None
     reasons: list[str] | None
+    follower: _Follower | None = None
     done: dict[str, Any] | None = None
 
     def __call__(
@@ -1039,7 +1149,7 @@ class _StageStep:
         stage = self.stage
         self.done = _execute_stage(
             self.run_id, stage.name, self.position, _items(stage.steps), self.inputs,
-            stage.parallel, False, self.ends, self.reasons, locks,
+            stage.parallel, False, self.ends, self.reasons, locks, self.follower,
         )  # fmt: skip
         return self.done
 
@@ -1056,19 +1166,24 @@ def _run_stage(
     cancel: bool = False,
     ends: dict[str, dict[str, Any]] | None = None,
     reasons: list[str] | None = None,
+    follower: _Follower | None = None,
+    streamed: dict[str, dict[str, Any]] | None = None,
 ) -> tuple[Phase, dict[str, Any], str, bool, str | None]:
     """Run one stage: its gates (window, approvals, locks), then its steps. `prior`: what the
     stage recorded before the run was parked in it (a continuation re-enters here); `ends`,
     `reasons`: when nothing would run after it, the stage's step also ends the run (see
     `_execute_stage`). The result ends with whether the stage's end is recorded already, and
-    the run's phase when the run ended with it."""
+    the run's phase when the run ended with it. `follower`: the stage streamed after this one,
+    when its steps run in one durable step; what it ended with goes in `streamed`."""
     whole = bool(stage.steps) and all(_batchable(s) for s in stage.steps)
     gated = stage.window is not None or stage.approval is not None or bool(stage.locks)
+    follower = follower if whole else None
     if prior is None and whole and not gated:  # one durable step: start, steps and end
         done = _execute_stage(
             run_id, stage.name, position, _items(stage.steps), outputs, stage.parallel, True,
-            ends, reasons,
+            ends, reasons, None, follower,
         )  # fmt: skip
+        _streamed_out(done, follower, streamed)
         return Phase(done["phase"]), done["outputs"], done["reason"], True, done.get("ended")
     # A stage whose first gate is its locks records its start with the first try for them.
     fold = prior is None and stage.window is None and stage.approval is None and bool(stage.locks)
@@ -1099,7 +1214,7 @@ def _run_stage(
         if phase != Phase.RUNNING:
             return phase, {}, reason, False, None
         approved = (position, reason)
-    execute = _StageStep(run_id, stage, position, outputs, ends, reasons)
+    execute = _StageStep(run_id, stage, position, outputs, ends, reasons, follower)
     if stage.locks:
         final = _gate_locks(
             run_id, stage, position if fold else None, approved, execute if whole else None
@@ -1110,6 +1225,7 @@ def _run_stage(
     recorded = False
     if whole:  # its steps and its end in one durable step (with its locks: done already)
         done = execute.done or execute.run()
+        _streamed_out(done, follower, streamed)
         phase, stage_outputs, reason = Phase(done["phase"]), done["outputs"], done["reason"]
         recorded = True
         if done.get("ended"):
@@ -1121,6 +1237,14 @@ def _run_stage(
     if stage.locks and not stage.hold_locks_until:
         _unlock(run_id)
     return phase, stage_outputs, reason, recorded, None
+
+
+def _streamed_out(
+    done: dict[str, Any], follower: _Follower | None, streamed: dict[str, dict[str, Any]] | None
+) -> None:
+    """What the stage streamed after this one ended with, for the run's loop (`streamed`)."""
+    if follower is not None and streamed is not None and done.get("follower") is not None:
+        streamed[follower[0]] = done["follower"]
 
 
 def _items(steps: list[StepSpec]) -> list[tuple[int, dict[str, Any]]]:
@@ -1235,6 +1359,32 @@ def _start_or_resume(
     return {}, False
 
 
+def _follower_of(
+    stage: StageSpec | None, order: list[str], prior: dict[str, Any]
+) -> _Follower | None:
+    """The stage streamed after the one about to run (`followers`), unless it began on its own
+    in an earlier segment of the run."""
+    if stage is None or stage.name in prior:
+        return None
+    return (stage.name, order.index(stage.name), _items(stage.steps), stage.parallel)
+
+
+def _finished(before: dict[str, Any] | None) -> dict[str, Any] | None:
+    """What a stage recorded in an earlier segment of the run, when it ended there."""
+    if before is not None and before["finished"] and Phase(before["phase"]).done:
+        return before
+    return None
+
+
+def _record_passed(
+    run_id: int, passed: list[tuple[str, int, str, str]]
+) -> list[tuple[str, int, str, str]]:
+    """Record the stages passed over before the stage that runs now; none are left."""
+    for skipped in passed:
+        _stage_event(run_id, *skipped)
+    return []
+
+
 def _earlier_reason(name: str, before: dict[str, Any]) -> list[str]:
     """Why a stage that ended in an earlier segment counts against the run (if it does)."""
     ran = before["reason"] not in ("run cancelled", "condition not met")
@@ -1256,21 +1406,23 @@ def run_workflow(run_id: int) -> str:
     if isinstance(begun, str):
         return begun
     prior, cancel_now = begun
-    deps = dependencies(spec)
-    by_name = {s.name: s for s in spec.stages}
+    deps, by_name = dependencies(spec), {s.name: s for s in spec.stages}
     results: dict[str, Phase] = {}
     outputs: dict[str, dict[str, Any]] = {}
     reasons: list[str] = []
-    cancelled = False
-    passed: list[tuple[str, int, str, str]] = []  # stages passed over, not yet recorded
-    order = stage_order(spec)
+    cancelled, passed = False, list[tuple[str, int, str, str]]()  # passed: not yet recorded
+    order, leaders = stage_order(spec), followers(spec)
+    streamed: dict[str, dict[str, Any]] = {}  # the stages that ran streamed after their leader
     for position, name in enumerate(order):
         stage = by_name[name]
         before = prior.get(name)
-        if before is not None and before["finished"] and Phase(before["phase"]).done:
-            results[name] = Phase(before["phase"])  # ended in an earlier segment
-            outputs[name] = before["outputs"]
-            reasons += _earlier_reason(name, before)
+        # ended in an earlier segment, or ran beside the stage it follows (and ended there)
+        ended_before = streamed.get(name) or _finished(before)
+        if ended_before is not None:
+            results[name], outputs[name] = Phase(ended_before["phase"]), ended_before["outputs"]
+            reasons += _earlier_reason(name, ended_before)
+            if name in streamed:
+                _release_held(run_id, spec, results, name)
             cancelled = cancelled or results[name] == Phase.CANCELLED
             continue
         if cancelled or not should_run(stage.condition, deps[name], results):
@@ -1280,13 +1432,13 @@ def run_workflow(run_id: int) -> str:
             passed.append((name, position, results[name].value, why))
             _release_held(run_id, spec, results, name)
             continue
-        for skipped in passed:
-            _stage_event(run_id, *skipped)
-        passed = []
+        passed = _record_passed(run_id, passed)
+        follower = _follower_of(leaders.get(name), order, prior)
         try:
             phase, stage_outputs, reason, recorded, ended = _run_stage(
                 run_id, position, stage, outputs, params, members, requester, before, cancel_now,
-                ends_after(order, position, by_name, deps, results, prior), reasons,
+                None if follower else ends_after(order, position, by_name, deps, results, prior),
+                reasons, follower, streamed,
             )  # fmt: skip
         except _Cancelled:
             phase, stage_outputs, reason, recorded, ended = (
@@ -1297,8 +1449,7 @@ def run_workflow(run_id: int) -> str:
             return f"parked ({parked})"
         if ended is not None:
             return ended  # its stage's step ended the run: nothing after it would have run
-        results[name] = phase
-        outputs[name] = stage_outputs
+        results[name], outputs[name] = phase, stage_outputs
         if not recorded:
             _stage_event(run_id, name, position, phase, reason, stage_outputs)
         _release_held(run_id, spec, results, name)
