@@ -51,6 +51,10 @@ class StepContext:
     deadline: float | None = None
     # Said once the step's effect is made and succeeded (`hand_on`).
     handed_on: Callable[[], None] = lambda: None
+    # What the action's preparer (`PREPARERS`) gave for this step while the step before it ran:
+    # waits for it when it is not ready yet; None when the step was not prepared (or its
+    # preparation failed: the action then does that work itself).
+    prepared: Callable[[], Any] = lambda: None
 
     @property
     def idempotency_key(self) -> str:
@@ -160,6 +164,21 @@ BUILTIN: dict[str, Action] = {
     "record": _record,
     "script": _script,
 }
+
+
+# Actions whose steps a one-after-another stage may prepare while the step before them runs,
+# with how: what the action would read before it acts (an observation, a resolved spec), never
+# an effect. A prepared value is only used by the step it was made for (`StepContext.prepared`).
+Preparer = Callable[[dict[str, Any]], Any]
+PREPARERS: dict[Action, Preparer] = {}
+
+
+def preparer(name: str, extra: Mapping[str, Action] | None = None) -> Preparer | None:
+    """How a step of action `name` is prepared, if its action has a preparer."""
+    try:
+        return PREPARERS.get(find_action(name, extra))
+    except UserError:
+        return None  # an unknown action: its step says so when it runs
 
 
 def find_action(name: str, extra: Mapping[str, Action] | None = None) -> Action:

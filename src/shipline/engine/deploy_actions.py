@@ -15,7 +15,7 @@ from shipline.domain.deploy import DeploySpec, Revision, ServiceState
 from shipline.domain.health import HealthBounds, healthy, verify_health
 from shipline.domain.models import TrafficRouting
 from shipline.domain.ports import DeployTarget, LogSink, Restorable, ServiceControl
-from shipline.engine.actions import BUILTIN, NOTE, StepContext
+from shipline.engine.actions import BUILTIN, NOTE, PREPARERS, StepContext
 from shipline.engine.failpoints import failpoint
 from shipline.engine.runtime import current
 from shipline.errors import (
@@ -233,6 +233,14 @@ def change_key(ctx: StepContext) -> str:
     return ctx.idempotency_key
 
 
+def prepare_deploy(params: dict[str, Any]) -> tuple[ServiceState | None, DeploySpec]:
+    """What a deploy reads before it acts: the service as the target runs it, and the spec it
+    asks for. A rolling deploy's stage prepares it while the service before this one rolls out
+    (it holds the locks of all its services: nothing else changes this one meanwhile)."""
+    live = _live(target_of(params), params)
+    return live, spec_of(params, live=live)
+
+
 def deploy(ctx: StepContext, params: dict[str, Any]) -> dict[str, Any]:
     """Roll out the service's new version; a deploy already in sync does nothing (unless forced)."""
     service, version = str(params["service"]), str(params["version"])
@@ -244,9 +252,9 @@ def deploy(ctx: StepContext, params: dict[str, Any]) -> dict[str, Any]:
             "worker to apply the change"
         )
     target = target_of(params)
-    live = _live(target, params)
+    found = ctx.prepared()  # observed and specified while the service before it rolled out
+    live, spec = found if found is not None else prepare_deploy(params)
     before = live.revision if live is not None else 0
-    spec = spec_of(params, live=live)
     # A service not deployed yet is never in sync: nothing to compare it with (on Kubernetes a
     # plan is a server-side dry run of every object; the apply itself validates them).
     if live is not None and not params.get("force") and target.plan(spec).in_sync:
@@ -380,6 +388,7 @@ def down(ctx: StepContext, params: dict[str, Any]) -> dict[str, Any]:
     return {"stopped": stopped}
 
 
+PREPARERS[deploy] = prepare_deploy
 BUILTIN.update(
     {
         "target.deploy": deploy,

@@ -59,6 +59,7 @@ from shipline.engine.actions import (
     StepTimedOut,
     find_action,
     passed_on,
+    preparer,
 )
 from shipline.engine.canary import CanaryCancelled as _Cancelled
 from shipline.engine.canary import drive_canary
@@ -500,6 +501,12 @@ def _execute_steps(
     return _run_steps(run_id, stage, steps, inputs, parallel)
 
 
+# how a batch acts out one of its steps: (position, step), its hand-on, what was prepared for it
+_Step = Callable[
+    [tuple[int, dict[str, Any]], Callable[[], None], Callable[[], Any]], dict[str, Any]
+]
+
+
 def _run_steps(
     run_id: int,
     stage: str,
@@ -517,28 +524,30 @@ def _run_steps(
     where = {id(item): index for index, item in enumerate(steps)}
 
     def one(
-        item: tuple[int, dict[str, Any]], hand_on: Callable[[], None] = lambda: None
+        item: tuple[int, dict[str, Any]],
+        hand_on: Callable[[], None] = lambda: None,
+        prepared: Callable[[], Any] = lambda: None,
     ) -> dict[str, Any]:
-        result = act(item, hand_on)
+        result = act(item, hand_on, prepared)
         if then is not None:
             then(where[id(item)], result)
         return result
 
     if parallel <= 1:
-        return _in_turn(steps, one)
+        return _in_turn(steps, one, current().actions)
     with ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="shipline-stage") as pool:
         return list(pool.map(one, steps))
 
 
-def _stepper(
-    run_id: int, stage: str, inputs: dict[str, dict[str, Any]]
-) -> Callable[[tuple[int, dict[str, Any]], Callable[[], None]], dict[str, Any]]:
+def _stepper(run_id: int, stage: str, inputs: dict[str, dict[str, Any]]) -> _Step:
     """How a stage's batch acts out one of its steps: an outcome recorded before (a crash) is
     returned as it is, else the step is attempted (again, when it had begun)."""
     recorded = {row["name"]: row for row in current().store.steps(run_id) if row["stage"] == stage}
 
     def one(
-        item: tuple[int, dict[str, Any]], hand_on: Callable[[], None] = lambda: None
+        item: tuple[int, dict[str, Any]],
+        hand_on: Callable[[], None] = lambda: None,
+        prepared: Callable[[], Any] = lambda: None,
     ) -> dict[str, Any]:
         position, step = item
         spec = StepSpec.model_validate(step)
@@ -547,8 +556,9 @@ def _stepper(
             return {"phase": row["phase"], "outputs": row["outputs"] or {},
                     "error": row["error"], "final": True}  # fmt: skip
         return _attempt(
-            run_id, stage, position, spec, inputs, 1, again=row is not None, hand_on=hand_on
-        )
+            run_id, stage, position, spec, inputs, 1, again=row is not None, hand_on=hand_on,
+            prepared=prepared,
+        )  # fmt: skip
 
     return one
 
@@ -598,7 +608,7 @@ class _Streamed:
             if not self.begun:
                 _record_stage(self.run_id, self.name, self.position, Phase.RUNNING,
                               "stage started", None, self.recorded)  # fmt: skip
-            self.begun[item[0]] = self.pool.submit(self.act, item, lambda: None)
+            self.begun[item[0]] = self.pool.submit(self.act, item, lambda: None, lambda: None)
 
     def finish(self, leader: str, leader_phase: Phase) -> dict[str, Any] | None:
         """Once the leader ended: when it succeeded, the steps not begun yet, then the stage's
@@ -629,24 +639,38 @@ class _Streamed:
         return {"phase": phase.value, "reason": reason, "outputs": outputs}
 
 
-_Step = Callable[[tuple[int, dict[str, Any]], Callable[[], None]], dict[str, Any]]
-
-
-def _in_turn(steps: list[tuple[int, dict[str, Any]]], one: _Step) -> list[dict[str, Any]]:
+def _in_turn(
+    steps: list[tuple[int, dict[str, Any]]], one: _Step, actions: dict[str, Any]
+) -> list[dict[str, Any]]:
     """Run `steps` one after another until one does not succeed. A step begins once the one
     before it ended, or handed on (`StepContext.hand_on`: its effect made and succeeded, what is
     left is writing it down, which the next step's start overlaps), and the one before that
-    ended: two steps at most are under way, one of them writing down. The results of every step
-    that began, in order: after one that failed having handed on, the step it handed on to."""
+    ended: two steps at most are under way, one of them writing down. While a step runs, the
+    next one is prepared when its action has a preparer (`PREPARERS`: what it reads before it
+    acts). The results of every step that began, in order: after one that failed having handed
+    on, the step it handed on to."""
     results: dict[int, dict[str, Any]] = {}
     broke: list[int] = []
     begun: list[Future[None]] = []
+    ready: dict[int, Future[Any]] = {}
 
     def failed(index: int) -> bool:
         found = results.get(index)
         return index in broke or (found is not None and found["phase"] != Phase.SUCCEEDED.value)
 
-    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="shipline-turn") as pool:
+    def prepared(index: int) -> Callable[[], Any]:
+        def value() -> Any:
+            future = ready.get(index)
+            if future is None:
+                return None
+            try:
+                return future.result()
+            except Exception:  # the step reads what it needs itself, and says what broke
+                return None
+
+        return value
+
+    with ThreadPoolExecutor(max_workers=3, thread_name_prefix="shipline-turn") as pool:
         for index, item in enumerate(steps):
             if index >= 2:
                 wait_for([begun[index - 2]])
@@ -659,14 +683,20 @@ def _in_turn(steps: list[tuple[int, dict[str, Any]]], one: _Step) -> list[dict[s
             def run(index: int = index, item: tuple[int, dict[str, Any]] = item,
                     turn: threading.Event = turn) -> None:  # fmt: skip
                 try:
-                    results[index] = one(item, turn.set)
+                    results[index] = one(item, turn.set, prepared(index))
                 except BaseException:
                     broke.append(index)
                     raise
                 finally:
                     turn.set()
+                    ready.pop(index, None)
 
             begun.append(pool.submit(run))
+            if index + 1 < len(steps):
+                following = steps[index + 1][1]
+                prepare = preparer(str(following.get("action", "noop")), actions)
+                if prepare is not None:
+                    ready[index + 1] = pool.submit(prepare, dict(following.get("params") or {}))
             turn.wait()
         for future in begun:
             future.result()  # what broke in a step breaks the stage, as it would in this thread
@@ -756,10 +786,12 @@ def _attempt(
     *,
     again: bool = False,
     hand_on: Callable[[], None] = lambda: None,
+    prepared: Callable[[], Any] = lambda: None,
 ) -> dict[str, Any]:
     """Act out one attempt of a step and record its outcome. `again`: the attempt had started
     before and has no outcome (its worker stopped while it ran): it starts over, and says so.
-    `hand_on`: what the step's `StepContext.hand_on` says to."""
+    `hand_on`: what the step's `StepContext.hand_on` says to; `prepared`: its
+    `StepContext.prepared`."""
     rt = current()
     store = rt.store
     outputs: dict[str, Any] = {}
@@ -785,6 +817,7 @@ def _attempt(
             cancelled=_cancel_probe(run_id),
             deadline=deadline,
             handed_on=hand_on,
+            prepared=prepared,
         )
         try:
             action = find_action(spec.action, rt.actions)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from shipline.engine.actions import StepContext
+from shipline.engine.actions import PREPARERS, StepContext
 from shipline.errors import CheckFailed
 from tests.engine_harness import Engine
 
@@ -111,3 +111,55 @@ def test_a_failed_step_that_did_not_hand_on_is_followed_by_nothing(engine: Engin
     assert engine.wait(run.id).phase == "failed"
     assert calls == ["failing"]
     assert {s["name"] for s in engine.store.steps(run.id)} == {"failing"}
+
+
+def _two_services(action: str) -> list[dict[str, Any]]:
+    return [{"name": "deploy", "steps": [
+        {"name": s, "action": action, "params": {"service": s}} for s in ("api", "web")
+    ]}]  # fmt: skip
+
+
+def test_the_next_step_is_prepared_while_the_one_before_runs(engine: Engine) -> None:
+    prepared = threading.Event()
+    seen: dict[str, Any] = {}
+
+    def prepare(params: dict[str, Any]) -> dict[str, str]:
+        prepared.set()
+        return {"observed": params["service"]}
+
+    def act(ctx: StepContext, params: dict[str, Any]) -> dict[str, Any]:
+        if params["service"] == "api":
+            seen["web prepared while api ran"] = prepared.wait(WAIT)
+        return {params["service"]: ctx.prepared()}
+
+    PREPARERS[act] = prepare
+    try:
+        engine.runtime.actions["prepared"] = act
+        run = engine.start(_two_services("prepared"))
+        done = engine.wait(run.id)
+    finally:
+        PREPARERS.pop(act)
+    assert done.phase == "succeeded", done.reason
+    assert seen == {"web prepared while api ran": True}
+    stage = next(s for s in engine.store.stages(run.id) if s["name"] == "deploy")
+    # the first step is not prepared (nothing ran before it); the second uses what was
+    assert stage["outputs"] == {"api": None, "web": {"observed": "web"}}
+
+
+def test_a_failed_preparation_leaves_the_step_to_read_for_itself(engine: Engine) -> None:
+    def prepare(params: dict[str, Any]) -> None:
+        raise RuntimeError("the target did not answer")
+
+    def act(ctx: StepContext, params: dict[str, Any]) -> dict[str, Any]:
+        return {params["service"]: ctx.prepared() or "read by the step"}
+
+    PREPARERS[act] = prepare
+    try:
+        engine.runtime.actions["unprepared"] = act
+        run = engine.start(_two_services("unprepared"))
+        done = engine.wait(run.id)
+    finally:
+        PREPARERS.pop(act)
+    assert done.phase == "succeeded", done.reason
+    stage = next(s for s in engine.store.stages(run.id) if s["name"] == "deploy")
+    assert stage["outputs"] == {"api": "read by the step", "web": "read by the step"}
