@@ -55,17 +55,26 @@ class StepContext:
     # waits for it when it is not ready yet; None when the step was not prepared (or its
     # preparation failed: the action then does that work itself).
     prepared: Callable[[], Any] = lambda: None
+    # Said when the step is about to wait on its effect (`acting`).
+    began_acting: Callable[[], None] = lambda: None
 
     @property
     def idempotency_key(self) -> str:
         """Stable across replays of this step: use it to make side effects happen once."""
         return idempotency_key(self.run_id, self.stage, self.step)
 
+    def acting(self) -> None:
+        """Say that the step is about to make its effect and wait on it (a rollout): in a stage
+        that runs its steps one after another, what does not hold up this effect is done now,
+        while it waits (the step before writing itself down, the next step's preparation)."""
+        self.began_acting()
+
     def hand_on(self) -> None:
         """Say that the step's effect is made and succeeded, and what is left is writing it down:
         in a stage that runs its steps one after another, the next step begins now instead of
         once this one is recorded (a rolling deploy's next service starts while this one's
-        revision is written down). Call it at most once, after the last change the step makes;
+        revision is written down), and this call returns once the next step acts (`acting`),
+        ended, or will not begin. Call it at most once, after the last change the step makes;
         a step that fails after it still fails its stage, but the next step has begun."""
         self.handed_on()
 

@@ -268,6 +268,7 @@ def deploy(ctx: StepContext, params: dict[str, Any]) -> dict[str, Any]:
         return {service: version, f"{service}.previousRevision": before, f"{service}.inSync": True,
                 NOTE: "in sync, nothing to do"}  # fmt: skip
     cause = str(params.get("cause", "deploy"))
+    ctx.acting()  # the rollout: the service before this one is written down meanwhile
     number = target.apply(spec, cause=cause, log=ctx.log, change=change_key(ctx))
     failpoint("deploy-applied", change_key(ctx))
     ctx.hand_on()  # rolled out: the next service begins while this one's revision is recorded

@@ -501,9 +501,11 @@ def _execute_steps(
     return _run_steps(run_id, stage, steps, inputs, parallel)
 
 
-# how a batch acts out one of its steps: (position, step), its hand-on, what was prepared for it
+# how a batch acts out one of its steps: (position, step), its hand-on, what was prepared
+# for it, its `acting`
 _Step = Callable[
-    [tuple[int, dict[str, Any]], Callable[[], None], Callable[[], Any]], dict[str, Any]
+    [tuple[int, dict[str, Any]], Callable[[], None], Callable[[], Any], Callable[[], None]],
+    dict[str, Any],
 ]
 
 
@@ -527,8 +529,9 @@ def _run_steps(
         item: tuple[int, dict[str, Any]],
         hand_on: Callable[[], None] = lambda: None,
         prepared: Callable[[], Any] = lambda: None,
+        acting: Callable[[], None] = lambda: None,
     ) -> dict[str, Any]:
-        result = act(item, hand_on, prepared)
+        result = act(item, hand_on, prepared, acting)
         if then is not None:
             then(where[id(item)], result)
         return result
@@ -548,6 +551,7 @@ def _stepper(run_id: int, stage: str, inputs: dict[str, dict[str, Any]]) -> _Ste
         item: tuple[int, dict[str, Any]],
         hand_on: Callable[[], None] = lambda: None,
         prepared: Callable[[], Any] = lambda: None,
+        acting: Callable[[], None] = lambda: None,
     ) -> dict[str, Any]:
         position, step = item
         spec = StepSpec.model_validate(step)
@@ -557,7 +561,7 @@ def _stepper(run_id: int, stage: str, inputs: dict[str, dict[str, Any]]) -> _Ste
                     "error": row["error"], "final": True}  # fmt: skip
         return _attempt(
             run_id, stage, position, spec, inputs, 1, again=row is not None, hand_on=hand_on,
-            prepared=prepared,
+            prepared=prepared, acting=acting,
         )  # fmt: skip
 
     return one
@@ -608,7 +612,9 @@ class _Streamed:
             if not self.begun:
                 _record_stage(self.run_id, self.name, self.position, Phase.RUNNING,
                               "stage started", None, self.recorded)  # fmt: skip
-            self.begun[item[0]] = self.pool.submit(self.act, item, lambda: None, lambda: None)
+            self.begun[item[0]] = self.pool.submit(
+                self.act, item, lambda: None, lambda: None, lambda: None
+            )
 
     def finish(self, leader: str, leader_phase: Phase) -> dict[str, Any] | None:
         """Once the leader ended: when it succeeded, the steps not begun yet, then the stage's
@@ -642,25 +648,102 @@ class _Streamed:
 def _in_turn(
     steps: list[tuple[int, dict[str, Any]]], one: _Step, actions: dict[str, Any]
 ) -> list[dict[str, Any]]:
-    """Run `steps` one after another until one does not succeed. A step begins once the one
-    before it ended, or handed on (`StepContext.hand_on`: its effect made and succeeded, what is
-    left is writing it down, which the next step's start overlaps), and the one before that
-    ended: two steps at most are under way, one of them writing down. While a step runs, the
-    next one is prepared when its action has a preparer (`PREPARERS`: what it reads before it
-    acts). The results of every step that began, in order: after one that failed having handed
-    on, the step it handed on to."""
-    results: dict[int, dict[str, Any]] = {}
-    broke: list[int] = []
-    begun: list[Future[None]] = []
-    ready: dict[int, Future[Any]] = {}
+    """Run `steps` one after another until one does not succeed (`_Turns`)."""
+    return _Turns(steps, one, actions).run()
 
-    def failed(index: int) -> bool:
-        found = results.get(index)
-        return index in broke or (found is not None and found["phase"] != Phase.SUCCEEDED.value)
 
-    def prepared(index: int) -> Callable[[], Any]:
+class _Turns:
+    """Steps one after another until one does not succeed. A step begins once the one before it
+    ended, or handed on (`StepContext.hand_on`: its effect made and succeeded, what is left is
+    writing it down), and the one before that ended: two steps at most are under way. Each
+    step's thread is there before its turn, waiting for it. What does not hold up the next
+    step's effect waits for it: a step that handed on writes itself down once the next one acts
+    (`StepContext.acting`: it waits on its effect, a rollout), or ended; the next step's
+    preparation (`PREPARERS`: what its action reads before it acts) is made then too. The
+    results of every step that began, in order: after one that failed having handed on, the
+    step it handed on to."""
+
+    def __init__(
+        self, steps: list[tuple[int, dict[str, Any]]], one: _Step, actions: dict[str, Any]
+    ) -> None:
+        self.steps, self.one, self.actions = steps, one, actions
+        self.results: dict[int, dict[str, Any]] = {}
+        self.broke: list[int] = []
+        self.ready: dict[int, Future[Any]] = {}
+        self.futures: list[Future[None]] = []
+        self.turns = [threading.Event() for _ in steps]  # handed on, or ended
+        self.released = [threading.Event() for _ in steps]  # may write itself down
+        self.gated = [threading.Event() for _ in steps]  # its turn came, or will not
+        self.stopped = threading.Event()
+        self.guard = threading.Lock()
+        self.pool = ThreadPoolExecutor(max_workers=5, thread_name_prefix="shipline-turn")
+
+    def run(self) -> list[dict[str, Any]]:
+        try:
+            for index in range(len(self.steps)):
+                self.futures.append(self.pool.submit(self._step, index))
+                self.gated[index].wait()  # the next one's thread comes once this one's turn came
+                if self.stopped.is_set():
+                    break
+            for future in self.futures:
+                future.result()  # what broke in a step breaks the stage, as in this thread
+        finally:
+            self.stopped.set()
+            for event in [*self.released, *self.turns]:  # nobody waits for what will not come
+                event.set()
+            self.pool.shutdown(wait=True)
+        return [self.results[index] for index in sorted(self.results)]
+
+    def _failed(self, index: int) -> bool:
+        found = self.results.get(index)
+        return index in self.broke or (
+            found is not None and found["phase"] != Phase.SUCCEEDED.value
+        )
+
+    def _step(self, index: int) -> None:
+        try:
+            if index >= 1:
+                self.turns[index - 1].wait()
+                if index >= 2:
+                    wait_for([self.futures[index - 2]])
+                if (
+                    self.stopped.is_set()
+                    or self._failed(index - 1)
+                    or (index >= 2 and self._failed(index - 2))
+                ):
+                    self.stopped.set()
+                    return
+            if index + 1 == len(self.steps):
+                self.released[index].set()  # nothing follows it
+            self.gated[index].set()
+            self.results[index] = self.one(
+                self.steps[index], self._hand_on(index), self._prepared(index),
+                self._acting(index),
+            )  # fmt: skip
+        except BaseException:
+            self.broke.append(index)
+            self.stopped.set()
+            raise
+        finally:
+            self.gated[index].set()
+            self.turns[index].set()
+            if index >= 1:
+                self.released[index - 1].set()
+            self.ready.pop(index, None)
+
+    def _prepare_next(self, index: int) -> None:
+        with self.guard:
+            if index + 1 >= len(self.steps) or index + 1 in self.ready:
+                return
+            following = self.steps[index + 1][1]
+            prepare = preparer(str(following.get("action", "noop")), self.actions)
+            if prepare is not None:
+                params = dict(following.get("params") or {})
+                self.ready[index + 1] = self.pool.submit(prepare, params)
+
+    def _prepared(self, index: int) -> Callable[[], Any]:
         def value() -> Any:
-            future = ready.get(index)
+            future = self.ready.get(index)
             if future is None:
                 return None
             try:
@@ -670,37 +753,21 @@ def _in_turn(
 
         return value
 
-    with ThreadPoolExecutor(max_workers=3, thread_name_prefix="shipline-turn") as pool:
-        for index, item in enumerate(steps):
-            if index >= 2:
-                wait_for([begun[index - 2]])
-                if failed(index - 2):
-                    break
-            if index >= 1 and failed(index - 1):
-                break
-            turn = threading.Event()
+    def _acting(self, index: int) -> Callable[[], None]:
+        def now() -> None:
+            if index >= 1:
+                self.released[index - 1].set()
+            self._prepare_next(index)
 
-            def run(index: int = index, item: tuple[int, dict[str, Any]] = item,
-                    turn: threading.Event = turn) -> None:  # fmt: skip
-                try:
-                    results[index] = one(item, turn.set, prepared(index))
-                except BaseException:
-                    broke.append(index)
-                    raise
-                finally:
-                    turn.set()
-                    ready.pop(index, None)
+        return now
 
-            begun.append(pool.submit(run))
-            if index + 1 < len(steps):
-                following = steps[index + 1][1]
-                prepare = preparer(str(following.get("action", "noop")), actions)
-                if prepare is not None:
-                    ready[index + 1] = pool.submit(prepare, dict(following.get("params") or {}))
-            turn.wait()
-        for future in begun:
-            future.result()  # what broke in a step breaks the stage, as it would in this thread
-    return [results[index] for index in range(len(begun))]
+    def _hand_on(self, index: int) -> Callable[[], None]:
+        def now() -> None:
+            self.turns[index].set()
+            self._prepare_next(index)
+            self.released[index].wait()
+
+        return now
 
 
 # a try for locks in a stage's step: keys, policy, the stage to begin, the stage that goes on
@@ -787,11 +854,11 @@ def _attempt(
     again: bool = False,
     hand_on: Callable[[], None] = lambda: None,
     prepared: Callable[[], Any] = lambda: None,
+    acting: Callable[[], None] = lambda: None,
 ) -> dict[str, Any]:
     """Act out one attempt of a step and record its outcome. `again`: the attempt had started
     before and has no outcome (its worker stopped while it ran): it starts over, and says so.
-    `hand_on`: what the step's `StepContext.hand_on` says to; `prepared`: its
-    `StepContext.prepared`."""
+    `hand_on`, `prepared`, `acting`: what its `StepContext`'s say to, or give."""
     rt = current()
     store = rt.store
     outputs: dict[str, Any] = {}
@@ -818,6 +885,7 @@ def _attempt(
             deadline=deadline,
             handed_on=hand_on,
             prepared=prepared,
+            began_acting=acting,
         )
         try:
             action = find_action(spec.action, rt.actions)

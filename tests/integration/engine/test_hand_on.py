@@ -129,6 +129,7 @@ def test_the_next_step_is_prepared_while_the_one_before_runs(engine: Engine) -> 
 
     def act(ctx: StepContext, params: dict[str, Any]) -> dict[str, Any]:
         if params["service"] == "api":
+            ctx.acting()  # waits on its effect: the next step is prepared meanwhile
             seen["web prepared while api ran"] = prepared.wait(WAIT)
         return {params["service"]: ctx.prepared()}
 
