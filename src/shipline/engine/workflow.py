@@ -658,10 +658,11 @@ class _Turns:
     writing it down), and the one before that ended: two steps at most are under way. Each
     step's thread is there before its turn, waiting for it. What does not hold up the next
     step's effect waits for it: a step that handed on writes itself down once the next one acts
-    (`StepContext.acting`: it waits on its effect, a rollout), or ended; the next step's
-    preparation (`PREPARERS`: what its action reads before it acts) is made then too. The
-    results of every step that began, in order: after one that failed having handed on, the
-    step it handed on to."""
+    (`StepContext.acting`: it waits on its effect, a rollout), handed on itself (with nothing
+    to wait on), or ended; the next step's preparation (`PREPARERS`: what its action reads
+    before it acts) is made then too. So each step waits for the next one only. The results of
+    every step that began, in order: after one that failed having handed on, the step it
+    handed on to."""
 
     def __init__(
         self, steps: list[tuple[int, dict[str, Any]]], one: _Step, actions: dict[str, Any]
@@ -763,6 +764,8 @@ class _Turns:
 
     def _hand_on(self, index: int) -> Callable[[], None]:
         def now() -> None:
+            if index >= 1:  # past its effect, as when it acts: the one before writes itself down
+                self.released[index - 1].set()
             self.turns[index].set()
             self._prepare_next(index)
             self.released[index].wait()

@@ -164,3 +164,21 @@ def test_a_failed_preparation_leaves_the_step_to_read_for_itself(engine: Engine)
     assert done.phase == "succeeded", done.reason
     stage = next(s for s in engine.store.stages(run.id) if s["name"] == "deploy")
     assert stage["outputs"] == {"api": "read by the step", "web": "read by the step"}
+
+
+def test_steps_that_hand_on_without_acting_each_write_themselves_down(engine: Engine) -> None:
+    """As deploys of services already in sync: each hands on with nothing to wait on. The one
+    before is released by the next one's hand-on, not only by its acting."""
+
+    def in_sync(ctx: StepContext, params: dict[str, Any]) -> dict[str, Any]:
+        ctx.hand_on()
+        return {ctx.step: "in sync"}
+
+    engine.runtime.actions["in_sync"] = in_sync
+    run = engine.start([{"name": "deploy", "steps": [
+        {"name": s, "action": "in_sync"} for s in ("a", "b", "c", "d")
+    ]}])  # fmt: skip
+    done = engine.wait(run.id, timeout=20)
+    assert done.phase == "succeeded", done.reason
+    stage = next(s for s in engine.store.stages(run.id) if s["name"] == "deploy")
+    assert stage["outputs"] == {s: "in sync" for s in ("a", "b", "c", "d")}
