@@ -74,8 +74,9 @@ class StepContext:
         in a stage that runs its steps one after another, the next step begins now instead of
         once this one is recorded (a rolling deploy's next service starts while this one's
         revision is written down), and this call returns once the next step acts (`acting`),
-        ended, or will not begin. Call it at most once, after the last change the step makes;
-        a step that fails after it still fails its stage, but the next step has begun."""
+        handed on, ended, or will not begin. Call it at most once, after the last change the
+        step makes; a step that fails after it still fails its stage, but the next step has
+        begun."""
         self.handed_on()
 
     def check_cancelled(self) -> None:
