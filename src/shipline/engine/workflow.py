@@ -501,12 +501,20 @@ def _execute_steps(
     return _run_steps(run_id, stage, steps, inputs, parallel)
 
 
-# how a batch acts out one of its steps: (position, step), its hand-on, what was prepared
-# for it, its `acting`
-_Step = Callable[
-    [tuple[int, dict[str, Any]], Callable[[], None], Callable[[], Any], Callable[[], None]],
-    dict[str, Any],
-]
+@dataclass(frozen=True)
+class _Cues:
+    """What a step's `StepContext` says to, or gives, in a one-after-another stage (`_Turns`):
+    its hand-on, what was prepared for it, its `acting`. Elsewhere, none of them."""
+
+    hand_on: Callable[[], None] = lambda: None
+    prepared: Callable[[], Any] = lambda: None
+    acting: Callable[[], None] = lambda: None
+
+
+_NO_CUES = _Cues()
+
+# how a batch acts out one of its steps: (position, step) and its cues
+_Step = Callable[[tuple[int, dict[str, Any]], _Cues], dict[str, Any]]
 
 
 def _run_steps(
@@ -525,13 +533,8 @@ def _run_steps(
     act = _stepper(run_id, stage, inputs)
     where = {id(item): index for index, item in enumerate(steps)}
 
-    def one(
-        item: tuple[int, dict[str, Any]],
-        hand_on: Callable[[], None] = lambda: None,
-        prepared: Callable[[], Any] = lambda: None,
-        acting: Callable[[], None] = lambda: None,
-    ) -> dict[str, Any]:
-        result = act(item, hand_on, prepared, acting)
+    def one(item: tuple[int, dict[str, Any]], cues: _Cues = _NO_CUES) -> dict[str, Any]:
+        result = act(item, cues)
         if then is not None:
             then(where[id(item)], result)
         return result
@@ -547,22 +550,14 @@ def _stepper(run_id: int, stage: str, inputs: dict[str, dict[str, Any]]) -> _Ste
     returned as it is, else the step is attempted (again, when it had begun)."""
     recorded = {row["name"]: row for row in current().store.steps(run_id) if row["stage"] == stage}
 
-    def one(
-        item: tuple[int, dict[str, Any]],
-        hand_on: Callable[[], None] = lambda: None,
-        prepared: Callable[[], Any] = lambda: None,
-        acting: Callable[[], None] = lambda: None,
-    ) -> dict[str, Any]:
+    def one(item: tuple[int, dict[str, Any]], cues: _Cues = _NO_CUES) -> dict[str, Any]:
         position, step = item
         spec = StepSpec.model_validate(step)
         row = recorded.get(spec.name)
         if row is not None and row["finished_at"] is not None and Phase(row["phase"]).done:
             return {"phase": row["phase"], "outputs": row["outputs"] or {},
                     "error": row["error"], "final": True}  # fmt: skip
-        return _attempt(
-            run_id, stage, position, spec, inputs, 1, again=row is not None, hand_on=hand_on,
-            prepared=prepared, acting=acting,
-        )  # fmt: skip
+        return _attempt(run_id, stage, position, spec, inputs, 1, again=row is not None, cues=cues)
 
     return one
 
@@ -612,9 +607,7 @@ class _Streamed:
             if not self.begun:
                 _record_stage(self.run_id, self.name, self.position, Phase.RUNNING,
                               "stage started", None, self.recorded)  # fmt: skip
-            self.begun[item[0]] = self.pool.submit(
-                self.act, item, lambda: None, lambda: None, lambda: None
-            )
+            self.begun[item[0]] = self.pool.submit(self.act, item, _NO_CUES)
 
     def finish(self, leader: str, leader_phase: Phase) -> dict[str, Any] | None:
         """Once the leader ended: when it succeeded, the steps not begun yet, then the stage's
@@ -718,9 +711,9 @@ class _Turns:
                 self.released[index].set()  # nothing follows it
             self.gated[index].set()
             self.results[index] = self.one(
-                self.steps[index], self._hand_on(index), self._prepared(index),
-                self._acting(index),
-            )  # fmt: skip
+                self.steps[index],
+                _Cues(self._hand_on(index), self._prepared(index), self._acting(index)),
+            )
         except BaseException:
             self.broke.append(index)
             self.stopped.set()
@@ -855,13 +848,11 @@ def _attempt(
     attempt: int,
     *,
     again: bool = False,
-    hand_on: Callable[[], None] = lambda: None,
-    prepared: Callable[[], Any] = lambda: None,
-    acting: Callable[[], None] = lambda: None,
+    cues: _Cues = _NO_CUES,
 ) -> dict[str, Any]:
     """Act out one attempt of a step and record its outcome. `again`: the attempt had started
     before and has no outcome (its worker stopped while it ran): it starts over, and says so.
-    `hand_on`, `prepared`, `acting`: what its `StepContext`'s say to, or give."""
+    `cues`: what its `StepContext`'s hand-on, preparation and acting say to, or give."""
     rt = current()
     store = rt.store
     outputs: dict[str, Any] = {}
@@ -886,9 +877,9 @@ def _attempt(
             log=_step_logger(run_id, stage, spec.name),
             cancelled=_cancel_probe(run_id),
             deadline=deadline,
-            handed_on=hand_on,
-            prepared=prepared,
-            began_acting=acting,
+            handed_on=cues.hand_on,
+            prepared=cues.prepared,
+            began_acting=cues.acting,
         )
         try:
             action = find_action(spec.action, rt.actions)

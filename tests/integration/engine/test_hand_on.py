@@ -5,10 +5,12 @@ hand on is followed only once it ended, and a failed one is followed by nothing.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from typing import Any
 
-from shipline.engine.actions import PREPARERS, StepContext
+from shipline.engine.actions import PREPARERS, Action, StepContext
 from shipline.errors import CheckFailed
+from shipline.store.sql import RunRecord
 from tests.engine_harness import Engine
 
 WAIT = 20.0  # seconds a step waits for the other one before it gives up (a bug, not a timing)
@@ -119,6 +121,20 @@ def _two_services(action: str) -> list[dict[str, Any]]:
     ]}]  # fmt: skip
 
 
+def _with_preparer(
+    engine: Engine, name: str, act: Action, prepare: Callable[[dict[str, Any]], Any]
+) -> tuple[RunRecord, RunRecord]:
+    """Run the two services' stage with `act` registered as `name` and prepared by `prepare`;
+    the run as started, and as it ended."""
+    PREPARERS[act] = prepare
+    try:
+        engine.runtime.actions[name] = act
+        run = engine.start(_two_services(name))
+        return run, engine.wait(run.id)
+    finally:
+        PREPARERS.pop(act)
+
+
 def test_the_next_step_is_prepared_while_the_one_before_runs(engine: Engine) -> None:
     prepared = threading.Event()
     seen: dict[str, Any] = {}
@@ -133,13 +149,7 @@ def test_the_next_step_is_prepared_while_the_one_before_runs(engine: Engine) -> 
             seen["web prepared while api ran"] = prepared.wait(WAIT)
         return {params["service"]: ctx.prepared()}
 
-    PREPARERS[act] = prepare
-    try:
-        engine.runtime.actions["prepared"] = act
-        run = engine.start(_two_services("prepared"))
-        done = engine.wait(run.id)
-    finally:
-        PREPARERS.pop(act)
+    run, done = _with_preparer(engine, "prepared", act, prepare)
     assert done.phase == "succeeded", done.reason
     assert seen == {"web prepared while api ran": True}
     stage = next(s for s in engine.store.stages(run.id) if s["name"] == "deploy")
@@ -154,13 +164,7 @@ def test_a_failed_preparation_leaves_the_step_to_read_for_itself(engine: Engine)
     def act(ctx: StepContext, params: dict[str, Any]) -> dict[str, Any]:
         return {params["service"]: ctx.prepared() or "read by the step"}
 
-    PREPARERS[act] = prepare
-    try:
-        engine.runtime.actions["unprepared"] = act
-        run = engine.start(_two_services("unprepared"))
-        done = engine.wait(run.id)
-    finally:
-        PREPARERS.pop(act)
+    run, done = _with_preparer(engine, "unprepared", act, prepare)
     assert done.phase == "succeeded", done.reason
     stage = next(s for s in engine.store.stages(run.id) if s["name"] == "deploy")
     assert stage["outputs"] == {"api": "read by the step", "web": "read by the step"}
