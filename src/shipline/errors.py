@@ -180,6 +180,14 @@ class StateLocked(CheckFailed):
         self.lock_id = lock_id
 
 
+class Withdrawn(ShiplineError):
+    """Not done, and nothing was changed: it was to follow another change that did not succeed
+    (a rollout queued behind the one before it, `OrderedApply`). Neither a rule's "no" nor
+    something broken: the step that asked for it counts as skipped."""
+
+    terminal = True
+
+
 class TechnicalError(ShiplineError):
     """Something broke: the run errors. May be retried unless terminal."""
 
@@ -216,4 +224,5 @@ __all__ = [
     "TechnicalError",
     "UserError",
     "VoteNotCounted",
+    "Withdrawn",
 ]

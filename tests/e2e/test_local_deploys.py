@@ -106,6 +106,30 @@ def test_local_lifecycle(env: dict[str, str], tmp_path: Path) -> None:
     assert list((tmp_path / "state" / "followers").iterdir()) == []
 
 
+def test_a_service_queued_behind_one_that_fails_is_not_started(env: dict[str, str]) -> None:
+    """A rolling deploy queues each service behind the one before at the target (ADR 0022):
+    when that one fails, the queued one does nothing and shows as skipped, saying why."""
+    assert sh(env, "deploy", "--env", "dev", "--tag", "1.0.0").returncode == 0
+    bad = sh(env, "deploy", "--env", "dev", "--services", "api,web", "--tag", "6.6.6",
+             "--set", "shiplineDemoCrashAtStart=1", "--json")  # fmt: skip
+    assert bad.returncode == 1, bad.stdout + bad.stderr
+    data = json.loads(bad.stdout)
+    deploy = next(s for s in data["stages"] if s["name"] == "deploy")
+    steps = {s["name"]: (s["phase"], s["error"] or "") for s in deploy["steps"]}
+    assert steps["api"][0] == "failed"
+    assert steps["web"][0] == "skipped"
+    assert (
+        steps["web"][1]
+        == f"not started: the change it was queued behind (run-{data['id']}/deploy/api) did not succeed"
+    )
+    assert deploy["phase"] == "failed" and "api" in data["reason"]
+    assert {s: r["version"] for s, r in _status(env, "dev").items()} == {
+        "api": "1.0.0", "web": "1.0.0", "jobs": "1.0.0"
+    }  # fmt: skip
+    history = json.loads(sh(env, "history", "--env", "dev", "--service", "web", "--json").stdout)
+    assert [entry["version"] for entry in history] == ["1.0.0"]  # nothing was made for web
+
+
 def test_bad_canary_rolls_back_automatically(env: dict[str, str]) -> None:
     assert (
         sh(env, "deploy", "--env", "canary", "--services", "api", "--tag", "1.0.0").returncode == 0

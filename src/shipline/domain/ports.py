@@ -136,6 +136,21 @@ class DeployTarget(Protocol):
 
 
 @runtime_checkable
+class OrderedApply(Protocol):
+    """A target that takes a rollout queued behind another one still under way and starts it
+    the moment that one is made: in a stage that rolls its services out one after another, the
+    next service starts without waiting for the engine to hear of the one before and answer."""
+
+    def apply_after(
+        self, after: str, spec: DeploySpec, *, cause: str, log: LogSink, change: str
+    ) -> int:
+        """`apply(spec, change=change)` once the change `after` (another apply's idempotency
+        key) is made. `Withdrawn`, with nothing done, when that change failed or never came
+        (`change` was already made: its revision, as `apply` returns it)."""
+        ...
+
+
+@runtime_checkable
 class ServiceControl(Protocol):
     """Operations on what runs: scale, restart, stop, and health as verification reads it."""
 

@@ -32,6 +32,16 @@ class StepTimedOut(TechnicalError):
     terminal = True
 
 
+@dataclass(frozen=True)
+class Behind:
+    """The step before this one, still making its effect when this one began (a step of an
+    action in `BEGIN_EARLY`, in a stage that runs its steps one after another)."""
+
+    change: str  # its idempotency key: a target that orders rollouts queues this one behind it
+    # waits until it made its effect, or ended without: whether it made it (this step may act)
+    wait: Callable[[], bool]
+
+
 def idempotency_key(run_id: int, stage: str, step: str) -> str:
     """A step's key for its effects: the same each time the step runs (after a crash too)."""
     return f"run-{run_id}/{stage}/{step}"
@@ -51,12 +61,11 @@ class StepContext:
     deadline: float | None = None
     # Said once the step's effect is made and succeeded (`hand_on`).
     handed_on: Callable[[], None] = lambda: None
-    # What the action's preparer (`PREPARERS`) gave for this step while the step before it ran:
-    # waits for it when it is not ready yet; None when the step was not prepared (or its
-    # preparation failed: the action then does that work itself).
-    prepared: Callable[[], Any] = lambda: None
-    # Said when the step is about to wait on its effect (`acting`).
-    began_acting: Callable[[], None] = lambda: None
+    # Said, with the step's idempotency key, when it is about to wait on its effect (`acting`).
+    began_acting: Callable[[str], None] = lambda change: None
+    # The step before, when it was still making its effect as this one began (`BEGIN_EARLY`):
+    # this step's effect must follow it. None: the step before ended or handed on (or none).
+    behind: Behind | None = None
 
     @property
     def idempotency_key(self) -> str:
@@ -64,10 +73,12 @@ class StepContext:
         return idempotency_key(self.run_id, self.stage, self.step)
 
     def acting(self) -> None:
-        """Say that the step is about to make its effect and wait on it (a rollout): in a stage
-        that runs its steps one after another, what does not hold up this effect is done now,
-        while it waits (the step before writing itself down, the next step's preparation)."""
-        self.began_acting()
+        """Say that the step is about to make its effect and wait on it (a rollout), after the
+        effect of the step it is `behind`, if any: in a stage that runs its steps one after
+        another, what does not hold up this effect is done now, while it waits (the step
+        before writing itself down; the next step begins, when its action is in
+        `BEGIN_EARLY`)."""
+        self.began_acting(self.idempotency_key)
 
     def hand_on(self) -> None:
         """Say that the step's effect is made and succeeded, and what is left is writing it down:
@@ -176,19 +187,20 @@ BUILTIN: dict[str, Action] = {
 }
 
 
-# Actions whose steps a one-after-another stage may prepare while the step before them runs,
-# with how: what the action would read before it acts (an observation, a resolved spec), never
-# an effect. A prepared value is only used by the step it was made for (`StepContext.prepared`).
-Preparer = Callable[[dict[str, Any]], Any]
-PREPARERS: dict[Action, Preparer] = {}
+# Actions whose steps a one-after-another stage begins as soon as the step before them acts
+# (`StepContext.acting`: it waits on its effect), not once it made it: such a step reads what it
+# needs meanwhile, and makes its own effect only after the one before's (`StepContext.behind`:
+# queued behind it at a target that orders rollouts, else once it is made). When that one
+# fails, the step does nothing and counts as skipped (`Withdrawn`).
+BEGIN_EARLY: set[Action] = set()
 
 
-def preparer(name: str, extra: Mapping[str, Action] | None = None) -> Preparer | None:
-    """How a step of action `name` is prepared, if its action has a preparer."""
+def begins_early(name: str, extra: Mapping[str, Action] | None = None) -> bool:
+    """Whether a step of action `name` begins while the step before it acts (`BEGIN_EARLY`)."""
     try:
-        return PREPARERS.get(find_action(name, extra))
+        return find_action(name, extra) in BEGIN_EARLY
     except UserError:
-        return None  # an unknown action: its step says so when it runs
+        return False  # an unknown action: its step says so when it runs
 
 
 def find_action(name: str, extra: Mapping[str, Action] | None = None) -> Action:

@@ -14,8 +14,14 @@ from typing import Any
 from shipline.domain.deploy import DeploySpec, Revision, ServiceState
 from shipline.domain.health import HealthBounds, healthy, verify_health
 from shipline.domain.models import TrafficRouting
-from shipline.domain.ports import DeployTarget, LogSink, Restorable, ServiceControl
-from shipline.engine.actions import BUILTIN, NOTE, PREPARERS, StepContext
+from shipline.domain.ports import (
+    DeployTarget,
+    LogSink,
+    OrderedApply,
+    Restorable,
+    ServiceControl,
+)
+from shipline.engine.actions import BEGIN_EARLY, BUILTIN, NOTE, StepContext
 from shipline.engine.failpoints import failpoint
 from shipline.engine.runtime import current
 from shipline.errors import (
@@ -24,6 +30,7 @@ from shipline.errors import (
     NotFoundError,
     ShiplineError,
     TechnicalError,
+    Withdrawn,
 )
 
 
@@ -233,14 +240,6 @@ def change_key(ctx: StepContext) -> str:
     return ctx.idempotency_key
 
 
-def prepare_deploy(params: dict[str, Any]) -> tuple[ServiceState | None, DeploySpec]:
-    """What a deploy reads before it acts: the service as the target runs it, and the spec it
-    asks for. A rolling deploy's stage prepares it while the service before this one rolls out
-    (it holds the locks of all its services: nothing else changes this one meanwhile)."""
-    live = _live(target_of(params), params)
-    return live, spec_of(params, live=live)
-
-
 def deploy(ctx: StepContext, params: dict[str, Any]) -> dict[str, Any]:
     """Roll out the service's new version; a deploy already in sync does nothing (unless forced)."""
     service, version = str(params["service"]), str(params["version"])
@@ -252,13 +251,16 @@ def deploy(ctx: StepContext, params: dict[str, Any]) -> dict[str, Any]:
             "worker to apply the change"
         )
     target = target_of(params)
-    found = ctx.prepared()  # observed and specified while the service before it rolled out
-    live, spec = found if found is not None else prepare_deploy(params)
+    # A rolling deploy's step begins while the service before it rolls out (`BEGIN_EARLY`;
+    # its stage holds the locks of all its services: nothing else changes this one meanwhile).
+    live = _live(target, params)
+    spec = spec_of(params, live=live)
     before = live.revision if live is not None else 0
     # A service not deployed yet is never in sync: nothing to compare it with (on Kubernetes a
     # plan is a server-side dry run of every object; the apply itself validates them).
     if live is not None and not params.get("force") and target.plan(spec).in_sync:
         replaced = own_change(target, params, change_key(ctx), ctx.log)
+        _after_behind(ctx)  # in sync, yet not done before the service before it
         ctx.hand_on()  # nothing more to change: the next service may begin
         if replaced is not None:
             remember_revision(ctx.run_id, params)
@@ -268,14 +270,26 @@ def deploy(ctx: StepContext, params: dict[str, Any]) -> dict[str, Any]:
         return {service: version, f"{service}.previousRevision": before, f"{service}.inSync": True,
                 NOTE: "in sync, nothing to do"}  # fmt: skip
     cause = str(params.get("cause", "deploy"))
-    ctx.acting()  # the rollout: the service before this one is written down meanwhile
-    number = target.apply(spec, cause=cause, log=ctx.log, change=change_key(ctx))
+    if ctx.behind is not None and isinstance(target, OrderedApply):
+        ctx.acting()  # queued at the target: it starts once the service before is rolled out
+        number = target.apply_after(ctx.behind.change, spec, cause=cause, log=ctx.log,
+                                    change=change_key(ctx))  # fmt: skip
+    else:
+        _after_behind(ctx)
+        ctx.acting()  # the rollout: the service before this one is written down meanwhile
+        number = target.apply(spec, cause=cause, log=ctx.log, change=change_key(ctx))
     failpoint("deploy-applied", change_key(ctx))
     ctx.hand_on()  # rolled out: the next service begins while this one's revision is recorded
     # the revision this change made, as the target's history keeps it (one lock per service and
     # environment: nothing else changed it in between)
     remember_revision(ctx.run_id, params, Revision(number, spec.version, spec.replicas, "", cause))
     return {service: version, f"{service}.previousRevision": before}
+
+
+def _after_behind(ctx: StepContext) -> None:
+    """Wait for the step this one is behind to make its effect; `Withdrawn` when it did not."""
+    if ctx.behind is not None and not ctx.behind.wait():
+        raise Withdrawn(f"not started: the step before it ({ctx.behind.change}) did not succeed")
 
 
 def _bounds(params: dict[str, Any]) -> HealthBounds:
@@ -389,7 +403,7 @@ def down(ctx: StepContext, params: dict[str, Any]) -> dict[str, Any]:
     return {"stopped": stopped}
 
 
-PREPARERS[deploy] = prepare_deploy
+BEGIN_EARLY.add(deploy)
 BUILTIN.update(
     {
         "target.deploy": deploy,

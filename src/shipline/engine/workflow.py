@@ -54,12 +54,13 @@ from shipline.domain.retry import backoff_delay
 from shipline.doorbell import ring_followers
 from shipline.engine import ci_actions, deploy_actions, gates, infra_actions  # noqa: F401 - register actions
 from shipline.engine.actions import (
+    Behind,
     StepCancelled,
     StepContext,
     StepTimedOut,
+    begins_early,
     find_action,
     passed_on,
-    preparer,
 )
 from shipline.engine.canary import CanaryCancelled as _Cancelled
 from shipline.engine.canary import drive_canary
@@ -68,7 +69,7 @@ from shipline.engine.logwriter import step_logger
 from shipline.engine.notifications import deliver
 from shipline.engine.runs import wake_run
 from shipline.engine.runtime import INBOX, WORKFLOW_NAME, current, log
-from shipline.errors import RuleError, ShiplineError
+from shipline.errors import RuleError, ShiplineError, Withdrawn
 
 
 def _iso(moment: datetime) -> str:
@@ -504,11 +505,11 @@ def _execute_steps(
 @dataclass(frozen=True)
 class _Cues:
     """What a step's `StepContext` says to, or gives, in a one-after-another stage (`_Turns`):
-    its hand-on, what was prepared for it, its `acting`. Elsewhere, none of them."""
+    its hand-on, its `acting`, the step it is `behind`. Elsewhere, none of them."""
 
     hand_on: Callable[[], None] = lambda: None
-    prepared: Callable[[], Any] = lambda: None
-    acting: Callable[[], None] = lambda: None
+    acting: Callable[[str], None] = lambda change: None
+    behind: Behind | None = None
 
 
 _NO_CUES = _Cues()
@@ -648,28 +649,30 @@ def _in_turn(
 class _Turns:
     """Steps one after another until one does not succeed. A step begins once the one before it
     ended, or handed on (`StepContext.hand_on`: its effect made and succeeded, what is left is
-    writing it down), and the one before that ended: two steps at most are under way. Each
-    step's thread is there before its turn, waiting for it. What does not hold up the next
-    step's effect waits for it: a step that handed on writes itself down once the next one acts
-    (`StepContext.acting`: it waits on its effect, a rollout), handed on itself (with nothing
-    to wait on), or ended; the next step's preparation (`PREPARERS`: what its action reads
-    before it acts) is made then too. So each step waits for the next one only. The results of
-    every step that began, in order: after one that failed having handed on, the step it
-    handed on to."""
+    writing it down), or, for a step whose action begins early (`BEGIN_EARLY`), acts
+    (`StepContext.acting`: it waits on its effect; the step begun is `behind` it and makes its
+    own effect after that one's); and once the one before that ended: two steps at most are
+    under way. Each step's thread is there before its turn, waiting for it. What does not hold
+    up the next step's effect waits for it: a step that handed on writes itself down once the
+    next one acts, handed on itself (with nothing to wait on), or ended. So each step waits for
+    the next one only. The results of every step that began, in order: after one that failed
+    having handed on or acted, the step that began after it."""
 
     def __init__(
         self, steps: list[tuple[int, dict[str, Any]]], one: _Step, actions: dict[str, Any]
     ) -> None:
-        self.steps, self.one, self.actions = steps, one, actions
+        self.steps, self.one = steps, one
+        self.early = [begins_early(str(step.get("action", "noop")), actions) for _, step in steps]
         self.results: dict[int, dict[str, Any]] = {}
         self.broke: list[int] = []
-        self.ready: dict[int, Future[Any]] = {}
         self.futures: list[Future[None]] = []
+        self.changes: dict[int, str] = {}  # the change each step that acted is making
+        self.handed: set[int] = set()  # the steps that handed on (their effect made)
         self.turns = [threading.Event() for _ in steps]  # handed on, or ended
+        self.opened = [threading.Event() for _ in steps]  # acted too: an early step may begin
         self.released = [threading.Event() for _ in steps]  # may write itself down
         self.gated = [threading.Event() for _ in steps]  # its turn came, or will not
         self.stopped = threading.Event()
-        self.guard = threading.Lock()
         self.pool = ThreadPoolExecutor(max_workers=5, thread_name_prefix="shipline-turn")
 
     def run(self) -> list[dict[str, Any]]:
@@ -683,7 +686,7 @@ class _Turns:
                 future.result()  # what broke in a step breaks the stage, as in this thread
         finally:
             self.stopped.set()
-            for event in [*self.released, *self.turns]:  # nobody waits for what will not come
+            for event in [*self.released, *self.turns, *self.opened]:  # nobody waits in vain
                 event.set()
             self.pool.shutdown(wait=True)
         return [self.results[index] for index in sorted(self.results)]
@@ -696,23 +699,26 @@ class _Turns:
 
     def _step(self, index: int) -> None:
         try:
+            behind = None
             if index >= 1:
-                self.turns[index - 1].wait()
+                before = index - 1
+                (self.opened if self.early[index] else self.turns)[before].wait()
                 if index >= 2:
                     wait_for([self.futures[index - 2]])
                 if (
                     self.stopped.is_set()
-                    or self._failed(index - 1)
+                    or self._failed(before)
                     or (index >= 2 and self._failed(index - 2))
                 ):
                     self.stopped.set()
                     return
+                if not self.turns[before].is_set():  # it acts: this step's effect follows it
+                    behind = Behind(self.changes[before], self._made(before))
             if index + 1 == len(self.steps):
                 self.released[index].set()  # nothing follows it
             self.gated[index].set()
             self.results[index] = self.one(
-                self.steps[index],
-                _Cues(self._hand_on(index), self._prepared(index), self._acting(index)),
+                self.steps[index], _Cues(self._hand_on(index), self._acting(index), behind)
             )
         except BaseException:
             self.broke.append(index)
@@ -721,37 +727,23 @@ class _Turns:
         finally:
             self.gated[index].set()
             self.turns[index].set()
+            self.opened[index].set()
             if index >= 1:
                 self.released[index - 1].set()
-            self.ready.pop(index, None)
 
-    def _prepare_next(self, index: int) -> None:
-        with self.guard:
-            if index + 1 >= len(self.steps) or index + 1 in self.ready:
-                return
-            following = self.steps[index + 1][1]
-            prepare = preparer(str(following.get("action", "noop")), self.actions)
-            if prepare is not None:
-                params = dict(following.get("params") or {})
-                self.ready[index + 1] = self.pool.submit(prepare, params)
+    def _made(self, index: int) -> Callable[[], bool]:
+        def wait() -> bool:
+            self.turns[index].wait()
+            return index in self.handed or not self._failed(index)
 
-    def _prepared(self, index: int) -> Callable[[], Any]:
-        def value() -> Any:
-            future = self.ready.get(index)
-            if future is None:
-                return None
-            try:
-                return future.result()
-            except Exception:  # the step reads what it needs itself, and says what broke
-                return None
+        return wait
 
-        return value
-
-    def _acting(self, index: int) -> Callable[[], None]:
-        def now() -> None:
+    def _acting(self, index: int) -> Callable[[str], None]:
+        def now(change: str) -> None:
             if index >= 1:
                 self.released[index - 1].set()
-            self._prepare_next(index)
+            self.changes[index] = change
+            self.opened[index].set()
 
         return now
 
@@ -759,8 +751,9 @@ class _Turns:
         def now() -> None:
             if index >= 1:  # past its effect, as when it acts: the one before writes itself down
                 self.released[index - 1].set()
+            self.handed.add(index)
             self.turns[index].set()
-            self._prepare_next(index)
+            self.opened[index].set()
             self.released[index].wait()
 
         return now
@@ -852,7 +845,7 @@ def _attempt(
 ) -> dict[str, Any]:
     """Act out one attempt of a step and record its outcome. `again`: the attempt had started
     before and has no outcome (its worker stopped while it ran): it starts over, and says so.
-    `cues`: what its `StepContext`'s hand-on, preparation and acting say to, or give."""
+    `cues`: what its `StepContext`'s hand-on and acting say to, and the step it is behind."""
     rt = current()
     store = rt.store
     outputs: dict[str, Any] = {}
@@ -878,8 +871,8 @@ def _attempt(
             cancelled=_cancel_probe(run_id),
             deadline=deadline,
             handed_on=cues.hand_on,
-            prepared=cues.prepared,
             began_acting=cues.acting,
+            behind=cues.behind,
         )
         try:
             action = find_action(spec.action, rt.actions)
@@ -887,6 +880,8 @@ def _attempt(
             phase, error = Phase.SUCCEEDED, None
         except StepCancelled as exc:
             phase, error = Phase.CANCELLED, exc.message
+        except Withdrawn as exc:  # queued behind a step that did not succeed: nothing done
+            phase, error = Phase.SKIPPED, exc.message
         except RuleError as exc:
             phase, error = Phase.FAILED, _told(exc)
         except ShiplineError as exc:
@@ -1395,7 +1390,8 @@ def _step_workflow(
     return _attempts(run_id, stage, index, StepSpec.model_validate(step), outputs)
 
 
-_SEVERITY = [Phase.SUCCEEDED, Phase.CANCELLED, Phase.FAILED, Phase.ERRORED]
+# a step withdrawn (skipped) only follows one that did not succeed: any other outcome tells more
+_SEVERITY = [Phase.SUCCEEDED, Phase.SKIPPED, Phase.CANCELLED, Phase.FAILED, Phase.ERRORED]
 
 
 def _run_parallel(

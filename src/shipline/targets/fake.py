@@ -1,9 +1,10 @@
 """The in-memory target: desired state applied at once, revisions, canary weights, no processes.
 
-It is the fake of the `DeployTarget`, `ServiceControl` and `CanaryRouter` ports and passes the
-same contract suite as the real targets. A spec can ask it to misbehave through its variables:
-`FAKE_UNHEALTHY=1` fails the rollout, `FAKE_ERROR_RATE=0.5` makes its metrics report that share
-of errors, `FAKE_REQUESTS=3` reports that few requests per interval (too little to judge).
+It is the fake of the `DeployTarget`, `OrderedApply`, `ServiceControl` and `CanaryRouter` ports
+and passes the same contract suite as the real targets. A spec can ask it to misbehave through
+its variables: `FAKE_UNHEALTHY=1` fails the rollout, `FAKE_ERROR_RATE=0.5` makes its metrics
+report that share of errors, `FAKE_REQUESTS=3` reports that few requests per interval (too
+little to judge).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from shipline.domain.deploy import DeployPlan, DeploySpec, Revision, ServiceStat
 from shipline.domain.health import HealthBounds, Observation
 from shipline.domain.ports import LogSink, MetricSource, TargetContext
 from shipline.errors import CheckFailed, NotFoundError
+from shipline.targets.ordering import Sequencer
 
 
 def _quiet(line: str) -> None:
@@ -33,6 +35,7 @@ class FakeTarget:
 
     def __init__(self) -> None:
         self._data: dict[str, Any] = {"services": {}}
+        self._sequence = Sequencer(self._made_before)  # rollouts queued behind another
 
     @contextmanager
     def _state(self, environment: str, service: str | None = None) -> Iterator[dict[str, Any]]:
@@ -75,6 +78,29 @@ class FakeTarget:
         change: str | None = None,
     ) -> int:
         """Make `spec` the desired state at once; record a revision (once per `change`)."""
+        with self._sequence.making(change):
+            return self._apply(spec, cause, log, change)
+
+    def apply_after(
+        self, after: str, spec: DeploySpec, *, cause: str = "deploy", log: LogSink = _quiet,
+        change: str,
+    ) -> int:  # fmt: skip
+        """`apply` once the change `after` is made; `Withdrawn` when it failed or never came."""
+        with self._state(spec.environment, spec.service) as data:
+            entry = data["services"].get(self._key(spec.environment, spec.service))
+            made = entry is not None and _recorded(entry["revisions"], change) is not None
+        if not made:
+            self._sequence.wait_for(after)
+        return self.apply(spec, cause=cause, log=log, change=change)
+
+    def _made_before(self, change: str) -> bool:
+        """Whether a revision this object holds was made by `change`."""
+        return any(
+            _recorded(entry["revisions"], change) is not None
+            for entry in list(self._data["services"].values())
+        )
+
+    def _apply(self, spec: DeploySpec, cause: str, log: LogSink, change: str | None) -> int:
         if spec.env.get("FAKE_UNHEALTHY") == "1":
             raise CheckFailed(f"{spec.service} {spec.version}: new replica not healthy")
         with self._state(spec.environment, spec.service) as data:

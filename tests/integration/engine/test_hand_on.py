@@ -1,15 +1,15 @@
 """A step of a one-after-another stage that hands on (`StepContext.hand_on`: its effect made
-and succeeded) lets the next step begin while it writes its outcome down; a step that does not
+and succeeded) lets the next step begin while it writes its outcome down; a step whose action
+begins early (`BEGIN_EARLY`) begins while the one before acts, behind it; a step that does not
 hand on is followed only once it ended, and a failed one is followed by nothing."""
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
 from typing import Any
 
-from shipline.engine.actions import PREPARERS, Action, StepContext
-from shipline.errors import CheckFailed
+from shipline.engine.actions import BEGIN_EARLY, Action, StepContext
+from shipline.errors import CheckFailed, Withdrawn
 from shipline.store.sql import RunRecord
 from tests.engine_harness import Engine
 
@@ -117,57 +117,80 @@ def test_a_failed_step_that_did_not_hand_on_is_followed_by_nothing(engine: Engin
 
 def _two_services(action: str) -> list[dict[str, Any]]:
     return [{"name": "deploy", "steps": [
-        {"name": s, "action": action, "params": {"service": s}} for s in ("api", "web")
+        {"name": s, "action": action, "params": {"service": s}} for s in ("api", "web", "db")
     ]}]  # fmt: skip
 
 
-def _with_preparer(
-    engine: Engine, name: str, act: Action, prepare: Callable[[dict[str, Any]], Any]
-) -> tuple[RunRecord, RunRecord]:
-    """Run the two services' stage with `act` registered as `name` and prepared by `prepare`;
-    the run as started, and as it ended."""
-    PREPARERS[act] = prepare
+def _early(engine: Engine, name: str, act: Action) -> tuple[RunRecord, RunRecord]:
+    """Run the three services' stage with `act` registered as `name`, an action whose steps
+    begin early; the run as started, and as it ended."""
+    BEGIN_EARLY.add(act)
     try:
         engine.runtime.actions[name] = act
         run = engine.start(_two_services(name))
         return run, engine.wait(run.id)
     finally:
-        PREPARERS.pop(act)
+        BEGIN_EARLY.discard(act)
 
 
-def test_the_next_step_is_prepared_while_the_one_before_runs(engine: Engine) -> None:
-    prepared = threading.Event()
+def test_a_step_that_begins_early_begins_while_the_one_before_acts_and_is_behind_it(
+    engine: Engine,
+) -> None:
+    web_began = threading.Event()
     seen: dict[str, Any] = {}
 
-    def prepare(params: dict[str, Any]) -> dict[str, str]:
-        prepared.set()
-        return {"observed": params["service"]}
+    def act(ctx: StepContext, params: dict[str, Any]) -> dict[str, Any]:
+        service = params["service"]
+        if service == "web":
+            web_began.set()
+        behind = ctx.behind
+        seen[f"{service} behind"] = behind.change if behind else None
+        made = behind.wait() if behind else True  # waits for the one before to make its effect
+        ctx.acting()
+        if service == "api":
+            seen["web began while api acted"] = web_began.wait(WAIT)
+        return {service: made}
+
+    run, done = _early(engine, "early", act)
+    assert done.phase == "succeeded", done.reason
+    assert seen["web began while api acted"] is True
+    assert seen["api behind"] is None  # nothing before it
+    assert seen["web behind"] == f"run-{run.id}/deploy/api"  # its change, still being made
+    stage = next(s for s in engine.store.stages(run.id) if s["name"] == "deploy")
+    assert stage["outputs"] == {"api": True, "web": True, "db": True}
+
+
+def test_a_step_behind_one_that_failed_is_withdrawn_and_nothing_after_it_begins(
+    engine: Engine,
+) -> None:
+    web_began = threading.Event()
+    calls: list[str] = []
 
     def act(ctx: StepContext, params: dict[str, Any]) -> dict[str, Any]:
-        if params["service"] == "api":
-            ctx.acting()  # waits on its effect: the next step is prepared meanwhile
-            seen["web prepared while api ran"] = prepared.wait(WAIT)
-        return {params["service"]: ctx.prepared()}
+        service = params["service"]
+        calls.append(service)
+        if service == "web":
+            web_began.set()
+        if ctx.behind is not None and not ctx.behind.wait():
+            raise Withdrawn(f"not started: {ctx.behind.change} did not succeed")
+        ctx.acting()
+        if service == "api":
+            web_began.wait(WAIT)
+            raise CheckFailed("api: new replica not healthy")
+        return {service: "deployed"}
 
-    run, done = _with_preparer(engine, "prepared", act, prepare)
-    assert done.phase == "succeeded", done.reason
-    assert seen == {"web prepared while api ran": True}
+    run, done = _early(engine, "early_failing", act)
+    assert done.phase == "failed"
+    assert "step 'api' failed: api: new replica not healthy" in done.reason
+    assert calls == ["api", "web"]
+    steps = {s["name"]: (s["phase"], s["error"]) for s in engine.store.steps(run.id)}
+    assert steps == {
+        "api": ("failed", "api: new replica not healthy"),
+        "web": ("skipped", f"not started: run-{run.id}/deploy/api did not succeed"),
+    }
     stage = next(s for s in engine.store.stages(run.id) if s["name"] == "deploy")
-    # the first step is not prepared (nothing ran before it); the second uses what was
-    assert stage["outputs"] == {"api": None, "web": {"observed": "web"}}
-
-
-def test_a_failed_preparation_leaves_the_step_to_read_for_itself(engine: Engine) -> None:
-    def prepare(params: dict[str, Any]) -> None:
-        raise RuntimeError("the target did not answer")
-
-    def act(ctx: StepContext, params: dict[str, Any]) -> dict[str, Any]:
-        return {params["service"]: ctx.prepared() or "read by the step"}
-
-    run, done = _with_preparer(engine, "unprepared", act, prepare)
-    assert done.phase == "succeeded", done.reason
-    stage = next(s for s in engine.store.stages(run.id) if s["name"] == "deploy")
-    assert stage["outputs"] == {"api": "read by the step", "web": "read by the step"}
+    assert stage["phase"] == "failed"
+    assert stage["outputs"] == {}  # nothing for a rollback to undo
 
 
 def test_steps_that_hand_on_without_acting_each_write_themselves_down(engine: Engine) -> None:

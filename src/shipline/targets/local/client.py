@@ -35,7 +35,8 @@ def _quiet(line: str) -> None:
 
 
 class LocalClient:
-    """DeployTarget, ServiceControl, CanaryRouter and Restorable over the daemon's socket."""
+    """DeployTarget, OrderedApply, ServiceControl, CanaryRouter and Restorable over the
+    daemon's socket."""
 
     routers: frozenset[str] = frozenset()  # the gateway's weights only
 
@@ -130,6 +131,16 @@ class LocalClient:
     ) -> int:
         """Rolling update to `spec` (once per `change`)."""
         return int(self._call("apply", log, spec=spec, cause=cause, change=change))
+
+    def apply_after(
+        self, after: str, spec: DeploySpec, *, cause: str = "deploy", log: LogSink = _quiet,
+        change: str,
+    ) -> int:  # fmt: skip
+        """`apply`, queued in the daemon behind the change `after` (`OrderedApply`): it starts
+        there the moment that one is made."""
+        return int(
+            self._call("apply_after", log, after=after, spec=spec, cause=cause, change=change)
+        )
 
     def observe(self, environment: str, service: str) -> ServiceState:
         """What runs now."""

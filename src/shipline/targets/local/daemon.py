@@ -40,6 +40,13 @@ def _dispatch(
         "apply": lambda: target.apply(
             args["spec"], cause=args.get("cause", "deploy"), log=log, change=args.get("change")
         ),
+        "apply_after": lambda: target.apply_after(
+            str(args["after"]),
+            args["spec"],
+            cause=args.get("cause", "deploy"),
+            log=log,
+            change=str(args["change"]),
+        ),
         "observe": lambda: target.observe(args["environment"], args["service"]),
         "history": lambda: target.history(args["environment"], args["service"]),
         "rollback": lambda: target.rollback(

@@ -41,11 +41,15 @@ from shipline.process import hold_lock
 from shipline.targets.local.gateway import DRAIN_SECONDS, Gateway
 from shipline.targets.local.metrics import GatewayMetrics
 from shipline.targets.local.supervisor import Replica, Supervisor, free_port, http_status
+from shipline.targets.ordering import Sequencer
 
 WORKLOAD = [sys.executable, "-m", "shipline.targets.local.workload"]
 log = logging.getLogger("shipline.local")
 RETIRING_AT_ONCE = 4  # replicas draining and stopping at the same time, after a rollout
 OWNER_ENV = "SHIPLINE_LOCAL_OWNER"  # in a service's own process: the state folder it belongs to
+# A rollout's state is written this long after it: rollouts close together share one write, and
+# the write keeps off the start of the service queued behind it (ADR 0022).
+STATE_SETTLE_SECONDS = 0.01
 
 
 def _left_by(proc: Path, owner: str) -> bool:
@@ -227,6 +231,8 @@ class LocalTarget:
         self.health_timeout = health_timeout
         self._services: dict[tuple[str, str], _Service] = {}
         self._lock = threading.RLock()
+        # the changes under way and made, for a rollout queued behind another (`apply_after`)
+        self._sequence = Sequencer(self._made_before)
         # The state files after a rollout: written by a thread of their own, one write for
         # what changed meanwhile, so a rollout does not wait for them (`_state_soon`).
         self._state_written = threading.Lock()  # one write at a time: the last is the newest
@@ -356,9 +362,28 @@ class LocalTarget:
         A failed first deploy leaves nothing behind.
         """
         try:
-            return self._apply(spec, cause, log, record, change)
+            with self._sequence.making(change):  # what is queued behind it starts at its end
+                return self._apply(spec, cause, log, record, change)
         finally:
             self._state_soon((spec.environment, spec.service))
+
+    def apply_after(
+        self, after: str, spec: DeploySpec, *, cause: str = "deploy", log: LogSink = _quiet,
+        change: str,
+    ) -> int:  # fmt: skip
+        """`apply`, started the moment the change `after` is made (`OrderedApply`): the next
+        service of a rollout one after another starts here, not after a round trip through the
+        engine. `Withdrawn`, with nothing done, when that change failed or never came."""
+        svc = self._services.get((spec.environment, spec.service))
+        if svc is None or _recorded(svc.revisions, change) is None:  # else: already made
+            self._sequence.wait_for(after)
+        return self.apply(spec, cause=cause, log=log, change=change)
+
+    def _made_before(self, change: str) -> bool:
+        """Whether a revision of any service was made by `change` (before a restart too)."""
+        return any(
+            _recorded(svc.revisions, change) is not None for svc in list(self._services.values())
+        )
 
     def _state_soon(self, changed: tuple[str, str]) -> None:
         """Have the state files written by their thread with `changed` observed again, without
@@ -381,6 +406,7 @@ class LocalTarget:
             with self._state_wanted:
                 while not self._state_dirty:
                     self._state_wanted.wait()
+            time.sleep(STATE_SETTLE_SECONDS)
             try:
                 self._write_changed()
             except OSError as exc:  # a full disk: tried again in a second, and by `close`
