@@ -92,11 +92,19 @@ class Doorbell:
             self._socket = None
 
 
-def ring_followers(state_dir: Path, run_id: int) -> int:
-    """Wake every command of this machine waiting for run `run_id`; how many were rung. A
-    follower that is gone (a killed command) has its name removed."""
+ENDS = ".end"  # the name's ending of a follower that waits for the run's end only
+
+
+def ring_followers(state_dir: Path, run_id: int, *, ended: bool = False) -> int:
+    """Wake every command of this machine waiting for run `run_id` (`ended`: the run ended;
+    else it moved, and a command that waits for its end only is left alone); how many were
+    rung. A follower that is gone (a killed command) has its name removed."""
     try:
-        names = [p.name for p in (state_dir / FOLLOWERS).glob(f"{run_id}-*")]
+        names = [
+            p.name
+            for p in (state_dir / FOLLOWERS).glob(f"{run_id}-*")
+            if ended or not p.name.endswith(ENDS)
+        ]
     except OSError:
         return 0
     rung, silent = _send(state_dir, [f"{FOLLOWERS}/{name}" for name in names])
@@ -107,11 +115,12 @@ def ring_followers(state_dir: Path, run_id: int) -> int:
 
 
 class Follower:
-    """A command waiting for run `run_id`: `wait` returns when the worker rang (the run moved)
-    or after `timeout`, like `time.sleep` but woken early."""
+    """A command waiting for run `run_id`: `wait` returns when the worker rang (the run moved;
+    `ends_only`: it ended) or after `timeout`, like `time.sleep` but woken early. A command
+    that shows only the run's end is not woken at every move, nor asks the worker each time."""
 
-    def __init__(self, state_dir: Path, run_id: int) -> None:
-        name = f"{run_id}-{os.getpid()}"
+    def __init__(self, state_dir: Path, run_id: int, *, ends_only: bool = False) -> None:
+        name = f"{run_id}-{os.getpid()}" + (ENDS if ends_only else "")
         self._bell = Doorbell(state_dir, f"{FOLLOWERS}/{name}")
         self._marker: Path | None = state_dir / FOLLOWERS / name
         try:

@@ -72,6 +72,17 @@ def test_a_follower_is_rung_for_its_run_only_and_leaves_no_name(tmp_path: Path) 
     assert ring_followers(tmp_path, 7) == 0
 
 
+def test_a_follower_of_the_end_only_is_rung_when_the_run_ends_not_when_it_moves(
+    tmp_path: Path,
+) -> None:
+    with Follower(tmp_path, 7, ends_only=True) as follower:
+        assert ring_followers(tmp_path, 7) == 0  # a stage moved
+        assert follower.wait(0.01) is False
+        assert ring_followers(tmp_path, 7, ended=True) == 1
+        assert follower.wait(5) is True
+    assert list((tmp_path / FOLLOWERS).iterdir()) == []
+
+
 def test_a_follower_that_died_without_tidying_up_is_forgotten(tmp_path: Path) -> None:
     (tmp_path / FOLLOWERS).mkdir()
     (tmp_path / FOLLOWERS / "7-999999").touch()  # a killed command's name, nobody listening

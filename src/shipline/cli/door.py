@@ -136,14 +136,14 @@ def watch_at_door(state: Any, output: Any, run_id: int, *, as_json: bool) -> int
 
     folder = state_dir_of(state.config_path().resolve(), os.environ)
     try:
-        with Follower(folder, run_id) as bell:
+        with Follower(folder, run_id, ends_only=True) as bell:
             while True:
                 seen = submit_at_door(state, "show", {"run": run_id, "brief": True})
                 if seen is None:
                     return None
                 if seen.get("phase") in EXIT:
                     break
-                bell.wait(1.0)  # the worker rings when the run moves: a look a second besides
+                bell.wait(1.0)  # the worker rings when the run ends: a look a second besides
     except KeyboardInterrupt:
         say_interrupted(output, run_id)
         return 130

@@ -62,8 +62,15 @@ def target_settings(config: Config, env: Environment, root: str | Path) -> dict[
 
 
 def _service_params(
-    config: Config, env: Environment, service: str, state_dir: str, root: str
+    config: Config,
+    env: Environment,
+    service: str,
+    where: tuple[str, str],
+    settings: dict[str, str | None],
 ) -> dict[str, Any]:
+    """A service's step parameters in `env`: `where` (state folder, project folder), `settings`
+    (the environment's `target_settings`, worked out once for all its services)."""
+    state_dir, root = where
     target = config.targets[env.target]
     svc = config.service(service)
     tier = config.tiers[env.tier].resources
@@ -76,7 +83,7 @@ def _service_params(
     return {
         **start,
         "target": target.type,
-        "targetSettings": target_settings(config, env, root),
+        "targetSettings": dict(settings),
         "environment": env.name,
         "namespace": env.namespace,
         "stateDir": state_dir,
@@ -100,12 +107,12 @@ def _steps(
     where: tuple[str, str],
     **extra: Any,
 ) -> list[dict[str, Any]]:
-    state_dir, root = where
+    settings = target_settings(config, env, where[1])
     return [
         {
             "name": service,
             "action": action,
-            "params": {**_service_params(config, env, service, state_dir, root), **extra},
+            "params": {**_service_params(config, env, service, where, settings), **extra},
         }
         for service in services
     ]

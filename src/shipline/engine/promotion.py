@@ -20,6 +20,7 @@ from shipline.engine.pipelines import (
     pick_services,
     promote_pipeline,
 )
+from shipline.engine.runs import RunService
 from shipline.engine.wiring import RunRecord, SqlStateStore, require_target
 from shipline.engine.workspace import Workspace
 from shipline.errors import NotFoundError, UserError
@@ -103,10 +104,13 @@ def submit_promotion(
     skip_tests: bool = False,
     canary: bool = False,
     allowed: Callable[[str], None] | None = None,
+    service: RunService | None = None,
 ) -> RunRecord:
     """Queue one run that promotes the services' versions from `source` up to every target
     environment in ladder order, after the ladder's and the source's rules held; `allowed`
-    raises for an environment the requester may not deploy to (the server's roles)."""
+    raises for an environment the requester may not deploy to (the server's roles). `service`:
+    the runs of `ws`'s project, as the caller keeps them (a worker's front desk), else opened
+    here."""
     from shipline.engine.assembly import run_service
     from shipline.engine.submit import check_tag
 
@@ -144,12 +148,9 @@ def submit_promotion(
         assert tag is not None
         check_tag(tag)
         versions = dict.fromkeys(names, tag)
-    store = SqlStateStore.connect(ws.database_url)
-    try:
-        held = held_in(store, src.name, versions)
-        below = [s for s in versions if s not in held]
-    finally:
-        store.close()
+    service = service or run_service(ws)
+    held = held_in(service.store, src.name, versions)
+    below = [s for s in versions if s not in held]
     if below:
         shown = ", ".join(f"{s} {versions[s]}" for s in below[:6])
         raise UserError(
@@ -161,7 +162,7 @@ def submit_promotion(
         ws.config, src, envs, versions, str(ws.state_dir), root=str(ws.root),
         tests=not skip_tests, canary=canary, digests=digests,
     )  # fmt: skip
-    return run_service(ws).start(
+    return service.start(
         spec,
         actor=actor,
         environment=order[-1],

@@ -124,9 +124,11 @@ def submit_deploy(
     force: bool = False,
     release: str | None = None,
     skip_tests: bool = False,
+    service: RunService | None = None,
 ) -> RunRecord:
     """Queue a deploy run after every submission rule held: one tag for every service, or each
-    service's version from an immutable release."""
+    service's version from an immutable release. `service`: the runs of `ws`'s project, as the
+    caller keeps them (a worker's front desk), else opened here."""
     if emergency and not (reason and reason.strip()):
         raise UserError(
             "--emergency needs --reason TEXT",
@@ -159,7 +161,7 @@ def submit_deploy(
         digests=digests,
         tests=not skip_tests,
     )
-    return run_service(ws).start(
+    return (service or run_service(ws)).start(
         spec,
         actor=actor,
         environment=environment.name,
@@ -282,7 +284,7 @@ class FrontDesk:
                 return _show(self._reader(ws), args)
             if op in ("vote", "cancel"):
                 return _act(self._reader(ws), str(op), args, actor)
-            record = _submit(ws, str(op), args, actor)
+            record = _submit(ws, str(op), args, actor, self._reader(ws))
         except ShiplineError as exc:
             return {"error": exc.lines(), "code": exc.exit_code}
         except Exception as exc:  # recorded or not, unknown: never submitted twice
@@ -333,8 +335,10 @@ def _act(service: RunService, op: str, args: dict[str, Any], actor: str) -> dict
     return {"stage": effect.stage, "waitingOn": list(effect.waiting_on)}
 
 
-def _submit(ws: Workspace, op: str, args: dict[str, Any], actor: str) -> RunRecord:
-    """Submit what a front-door request asks, as its command would."""
+def _submit(
+    ws: Workspace, op: str, args: dict[str, Any], actor: str, service: RunService
+) -> RunRecord:
+    """Submit what a front-door request asks, as its command would, through `service`."""
     if op == "promote":
         from shipline.engine.promotion import submit_promotion
 
@@ -348,6 +352,7 @@ def _submit(ws: Workspace, op: str, args: dict[str, Any], actor: str) -> RunReco
             actor=actor,
             skip_tests=bool(args.get("skip_tests")),
             canary=bool(args.get("canary")),
+            service=service,
         )
     return submit_deploy(
         ws,
@@ -360,6 +365,7 @@ def _submit(ws: Workspace, op: str, args: dict[str, Any], actor: str) -> RunReco
         force=bool(args.get("force")),
         release=_text(args.get("release")),
         skip_tests=bool(args.get("skip_tests")),
+        service=service,
     )
 
 

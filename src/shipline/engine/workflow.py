@@ -302,11 +302,12 @@ def _record_stage(
     _moved(run_id)
 
 
-def _moved(run_id: int) -> None:
-    """Wake the commands of this machine that follow run `run_id`: it moved."""
+def _moved(run_id: int, *, ended: bool = False) -> None:
+    """Wake the commands of this machine that follow run `run_id`: it moved (`ended`: it
+    ended)."""
     state_dir = getattr(current().workspace, "state_dir", None)
     if state_dir is not None:
-        ring_followers(state_dir, run_id)
+        ring_followers(state_dir, run_id, ended=ended)
 
 
 @DBOS.step(name="shipline.window")
@@ -1021,7 +1022,7 @@ def _end_run(
             reason,
             run_values={"phase": phase, "reason": reason, "finished_at": rt.clock()},
         )
-        _moved(run_id)
+        _moved(run_id, ended=True)
     for other in waiting:
         if other != run_id:
             _wake(other, {"type": "lock"})
