@@ -138,7 +138,9 @@ def watch_at_door(state: Any, output: Any, run_id: int, *, as_json: bool) -> int
     try:
         with Follower(folder, run_id, ends_only=True) as bell:
             while True:
-                seen = submit_at_door(state, "show", {"run": run_id, "brief": True})
+                seen = submit_at_door(
+                    state, "show", {"run": run_id, "brief": True, "detailsOnceEnded": True}
+                )
                 if seen is None:
                     return None
                 if seen.get("phase") in EXIT:
@@ -147,7 +149,8 @@ def watch_at_door(state: Any, output: Any, run_id: int, *, as_json: bool) -> int
     except KeyboardInterrupt:
         say_interrupted(output, run_id)
         return 130
-    shown = submit_at_door(state, "show", {"run": run_id})
-    if shown is None:
-        return None
-    return print_result(output, run_id, shown["details"], {}, as_json=as_json)
+    if "details" not in seen:  # a worker of an older shipline: asked for them
+        seen = submit_at_door(state, "show", {"run": run_id})
+        if seen is None:
+            return None
+    return print_result(output, run_id, seen["details"], {}, as_json=as_json)

@@ -100,10 +100,12 @@ def worker(
     from shipline.engine.submit import FrontDesk
 
     desk = FrontDesk(ws)  # `deploy --detach` of this user, handed over by the command
-    threading.Thread(
-        target=frontdoor.keep, args=(ws.state_dir, stop, desk.answer), daemon=True,
-        name="shipline-front-door",
-    ).start()  # fmt: skip
+
+    def front_door() -> None:
+        desk.open()
+        frontdoor.keep(ws.state_dir, stop, desk.answer)
+
+    threading.Thread(target=front_door, daemon=True, name="shipline-front-door").start()
     pid_file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     pid_file.write_text(str(os.getpid()))
     state.output.error(f"shipline worker {name} running (pid {os.getpid()})")

@@ -295,7 +295,7 @@ def run_details(service: RunService, run_id: int) -> dict[str, Any]:
         }
         for v in service.store.votes(run_id)
     ]
-    written = [e["message"] for e in service.store.events(run_id) if e["kind"] == "report"]
+    written = [e["message"] for e in service.store.events(run_id, kind="report")]
     data["report"] = written[-1] if written else None
     return data
 

@@ -6,12 +6,14 @@ Bad input is refused here with a UserError (exit 2) before anything is queued or
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 from pathlib import Path
 from typing import Any
 
 from shipline.domain.models import Config, Environment
+from shipline.domain.pipeline import Phase
 from shipline.domain.tags import OCI_TAG
 from shipline.engine.assembly import run_service
 from shipline.engine.pipelines import (
@@ -291,6 +293,14 @@ class FrontDesk:
             return {"error": [f"shipline worker: internal error: {type(exc).__name__}"], "code": 1}
         return {"run": record.id, "phase": record.phase}
 
+    def open(self) -> None:
+        """Load what the first request would need (the project as it is on disk, the run
+        service), so that the first command handed over does not pay for it."""
+        with contextlib.suppress(ShiplineError, OSError):
+            ws = self._current(self.ws.config_path)
+            if ws is not None:
+                self._reader(ws)
+
     def _reader(self, ws: Workspace) -> RunService:
         """The run service that votes, cancels and `show`s, kept while the workspace is `ws`
         (a command waiting for a run asks at every move of it; a vote costs no connection)."""
@@ -312,15 +322,18 @@ class FrontDesk:
 
 
 def _show(service: RunService, args: dict[str, Any]) -> dict[str, Any]:
-    """A run as `runs show --json` shows it (`brief`: its phase alone), for a command waiting
-    for its result."""
+    """A run as `runs show --json` shows it (`brief`: its phase alone, unless it ended and
+    `detailsOnceEnded` asks for them then too), for a command waiting for its result."""
     from shipline.engine.runs import run_details
 
     run = int(args["run"])
     if args.get("brief"):
-        return {"phase": service.phase(run)}
+        phase = service.phase(run)
+        if not (args.get("detailsOnceEnded") and Phase(phase).done):
+            return {"phase": phase}
     # as the command prints it (values JSON has no type for, as text)
-    return {"details": json.loads(json.dumps(run_details(service, run), default=str))}
+    details = json.loads(json.dumps(run_details(service, run), default=str))
+    return {"phase": details["phase"], "details": details}
 
 
 def _act(service: RunService, op: str, args: dict[str, Any], actor: str) -> dict[str, Any]:

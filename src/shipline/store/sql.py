@@ -730,9 +730,11 @@ class SqlStateStore:
         rows = self._read(_STEP, {"the_run": run_id, "the_stage": stage, "the_step": name})
         return rows[0] if rows else None
 
-    def events(self, run_id: int, after: int = 0) -> list[dict[str, Any]]:
-        """Events of a run with id greater than `after`."""
+    def events(self, run_id: int, after: int = 0, kind: str | None = None) -> list[dict[str, Any]]:
+        """Events of a run with id greater than `after` (of `kind` only, when given)."""
         query = events.select().where(events.c.run_id == run_id).where(events.c.id > after)
+        if kind is not None:
+            query = query.where(events.c.kind == kind)
         return self._read(query.order_by(events.c.id))
 
     def add_log(self, run_id: int, stage: str, step: str, line: str) -> None:

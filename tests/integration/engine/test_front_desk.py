@@ -82,3 +82,27 @@ def test_votes_and_cancellations_are_decided_by_the_run_service(desk: FrontDesk)
     assert service.store.get_run(run).cancel_requested  # type: ignore[union-attr]
     actions = [(e["actor"], e["action"]) for e in service.audit.records()]
     assert ("bob", "run.cancel") in actions
+
+
+def test_a_brief_look_at_a_run_brings_its_document_once_it_ended(desk: FrontDesk) -> None:
+    """A command waiting for a run's end asks for its phase at each ring, and gets the run's
+    document with the answer that says it ended (no second request)."""
+    desk.open()  # what the worker does when its door opens
+    run = desk.answer(_request(desk))["run"]
+    base = {"config": str(desk.ws.config_path), "database": desk.ws.database_url, "actor": "bob"}
+    look = {**base, "op": "show", "args": {"run": run, "brief": True, "detailsOnceEnded": True}}
+    assert desk.answer(look) == {"phase": "pending"}
+    from datetime import UTC, datetime
+
+    from shipline.engine.assembly import run_service
+
+    run_service(desk.ws).store.record(
+        run, "run.succeeded", "all stages succeeded",
+        run_values={"phase": "succeeded", "reason": "all stages succeeded",
+                    "finished_at": datetime.now(UTC)},
+    )  # fmt: skip
+    ended = desk.answer(look)
+    assert ended["phase"] == "succeeded"
+    assert ended["details"]["id"] == run and ended["details"]["phase"] == "succeeded"
+    plain = desk.answer({**look, "args": {"run": run, "brief": True}})
+    assert plain == {"phase": "succeeded"}  # asked for the phase alone: the phase alone
