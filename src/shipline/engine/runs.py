@@ -129,9 +129,9 @@ class RunService:
         self.client.ring()  # the store queued it with the record: the workers are told now
         return record
 
-    def get(self, run_id: int) -> RunRecord:
-        """The run, or NotFoundError."""
-        record = self.store.get_run(run_id)
+    def get(self, run_id: int, *, spec: bool = True) -> RunRecord:
+        """The run (without its pipeline's specification: `spec=False`), or NotFoundError."""
+        record = self.store.get_run(run_id, spec=spec)
         if record is None:
             raise _no_run(run_id)
         return record
@@ -259,7 +259,7 @@ class RunService:
 
 def run_details(service: RunService, run_id: int) -> dict[str, Any]:
     """A run with its stages, steps (and canary progress), votes and report."""
-    record = service.get(run_id)
+    record = service.get(run_id, spec=False)  # what it shows of a run is in the run's row
     stages = service.store.stages(run_id)
     steps = service.store.steps(run_id)
     data = run_summary(record)

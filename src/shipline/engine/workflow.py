@@ -14,7 +14,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from concurrent.futures import wait as wait_for
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -514,6 +514,7 @@ class _Cues:
 
 
 _NO_CUES = _Cues()
+_MADE = {"phase": Phase.SUCCEEDED.value, "outputs": {}}  # a step that handed on, as `then` hears
 
 # how a batch acts out one of its steps: (position, step) and its cues
 _Step = Callable[[tuple[int, dict[str, Any]], _Cues], dict[str, Any]]
@@ -531,14 +532,24 @@ def _run_steps(
     one run. The state store's record of a step's outcome is each step's commit point, as for a
     step on its own: after a crash the batch runs again, and a step with a recorded outcome
     returns it instead of acting again. `then(index, result)` is told each step's result (in
-    the step's thread) as soon as it has it."""
+    the step's thread) as soon as it has it; a step that hands on, its success then (its
+    effect made and succeeded), and its result again once it ended."""
     act = _stepper(run_id, stage, inputs)
     where = {id(item): index for index, item in enumerate(steps)}
 
     def one(item: tuple[int, dict[str, Any]], cues: _Cues = _NO_CUES) -> dict[str, Any]:
+        index = where[id(item)]
+        if then is not None and cues is not _NO_CUES:
+            handed = cues.hand_on
+
+            def hand_on() -> None:
+                handed()  # the next step acted: what follows this one does not hold it up
+                then(index, _MADE)
+
+            cues = replace(cues, hand_on=hand_on)
         result = act(item, cues)
         if then is not None:
-            then(where[id(item)], result)
+            then(index, result)
         return result
 
     if parallel <= 1:
@@ -571,8 +582,9 @@ _Follower = tuple[str, int, list[tuple[int, dict[str, Any]]], int]
 
 class _Streamed:
     """The steps of a follower stage, each begun (`parallel` at a time) as soon as its leader's
-    like-named step succeeded, while the leader's other steps go on (`begin`); then the rest and
-    the stage's end (`finish`). The follower's start is recorded with its first step."""
+    like-named step succeeded (handed on, or ended so), while the leader's other steps go on
+    (`begin`); then the rest and the stage's end (`finish`). The follower's start is recorded
+    with its first step."""
 
     def __init__(
         self,
@@ -596,8 +608,8 @@ class _Streamed:
         self.lock = threading.Lock()
 
     def begin(self, index: int, result: dict[str, Any]) -> None:
-        """The leader's step `index` ended with `result`: its follower step begins if it
-        succeeded."""
+        """The leader's step `index` ended with `result`, or handed on: its follower step
+        begins (once) if it succeeded."""
         item = self.matching.get(index)
         if item is not None and result["phase"] == Phase.SUCCEEDED.value:
             self._submit(item)

@@ -88,6 +88,32 @@ def test_a_follower_checks_each_step_while_the_leaders_next_one_runs(engine: Eng
                              ("verify", "api", "succeeded"), ("verify", "web", "succeeded")]  # fmt: skip
 
 
+def test_a_follower_step_begins_once_its_leader_step_hands_on(engine: Engine) -> None:
+    """A deploy that rolled its service out hands on, then writes its revision down: its
+    service's check begins at the hand-on, not once the deploy step ended."""
+    checked = threading.Event()
+    seen: dict[str, bool] = {}
+
+    def deploy(ctx: StepContext, params: dict[str, Any]) -> dict[str, Any]:
+        ctx.hand_on()
+        if ctx.step == "web":  # the last one: nothing after it to wait for
+            seen["web checked before its deploy step ended"] = checked.wait(WAIT)
+        return {ctx.step: "1.1.0"}
+
+    def check(ctx: StepContext, params: dict[str, Any]) -> dict[str, Any]:
+        if ctx.step == "web":
+            checked.set()
+        return {f"{ctx.step}.verified": True}
+
+    engine.runtime.actions.update({"handing": deploy, "check": check, "undo": lambda c, p: {}})
+    run = engine.start(_pipeline(["handing", "handing"]))
+    done = engine.wait(run.id)
+    assert done.phase == "succeeded", done.reason
+    assert seen == {"web checked before its deploy step ended": True}
+    verify = next(s for s in engine.store.stages(run.id) if s["name"] == "verify")
+    assert verify["outputs"] == {"api.verified": True, "web.verified": True}
+
+
 def test_a_failed_leader_leaves_its_follower_skipped_and_its_checks_not_passed_on(
     engine: Engine,
 ) -> None:
