@@ -745,9 +745,12 @@ class _Turns:
                 self.released[index - 1].set()
 
     def _made(self, index: int) -> Callable[[], bool]:
-        def wait() -> bool:
+        def wait() -> bool:  # made: it handed on, or ended succeeded (not: failed, broke, stopped)
             self.turns[index].wait()
-            return index in self.handed or not self._failed(index)
+            found = self.results.get(index)
+            return index in self.handed or (
+                found is not None and found["phase"] == Phase.SUCCEEDED.value
+            )
 
         return wait
 
