@@ -753,7 +753,10 @@ class LocalTarget:
         with self._state_wanted:
             dirty = self._state_dirty
         if dirty:
-            self.write_state(probe=False)
+            try:
+                self.write_state(probe=False)
+            except OSError as exc:  # its state folder is gone, or full: the services stop anyway
+                log.warning("writing the local target's state failed: %s", exc)
         for env in {env for env, _ in self._services}:
             self._halt(env, None)
         self._retirer.close()
@@ -821,8 +824,9 @@ class LocalTarget:
 
     @staticmethod
     def _replace(path: Path, text: str) -> None:
-        """Write `path` whole or not at all (each thread through its own temporary file)."""
-        path.parent.mkdir(parents=True, exist_ok=True)
+        """Write `path` whole or not at all (each thread through its own temporary file). A
+        state folder deleted meanwhile is not made again (FileNotFoundError): its daemon sees it
+        gone and stops its services."""
         tmp = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
         tmp.write_text(text)
         tmp.replace(path)
