@@ -675,7 +675,9 @@ class _Turns:
         self, steps: list[tuple[int, dict[str, Any]]], one: _Step, actions: dict[str, Any]
     ) -> None:
         self.steps, self.one = steps, one
-        self.early = [begins_early(str(step.get("action", "noop")), actions) for _, step in steps]
+        names = [str(step.get("action", "noop")) for _, step in steps]
+        early = {name: begins_early(name, actions) for name in set(names)}  # one lookup each
+        self.early = [early[name] for name in names]
         self.results: dict[int, dict[str, Any]] = {}
         self.broke: list[int] = []
         self.futures: list[Future[None]] = []
