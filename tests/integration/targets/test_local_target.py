@@ -108,6 +108,19 @@ def test_a_rollout_whose_program_cannot_start_keeps_the_old_version(
     assert len(target.supervisor._replicas) == 2  # nothing of 2.0.0 left behind
 
 
+def test_the_demo_workload_finds_shipline_through_its_folder_alone(target: LocalTarget) -> None:
+    """Not through every entry of the target's own path (a working folder, the standard
+    library twice ahead of its own place), which slowed each replica's start by a few %."""
+    target.apply(DeploySpec("local", "api", "1.0.0"))
+    replica = target._services[("local", "api")].replicas[0]
+    assert replica.process is not None
+    raw = Path(f"/proc/{replica.process.pid}/environ").read_bytes().split(b"\0")
+    environ = dict(item.decode().split("=", 1) for item in raw if b"=" in item)
+    import shipline
+
+    assert environ["PYTHONPATH"] == str(Path(shipline.__file__).resolve().parents[1])
+
+
 def test_supervisor_restarts_a_crashed_replica(target: LocalTarget) -> None:
     import os
     import signal

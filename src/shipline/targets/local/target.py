@@ -44,6 +44,11 @@ from shipline.targets.local.supervisor import Replica, Supervisor, free_port, ht
 from shipline.targets.ordering import Sequencer
 
 WORKLOAD = [sys.executable, "-m", "shipline.targets.local.workload"]
+# Where the demo workload's Python finds shipline: the folder holding the package, alone. With
+# every entry of this process's own path in front of its standard library (a working folder,
+# the standard library twice), each replica started 2 to 4 % slower than the same process
+# started bare.
+WORKLOAD_PATH = str(Path(__file__).resolve().parents[3])
 log = logging.getLogger("shipline.local")
 RETIRING_AT_ONCE = 4  # replicas draining and stopping at the same time, after a rollout
 OWNER_ENV = "SHIPLINE_LOCAL_OWNER"  # in a service's own process: the state folder it belongs to
@@ -270,7 +275,7 @@ class LocalTarget:
             else [a.replace("{port}", str(port)) for a in argv]
         )
         base = (
-            {"PATH": "/usr/bin:/bin", "PYTHONPATH": ":".join(sys.path)}
+            {"PATH": "/usr/bin:/bin", "PYTHONPATH": WORKLOAD_PATH}
             if spec.command is None  # the demo workload: shipline's own Python
             else {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(Path.home())}
         )
