@@ -16,7 +16,6 @@ Standard library only: the command's side must cost nothing to import.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import socket
@@ -24,6 +23,8 @@ import struct
 import threading
 from collections.abc import Callable
 from pathlib import Path
+
+from shipline.doorbell import folder_key
 
 TYPE_CHECKING = False  # typing is not imported at run time (the quick path loads this)
 if TYPE_CHECKING:
@@ -41,8 +42,7 @@ class DoorError(Exception):
 
 def address(state_dir: Path) -> bytes:
     """The door's abstract socket name for a state folder."""
-    folder = hashlib.sha256(str(state_dir.resolve()).encode()).hexdigest()[:24]
-    return f"\0shipline-door-{folder}".encode()
+    return f"\0shipline-door-{folder_key(state_dir)}".encode()
 
 
 def knock(state_dir: Path, request: dict[str, Any]) -> dict[str, Any] | None:
