@@ -295,11 +295,12 @@ class FrontDesk:
 
     def open(self) -> None:
         """Load what the first request would need (the project as it is on disk, the run
-        service), so that the first command handed over does not pay for it."""
+        service and its reads' statements), so that the first command handed over does not
+        pay for it."""
         with contextlib.suppress(ShiplineError, OSError):
             ws = self._current(self.ws.config_path)
             if ws is not None:
-                self._reader(ws)
+                self._reader(ws).store.warm()
 
     def _reader(self, ws: Workspace) -> RunService:
         """The run service that votes, cancels and `show`s, kept while the workspace is `ws`

@@ -12,6 +12,7 @@ import hashlib
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -324,7 +325,8 @@ class SqlStateStore:
         queue: str | None = None,
     ) -> RunRecord:
         """Record a new pending run, give it its workflow id and queue it (through the outbox,
-        on `queue` or any worker's)."""
+        on `queue` or any worker's). The record returned carries `spec` as given (JSON values),
+        not read back: a promotion's is about 90 kB of JSON."""
         with self._write() as conn:
             result = conn.execute(
                 runs.insert().values(
@@ -348,9 +350,9 @@ class SqlStateStore:
             conn.execute(runs.update().where(runs.c.id == run_id).values(workflow_id=workflow_id))
             # queued by a worker, in this same transaction: a recorded run is never left unqueued
             self._post(conn, "enqueue", workflow_id, run_id)
-        record = self.get_run(run_id)
+        record = self.get_run(run_id, spec=False)
         assert record is not None
-        return record
+        return replace(record, spec=spec)
 
     def get_run(self, run_id: int, *, spec: bool = True) -> RunRecord | None:
         """The run, or None (`spec=False`: its specification left unread, `spec` empty, for
@@ -780,6 +782,20 @@ class SqlStateStore:
         if stage:
             return self._read(_STAGE_VOTES, {"the_run": run_id, "the_stage": stage})
         return self._read(_VOTES, {"the_run": run_id})
+
+    def warm(self) -> None:
+        """Make once each read a look at a run makes (its phase, its document, the newest runs
+        a promotion's check reads), for a run that does not exist: each statement is compiled
+        into the engine's cache, about a millisecond each, which the first command a worker
+        answers would otherwise pay."""
+        none = 0  # run ids start at 1
+        self.phase_of(none)
+        self.get_run(none, spec=False)
+        self.stages(none)
+        self.steps(none)
+        self.votes(none)
+        self.events(none, kind="report")
+        self.list_runs(limit=1)
 
     # locks ---------------------------------------------------------------------------------
 
