@@ -443,10 +443,31 @@ def _take_locks(
 
 @DBOS.step(name="shipline.unlock")
 def _unlock(run_id: int) -> None:
+    _leave_locks(run_id)
+
+
+def _leave_locks(run_id: int) -> None:
+    """Release every lock the run holds; the runs waiting for them are woken."""
     waiting = current().store.leave_locks(run_id)
     for other in waiting:
         if other != run_id:
             _wake(other, {"type": "lock"})
+
+
+# What the stages before a stage left to record (`passed`: the stages passed over) and whether
+# the locks they kept are to be released: done in that stage's first durable step, when it has
+# one before any wait (`_absorbs`), rather than in a step each.
+_Owed = tuple[list[tuple[str, int, str, str]], bool]
+
+
+def _settle(run_id: int, owed: _Owed, recorded: list[dict[str, Any]]) -> None:
+    """Do what `owed` says, in the step that calls this (`recorded`: the run's stages, as it
+    just read them: a stage recorded before a crash is left as it is)."""
+    passed, unlock = owed
+    for name, position, ended, why in passed:
+        _record_stage(run_id, name, position, ended, why, None, recorded)
+    if unlock:
+        _leave_locks(run_id)
 
 
 @DBOS.step(name="shipline.approval")
@@ -794,6 +815,7 @@ def _execute_stage(
     reasons: list[str] | None = None,
     locks: _Locks | None = None,
     follower: _Follower | None = None,
+    owed: _Owed | None = None,
 ) -> dict[str, Any]:
     """A stage of once-tried actions (`_batchable`) as one durable step: it records the stage's
     start (`begin`: the stage has no gates before its steps), runs the steps as
@@ -803,8 +825,11 @@ def _execute_stage(
     `locks` (keys, policy, begin, resumed): the stage's try for its locks comes first, as
     `_take_locks`; unless they are held, nothing else is done (`lock`: 'queued' or
     'cancelled'). `follower`: the stage streamed after this one (`_Streamed`), run and
-    recorded here too (`follower` in the result: its phase, reason and outputs)."""
+    recorded here too (`follower` in the result: its phase, reason and outputs). `owed`: what
+    the stages before it left (`_settle`), done first."""
     recorded = current().store.stages(run_id)
+    if owed is not None:
+        _settle(run_id, owed, recorded)
     if locks is not None:
         state = _take_locks(run_id, *locks, recorded=recorded)
         if state != "held":
@@ -1001,19 +1026,31 @@ def _call(
 
 @DBOS.step(name="shipline.finish")
 def _finish(
-    run_id: int, phase: str, reason: str, passed: list[tuple[str, int, str, str]] | None = None
+    run_id: int,
+    phase: str,
+    reason: str,
+    passed: list[tuple[str, int, str, str]] | None = None,
+    reports: str | None = None,
 ) -> None:
-    _end_run(run_id, phase, reason, passed)
+    _end_run(run_id, phase, reason, passed, reports)
 
 
 def _end_run(
-    run_id: int, phase: str, reason: str, passed: list[tuple[str, int, str, str]] | None = None
+    run_id: int,
+    phase: str,
+    reason: str,
+    passed: list[tuple[str, int, str, str]] | None = None,
+    reports: str | None = None,
 ) -> None:
     """End the run: `passed`, its last stages passed over (skipped, cancelled), then its
-    report, its audit record and its end; its locks released, the runs waiting for them woken."""
+    report, its audit record and its end; its locks released, the runs waiting for them woken.
+    `reports`: where its report goes (`_reports_folder`), when the caller has its pipeline;
+    else read from the run's specification."""
     rt = current()
     waiting = rt.store.leave_locks(run_id)
-    record = rt.store.get_run(run_id)
+    record = rt.store.get_run(run_id, spec=reports is None)
+    if reports is None:
+        reports = _reports_folder(record.spec if record else {})
     report: str | None = None
     if record is None or record.phase != phase or record.finished_at is None:  # not yet recorded
         if passed:
@@ -1021,7 +1058,7 @@ def _end_run(
             for name, position, ended, why in passed:
                 _record_stage(run_id, name, position, ended, why, None, recorded)
         # The report first: whoever sees the run's end finds its report.
-        report = _report(run_id, record, phase, reason)
+        report = _report(run_id, reports, phase, reason)
         # What reached where, in the audit trail: written before the run's end is visible, so
         # that whoever sees the end finds the record (a crash in between may write it twice;
         # it never loses it).
@@ -1047,23 +1084,25 @@ def _end_run(
     _announce(run_id, EventKind(phase), reason=reason, report=report)
 
 
-def _report(run_id: int, record: Any, phase: str, reason: str) -> str | None:
-    """Write the run's report beside its state (deploys and promotions); its path."""
+def _reports_folder(spec: dict[str, Any]) -> str:
+    """The state folder a run's pipeline deploys from, where its report goes ("": none, it
+    is not a deploy or a promotion)."""
+    for stage in spec.get("stages", []):
+        for step in stage.get("steps", []):
+            if "stateDir" in (step.get("params") or {}):
+                return str(step["params"]["stateDir"])
+    return ""
+
+
+def _report(run_id: int, folder: str, phase: str, reason: str) -> str | None:
+    """Write the run's report beside its state, in `folder` (deploys and promotions); its
+    path."""
     from shipline.engine.reports import write_reports
 
-    spec = (record.spec if record else None) or {}
-    folders = [
-        step["params"]["stateDir"]
-        for stage in spec.get("stages", [])
-        for step in stage.get("steps", [])
-        if "stateDir" in (step.get("params") or {})
-    ]
-    if not folders:
+    if not folder:
         return None
     try:
-        written = write_reports(
-            current().store, run_id, Path(folders[0]), phase=phase, reason=reason
-        )
+        written = write_reports(current().store, run_id, Path(folder), phase=phase, reason=reason)
     except Exception as exc:  # a report never changes how the run ended
         current().store.record(run_id, "report.failed", f"{type(exc).__name__}: {exc}")
         return None
@@ -1246,6 +1285,7 @@ class _StageStep:
     reasons: list[str] | None
     follower: _Follower | None = None
     done: dict[str, Any] | None = None
+    owed: _Owed | None = None  # done by its first step (its first try for its locks)
 
     def __call__(
         self, starting: tuple[str, int] | None, going_on: tuple[str, int, str] | None
@@ -1255,9 +1295,10 @@ class _StageStep:
 
     def run(self, locks: _Locks | None = None) -> dict[str, Any]:
         stage = self.stage
+        owed, self.owed = self.owed, None
         self.done = _execute_stage(
             self.run_id, stage.name, self.position, _items(stage.steps), self.inputs,
-            stage.parallel, False, self.ends, self.reasons, locks, self.follower,
+            stage.parallel, False, self.ends, self.reasons, locks, self.follower, owed,
         )  # fmt: skip
         return self.done
 
@@ -1276,20 +1317,24 @@ def _run_stage(
     reasons: list[str] | None = None,
     follower: _Follower | None = None,
     streamed: dict[str, dict[str, Any]] | None = None,
+    owed: _Owed | None = None,
 ) -> tuple[Phase, dict[str, Any], str, bool, str | None]:
     """Run one stage: its gates (window, approvals, locks), then its steps. `prior`: what the
     stage recorded before the run was parked in it (a continuation re-enters here); `ends`,
     `reasons`: when nothing would run after it, the stage's step also ends the run (see
     `_execute_stage`). The result ends with whether the stage's end is recorded already, and
     the run's phase when the run ended with it. `follower`: the stage streamed after this one,
-    when its steps run in one durable step; what it ended with goes in `streamed`."""
+    when its steps run in one durable step; what it ended with goes in `streamed`. `owed`:
+    what the stages before it left (`_Owed`), done in its first step where `_absorbs` says
+    it can be, else first, each in its own step."""
     whole = bool(stage.steps) and all(_batchable(s) for s in stage.steps)
     gated = stage.window is not None or stage.approval is not None or bool(stage.locks)
     follower = follower if whole else None
+    owed = _owed_here(run_id, stage, prior, owed)
     if prior is None and whole and not gated:  # one durable step: start, steps and end
         done = _execute_stage(
             run_id, stage.name, position, _items(stage.steps), outputs, stage.parallel, True,
-            ends, reasons, None, follower,
+            ends, reasons, None, follower, owed,
         )  # fmt: skip
         _streamed_out(done, follower, streamed)
         return Phase(done["phase"]), done["outputs"], done["reason"], True, done.get("ended")
@@ -1322,7 +1367,7 @@ def _run_stage(
         if phase != Phase.RUNNING:
             return phase, {}, reason, False, None
         approved = (position, reason)
-    execute = _StageStep(run_id, stage, position, outputs, ends, reasons, follower)
+    execute = _StageStep(run_id, stage, position, outputs, ends, reasons, follower, owed=owed)
     if stage.locks:
         final = _gate_locks(
             run_id, stage, position if fold else None, approved, execute if whole else None
@@ -1439,17 +1484,40 @@ def _run_parallel(
     return worst, reason
 
 
-def _release_held(run_id: int, spec: PipelineSpec, results: dict[str, Phase], ended: str) -> None:
-    """Release the locks a stage kept once the last stage they cover (`ended`) has ended; after
-    the run's last stage `_finish` releases every lock the run holds (one step, not two)."""
+def _held_released(spec: PipelineSpec, results: dict[str, Phase], ended: str) -> bool:
+    """Whether the locks a stage kept are to be released now that the last stage they cover
+    (`ended`) has ended; after the run's last stage `_finish` releases every lock the run holds
+    (one step, not two)."""
     if len(results) == len(spec.stages):
-        return
+        return False
     for stage in spec.stages:
         covered = stage.hold_locks_until
         done = stage.name in results and all(name in results for name in covered)
         if stage.locks and ended in covered and done:
-            _unlock(run_id)
-            return
+            return True
+    return False
+
+
+def _owed_here(
+    run_id: int, stage: StageSpec, prior: dict[str, Any] | None, owed: _Owed | None
+) -> _Owed | None:
+    """`owed` when the stage's first step can do it (`_absorbs`); else it is done now, a step
+    each, and nothing is left."""
+    if owed is None or _absorbs(stage, prior):
+        return owed
+    passed, unlock = owed
+    if unlock:
+        _unlock(run_id)
+    _record_passed(run_id, passed)
+    return None
+
+
+def _absorbs(stage: StageSpec, prior: dict[str, Any] | None) -> bool:
+    """Whether the stage's first durable step comes before anything it could wait for (a
+    window, approvals), so that it can do what the stages before it left (`_Owed`): a stage
+    of once-tried actions, begun now, whose only gate is its locks, if any."""
+    whole = bool(stage.steps) and all(_batchable(s) for s in stage.steps)
+    return prior is None and whole and stage.window is None and stage.approval is None
 
 
 def _start_or_resume(
@@ -1519,7 +1587,9 @@ def run_workflow(run_id: int) -> str:
     results: dict[str, Phase] = {}
     outputs: dict[str, dict[str, Any]] = {}
     reasons: list[str] = []
-    cancelled, passed = False, list[tuple[str, int, str, str]]()  # passed: not yet recorded
+    # passed: the stages passed over, not yet recorded; unlock: the locks the stages before
+    # kept, not yet released
+    cancelled, passed, unlock = False, list[tuple[str, int, str, str]](), False
     order, leaders = stage_order(spec), followers(spec)
     streamed: dict[str, dict[str, Any]] = {}  # the stages that ran streamed after their leader
     for position, name in enumerate(order):
@@ -1531,7 +1601,7 @@ def run_workflow(run_id: int) -> str:
             results[name], outputs[name] = Phase(ended_before["phase"]), ended_before["outputs"]
             reasons += _earlier_reason(name, ended_before)
             if name in streamed:
-                _release_held(run_id, spec, results, name)
+                unlock = _held_released(spec, results, name) or unlock
             cancelled = cancelled or results[name] == Phase.CANCELLED
             continue
         if cancelled or not should_run(stage.condition, deps[name], results):
@@ -1539,15 +1609,16 @@ def run_workflow(run_id: int) -> str:
             why = "run cancelled" if cancelled else "condition not met"
             # recorded with the next stage's start, or with the run's end (one step less)
             passed.append((name, position, results[name].value, why))
-            _release_held(run_id, spec, results, name)
+            unlock = _held_released(spec, results, name) or unlock
             continue
-        passed = _record_passed(run_id, passed)
+        # what the stages before it left, done in its first step (or first, by `_run_stage`)
+        owed, passed, unlock = ((passed, unlock) if passed or unlock else None), [], False
         follower = _follower_of(leaders.get(name), order, prior)
         try:
             phase, stage_outputs, reason, recorded, ended = _run_stage(
                 run_id, position, stage, outputs, params, members, requester, before, cancel_now,
                 None if follower else ends_after(order, position, by_name, deps, results, prior),
-                reasons, follower, streamed,
+                reasons, follower, streamed, owed,
             )  # fmt: skip
         except _Cancelled:
             phase, stage_outputs, reason, recorded, ended = (
@@ -1561,10 +1632,13 @@ def run_workflow(run_id: int) -> str:
         results[name], outputs[name] = phase, stage_outputs
         if not recorded:
             _stage_event(run_id, name, position, phase, reason, stage_outputs)
-        _release_held(run_id, spec, results, name)
+        unlock = _held_released(spec, results, name)
         if phase != Phase.SUCCEEDED:
             reasons.append(f"{name}: {reason}")
         cancelled = cancelled or phase == Phase.CANCELLED
     final = run_phase(results, cancelled)
-    _finish(run_id, final.value, "; ".join(reasons) or "all stages succeeded", passed)
+    _finish(
+        run_id, final.value, "; ".join(reasons) or "all stages succeeded", passed,
+        _reports_folder(loaded["spec"]),
+    )  # fmt: skip
     return final.value

@@ -96,6 +96,67 @@ def test_a_run_checkpoints_once_per_stage_and_records_everything_once(engine: En
     )
 
 
+def _rung(env: str, after: str | None) -> list[dict[str, Any]]:
+    """One environment of a promotion: its deploy (holding its locks until its rollback guard
+    has passed), its verification and its rollback guard."""
+    return [
+        {
+            "name": f"{env}:deploy",
+            "dependsOn": [after] if after else [],
+            "locks": [f"{env}/api"],
+            "holdLocksUntil": [f"{env}:verify", f"{env}:rollback"],
+            "steps": [{"name": "api", "action": "count"}],
+        },
+        {"name": f"{env}:verify", "dependsOn": [f"{env}:deploy"], "follows": f"{env}:deploy",
+         "steps": [{"name": "api", "action": "count"}]},
+        {"name": f"{env}:rollback", "dependsOn": [f"{env}:deploy", f"{env}:verify"],
+         "condition": "failed", "steps": [{"name": "api", "action": "count"}]},
+    ]  # fmt: skip
+
+
+def test_the_next_environment_releases_the_locks_of_the_one_before_in_its_first_step(
+    engine: Engine,
+) -> None:
+    """Once an environment's rollback guard is passed over, its locks are released and its
+    guard recorded by the next environment's first step (with its try for its own locks), not
+    by a step each; and they are released before that environment deploys."""
+    calls = _counting(engine)
+    counting = engine.runtime.actions["count"]
+    held: list[list[str]] = []
+
+    def count(ctx: Any, params: dict[str, Any]) -> dict[str, Any]:
+        if ctx.stage == "qa:deploy":
+            held.append(sorted(str(e["key"]) for e in engine.store.lock_holders()
+                               if e["state"] == "holding"))  # fmt: skip
+        return counting(ctx, params)
+
+    engine.runtime.actions["count"] = count
+    run = engine.start([*_rung("dev", None), *_rung("qa", "dev:verify")])
+    done = engine.wait(run.id)
+    assert done.phase == "succeeded", done.reason
+
+    workflow_id = f"shipline-run-{run.id}"
+    DBOS.retrieve_workflow(workflow_id).get_result()
+    names = [s["function_name"] for s in DBOS.list_workflow_steps(workflow_id)]
+    assert names == [
+        "shipline.load",
+        "shipline.stage-steps",  # dev:deploy, dev:verify streamed beside it
+        # dev:rollback passed over and dev's lock released, qa:deploy's lock, steps and end,
+        # qa:verify beside it
+        "shipline.stage-steps",
+        "shipline.finish",  # qa:rollback passed over, the run's end
+    ], names
+    assert held == [["qa/api"]]  # dev's lock was released before qa deployed
+    assert engine.store.lock_holders() == []
+    assert calls == {"dev:deploy/api": 1, "dev:verify/api": 1, "qa:deploy/api": 1,
+                     "qa:verify/api": 1}  # fmt: skip
+    kinds = [(e["kind"], e["stage"]) for e in engine.store.events(run.id)
+             if e["step"] is None and e["kind"].startswith("stage.")]  # fmt: skip
+    assert kinds.index(("stage.skipped", "dev:rollback")) < kinds.index(
+        ("stage.running", "qa:deploy")
+    ), kinds
+
+
 def test_a_run_woken_by_its_approval_goes_on_in_three_checkpoints(
     engine: Engine,
 ) -> None:
