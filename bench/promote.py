@@ -86,13 +86,30 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def succeeded(done: subprocess.CompletedProcess[str]) -> None:
+    """Stop the bench, saying why, when a command of it did not succeed: the run's phase and
+    reason and the steps that did not succeed, when it printed the run."""
+    if done.returncode == 0:
+        return
+    try:
+        shown = json.loads(done.stdout)
+        why = f"run {shown['id']} {shown['phase']}: {shown.get('reason')}" + "".join(
+            f"\n  {stage['name']}/{step['name']}: {step['phase']} {step.get('error') or ''}"
+            for stage in shown.get("stages", []) for step in stage.get("steps", [])
+            if step["phase"] not in ("succeeded", "skipped")
+        )  # fmt: skip
+    except (ValueError, KeyError, TypeError):
+        why = done.stdout[-2000:]
+    raise SystemExit(f"{' '.join(done.args[1:])}: exit {done.returncode}: {why}\n{done.stderr}")
+
+
 STARTED = re.compile(r"healthy on :\d+, (\d+\.\d+) s after it started")
 
 
 def startup_in_run(env: dict[str, str], run: int) -> float:
     """The seconds the run's new replicas took from their process start to healthy."""
     shown = sh(env, "runs", "logs", str(run), "--json")
-    assert shown.returncode == 0, shown.stdout[-2000:] + shown.stderr
+    succeeded(shown)
     return sum(float(m.group(1)) for entry in json.loads(shown.stdout)["logs"]
                if (m := STARTED.search(entry["line"])))  # fmt: skip
 
@@ -113,7 +130,7 @@ def with_shipline() -> tuple[float, float, float, dict[str, float]]:
             start = time.perf_counter()
             done = sh(env, "deploy", "--env", "dev", "--tag", "1.0.0", "--json")
             deployed = time.perf_counter() - start
-            assert done.returncode == 0, done.stdout[-2000:] + done.stderr
+            succeeded(done)
             # CPU the promotion costs the worker and the local services' daemon (the services'
             # own start-up runs in their processes, not in these two)
             daemon = int((folder / "state" / "local.lock").read_text())
@@ -123,7 +140,7 @@ def with_shipline() -> tuple[float, float, float, dict[str, float]]:
                       "--json")  # fmt: skip
             promoted = time.perf_counter() - start
             kinds_cpu = cpu_seconds(worker.pid) + cpu_seconds(daemon) - used
-            assert done.returncode == 0, done.stdout[-2000:] + done.stderr
+            succeeded(done)
             shown = json.loads(done.stdout)
             began, ended = (datetime.fromisoformat(shown[k]) for k in ("startedAt", "finishedAt"))
             alone = (ended - began).total_seconds()
