@@ -1330,7 +1330,7 @@ def _run_stage(
     whole = bool(stage.steps) and all(_batchable(s) for s in stage.steps)
     gated = stage.window is not None or stage.approval is not None or bool(stage.locks)
     follower = follower if whole else None
-    owed = _owed_here(run_id, stage, prior, owed)
+    owed = _owed_here(run_id, stage, prior, owed, cancel)
     if prior is None and whole and not gated:  # one durable step: start, steps and end
         done = _execute_stage(
             run_id, stage.name, position, _items(stage.steps), outputs, stage.parallel, True,
@@ -1499,11 +1499,16 @@ def _held_released(spec: PipelineSpec, results: dict[str, Phase], ended: str) ->
 
 
 def _owed_here(
-    run_id: int, stage: StageSpec, prior: dict[str, Any] | None, owed: _Owed | None
+    run_id: int,
+    stage: StageSpec,
+    prior: dict[str, Any] | None,
+    owed: _Owed | None,
+    cancel: bool = False,
 ) -> _Owed | None:
-    """`owed` when the stage's first step can do it (`_absorbs`); else it is done now, a step
-    each, and nothing is left."""
-    if owed is None or _absorbs(stage, prior):
+    """`owed` when the stage's first step can do it (`_absorbs`; not when the run is to
+    cancel: that stage does not begin); else it is done now, a step each, and nothing is
+    left."""
+    if owed is None or (_absorbs(stage, prior) and not cancel):
         return owed
     passed, unlock = owed
     if unlock:
