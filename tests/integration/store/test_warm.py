@@ -4,21 +4,24 @@ answers does not pay for compiling them."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Any
 
+from shipline.engine.promotion import held_in
+from shipline.engine.runs import run_details
 from shipline.store.sql import SqlStateStore
 from tests.integration.store.conftest import new_run
 
 
 def _look(store: SqlStateStore, run: int) -> None:
-    """What a command waiting for a run and a promotion's check read."""
+    """What a command waiting for a run reads (its phase, then its document) and what a
+    promotion's check of the source environment reads."""
     store.phase_of(run)
-    store.get_run(run, spec=False)
-    store.stages(run)
-    store.steps(run)
-    store.votes(run)
-    store.events(run, kind="report")
-    store.list_runs(limit=1000)
+    service = SimpleNamespace(
+        store=store, get=lambda run_id, spec: store.get_run(run_id, spec=spec)
+    )
+    run_details(service, run)  # type: ignore[arg-type]
+    held_in(store, "dev", {"api": "1"})
 
 
 def _compiled(store: SqlStateStore) -> Any:
