@@ -1053,10 +1053,8 @@ def _end_run(
         reports = _reports_folder(record.spec if record else {})
     report: str | None = None
     if record is None or record.phase != phase or record.finished_at is None:  # not yet recorded
-        if passed:
-            recorded = rt.store.stages(run_id)
-            for name, position, ended, why in passed:
-                _record_stage(run_id, name, position, ended, why, None, recorded)
+        if passed:  # its locks are left above, with the runs waiting for them
+            _settle(run_id, (passed, False), rt.store.stages(run_id))
         # The report first: whoever sees the run's end finds its report.
         report = _report(run_id, reports, phase, reason)
         # What reached where, in the audit trail: written before the run's end is visible, so
@@ -1327,7 +1325,7 @@ def _run_stage(
     when its steps run in one durable step; what it ended with goes in `streamed`. `owed`:
     what the stages before it left (`_Owed`), done in its first step where `_absorbs` says
     it can be, else first, each in its own step."""
-    whole = bool(stage.steps) and all(_batchable(s) for s in stage.steps)
+    whole = _whole(stage)
     gated = stage.window is not None or stage.approval is not None or bool(stage.locks)
     follower = follower if whole else None
     owed = _owed_here(run_id, stage, prior, owed, cancel)
@@ -1521,8 +1519,13 @@ def _absorbs(stage: StageSpec, prior: dict[str, Any] | None) -> bool:
     """Whether the stage's first durable step comes before anything it could wait for (a
     window, approvals), so that it can do what the stages before it left (`_Owed`): a stage
     of once-tried actions, begun now, whose only gate is its locks, if any."""
-    whole = bool(stage.steps) and all(_batchable(s) for s in stage.steps)
-    return prior is None and whole and stage.window is None and stage.approval is None
+    return prior is None and _whole(stage) and stage.window is None and stage.approval is None
+
+
+def _whole(stage: StageSpec) -> bool:
+    """Whether the stage is only once-tried actions (`_batchable`): its steps are one durable
+    step (`_execute_stage`)."""
+    return bool(stage.steps) and all(_batchable(s) for s in stage.steps)
 
 
 def _start_or_resume(
