@@ -84,18 +84,21 @@ def test_a_target_whose_cluster_is_not_the_contexts_is_refused_before_any_change
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The reference configuration as it is (dev on cluster aks-quikapp-dev) with a kubeconfig
-    whose context points at another cluster: the deploy errs saying both, and nothing is
-    applied to that other cluster."""
+    whose context points at another cluster: the deploy is refused when submitted (exit 2),
+    saying both, no run is recorded and nothing is applied to that other cluster."""
     monkeypatch.setenv("KUBECONFIG", kubeconfig())
     config = _quikapp_copy(tmp_path, on_test_cluster=False)
     here = KubeConfig.from_file(kubeconfig()).get().context.cluster
     drop_namespace("quikapp-dev")
     with running_worker(config, tmp_path / "state", "dev", tmp_path / "worker.log") as env:
-        code, data = _run(env, "deploy", "--env", "dev", "--services", "auth-service",
-                          "--tag", "1.0.0", "--skip-tests")  # fmt: skip
-    assert code != 0 and data["phase"] in ("failed", "errored"), data
-    said = _errors(data)
+        refused = sh(env, "deploy", "--env", "dev", "--services", "auth-service",
+                     "--tag", "1.0.0", "--skip-tests", "--json")  # fmt: skip
+        recorded = json.loads(sh(env, "runs", "list", "--json").stdout)
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    said = refused.stderr
     assert f"points at cluster '{here}', not at 'aks-quikapp-dev'" in said, said
+    assert "environment 'dev' cannot be deployed to: target 'aks-dev'" in said, said
+    assert recorded == []
     assert objects("deployments", "quikapp-dev") == {}
 
 

@@ -208,6 +208,29 @@ def test_a_release_that_was_not_pushed_never_goes_to_a_cluster(tmp_path: Path) -
         assert "Traceback" not in refused.stderr
 
 
+def test_a_rung_without_a_kubeconfig_is_refused_before_any_run(tmp_path: Path) -> None:
+    """prod's kubernetes target has no kubeconfig (none set, no KUBECONFIG): a promotion up to
+    it, a deploy to it and its rollback are refused when submitted (exit 2, saying what to
+    set), not failed at the deploy step after the rungs below; no run is recorded."""
+    (tmp_path / "shipline.yaml").write_text(REMOTE)
+    env = {**os.environ, "SHIPLINE_CONFIG": str(tmp_path / "shipline.yaml"),
+           "SHIPLINE_HOME": str(tmp_path / "state"), "SHIPLINE_USER": "dev"}  # fmt: skip
+    for name in ("SHIPLINE_DATABASE_URL", "KUBECONFIG"):
+        env.pop(name, None)
+    for args in (("promote", "--from", "dev", "--to", "prod", "--services", "api"),
+                 ("deploy", "--env", "prod", "--services", "api"),
+                 ("rollback", "--env", "prod", "--services", "api")):  # fmt: skip
+        refused = sh(env, *args, *(("--tag", "1.0.0") if args[0] != "rollback" else ()))
+        assert refused.returncode == 2, refused.stdout + refused.stderr
+        assert (
+            "environment 'prod' cannot be deployed to: target 'cluster': the kubernetes target"
+            " needs a kubeconfig" in refused.stderr
+        ), refused.stderr
+        assert "hint: set 'kubeconfig:' on the target, or KUBECONFIG" in refused.stderr
+        assert "Traceback" not in refused.stderr
+    assert json.loads(sh(env, "runs", "list", "--json").stdout) == []
+
+
 def test_a_trigger_deploys_what_its_rule_names(env: dict[str, str]) -> None:
     """No `triggers:` configured: the spec's rules apply (main -> staging; pull requests run
     CI only; other branches nothing)."""

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from shipline.errors import TargetError, TechnicalError, UserError
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from importlib.metadata import EntryPoint
 
     from shipline.ci import scanners
@@ -102,6 +103,7 @@ __all__ = [
     "audit_key",
     "build_target",
     "changed_paths",
+    "check_target",
     "find_config",
     "infra_tool",
     "load_config",
@@ -122,6 +124,7 @@ __all__ = [
 
 GROUP = "shipline.targets"
 VIEWS = "shipline.target_views"
+CHECKS = "shipline.target_checks"  # a kind's check of its settings, before a run is submitted
 
 
 @functools.cache
@@ -151,6 +154,30 @@ def require_target(config: Config, environment: str) -> str:
             hint=f"installed target types: {', '.join(sorted(kinds)) or 'none'}",
         )
     return kind
+
+
+def check_target(
+    config: Config, environment: str, state_dir: Path, settings: dict[str, str | None]
+) -> None:
+    """Refuse (UserError, exit 2) an environment whose target could not be built from its
+    settings (a kubernetes target without a kubeconfig, or on another cluster's context): the
+    kind's `shipline.target_checks` entry point, when it has one, reads them without building
+    the target or reaching it. A submission is refused so, not failed at its deploy step."""
+    env = config.environment(environment)
+    kind = config.targets[env.target].type
+    found = _plugins(CHECKS).get(kind)
+    if found is None:
+        return
+    from shipline.domain.ports import TargetContext
+
+    checker: Callable[[TargetContext], None] = found.load()
+    try:
+        checker(TargetContext(kind, state_dir, settings))
+    except TargetError as exc:
+        raise UserError(
+            f"environment '{env.name}' cannot be deployed to: target '{env.target}': {exc.message}",
+            hint=exc.hint,
+        ) from None
 
 
 def build_target(kind: str, state_dir: Path, settings: dict[str, str | None]) -> DeployTarget:

@@ -22,7 +22,6 @@ import base64
 import contextlib
 import itertools
 import json
-import os
 import subprocess
 import threading
 import time
@@ -68,6 +67,7 @@ from shipline.domain.health import HealthBounds, HealthCheck, Observation, troub
 from shipline.domain.ports import LogSink, MetricSource, TargetContext
 from shipline.errors import CheckFailed, NotFoundError, TargetError
 from shipline.targets.kubernetes.apiversions import adapt, served_version
+from shipline.targets.kubernetes.kubeconfig import check, kubeconfig_path
 
 MANAGER = "shipline"
 NAME = "app.kubernetes.io/name"
@@ -1407,31 +1407,19 @@ def _warm_decoders() -> None:
 def create(context: TargetContext) -> KubernetesTarget:
     """The `kubernetes` target kind: kubeconfig and context from the target's settings (or
     KUBECONFIG and its current context). A target that names its `cluster` is only built on a
-    context that points at that cluster: a kubeconfig switched to another cluster (another
-    environment's, production's) is refused before anything is applied to it."""
+    context that points at that cluster (`kubeconfig.check`): a kubeconfig switched to another
+    cluster (another environment's, production's) is refused before anything is applied to it."""
     settings = dict(context.settings)
-    path = settings.get("kubeconfig") or os.environ.get("KUBECONFIG")
-    if not path:
-        raise TargetError(
-            "the kubernetes target needs a kubeconfig",
-            hint="set 'kubeconfig:' on the target, or KUBECONFIG",
-        )
+    check(context)  # the file, its context and that context's cluster
+    path = kubeconfig_path(settings)
     try:
         config = KubeConfig.from_file(path).get(settings.get("context") or None)
-    except Exception as exc:  # a missing file, bad YAML, an unknown context
+    except Exception as exc:  # what `check` does not read: the cluster's and user's entries
         raise TargetError(
             f"kubeconfig {path}: {type(exc).__name__}: {exc}",
             hint="check the target's 'kubeconfig' and 'context'",
         ) from None
     assert config is not None  # without a default, `get` raises rather than return None
-    wanted, found = settings.get("cluster"), config.context.cluster
-    if wanted and found != wanted:
-        raise TargetError(
-            f"kubeconfig {path}: context '{config.context_name}' points at cluster '{found}', "
-            f"not at '{wanted}' (the target's cluster)",
-            hint="set the target's 'context:' to a context of that cluster (`kubectl config "
-            "get-contexts`), or correct its 'cluster:'",
-        )
     project = settings.get("project")
     _warm_decoders()
     return KubernetesTarget(
