@@ -14,10 +14,10 @@ at once instead of at its next look.
 
 from __future__ import annotations
 
+import _socket  # not `socket`: the command loads this, and `socket` costs ~3 ms to import
 import contextlib
 import os
 import select
-import socket
 import time
 from _blake2 import blake2b  # the interpreter's own: hashlib's OpenSSL costs ~3 ms a command
 from pathlib import Path
@@ -49,7 +49,7 @@ def _send(state_dir: Path, names: list[str]) -> tuple[int, list[str]]:
     """Ring each of `names`: how many were rung (a full queue counts: its listener wakes
     anyway), and those nobody listens to."""
     rung, silent = 0, []
-    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as bell:
+    with contextlib.closing(_socket.socket(_socket.AF_UNIX, _socket.SOCK_DGRAM)) as bell:
         bell.setblocking(False)
         for name in names:
             try:
@@ -66,7 +66,7 @@ class Doorbell:
     """What a worker listens on: `wait` returns as soon as it is rung, or after `timeout`."""
 
     def __init__(self, state_dir: Path, name: str) -> None:
-        self._socket: socket.socket | None = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self._socket: _socket.socket | None = _socket.socket(_socket.AF_UNIX, _socket.SOCK_DGRAM)
         try:
             self._socket.bind(_address(state_dir, name))
         except OSError:  # another process of this name listens: look on the timer alone

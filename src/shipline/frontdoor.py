@@ -15,19 +15,19 @@ Standard library only: the command's side must cost nothing to import.
 
 from __future__ import annotations
 
+import _socket  # the command's side: `socket` costs ~3 ms to import (its enums), `_socket` nothing
 import contextlib
 import json
 import os
-import socket
 import struct
-import threading
-from collections.abc import Callable
 from pathlib import Path
 
 from shipline.doorbell import folder_key
 
 TYPE_CHECKING = False  # typing is not imported at run time (the quick path loads this)
 if TYPE_CHECKING:
+    import threading
+    from collections.abc import Callable
     from typing import Any
 
 TIMEOUT_SECONDS = 10.0  # a worker busy that long: the command waits no more, and says so
@@ -48,7 +48,7 @@ def address(state_dir: Path) -> bytes:
 def knock(state_dir: Path, request: dict[str, Any]) -> dict[str, Any] | None:
     """Hand `request` to a worker of `state_dir`; its answer, or None where no worker listens
     (the caller does the work itself)."""
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+    sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM | _socket.SOCK_CLOEXEC)
     sock.settimeout(TIMEOUT_SECONDS)
     try:
         try:
@@ -68,7 +68,7 @@ def knock(state_dir: Path, request: dict[str, Any]) -> dict[str, Any] | None:
         sock.close()
 
 
-def _read_line(sock: socket.socket) -> bytes | None:
+def _read_line(sock: _socket.socket) -> bytes | None:
     data = b""
     while b"\n" not in data:
         chunk = sock.recv(65536)
@@ -80,8 +80,8 @@ def _read_line(sock: socket.socket) -> bytes | None:
     return data.split(b"\n", 1)[0]
 
 
-def _peer_uid(conn: socket.socket) -> int:
-    pid_uid_gid = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+def _peer_uid(conn: _socket.socket) -> int:
+    pid_uid_gid = conn.getsockopt(_socket.SOL_SOCKET, _socket.SO_PEERCRED, struct.calcsize("3i"))
     return int(struct.unpack("3i", pid_uid_gid)[1])
 
 
@@ -92,6 +92,8 @@ def keep(
 ) -> None:
     """Until `stop`: hold the door of `state_dir` (or wait for it to be free) and answer each
     request of this user with `answer` (which never raises), one at a time."""
+    import socket  # the worker's side: `accept`
+
     while not stop.is_set():
         door = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
         try:
@@ -112,7 +114,7 @@ def keep(
                     _serve_one(conn, answer)
 
 
-def _serve_one(conn: socket.socket, answer: Callable[[dict[str, Any]], dict[str, Any]]) -> None:
+def _serve_one(conn: _socket.socket, answer: Callable[[dict[str, Any]], dict[str, Any]]) -> None:
     conn.settimeout(TIMEOUT_SECONDS)
     try:
         line = _read_line(conn)

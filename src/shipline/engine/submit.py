@@ -7,6 +7,7 @@ Bad input is refused here with a UserError (exit 2) before anything is queued or
 from __future__ import annotations
 
 import contextlib
+import importlib
 import json
 import re
 from pathlib import Path
@@ -297,8 +298,9 @@ class FrontDesk:
 
     def open(self) -> None:
         """Load what the first request would need (the project as it is on disk, the run
-        service and its reads' statements), so that the first command handed over does not
-        pay for it."""
+        service and its reads' statements, the promotion's module), so that the first command
+        handed over does not pay for it."""
+        importlib.import_module("shipline.engine.promotion")
         with contextlib.suppress(ShiplineError, OSError):
             ws = self._current(self.ws.config_path)
             if ws is not None:
