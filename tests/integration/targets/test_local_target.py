@@ -610,27 +610,3 @@ def test_a_rollout_says_how_long_each_new_replica_took_to_start(target: LocalTar
     ports = {r.port for r in target._services[("qa", "api")].replicas}
     assert {int(m.group(2)) for m in found} == ports
     assert all(0 < float(m.group(3)) <= took for m in found)
-
-
-def test_a_queued_rollout_makes_its_log_folder_while_it_waits(target: LocalTarget) -> None:
-    """A new service's log folder is made while the rollout it is queued behind is under way
-    (a new folder is a fraction of a millisecond between one service and the next), and its
-    replica writes there once it starts."""
-    import threading
-
-    folder = target.state_dir / "logs" / "qa" / "web"
-    got: dict[str, int] = {}
-    queued = threading.Thread(target=lambda: got.update(revision=target.apply_after(
-        "run-1/deploy/api", DeploySpec("qa", "web", "1.0.0"), change="run-1/deploy/web")))  # fmt: skip
-    with target._sequence.making("run-1/deploy/api"):  # the rollout before, under way
-        queued.start()
-        deadline = time.monotonic() + 10
-        while not folder.is_dir() and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert folder.is_dir()
-        assert got == {}  # still queued
-    queued.join(30)
-    assert got == {"revision": 1}
-    assert [p.name for p in folder.iterdir()] == [
-        f"1.0.0-0-{target._services[('qa', 'web')].replicas[0].port}.log"
-    ]

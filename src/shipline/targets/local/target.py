@@ -8,7 +8,6 @@ Every apply records a revision, as a Kubernetes Deployment does; rollback re-app
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
 import http.client
 import json
@@ -283,14 +282,16 @@ class LocalTarget:
         env = {**base, **spec.env, "PORT": str(port)}
         if spec.command is not None:
             env[OWNER_ENV] = str(self.state_dir)  # how a later worker finds it if this one dies
-        log = self._log_folder(spec) / f"{spec.version}-{index}-{port}.log"
+        log = (
+            self.state_dir
+            / "logs"
+            / spec.environment
+            / spec.service
+            / f"{spec.version}-{index}-{port}.log"
+        )
         return Replica(
             spec.service, spec.version, port, argv, env, log, spec.health_path, cwd=spec.workdir
         )
-
-    def _log_folder(self, spec: DeploySpec) -> Path:
-        """Where the replicas of `spec`'s service in its environment write their output."""
-        return self.state_dir / "logs" / spec.environment / spec.service
 
     def _wait_healthy(self, replica: Replica, deadline: int | None = None) -> None:
         """Wait for the replica's health path; `deadline` (the environment's progress deadline)
@@ -380,10 +381,6 @@ class LocalTarget:
         engine. `Withdrawn`, with nothing done, when that change failed or never came."""
         svc = self._services.get((spec.environment, spec.service))
         if svc is None or _recorded(svc.revisions, change) is None:  # else: already made
-            # A new folder costs about 0.3 ms: made while the change before rolls out, not
-            # between that change and this one (a replica's start makes it if this failed).
-            with contextlib.suppress(OSError):
-                self._log_folder(spec).mkdir(parents=True, exist_ok=True)
             self._sequence.wait_for(after)
         return self.apply(spec, cause=cause, log=log, change=change)
 
