@@ -11,12 +11,13 @@ import time
 import urllib.request
 from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from shipline.domain.deploy import DeploySpec
 from shipline.domain.health import HealthBounds, healthy, verify_health
-from shipline.errors import CheckFailed, NotFoundError, TargetError
+from shipline.errors import CheckFailed, NotFoundError, TargetError, Withdrawn
 from shipline.targets.local.target import LocalTarget
 
 
@@ -610,3 +611,61 @@ def test_a_rollout_says_how_long_each_new_replica_took_to_start(target: LocalTar
     ports = {r.port for r in target._services[("qa", "api")].replicas}
     assert {int(m.group(2)) for m in found} == ports
     assert all(0 < float(m.group(3)) <= took for m in found)
+
+
+def _queue(target: LocalTarget, after: str, spec: DeploySpec, change: str) -> tuple[Any, dict[str, Any]]:  # fmt: skip
+    import threading
+
+    got: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            got["revision"] = target.apply_after(after, spec, change=change)
+        except Exception as exc:
+            got["error"] = exc
+
+    queued = threading.Thread(target=run)
+    queued.start()
+    return queued, got
+
+
+def _appears(folder: Path) -> list[Path]:
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        found = list(folder.glob("*.log")) if folder.is_dir() else []
+        if found:
+            return found
+        time.sleep(0.01)
+    return []
+
+
+def test_a_queued_rollout_readies_its_replica_while_it_waits(target: LocalTarget) -> None:
+    """The first replica of a rollout queued behind another has its log file (and port) while
+    that one is under way: between the two, only its process starts, and it writes there."""
+    folder = target.state_dir / "logs" / "qa" / "web"
+    with target._sequence.making("run-1/deploy/api"):  # the rollout before, under way
+        queued, got = _queue(target, "run-1/deploy/api", DeploySpec("qa", "web", "1.0.0"),
+                             "run-1/deploy/web")  # fmt: skip
+        readied = _appears(folder)
+        assert len(readied) == 1 and got == {}  # still queued
+    queued.join(30)
+    assert got == {"revision": 1}
+    port = target._services[("qa", "web")].replicas[0].port
+    assert readied[0].name == f"1.0.0-0-{port}.log"
+    assert list(folder.glob("*.log")) == readied
+
+
+def test_a_withdrawn_rollout_leaves_no_log_of_a_replica_that_never_started(
+    target: LocalTarget,
+) -> None:
+    folder = target.state_dir / "logs" / "qa" / "web"
+    queued, got = _queue(target, "run-2/deploy/api", DeploySpec("qa", "web", "1.0.0"),
+                         "run-2/deploy/web")  # fmt: skip
+    with contextlib.suppress(ZeroDivisionError), target._sequence.making("run-2/deploy/api"):
+        assert len(_appears(folder)) == 1
+        raise ZeroDivisionError  # the rollout before fails
+    queued.join(30)
+    assert isinstance(got.get("error"), Withdrawn), got
+    assert list(folder.glob("*.log")) == []
+    with pytest.raises(NotFoundError):
+        target.observe("qa", "web")

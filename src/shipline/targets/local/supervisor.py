@@ -16,6 +16,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 from shipline.domain.retry import backoff_delay
 from shipline.errors import TargetError
@@ -65,6 +66,7 @@ class Replica:
     wanted: bool = True
     last_healthy: bool | None = None  # the last probe's answer
     started: float = 0.0  # when its process was last started (monotonic seconds)
+    _log: BinaryIO | None = field(default=None, repr=False)  # opened ahead by `prepare`
 
     @property
     def running(self) -> bool:
@@ -75,9 +77,27 @@ class Replica:
         recent = [t for t in self.restart_times if t > time.monotonic() - 60]
         return len(recent) >= CRASH_LOOP_RESTARTS
 
+    def prepare(self) -> None:
+        """Make its log folder and open its log file now, so that `start` only starts it: a
+        new folder and file are two of the file system's slower calls (about 0.1 ms each here,
+        several times that on a busy machine)."""
+        if self._log is None:
+            self.log_path.parent.mkdir(parents=True, exist_ok=True)
+            self._log = open(self.log_path, "ab")  # noqa: SIM115 (closed by `start`, `discard`)
+
+    def discard(self) -> None:
+        """A prepared replica that will not start: its log file closed and removed."""
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+            with contextlib.suppress(OSError):
+                self.log_path.unlink()
+
     def start(self) -> None:
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.log_path, "ab") as log:
+        self.prepare()
+        log, self._log = self._log, None
+        assert log is not None
+        with log:
             self.started = time.monotonic()
             try:
                 self.process = subprocess.Popen(

@@ -238,6 +238,8 @@ class LocalTarget:
         self._lock = threading.RLock()
         # the changes under way and made, for a rollout queued behind another (`apply_after`)
         self._sequence = Sequencer(self._made_before)
+        # the first replica of each queued rollout, readied while the one before rolls out
+        self._prepared: dict[str, tuple[DeploySpec, Replica]] = {}
         # The state files after a rollout: written by a thread of their own, one write for
         # what changed meanwhile, so a rollout does not wait for them (`_state_soon`).
         self._state_written = threading.Lock()  # one write at a time: the last is the newest
@@ -381,8 +383,33 @@ class LocalTarget:
         engine. `Withdrawn`, with nothing done, when that change failed or never came."""
         svc = self._services.get((spec.environment, spec.service))
         if svc is None or _recorded(svc.revisions, change) is None:  # else: already made
-            self._sequence.wait_for(after)
-        return self.apply(spec, cause=cause, log=log, change=change)
+            self._prepare(change, spec)
+            try:
+                self._sequence.wait_for(after)
+            except BaseException:
+                self._unprepare(change)
+                raise
+        try:
+            return self.apply(spec, cause=cause, log=log, change=change)
+        finally:
+            self._unprepare(change)  # not taken: it was made before, or failed before its start
+
+    def _prepare(self, change: str, spec: DeploySpec) -> None:
+        """Ready the first new replica of a rollout queued behind another one (its port, its
+        log folder and file) while that one is under way, so that between the two only its
+        process starts: the file system's calls cost a few tenths of a millisecond each on a
+        busy machine, and the services start one after another."""
+        replica = self._replica(spec, 0)
+        try:
+            replica.prepare()
+        except OSError:
+            return  # its start tries again, and says what is wrong
+        self._prepared[change] = (spec, replica)
+
+    def _unprepare(self, change: str) -> None:
+        found = self._prepared.pop(change, None)
+        if found is not None:
+            found[1].discard()
 
     def _made_before(self, change: str) -> bool:
         """Whether a revision of any service was made by `change` (before a restart too)."""
@@ -441,8 +468,12 @@ class LocalTarget:
             svc.lowest_available = None if first else self._available(svc)
             fresh: list[Replica] = []
             retired: list[Replica] = []  # old replicas gone before their replacements were up
+            ready = self._prepared.pop(change, None) if change is not None else None
+            first_ready = ready[1] if ready is not None and ready[0] == spec else None
+            if ready is not None and first_ready is None:
+                ready[1].discard()
             try:
-                self._roll(svc, spec, old, fresh, retired, log)
+                self._roll(svc, spec, (old, fresh, retired), log, first_ready)
             except (CheckFailed, TargetError) as exc:  # not healthy; or it could not start
                 for replica in fresh:
                     if replica in svc.replicas:
@@ -457,6 +488,9 @@ class LocalTarget:
                     why = "not healthy" if isinstance(exc, CheckFailed) else "did not start"
                     svc.events.append(f"rollout of {spec.version} failed: new replica {why}")
                 raise
+            finally:
+                if first_ready is not None and first_ready not in fresh:
+                    first_ready.discard()  # never started (the rollout stopped before it)
             for replaced in old:
                 self._retire(svc, replaced)
             for leftover in [r for r in svc.replicas if r not in fresh]:
@@ -469,15 +503,16 @@ class LocalTarget:
         self,
         svc: _Service,
         spec: DeploySpec,
-        old: list[Replica],
-        fresh: list[Replica],
-        retired: list[Replica],
+        replicas: tuple[list[Replica], list[Replica], list[Replica]],
         log: LogSink,
+        ready: Replica | None = None,
     ) -> None:
         """Replace `old` with `spec.replicas` new replicas as a Deployment's rolling update does:
         never more than `maxSurge` above nor `maxUnavailable` below the desired count. The new
         replicas go in `fresh` as they start; `retired`, the old ones that went before their
-        replacements were healthy (what a failed rollout brings back)."""
+        replacements were healthy (what a failed rollout brings back). `replicas`: (old, fresh,
+        retired); `ready`: the first new replica, prepared ahead (`_prepare`)."""
+        old, fresh, retired = replicas
         wanted, surge, unavailable = spec.replicas, spec.max_surge, spec.max_unavailable
         while len(fresh) < wanted:
             serving = len(old) + len(fresh)
@@ -490,7 +525,7 @@ class LocalTarget:
             batch = max(1, min(wanted - len(fresh), wanted + surge - serving))
             started = []
             for _ in range(batch):
-                replica = self._replica(spec, len(fresh))
+                replica, ready = ready or self._replica(spec, len(fresh)), None
                 self.supervisor.add(replica)
                 fresh.append(replica)
                 started.append(replica)
