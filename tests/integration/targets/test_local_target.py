@@ -669,3 +669,26 @@ def test_a_withdrawn_rollout_leaves_no_log_of_a_replica_that_never_started(
     assert list(folder.glob("*.log")) == []
     with pytest.raises(NotFoundError):
         target.observe("qa", "web")
+
+
+def test_a_port_the_kernel_offers_again_goes_to_no_second_replica_or_gateway(
+    target: LocalTarget,
+) -> None:
+    """The kernel offers the port of a replica that has not bound it yet again (it is free):
+    the next replica and the gateways get others, and every service comes up."""
+    from shipline.targets.local.supervisor import PortBook, free_port
+
+    first = free_port()
+    offered = iter([first, first, first, first, *(free_port() for _ in range(8))])
+    target._ports = PortBook(find=lambda: next(offered))
+    target.apply(DeploySpec("qa", "api", "1.0.0"))
+    queued, got = _queue(target, "run-5/deploy/api", DeploySpec("qa", "web", "1.0.0"),
+                         "run-5/deploy/web")  # fmt: skip
+    with target._sequence.making("run-5/deploy/api"):
+        pass
+    queued.join(30)
+    assert got == {"revision": 1}, got
+    ports = [r.port for s in ("api", "web") for r in target._services[("qa", s)].replicas]
+    gateways = [target._services[("qa", s)].gateway.port for s in ("api", "web")]
+    assert ports[0] == first and len(set(ports + gateways)) == 4
+    assert target.observe("qa", "web").ready == 1

@@ -14,6 +14,7 @@ import socket
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
@@ -45,6 +46,33 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+class PortBook:
+    """The ports a target hands to the processes and gateways it starts. The kernel gives a
+    port that no socket holds; a replica started a moment ago (or readied for the next
+    rollout) holds none yet, so the kernel can give its port again, to the next replica or to a
+    gateway, and one of the two then never listens: it crash-loops. The book never hands out
+    a port it handed out in the last `hold` seconds (longer than any start-up is waited for)."""
+
+    def __init__(self, hold: float = 900.0, find: Callable[[], int] = free_port) -> None:
+        self._hold = hold
+        self._find = find
+        self._given: dict[int, float] = {}  # port -> when it was handed out (monotonic)
+        self._lock = threading.Lock()
+
+    def take(self) -> int:
+        """A free port, not handed out by this book within `hold` seconds."""
+        with self._lock:
+            now = time.monotonic()
+            for port in [p for p, at in self._given.items() if now - at > self._hold]:
+                del self._given[port]
+            for _ in range(1000):
+                port = self._find()
+                if port not in self._given:
+                    self._given[port] = now
+                    return port
+            raise TargetError("no free TCP port on 127.0.0.1", hint="too many services here?")
 
 
 @dataclass

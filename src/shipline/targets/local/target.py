@@ -40,7 +40,7 @@ from shipline.errors import (
 from shipline.process import hold_lock
 from shipline.targets.local.gateway import DRAIN_SECONDS, Gateway
 from shipline.targets.local.metrics import GatewayMetrics
-from shipline.targets.local.supervisor import Replica, Supervisor, free_port, http_status
+from shipline.targets.local.supervisor import PortBook, Replica, Supervisor, http_status
 from shipline.targets.ordering import Sequencer
 
 WORKLOAD = [sys.executable, "-m", "shipline.targets.local.workload"]
@@ -238,6 +238,7 @@ class LocalTarget:
         self._lock = threading.RLock()
         # the changes under way and made, for a rollout queued behind another (`apply_after`)
         self._sequence = Sequencer(self._made_before)
+        self._ports = PortBook()  # every port a replica or a gateway of this target listens on
         # the first replica of each queued rollout, readied while the one before rolls out
         self._prepared: dict[str, tuple[DeploySpec, Replica]] = {}
         # The state files after a rollout: written by a thread of their own, one write for
@@ -259,7 +260,7 @@ class LocalTarget:
     # --- helpers ---------------------------------------------------------------------------
 
     def _replica(self, spec: DeploySpec, index: int) -> Replica:
-        port = free_port()
+        port = self._ports.take()
         argv = spec.command or [
             *WORKLOAD,
             "--owner",
@@ -532,7 +533,7 @@ class LocalTarget:
             key = (spec.environment, spec.service)
             if key not in self._services:  # a first deploy: its replica is starting
                 try:
-                    svc.gateway.start()
+                    self._listen(svc.gateway)
                 except OSError as exc:
                     raise TargetError(
                         f"{spec.service}: its gateway cannot listen on 127.0.0.1: {exc}"
@@ -588,8 +589,20 @@ class LocalTarget:
             except OSError:
                 pass
         gateway = Gateway(0, labels=labels)
-        gateway.start()
+        self._listen(gateway)
         return gateway
+
+    def _listen(self, gateway: Gateway, tries: int = 3) -> None:
+        """Start `gateway` on a port from the book (not the kernel's choice: it could be a
+        starting replica's); another one when something else took that port meanwhile."""
+        for attempt in range(tries):
+            gateway.port = self._ports.take()
+            try:
+                gateway.start()
+                return
+            except OSError:
+                if attempt == tries - 1:
+                    raise
 
     def observe(self, environment: str, service: str, *, probe: bool = True) -> ServiceState:
         """Observed state: version, replicas, restarts, gateway address and weights, revision
