@@ -97,7 +97,7 @@ def test_a_target_whose_cluster_is_not_the_contexts_is_refused_before_any_change
     assert refused.returncode == 2, refused.stdout + refused.stderr
     said = refused.stderr
     assert f"points at cluster '{here}', not at 'aks-quikapp-dev'" in said, said
-    assert "environment 'dev' cannot be deployed to: target 'aks-dev'" in said, said
+    assert "environment 'dev': its target 'aks-dev' cannot be used:" in said, said
     assert recorded == []
     assert objects("deployments", "quikapp-dev") == {}
 

@@ -223,7 +223,7 @@ def test_a_rung_without_a_kubeconfig_is_refused_before_any_run(tmp_path: Path) -
         refused = sh(env, *args, *(("--tag", "1.0.0") if args[0] != "rollback" else ()))
         assert refused.returncode == 2, refused.stdout + refused.stderr
         assert (
-            "environment 'prod' cannot be deployed to: target 'cluster': the kubernetes target"
+            "environment 'prod': its target 'cluster' cannot be used: the kubernetes target"
             " needs a kubeconfig" in refused.stderr
         ), refused.stderr
         assert "hint: set 'kubeconfig:' on the target, or KUBECONFIG" in refused.stderr

@@ -185,7 +185,7 @@ def check_target(
         checker(TargetContext(kind, state_dir, settings))
     except TargetError as exc:
         raise UserError(
-            f"environment '{env.name}' cannot be deployed to: target '{env.target}': {exc.message}",
+            f"environment '{env.name}': its target '{env.target}' cannot be used: {exc.message}",
             hint=exc.hint,
         ) from None
 
