@@ -13,6 +13,7 @@ Run: python -m shipline.targets.local.daemon --state DIR
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import socketserver
@@ -96,7 +97,9 @@ ORPHAN_CHECK_SECONDS = 2.0
 
 def serve(state_dir: Path) -> int:
     """Own `state_dir`'s local services and answer requests until told to shut down."""
-    target = LocalTarget(state_dir)  # TargetBusy when another daemon owns the folder
+    # TargetBusy when another daemon owns the folder; it leads a session of its own (started so
+    # by the client): while a replica starts, it yields the CPU to it
+    target = LocalTarget(state_dir, yield_cpu=True)
     path = state_dir / SOCKET
     path.unlink(missing_ok=True)
     stopping = threading.Event()
@@ -169,6 +172,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="shipline-local-daemon")
     parser.add_argument("--state", required=True, type=Path)
     args = parser.parse_args(argv)
+    with contextlib.suppress(OSError):  # already its session's leader
+        os.setsid()  # a session, so a scheduling group, of its own (`Yielding`)
     try:
         return serve(args.state)
     except ShiplineError as exc:

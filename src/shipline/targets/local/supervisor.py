@@ -14,7 +14,7 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
@@ -73,6 +73,61 @@ class PortBook:
                     self._given[port] = now
                     return port
             raise TargetError("no free TCP port on 127.0.0.1", hint="too many services here?")
+
+
+AUTOGROUP_ON = Path("/proc/sys/kernel/sched_autogroup_enabled")
+YIELD_NICE = 10  # the daemon's group while a replica starts: about a tenth of a service's share
+
+
+class Yielding:
+    """While a replica starts, the process that started it yields the CPU to it. On Linux with
+    autogroup scheduling, the processes of a session share the CPU as one group: a replica is
+    started in a session, and so a group, of its own (at normal priority), and the local daemon
+    leads one of its own. While a replica starts, the daemon's group is set to a lower
+    priority; once none is starting, back to normal (a gateway's traffic is the daemon's too).
+    On two cores, a starting service otherwise shares its core with the daemon's and the
+    worker's work in between (the service before's verification, the next one's preparation).
+
+    Only a process that leads its own session does this (it would lower the priority of every
+    process of the session it is in: a terminal's, a test run's); elsewhere, and without
+    autogroup scheduling, nothing happens. Raising a group's nice value and setting it back to
+    0 needs no privilege."""
+
+    def __init__(self, enabled: bool) -> None:
+        self._fd: int | None = None
+        self._starting = 0
+        self._lock = threading.Lock()
+        if not enabled or os.getsid(0) != os.getpid():
+            return
+        with contextlib.suppress(OSError):
+            if AUTOGROUP_ON.read_text().strip() == "1":
+                self._fd = os.open("/proc/self/autogroup", os.O_WRONLY | os.O_CLOEXEC)
+
+    @contextlib.contextmanager
+    def starting(self) -> Iterator[None]:
+        """Around the wait for a new replica's first healthy answer."""
+        self._count(1)
+        try:
+            yield
+        finally:
+            self._count(-1)
+
+    def _count(self, change: int) -> None:
+        if self._fd is None:
+            return
+        with self._lock:
+            was = self._starting
+            self._starting += change
+            if (was == 0) != (self._starting == 0):
+                with contextlib.suppress(OSError):
+                    os.write(self._fd, str(YIELD_NICE if self._starting else 0).encode())
+
+    def close(self) -> None:
+        if self._fd is not None:
+            with contextlib.suppress(OSError):
+                os.write(self._fd, b"0")
+                os.close(self._fd)
+            self._fd = None
 
 
 @dataclass

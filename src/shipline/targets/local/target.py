@@ -40,7 +40,13 @@ from shipline.errors import (
 from shipline.process import hold_lock
 from shipline.targets.local.gateway import DRAIN_SECONDS, Gateway
 from shipline.targets.local.metrics import GatewayMetrics
-from shipline.targets.local.supervisor import PortBook, Replica, Supervisor, http_status
+from shipline.targets.local.supervisor import (
+    PortBook,
+    Replica,
+    Supervisor,
+    Yielding,
+    http_status,
+)
 from shipline.targets.ordering import Sequencer
 
 WORKLOAD = [sys.executable, "-m", "shipline.targets.local.workload"]
@@ -227,7 +233,11 @@ class LocalTarget:
 
     routers: frozenset[str] = frozenset()  # the gateway's weights only
 
-    def __init__(self, state_dir: Path, *, health_timeout: float = 15.0) -> None:
+    def __init__(
+        self, state_dir: Path, *, health_timeout: float = 15.0, yield_cpu: bool = False
+    ) -> None:
+        """`yield_cpu`: while a replica starts, this process yields the CPU to it (`Yielding`:
+        the local daemon, which leads a session of its own)."""
         self.state_dir = state_dir
         self._owner_fd = _own(state_dir)
         self.stale_stopped = stop_stale_replicas(state_dir)
@@ -239,6 +249,7 @@ class LocalTarget:
         # the changes under way and made, for a rollout queued behind another (`apply_after`)
         self._sequence = Sequencer(self._made_before)
         self._ports = PortBook()  # every port a replica or a gateway of this target listens on
+        self._yield = Yielding(yield_cpu)
         # the first replica of each queued rollout, readied while the one before rolls out
         self._prepared: dict[str, tuple[DeploySpec, Replica]] = {}
         # The state files after a rollout: written by a thread of their own, one write for
@@ -302,13 +313,14 @@ class LocalTarget:
         seconds = deadline or self.health_timeout
         began = time.monotonic()
         end = began + seconds
-        while time.monotonic() < end:
-            if replica.healthy(timeout=0.5):
-                return
-            if replica.crash_looping:
-                break
-            # Most services answer within a second: look often then, less after.
-            time.sleep(0.01 if time.monotonic() - began < 2 else 0.05)
+        with self._yield.starting():
+            while time.monotonic() < end:
+                if replica.healthy(timeout=0.5):
+                    return
+                if replica.crash_looping:
+                    break
+                # Most services answer within a second: look often then, less after.
+                time.sleep(0.01 if time.monotonic() - began < 2 else 0.05)
         state = "crash-looping" if replica.crash_looping or not replica.running else "not healthy"
         waited = time.monotonic() - began
         raise CheckFailed(
@@ -814,6 +826,7 @@ class LocalTarget:
             self._halt(env, None)
         self._retirer.close()
         self.supervisor.shutdown()
+        self._yield.close()
         if self._owner_fd >= 0:
             os.close(self._owner_fd)  # releases the ownership lock
             self._owner_fd = -1
