@@ -21,7 +21,7 @@ from shipline.engine.pipelines import (
     promote_pipeline,
 )
 from shipline.engine.runs import RunService
-from shipline.engine.wiring import RunRecord, SqlStateStore, check_target, require_target
+from shipline.engine.wiring import RunRecord, SqlStateStore, require_target
 from shipline.engine.workspace import Workspace
 from shipline.errors import NotFoundError, UserError
 
@@ -149,7 +149,7 @@ def submit_promotion(
         check_tag(tag)
         versions = dict.fromkeys(names, tag)
     for env in envs:  # a rung no run could deploy to is refused before the first one starts
-        check_target(ws.config, env.name, ws.state_dir, ws.target_settings(env.name))
+        ws.check_target(env.name)
     service = service or run_service(ws)
     held = held_in(service.store, src.name, versions)
     below = [s for s in versions if s not in held]

@@ -26,7 +26,7 @@ from shipline.engine.pipelines import (
     pick_services,
 )
 from shipline.engine.runs import RunService
-from shipline.engine.wiring import RunRecord, check_target, require_target
+from shipline.engine.wiring import RunRecord, require_target
 from shipline.engine.workspace import Workspace
 from shipline.errors import ShiplineError, UserError
 
@@ -151,7 +151,7 @@ def submit_deploy(
     else:
         assert tag is not None
         versions = check_tag(tag)
-    check_target(ws.config, environment.name, ws.state_dir, ws.target_settings(environment.name))
+    ws.check_target(environment.name)
     run_parameters = as_references(ws, environment.name, names, parse_parameters(parameters or []))
     spec = deploy_pipeline(
         ws.config,
@@ -194,7 +194,7 @@ def submit_action(
     """Queue a rollback, restart, scale, preview or down run after its rules held."""
     environment = find_environment(ws.config, env)
     require_target(ws.config, environment.name)
-    check_target(ws.config, environment.name, ws.state_dir, ws.target_settings(environment.name))
+    ws.check_target(environment.name)
     names = [] if action == "down" else pick_services(ws.config, services or "all")
     if "parameters" in extra:  # a preview sees the run parameters a deploy would get
         given = parse_parameters(list(extra.pop("parameters")))

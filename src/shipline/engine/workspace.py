@@ -13,7 +13,7 @@ from shipline.domain.models import Config
 from shipline.domain.ports import SecretStore
 from shipline.engine.locations import database_url_of, state_dir_of
 from shipline.engine.pipelines import target_settings
-from shipline.engine.wiring import StoreContext, load_config, open_store
+from shipline.engine.wiring import StoreContext, check_target, load_config, open_store
 from shipline.errors import NotFoundError, ShiplineError, UserError
 
 if TYPE_CHECKING:  # the store (SQLAlchemy) loads only for commands that use it
@@ -77,6 +77,11 @@ class Workspace:
     def target_settings(self, environment: str) -> dict[str, str | None]:
         """What `environment`'s target is built with (paths resolved against the project)."""
         return target_settings(self.config, self.config.environment(environment), self.root)
+
+    def check_target(self, environment: str) -> None:
+        """Refuse (exit 2) a run of `environment` whose target could not be built from its
+        settings (`wiring.check_target`)."""
+        check_target(self.config, environment, self.state_dir, self.target_settings(environment))
 
     @property
     def state_dir(self) -> Path:

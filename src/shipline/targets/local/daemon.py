@@ -97,8 +97,8 @@ ORPHAN_CHECK_SECONDS = 2.0
 
 def serve(state_dir: Path) -> int:
     """Own `state_dir`'s local services and answer requests until told to shut down."""
-    # TargetBusy when another daemon owns the folder; it leads a session of its own (started so
-    # by the client): while a replica starts, it yields the CPU to it
+    # TargetBusy when another daemon owns the folder; the daemon leads a session of its own
+    # (`main`): while a replica starts, it yields the CPU to it
     target = LocalTarget(state_dir, yield_cpu=True)
     path = state_dir / SOCKET
     path.unlink(missing_ok=True)
