@@ -107,7 +107,10 @@ def worker(
 
     threading.Thread(target=front_door, daemon=True, name="shipline-front-door").start()
     pid_file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    pid_file.write_text(str(os.getpid()))
+    # whole or not at all: whoever sees the file (`worker --stop`, a script) reads the pid
+    written = pid_file.with_name(f".{pid_file.name}.{os.getpid()}")
+    written.write_text(str(os.getpid()))
+    os.replace(written, pid_file)
     state.output.error(f"shipline worker {name} running (pid {os.getpid()})")
     try:
         while not stop.wait(STATE_REFRESH_SECONDS):
@@ -167,7 +170,11 @@ def _stop_worker(pid_file: Any, name: str, state: Any) -> None:
     if not pid_file.exists():
         state.output.error(f"no worker {name} is running here")
         raise typer.Exit(1)
-    pid = int(pid_file.read_text().strip())
+    try:
+        pid = int(pid_file.read_text().strip())
+    except (OSError, ValueError):
+        state.output.error(f"worker {name}: its pid file {pid_file} holds no pid; remove it")
+        raise typer.Exit(1) from None
     try:
         os.kill(pid, signal.SIGTERM)
     except ProcessLookupError:
