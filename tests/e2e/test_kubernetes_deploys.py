@@ -1,6 +1,7 @@
 """Deploys through the CLI and a worker to the `kubernetes` target on the test control plane
 (scripts/test starts it): deploy, upgrade, verify, roll back, restart and scale a service; each a
-run of the engine whose effect the API server holds (Deployment revisions, ready pods)."""
+run of the engine whose effect the API server holds (Deployment revisions, ready pods). The
+Deployment's container, which names no resources, requests the tier's CPU and memory."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.kube import kubeconfig
+from tests.e2e.kube import kubeconfig, objects
 from tests.e2e.worker import running_worker, sh
 
 PROJECT = """
@@ -19,7 +20,7 @@ stacks:
 services:
   - {name: orders, stack: python, image: shipline/orders}
 tiers:
-  nonprod: {resources: {minReplicas: 1, maxReplicas: 3}}
+  nonprod: {resources: {minReplicas: 1, maxReplicas: 3, cpuRequest: 20m, memoryRequest: 48Mi}}
 targets:
   cluster: {type: kubernetes}
 environments:
@@ -47,6 +48,9 @@ def test_deploy_upgrade_rollback_restart_scale(kube_env: Path, tmp_path: Path) -
             first = sh(env, "deploy", "--env", "e2e", "--services", "orders", "--tag", "1.0.0",
                        "--json")  # fmt: skip
             assert first.returncode == 0, first.stdout + first.stderr
+            deployment = objects("deployments", "shipline-e2e")["orders"]
+            container = deployment["spec"]["template"]["spec"]["containers"][0]
+            assert container["resources"] == {"requests": {"cpu": "20m", "memory": "48Mi"}}
             second = sh(env, "deploy", "--env", "e2e", "--services", "orders", "--tag", "1.1.0",
                         "--json")  # fmt: skip
             assert second.returncode == 0, second.stdout + second.stderr

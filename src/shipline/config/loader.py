@@ -13,7 +13,7 @@ from pydantic import ValidationError
 
 from shipline.config.source import PathKey, Source, load_source
 from shipline.config.validate import check_references, check_unsupported
-from shipline.domain.models import Config
+from shipline.domain.models import CPU_QUANTITY, MEMORY_QUANTITY, Config
 from shipline.errors import ConfigError, ConfigErrors
 
 
@@ -124,6 +124,10 @@ def _clean(message: str) -> str:
 def _hint_for(kind: str, ctx: dict[str, Any], loc: PathKey) -> str | None:
     if kind == "string_pattern_mismatch" and ctx.get("pattern") == "^/":
         return "start the path with '/'"
+    if kind == "string_pattern_mismatch" and ctx.get("pattern") == CPU_QUANTITY:
+        return "write CPU in cores or millicores, e.g. 250m or 0.5"
+    if kind == "string_pattern_mismatch" and ctx.get("pattern") == MEMORY_QUANTITY:
+        return "write memory in bytes with a unit, e.g. 128Mi or 1Gi"
     if kind == "value_error" and "windows" in loc:
         return "write windows like 'Mon-Thu 09:00-16:00' or 'Sat,Sun 10:00-14:00'"
     if kind == "value_error" and "steps" in loc:

@@ -36,6 +36,11 @@ class DeploySpec:
     # The run's `--set NAME=VALUE` parameters as submitted: secrets in them were turned into
     # `$(variable)` references at submission, so these are safe to keep and resolve again.
     parameters: dict[str, str] = field(default_factory=dict)
+    # The tier's defaults, where a target runs containers: the CPU and memory a container
+    # requests when it names none, and the CPU utilization an autoscaler without metrics keeps.
+    cpu_request: str | None = None
+    memory_request: str | None = None
+    cpu_target: int | None = None
 
     def stored(self) -> dict[str, Any]:
         """What a successor needs to re-create the service: secret values left out."""
@@ -56,6 +61,9 @@ class DeploySpec:
             "progressDeadline": self.progress_deadline,
             "digest": self.digest,
             "parameters": dict(self.parameters),
+            "cpuRequest": self.cpu_request,
+            "memoryRequest": self.memory_request,
+            "cpuTarget": self.cpu_target,
         }
 
     @classmethod
@@ -83,6 +91,9 @@ class DeploySpec:
             progress_deadline=data.get("progressDeadline"),
             digest=data.get("digest"),
             parameters={str(k): str(v) for k, v in (data.get("parameters") or {}).items()},
+            cpu_request=data.get("cpuRequest"),
+            memory_request=data.get("memoryRequest"),
+            cpu_target=data.get("cpuTarget"),
         )
 
     def missing_secrets(self) -> list[str]:

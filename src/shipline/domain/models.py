@@ -137,15 +137,30 @@ class Service(Model):
     start: StartCommand | None = None
 
 
-class Resources(Model):
-    """Resource defaults of a tier (the spec's quikapp-kubernetes-* groups)."""
+# A Kubernetes resource quantity as requests take it: 250m, 0.5, 2, 128Mi, 1Gi, 500M
+CPU_QUANTITY = r"^([0-9]+m|[0-9]+(\.[0-9]+)?)$"
+MEMORY_QUANTITY = r"^[0-9]+(\.[0-9]+)?([KMGTPE]i|[kMGTPE])?$"
 
-    cpu_request: str = "100m"
-    memory_request: str = "256Mi"
+
+class Resources(Model):
+    """Resource defaults of a tier (the spec's quikapp-kubernetes-* groups). On a Kubernetes
+    target, a container that requests no CPU or memory of its own gets these requests, and an
+    autoscaler without metrics scales on this CPU utilization; an overlay's own values win."""
+
+    cpu_request: str = Field(default="100m", pattern=CPU_QUANTITY)
+    memory_request: str = Field(default="256Mi", pattern=MEMORY_QUANTITY)
     min_replicas: int = Field(strict=True, default=1, ge=0, le=1000)
     max_replicas: int = Field(strict=True, default=3, ge=1, le=1000)
     cpu_target_utilization: int = Field(strict=True, default=80, ge=1, le=100)
     pod_disruption_budget: bool = False
+
+    @field_validator("cpu_request", "memory_request", mode="before")
+    @classmethod
+    def _quantity_as_text(cls, value: Any) -> Any:
+        """`cpuRequest: 2` or `0.5`, unquoted as Kubernetes manifests write them."""
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return str(value)
+        return value
 
     @model_validator(mode="after")
     def _bounds(self) -> Resources:

@@ -185,6 +185,9 @@ def spec_of(
         router=router,
         digest=params.get("digest"),
         parameters={str(k): str(v) for k, v in params.get("runParameters", {}).items()},
+        cpu_request=params.get("cpuRequest"),
+        memory_request=params.get("memoryRequest"),
+        cpu_target=params.get("cpuTargetUtilization"),
     )
 
 

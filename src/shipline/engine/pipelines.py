@@ -93,6 +93,9 @@ def _service_params(
         "replicas": tier.min_replicas or 1,
         "minReplicas": tier.min_replicas or 1,
         "maxReplicas": tier.max_replicas,
+        "cpuRequest": tier.cpu_request,
+        "memoryRequest": tier.memory_request,
+        "cpuTargetUtilization": tier.cpu_target_utilization,
         "requiredAvailable": max(0, (tier.min_replicas or 1) - 1)
         if tier.pod_disruption_budget
         else 0,

@@ -104,6 +104,35 @@ def _quiet(line: str) -> None:
     """Log sink that drops lines."""
 
 
+def _default_requests(container: dict[str, Any], spec: DeploySpec) -> None:
+    """The tier's CPU and memory requests for a container that names neither a request nor a
+    limit of its own for them (as a LimitRange's default request would; Kubernetes takes a
+    limit alone for the request too); what the overlay names stays."""
+    tiers = {"cpu": spec.cpu_request, "memory": spec.memory_request}
+    if not any(tiers.values()):
+        return
+    resources = container.get("resources") or {}
+    requests = dict(resources.get("requests") or {})
+    limits = resources.get("limits") or {}
+    for name, value in tiers.items():
+        if value and name not in requests and name not in limits:
+            requests[name] = value
+    if requests:
+        container["resources"] = {**resources, "requests": requests}
+
+
+def _scale_on_cpu(hpa: dict[str, Any], utilization: int) -> None:
+    """The tier's CPU utilization for an autoscaler that names no metric (Kubernetes would
+    otherwise keep 80 %); one that names its metrics keeps them."""
+    body = hpa.setdefault("spec", {})
+    if hpa.get("apiVersion") == "autoscaling/v1":
+        body.setdefault("targetCPUUtilizationPercentage", utilization)
+    elif not body.get("metrics"):
+        body["metrics"] = [{"type": "Resource", "resource": {
+            "name": "cpu", "target": {"type": "Utilization", "averageUtilization": utilization},
+        }}]  # fmt: skip
+
+
 class KubernetesTarget:
     """Services as Deployments on one cluster (one kubeconfig context)."""
 
@@ -292,6 +321,8 @@ class KubernetesTarget:
             meta.setdefault("labels", {})[ENVIRONMENT] = spec.environment
             if doc["kind"] == "Service":
                 _with_protocols(doc["spec"].get("ports", []))
+            if doc["kind"] == "HorizontalPodAutoscaler" and spec.cpu_target is not None:
+                _scale_on_cpu(doc, spec.cpu_target)
             if doc["kind"] != "Deployment":
                 continue
             body = doc["spec"]
@@ -333,6 +364,8 @@ class KubernetesTarget:
                     env.append({"name": name, "value": spec.env[name]})
             container["env"] = env
             _with_protocols(container.get("ports", []))
+            for each in template["spec"]["containers"]:
+                _default_requests(each, spec)
         return adapt(docs, self.served()), secrets
 
     @staticmethod
