@@ -125,12 +125,16 @@ def _scale_on_cpu(hpa: dict[str, Any], utilization: int) -> None:
     """The tier's CPU utilization for an autoscaler that names no metric (Kubernetes would
     otherwise keep 80 %); one that names its metrics keeps them."""
     body = hpa.setdefault("spec", {})
-    if hpa.get("apiVersion") == "autoscaling/v1":
+    version = hpa.get("apiVersion")
+    if version == "autoscaling/v1":
         body.setdefault("targetCPUUtilizationPercentage", utilization)
     elif not body.get("metrics"):
-        body["metrics"] = [{"type": "Resource", "resource": {
-            "name": "cpu", "target": {"type": "Utilization", "averageUtilization": utilization},
-        }}]  # fmt: skip
+        target: dict[str, Any] = (
+            {"targetAverageUtilization": utilization}  # the older schema
+            if version == "autoscaling/v2beta1"
+            else {"target": {"type": "Utilization", "averageUtilization": utilization}}
+        )
+        body["metrics"] = [{"type": "Resource", "resource": {"name": "cpu", **target}}]
 
 
 class KubernetesTarget:
@@ -364,7 +368,8 @@ class KubernetesTarget:
                     env.append({"name": name, "value": spec.env[name]})
             container["env"] = env
             _with_protocols(container.get("ports", []))
-            for each in template["spec"]["containers"]:
+            pod = template["spec"]
+            for each in [*pod["containers"], *(pod.get("initContainers") or [])]:
                 _default_requests(each, spec)
         return adapt(docs, self.served()), secrets
 
