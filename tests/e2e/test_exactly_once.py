@@ -134,7 +134,7 @@ def test_kills_inside_the_commit_windows_repeat_nothing(backend: str, tmp_path: 
             assert numbers == list(range(1, expected + 1)), (service, numbers)
         audit = [
             (r["actor"], r["action"], json.dumps(r["details"], sort_keys=True))
-            for r in json.loads(sh(env, "audit", "list", "--json").stdout)
+            for r in json.loads(sh(env, "audit", "list", "--limit", "100000", "--json").stdout)
         ]
         assert len(audit) == len(set(audit)), "an audit record was written twice"
         assert sh(env, "audit", "verify").returncode == 0

@@ -164,7 +164,7 @@ def test_plan_approve_apply_outputs_into_a_deploy_and_the_secret_stays_in_terraf
     ]  # fmt: skip
     assert leaks == []
     assert any(SECRET.encode() in p.read_bytes() for p in state.rglob("terraform.tfstate"))
-    for args in (("runs", "logs", "1"), ("runs", "show", "1"), ("audit", "list"),
+    for args in (("runs", "logs", "1"), ("runs", "show", "1"), ("audit", "list", "--limit", "100000"),
                  ("infra", "outputs")):  # fmt: skip
         out = sh(env, *args, "--json")
         assert SECRET not in out.stdout + out.stderr, args

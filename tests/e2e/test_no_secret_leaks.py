@@ -119,7 +119,7 @@ def test_no_command_leaks_a_secret(project: Path, cli: CLI, state_home: Path) ->
         ["vars", "show", "--env", "dev", "--service", "api"],
         ["vars", "show", "--env", "dev", "--skip-secrets"],
         ["audit", "verify"],
-        ["audit", "list"],
+        ["audit", "list", "--limit", "100000"],
         ["ci", "cache", "list"],
         ["secrets", "generate", "--env", "dev"],
         *(["secrets", "list", "--store", s] for s in SECRETS),
@@ -152,5 +152,5 @@ def test_no_command_leaks_a_secret(project: Path, cli: CLI, state_home: Path) ->
         if path.name in {"secrets.enc", "secret.key"}:
             continue
         _assert_clean(path.read_text(errors="replace"), values, str(path.name))
-    audit = json.loads(cli("audit", "list", "--json").out)
+    audit = json.loads(cli("audit", "list", "--limit", "100000", "--json").out)
     assert any(r["action"] == "vars.reveal" and r["actor"] == "tester" for r in audit)

@@ -67,6 +67,11 @@ def test_detach_approve_and_audit(env: dict[str, str]) -> None:
         "run.finish", "approval.approve", "approval.refused", "run.start"
     ]  # fmt: skip
     assert audit[0]["details"]["phase"] == "succeeded"
+    # the newest only, and the table says how many older ones it left out
+    assert json.loads(sh(env, "audit", "list", "--limit", "2", "--json").stdout) == audit[:2]
+    newest = sh(env, "audit", "list", "--limit", "2")
+    assert "2 audit records (2 older: --limit 4)" in newest.stdout
+    assert "run.finish" in newest.stdout and "run.start" not in newest.stdout
     only = json.loads(sh(env, "audit", "list", "--actor", "mallory", "--json").stdout)
     assert [r["action"] for r in only] == ["approval.refused"]
     assert json.loads(sh(env, "audit", "list", "--env", "dev", "--json").stdout) == []

@@ -484,24 +484,31 @@ def audit_list(
         str | None,
         typer.Option("--until", help="Up to this time, as --since (a date includes that day)."),
     ] = None,
+    limit: Annotated[int, typer.Option(min=1, help="How many, newest first.")] = 50,
     as_json: JsonFlag = False,
 ) -> None:
     """Show the audit records, newest first: who started, approved, deployed and what each run
     ended as. Example: shipline audit list --env qa --service auth-service --since 2026-11-01"""
-    from shipline.domain.audit import select_records
+    from shipline.domain.audit import details_text, select_records
 
     state = state_of(ctx)
-    records = select_records(
+    matching = select_records(
         state.workspace().audit.records(), environment=env, service=service, actor=actor,
         since=since, until=until,
     )  # fmt: skip
+    records = matching[:limit]
     if as_json:
         state.output.json(records)
         return
+    more = len(matching) - len(records)
     state.output.table(
-        f"{len(records)} audit records",
+        f"{len(records)} audit records"
+        + (f" ({more} older: --limit {len(matching)})" if more else ""),
         ["#", "time", "actor", "action", "details"],
-        [[r["seq"], r["time"], r["actor"], r["action"], r["details"]] for r in records],
+        [
+            [r["seq"], r["time"], r["actor"], r["action"], details_text(r["details"])]
+            for r in records
+        ],
     )
 
 

@@ -228,3 +228,25 @@ def _recorded_at(record: dict[str, Any]) -> datetime | None:
     except ValueError:
         return None
     return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
+
+
+def details_text(details: Any, *, shown: int = 3) -> str:
+    """An audit record's details as a reader scans them: `key: value` pairs, what is unset left
+    out, a mapping of many (a run's services and their versions) as its first few and how many
+    more (`--json` has them all)."""
+    if not isinstance(details, dict):
+        return "" if details is None else str(details)
+    parts = []
+    for key, value in details.items():
+        if value is None or value in ("", [], {}):
+            continue
+        if isinstance(value, dict):
+            pairs = [f"{k} {v}" for k, v in value.items()]
+            more = len(pairs) - shown
+            text = ", ".join(pairs[:shown]) + (f" and {more} more" if more > 0 else "")
+        elif isinstance(value, list):
+            text = ", ".join(str(v) for v in value)
+        else:
+            text = str(value)
+        parts.append(f"{key}: {text}")
+    return "; ".join(parts)

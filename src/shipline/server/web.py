@@ -199,7 +199,7 @@ def audit_page(
     since: str | None = None,
     until: str | None = None,
 ) -> Response:
-    from shipline.domain.audit import select_records
+    from shipline.domain.audit import details_text, select_records
 
     require(srv.config, who, "view")
     records = select_records(
@@ -208,7 +208,8 @@ def audit_page(
     )  # fmt: skip
     filters = {"env": env or "", "service": service or "", "actor": actor or "",
                "since": since or "", "until": until or ""}  # fmt: skip
-    return _page(srv, request, "audit.html", who=who, records=records[:500], filters=filters)
+    shown = [{**r, "detailsText": details_text(r["details"])} for r in records[:500]]
+    return _page(srv, request, "audit.html", who=who, records=shown, filters=filters)
 
 
 @router.get("/me")

@@ -175,3 +175,8 @@ def test_the_audit_filters_read_times_and_refuse_what_is_not_one(
     assert wrong.status_code == 400 and "'yesterday' is not a time" in wrong.json()["error"]
     page = site.client.get("/audit?since=yesterday", headers=site.auth("ada"))
     assert page.status_code == 400 and "Traceback" not in page.text
+    # the page reads each record's details as the CLI's table does, not as a mapping's repr
+    page = site.client.get("/audit", headers=site.auth("ada"))
+    newest = everything[0]
+    assert f"run: {newest['details']['run']}" in page.text, newest
+    assert "&#39;run&#39;" not in page.text and "None" not in page.text

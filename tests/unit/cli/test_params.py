@@ -57,6 +57,7 @@ PLAIN = [p for p in ALL if isinstance(p[1]._runtime_param, PlainParam)]
 def test_only_ranged_numbers_keep_typers_coercion() -> None:
     kept = {name for name, param, _ in ALL if not isinstance(param._runtime_param, PlainParam)}
     assert kept == {"shipline server port", "shipline server workers", "shipline runs list limit",
+                    "shipline audit list limit",
                     "shipline worker poll_seconds", "shipline worker adopt_after"}  # fmt: skip
 
 
