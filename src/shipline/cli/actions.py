@@ -168,8 +168,8 @@ def history(
         f"history of {name} in {environment.name}",
         ["revision", "version", "replicas", "at", "cause", "by", "run"],
         [
-            [r["revision"], r["version"], r["replicas"], r["at"], r["cause"], r["by"] or "-",
-             r["run"] or "-"]
+            [r["revision"], r["version"], r["replicas"], str(r["at"])[:19], r["cause"],
+             r["by"] or "-", r["run"] or "-"]
             for r in rows
         ],
     )  # fmt: skip

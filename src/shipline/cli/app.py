@@ -506,7 +506,7 @@ def audit_list(
         + (f" ({more} older: --limit {len(matching)})" if more else ""),
         ["#", "time", "actor", "action", "details"],
         [
-            [r["seq"], r["time"], r["actor"], r["action"], details_text(r["details"])]
+            [r["seq"], str(r["time"])[:19], r["actor"], r["action"], details_text(r["details"])]
             for r in records
         ],
     )
