@@ -134,6 +134,14 @@ def test_a_release_climbs_the_ladder_and_a_failing_gate_rolls_its_rung_back(
     assert _versions(env) == {e: {"api": "1.0.0", "web": "1.0.0"} for e in ("dev", "qa", "staging")}
     ladder = sh(env, "status").stdout  # the ladder as columns, with the release each came from
     assert "versions up the ladder" in ladder and "1.0.0 healthy [r1]" in ladder
+    # the promotion is listed under each environment it moved through, and says which
+    (listed,) = [r for r in json.loads(sh(env, "runs", "list", "--env", "qa", "--json").stdout)
+                 if r["pipeline"] == "promote"]  # fmt: skip
+    assert (listed["id"], listed["environments"]) == (first["id"], ["qa", "staging"])
+    assert (
+        f"run {first['id']} promote qa, staging: succeeded"
+        in sh(env, "runs", "show", str(first["id"])).stdout
+    )
     ended = json.loads(sh(env, "audit", "list", "--env", "staging", "--json").stdout)[0]
     assert (ended["action"], ended["details"]["phase"], ended["details"]["release"]) == (
         "run.finish",

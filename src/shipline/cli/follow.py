@@ -10,7 +10,7 @@ from rich.table import Table
 from rich.text import Text
 
 from shipline.cli.door import EXIT
-from shipline.engine.reads import took
+from shipline.engine.reads import took, where
 
 STYLES = {
     "pending": "dim",
@@ -109,7 +109,7 @@ def follow(
     with Live(console=console, refresh_per_second=8, transient=False) as live:
         while True:
             data = details(service, run_id)
-            title = f"run {run_id} {data['pipeline']} {data['environment'] or ''}: {data['phase']}"
+            title = f"run {run_id} {data['pipeline']} {where(data)}: {data['phase']}"
             header = Text(title, style=STYLES.get(data["phase"], ""))
             hint = _hint(run_id, data, time.monotonic() - began)
             live.update(Group(header, render_stages(data["stages"]), hint))

@@ -13,6 +13,7 @@ from typing import Annotated, Any
 import typer
 
 from shipline.cli.context import JsonFlag, state_of
+from shipline.engine.reads import where
 from shipline.errors import UserError
 
 runs_app = typer.Typer(help="Runs: list, show, logs, cancel.", no_args_is_help=True)
@@ -221,7 +222,7 @@ def runs_list(
             [
                 r["id"],
                 r["pipeline"],
-                r["environment"] or "-",
+                where(r) or "-",
                 r["phase"],
                 r["requestedBy"],
                 r["requestedAt"][:19],
@@ -247,7 +248,7 @@ def runs_show(ctx: typer.Context, run: int, as_json: JsonFlag = False) -> None:
         output.json(data)
         return
     output.line(
-        f"run {data['id']} {data['pipeline']} {data['environment'] or ''}: {data['phase']}"
+        f"run {data['id']} {data['pipeline']} {where(data)}: {data['phase']}"
         + (f" ({data['reason']})" if data["reason"] else "")
     )
     emergency = data["emergencyReason"]

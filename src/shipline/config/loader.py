@@ -99,7 +99,7 @@ def schema_errors(exc: ValidationError, source: Source) -> list[ConfigError]:
             shown = "input" in error and not isinstance(error["input"], dict | list)
             if shown and kind != "value_error":
                 message += f" (got {error['input']!r})"
-            hint = _hint_for(kind, error.get("ctx") or {}, loc)
+            hint = _hint_for(kind, error.get("ctx") or {}, loc, error.get("input"))
             location = source.locate(loc)
         out.append(ConfigError(message, location=location, hint=hint))
     return out
@@ -121,7 +121,11 @@ def _clean(message: str) -> str:
     return message.removeprefix("Value error, ").removeprefix("Assertion failed, ")
 
 
-def _hint_for(kind: str, ctx: dict[str, Any], loc: PathKey) -> str | None:
+def _hint_for(kind: str, ctx: dict[str, Any], loc: PathKey, given: Any = None) -> str | None:
+    if kind == "string_type" and "approvals" in loc and "groups" in loc:
+        return "name approver groups defined under approverGroups, e.g. groups: [qa-lead]"
+    if kind == "string_type" and isinstance(given, dict | list):
+        return "write one value here, not a mapping or a list"
     if kind == "string_pattern_mismatch" and ctx.get("pattern") == "^/":
         return "start the path with '/'"
     if kind == "string_pattern_mismatch" and ctx.get("pattern") == CPU_QUANTITY:

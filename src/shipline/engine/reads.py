@@ -54,6 +54,7 @@ def run_summary(record: RunRecord) -> dict[str, Any]:
         "id": record.id,
         "pipeline": record.pipeline,
         "environment": record.environment,
+        "environments": record.environments,  # a promotion's, in ladder order
         "services": record.services,
         "phase": record.phase,
         "reason": record.reason,
@@ -64,6 +65,14 @@ def run_summary(record: RunRecord) -> dict[str, Any]:
         "cancelReason": record.cancel_reason,
         "emergencyReason": record.emergency_reason,
     }
+
+
+def where(run: dict[str, Any]) -> str:
+    """The environments a run (as `run_summary` shows it) acts on, as a table shows them:
+    `qa, staging` for a promotion through both ("" for none)."""
+    return ", ".join(
+        run.get("environments") or ([run["environment"]] if run.get("environment") else [])
+    )
 
 
 def times(row: dict[str, Any]) -> dict[str, Any]:

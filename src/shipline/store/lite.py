@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from shipline.errors import StoreError
-from shipline.store.records import HEAD, RunRecord, aware
+from shipline.store.records import HEAD, RunRecord, aware, mention_pattern
 
 # every column but the specification, which no list of runs needs (`list_runs`)
 _RUN_COLUMNS = (
@@ -82,15 +82,26 @@ class SqliteRunReader:
 
     def list_runs(self, *, limit: int = 50, environment: str | None = None) -> list[RunRecord]:
         """Newest runs first, their specifications left unread (as `SqlStateStore.list_runs`)."""
-        query = f"SELECT {', '.join(_RUN_COLUMNS)} FROM runs"
-        args: list[Any] = []
-        if environment:
-            query += " WHERE environment = ?"
-            args.append(environment)
-        query += " ORDER BY id DESC LIMIT ?"
-        args.append(limit)
+        found: list[RunRecord] = []
+        below: int | None = None  # the page after the one read, by id
         try:
-            return [_record(row) for row in self._db.execute(query, args)]
+            while True:
+                query = f"SELECT {', '.join(_RUN_COLUMNS)} FROM runs WHERE 1"
+                args: list[Any] = []
+                if environment:  # its own, or one a promotion moves through
+                    query += " AND (environment = ? OR params LIKE ? ESCAPE '\\')"
+                    args += [environment, mention_pattern(environment)]
+                if below is not None:
+                    query += " AND id < ?"
+                    args.append(below)
+                page = [
+                    _record(row)
+                    for row in self._db.execute(f"{query} ORDER BY id DESC LIMIT ?", [*args, limit])
+                ]
+                found += [r for r in page if not environment or r.touches(environment)]
+                if len(found) >= limit or len(page) < limit:
+                    return found[:limit]
+                below = page[-1].id
         except sqlite3.Error as exc:
             raise StoreError(f"state store read failed: {type(exc).__name__}") from exc
 

@@ -3,6 +3,7 @@ them), and the schema revision a store must be at."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -52,6 +53,26 @@ class RunRecord:
         """The workflow that runs (or last ran) this run: the first segment is the run's own
         workflow, each continuation after a parked wait its own."""
         return workflow_of(self.workflow_id, self.segment)
+
+    @property
+    def environments(self) -> list[str]:
+        """The environments the run acts on: those a promotion moves through, in order (the
+        run's own is the last), or the one it names."""
+        moved = self.params.get("environments")
+        if moved:
+            return [str(e) for e in moved]
+        return [self.environment] if self.environment else []
+
+    def touches(self, environment: str) -> bool:
+        """Whether the run acts on `environment` (one of `environments`)."""
+        return environment == self.environment or environment in self.environments
+
+
+def mention_pattern(environment: str) -> str:
+    """A LIKE pattern that every run touching `environment` matches, on the text of its
+    parameters or on its environment (a few others may match too: `touches` decides)."""
+    quoted = json.dumps(environment).replace("\\", "\\\\")
+    return "%" + quoted.replace("%", "\\%").replace("_", "\\_") + "%"
 
 
 def workflow_of(base: str, segment: int) -> str:

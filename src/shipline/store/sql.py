@@ -22,7 +22,14 @@ from sqlalchemy.engine import Connection, Engine
 
 from shipline.errors import StoreError
 from shipline.store.pool import ping_when_idle
-from shipline.store.records import HEAD, MIGRATIONS, RunRecord, aware, workflow_of
+from shipline.store.records import (
+    HEAD,
+    MIGRATIONS,
+    RunRecord,
+    aware,
+    mention_pattern,
+    workflow_of,
+)
 from shipline.store.schema import (
     events,
     infra_outputs,
@@ -377,11 +384,20 @@ class SqlStateStore:
         it). A deploy of 22 services records about 40 kB of it, which a list would decode for
         every run and use for none."""
         query = _LISTED.order_by(runs.c.id.desc()).limit(limit)
-        if environment:
-            query = query.where(runs.c.environment == environment)
+        if environment:  # its own, or one a promotion moves through (`RunRecord.touches`)
+            mentioned = sa.cast(runs.c.params, sa.Text).like(
+                mention_pattern(environment), escape="\\"
+            )
+            query = query.where(sa.or_(runs.c.environment == environment, mentioned))
+        found: list[RunRecord] = []
         try:
             with self.reader.connect() as conn:
-                return [_run(row, spec={}) for row in conn.execute(query)]
+                while True:
+                    page = [_run(row, spec={}) for row in conn.execute(query)]
+                    found += [r for r in page if not environment or r.touches(environment)]
+                    if len(found) >= limit or len(page) < limit:
+                        return found[:limit]
+                    query = query.where(runs.c.id < page[-1].id)
         except sa.exc.SQLAlchemyError as exc:
             raise StoreError(f"state store read failed: {type(exc).__name__}") from exc
 

@@ -13,6 +13,7 @@ import pytest
 from shipline.engine.reads import recent_runs, run_reader
 from shipline.store.lite import SqliteRunReader, sqlite_path
 from shipline.store.sql import SqlStateStore
+from tests.integration.store.conftest import LADDER_LISTS, record_ladder
 
 
 @pytest.fixture
@@ -57,6 +58,31 @@ def test_same_records_as_the_store(store_file: Path, limit: int, environment: st
     finally:
         reader.close()
         store.close()
+
+
+@pytest.fixture
+def ladder_file(tmp_path: Path) -> Path:
+    path = tmp_path / "ladder.db"
+    store = SqlStateStore.connect(f"sqlite:///{path}")
+    record_ladder(store)
+    store.close()
+    return path
+
+
+@pytest.mark.parametrize(("environment", "limit", "expected"), LADDER_LISTS)
+def test_a_promotion_is_listed_under_each_environment_it_moved_through(
+    ladder_file: Path, environment: str, limit: int, expected: list[int]
+) -> None:
+    store = SqlStateStore.connect(f"sqlite:///{ladder_file}", migrate=False)
+    reader = SqliteRunReader.open(ladder_file)
+    assert reader is not None
+    try:
+        mine = [r.id for r in reader.list_runs(limit=limit, environment=environment)]
+        theirs = [r.id for r in store.list_runs(limit=limit, environment=environment)]
+    finally:
+        reader.close()
+        store.close()
+    assert mine == theirs == expected
 
 
 def test_the_records_carry_what_was_written(store_file: Path) -> None:

@@ -31,6 +31,8 @@ def test_broken_config_is_reported_at_its_place(
     assert errors == expected
     hints = [line for line in result.err.splitlines() if line.startswith("    hint:")]
     assert hints, "every case in the table comes with a hint"
+    if (folder / "hint.txt").exists():  # where the hint itself is the point of the case
+        assert hints == ["    hint: " + h for h in (folder / "hint.txt").read_text().splitlines()]
     assert "Traceback" not in result.err
 
 
