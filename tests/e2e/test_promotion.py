@@ -142,6 +142,12 @@ def test_a_release_climbs_the_ladder_and_a_failing_gate_rolls_its_rung_back(
         f"run {first['id']} promote qa, staging: succeeded"
         in sh(env, "runs", "show", str(first["id"])).stdout
     )
+    # the vote on qa's rung is found under qa: the stage's environment, not the run's last
+    voted = [r["details"] for r in json.loads(sh(env, "audit", "list", "--env", "qa", "--json")
+             .stdout) if r["action"] == "approval.approve"]  # fmt: skip
+    assert [(v["run"], v["stage"], v["environment"]) for v in voted] == [
+        (first["id"], "qa:deploy", "qa")
+    ]
     ended = json.loads(sh(env, "audit", "list", "--env", "staging", "--json").stdout)[0]
     assert (ended["action"], ended["details"]["phase"], ended["details"]["release"]) == (
         "run.finish",

@@ -75,6 +75,15 @@ def test_detach_approve_and_audit(env: dict[str, str]) -> None:
     only = json.loads(sh(env, "audit", "list", "--actor", "mallory", "--json").stdout)
     assert [r["action"] for r in only] == ["approval.refused"]
     assert json.loads(sh(env, "audit", "list", "--env", "dev", "--json").stdout) == []
+    # an alias lists what its environment's name holds; a name nobody configured is refused
+    aliased = json.loads(sh(env, "audit", "list", "--env", "test", "--json").stdout)
+    assert aliased == audit  # every record of the run, its votes included
+    assert [r["id"] for r in json.loads(sh(env, "runs", "list", "--env", "test", "--json").stdout)
+            ] == [run]  # fmt: skip
+    for command in (("runs", "list"), ("audit", "list")):
+        typo = sh(env, *command, "--env", "qaa")
+        assert typo.returncode == 2 and typo.stderr.startswith("unknown environment 'qaa'")
+        assert "known: dev, qa, live" in typo.stderr
     # time filters: a span ago, a date (until includes its day), and what is not a time
     today = audit[0]["time"][:10]
     for window in (["--since", "1h"], ["--since", today, "--until", today]):

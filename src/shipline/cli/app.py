@@ -492,10 +492,21 @@ def audit_list(
     from shipline.domain.audit import details_text, select_records
 
     state = state_of(ctx)
+    ws = state.workspace()
+    known = True
+    if env:  # records keep an environment's name, not the alias given
+        try:
+            env = ws.config.environment(env).name
+        except KeyError:  # one no longer configured keeps its records; or a typo
+            known = False
     matching = select_records(
-        state.workspace().audit.records(), environment=env, service=service, actor=actor,
+        ws.audit.records(), environment=env, service=service, actor=actor,
         since=since, until=until,
     )  # fmt: skip
+    if env and not known and not matching:
+        from shipline.engine.pipelines import find_environment
+
+        find_environment(ws.config, env)  # says it is unknown, and which are known (exit 2)
     records = matching[:limit]
     if as_json:
         state.output.json(records)

@@ -209,8 +209,17 @@ def runs_list(
         from shipline.engine.locations import database_url_of
         from shipline.engine.reads import recent_runs, run_summary
 
-        database = database_url_of(state_of(ctx).config_path(), os.environ)
+        path = state_of(ctx).config_path()
+        database = database_url_of(path, os.environ)
         rows = [run_summary(r) for r in recent_runs(database, limit=limit, environment=env)]
+        if env and not rows:  # an alias (runs keep the name), or a typo: the configuration says
+            from shipline.config.loader import load_config
+            from shipline.engine.pipelines import find_environment
+
+            named = find_environment(load_config(path), env).name  # exit 2 when unknown
+            if named != env:
+                found = recent_runs(database, limit=limit, environment=named)
+                rows = [run_summary(r) for r in found]
     output = state_of(ctx).output
     if as_json:
         output.json(rows)

@@ -182,15 +182,18 @@ class RunService:
         policies = self._policies(record.id, target)
         members: dict[str, list[str]] = record.params.get("approvers", {})
         action = "approval.approve" if approve else "approval.reject"
+        # what `audit list --env` finds it by: the stage's environment (a promotion's rung)
+        where = {"run": run_id, "stage": target.name,
+                 "environment": _environment_of(record, target.name)}  # fmt: skip
         reasons = [check_voter(p, members, user, record.requested_by) for p in policies]
         if approve and all(reasons):
             why = next(r for r in reasons if r)
-            self.audit.append(user, "approval.refused", run=run_id, stage=target.name, reason=why)
+            self.audit.append(user, "approval.refused", **where, reason=why)
             raise PermissionDenied(why)
         in_any = any(user in members.get(g, ()) for p in policies for g in p.groups)
         if not approve and not in_any:
             why = f"'{user}' is not in any approver group of this stage"
-            self.audit.append(user, "approval.refused", run=run_id, stage=target.name, reason=why)
+            self.audit.append(user, "approval.refused", **where, reason=why)
             raise PermissionDenied(why)
         now = datetime.now(UTC)
         earlier = [
@@ -202,15 +205,14 @@ class RunService:
         )
         if not effect.counted:
             self.audit.append(
-                user, "approval.not-counted", run=run_id, stage=target.name,
-                approve=approve, reason=effect.reason,
-            )  # fmt: skip
+                user, "approval.not-counted", **where, approve=approve, reason=effect.reason
+            )
             raise VoteNotCounted(
                 f"vote not counted: {effect.reason}",
                 hint="still needed: " + ", ".join(effect.waiting_on) if effect.waiting_on else None,
             )
         self.store.add_vote(run_id, target.name, user, approve, comment)
-        self.audit.append(user, action, run=run_id, stage=target.name, comment=comment)
+        self.audit.append(user, action, **where, comment=comment)
         wake_run(self.store, self.client, run_id, {"type": "vote"})
         return replace(effect, stage=target.name)
 
@@ -234,13 +236,14 @@ class RunService:
         stage = next(st for st in spec.stages if st.name == steps[0]["stage"])
         members: dict[str, list[str]] = record.params.get("approvers", {})
         action = "canary.promote" if promote else "canary.abort"
+        where = {"run": run_id, "environment": _environment_of(record, stage.name)}
         policies = self._policies(run_id, stage)
         reasons = [check_voter(p, members, user, record.requested_by) for p in policies]
         if policies and all(reasons) and (promote or user != record.requested_by):
             why = next(r for r in reasons if r)
-            self.audit.append(user, "canary.refused", run=run_id, reason=why)
+            self.audit.append(user, "canary.refused", **where, reason=why)
             raise PermissionDenied(why)
-        self.audit.append(user, action, run=run_id, step=steps[0]["name"], comment=comment)
+        self.audit.append(user, action, **where, step=steps[0]["name"], comment=comment)
         wake_run(
             self.store, self.client, run_id,
             {"type": "canary", "action": "promote" if promote else "abort"},
@@ -255,6 +258,13 @@ class RunService:
             raise UserError(f"run {run_id} has already ended ({record.phase})")
         self.audit.append(actor, "run.cancel", run=run_id, reason=why)
         wake_run(self.store, self.client, run_id, {"type": "cancel"})
+
+
+def _environment_of(record: RunRecord, stage: str) -> str | None:
+    """The environment a stage of the run acts on: a promotion's stages are named after their
+    rung (`qa:deploy`), every other run's act on the run's own."""
+    rung = stage.split(":", 1)[0]
+    return rung if ":" in stage and rung in record.environments else record.environment
 
 
 def run_details(service: RunService, run_id: int) -> dict[str, Any]:
