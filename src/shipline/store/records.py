@@ -65,7 +65,7 @@ class RunRecord:
 
     def touches(self, environment: str) -> bool:
         """Whether the run acts on `environment` (one of `environments`)."""
-        return environment == self.environment or environment in self.environments
+        return environment in self.environments
 
 
 def mention_pattern(environment: str) -> str:
