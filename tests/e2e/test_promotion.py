@@ -113,6 +113,36 @@ def test_a_release_climbs_the_ladder_and_a_failing_gate_rolls_its_rung_back(
     untried = sh(env, "promote", "--from", "dev", "--to", "qa", "--release", "r2")
     assert untried.returncode == 2 and "did not succeed in dev" in untried.stderr
 
+    # A dry run: each rung's gates and versions, refused as the real one is; nothing queued.
+    runs_before = sh(env, "runs", "list", "--json").stdout
+    code, plan = _run(env, "promote", "--from", "dev", "--to", "qa,staging", "--release", "r1",
+                      "--dry-run")  # fmt: skip
+    assert code == 0, plan
+    assert (plan["from"], plan["release"]) == ("dev", "r1")
+    qa, staging = plan["environments"]
+    assert (qa["environment"], qa["approvals"]["groups"], qa["strategy"]["type"], qa["tests"]) == (
+        "qa",
+        ["qa-lead"],
+        "rolling",
+        ["smoke", "load"],
+    )
+    assert (staging["environment"], staging["approvals"], staging["strategy"]["type"]) == (
+        "staging",
+        None,
+        "canary",
+    )
+    assert qa["versions"]["api"] == {"now": None, "after": "1.0.0"}
+    assert staging["versions"]["api"] == {"now": "0.9.0", "after": "1.0.0"}
+    table = sh(env, "promote", "--from", "dev", "--to", "qa,staging", "--release", "r1",
+               "--dry-run", "--skip-tests")  # fmt: skip
+    assert table.returncode == 0, table.stderr
+    assert "promote dev -> qa, staging (release r1): dry run, nothing queued" in table.stdout
+    assert "0.9.0 -> 1.0.0" in table.stdout and "smoke" not in table.stdout  # --skip-tests
+    refused = sh(env, "promote", "--from", "dev", "--to", "staging", "--release", "r1",
+                 "--dry-run")  # fmt: skip
+    assert refused.returncode == 2 and "would skip qa" in refused.stderr
+    assert sh(env, "runs", "list", "--json").stdout == runs_before
+
     first = _promote_with_approval(env, "r1")
     assert first["phase"] == "succeeded", first["reason"]
     phases = {s["name"]: s["phase"] for s in first["stages"]}

@@ -1,10 +1,11 @@
 """`shipline deploy`: start a deploy run and follow it live (or detach)."""
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
-from shipline.cli.context import JsonFlag, state_of
+from shipline.cli.context import JsonFlag, State, state_of
+from shipline.errors import UserError
 
 
 def _exit_with(code: int | None) -> None:
@@ -124,6 +125,13 @@ def promote(
     detach: Annotated[
         bool, typer.Option("--detach", help="Return at once (exit 3) and let the run go on.")
     ] = False,
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run",
+            help="Check it and show each environment's gates and versions; queue nothing.",
+        ),
+    ] = False,
     as_json: JsonFlag = False,
 ) -> None:
     """Promote what succeeded in one environment up the ladder, one environment after another
@@ -136,6 +144,16 @@ def promote(
     remote = current()
     body = {"source": source, "targets": targets, "services": services, "tag": tag,
             "release": release, "skip_tests": skip_tests, "canary": canary}  # fmt: skip
+    if dry_run:
+        if remote is not None:
+            raise UserError(
+                "promote --dry-run reads this machine's state store, not the server's",
+                hint="run it where the server runs, or sign out (shipline logout)",
+            )
+        if detach:
+            raise UserError("--dry-run queues nothing: leave out --detach")
+        _show_promotion(state, body, as_json=as_json)
+        return
     if remote is not None:
         start_on_server(state, remote, "/api/v1/promotions", body, detach=detach,
                         as_json=as_json)  # fmt: skip
@@ -159,6 +177,57 @@ def promote(
         actor=acting_user(), skip_tests=skip_tests, canary=canary,
     )  # fmt: skip
     watch_started(state, ws, record.id, detach=detach, as_json=as_json)
+
+
+def _show_promotion(state: State, body: dict[str, Any], *, as_json: bool) -> None:
+    """`promote --dry-run`: the promotion's rungs and versions, refused as the real one is."""
+    from shipline.cli import views
+    from shipline.engine.promotion import preview_promotion
+
+    ws = state.workspace()
+    shown = preview_promotion(ws, **body)
+    if as_json:
+        state.output.json(shown)
+        return
+    rungs = shown["environments"]
+    described = {row["name"]: row for row in views.environments(ws.config)}
+    release = f" (release {shown['release']})" if shown["release"] else ""
+    state.output.line(
+        f"promote {shown['from']} -> {', '.join(r['environment'] for r in rungs)}{release}:"
+        " dry run, nothing queued"
+    )
+    state.output.table(
+        None,
+        ["environment", "approvals", "checks", "strategy", "test gates", "changes"],
+        [
+            [
+                r["environment"],
+                views.approvals_text(described[r["environment"]]["approvals"]),
+                views.checks_text(described[r["environment"]]["checks"]),
+                r["strategy"]["type"],
+                ", ".join(r["tests"]) or "none",
+                _changes(r["versions"]),
+            ]
+            for r in rungs
+        ],
+    )
+    services = list(rungs[0]["versions"]) if rungs else []
+    state.output.table(
+        "versions: now -> after",
+        ["service", *(r["environment"] for r in rungs)],
+        [[name, *(_change(r["versions"][name]) for r in rungs)] for name in services],
+    )
+
+
+def _change(version: dict[str, str | None]) -> str:
+    if version["now"] == version["after"]:
+        return f"{version['after']} (already)"
+    return f"{version['now'] or '-'} -> {version['after']}"
+
+
+def _changes(versions: dict[str, dict[str, str | None]]) -> str:
+    moving = sum(1 for v in versions.values() if v["now"] != v["after"])
+    return f"{moving} of {len(versions)} service(s)"
 
 
 def trigger(

@@ -5,8 +5,10 @@ which turn a branch or tag moving into the deploy its rules name."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
+from shipline.domain.pipeline import PipelineSpec, StageSpec
 from shipline.domain.promotion import (
     SPEC_TRIGGERS,
     PromotionRefused,
@@ -92,6 +94,18 @@ def held_in(store: SqlStateStore, environment: str, versions: dict[str, str]) ->
     return held
 
 
+@dataclass(frozen=True)
+class Promotion:
+    """A promotion that every rule let through, not yet queued: its run's pipeline, the target
+    environments in ladder order, each service's version, and where they come from."""
+
+    spec: PipelineSpec
+    order: list[str]
+    versions: dict[str, str]
+    source: str
+    release: str | None
+
+
 def submit_promotion(
     ws: Workspace,
     *,
@@ -112,6 +126,93 @@ def submit_promotion(
     the runs of `ws`'s project, as the caller keeps them (a worker's front desk), else opened
     here."""
     from shipline.engine.assembly import run_service
+
+    service = service or run_service(ws)
+    found = plan_promotion(
+        ws, service, source=source, targets=targets, services=services, tag=tag,
+        release=release, skip_tests=skip_tests, canary=canary, allowed=allowed,
+    )  # fmt: skip
+    return service.start(
+        found.spec,
+        actor=actor,
+        environment=found.order[-1],
+        services=found.versions,
+        approvers=approvers(ws.config),
+        params={"environments": found.order, "from": found.source, "release": release},
+    )
+
+
+def preview_promotion(
+    ws: Workspace,
+    *,
+    source: str,
+    targets: str,
+    services: str | None,
+    tag: str | None,
+    release: str | None,
+    skip_tests: bool = False,
+    canary: bool = False,
+) -> dict[str, Any]:
+    """What `submit_promotion` would queue, queuing nothing (`promote --dry-run`): refused for
+    the same reasons, else each target environment in order with its approvals, business
+    hours, strategy and test gates, and each service's version there now and after."""
+    from shipline.engine.assembly import run_service
+
+    service = run_service(ws)
+    try:
+        found = plan_promotion(
+            ws, service, source=source, targets=targets, services=services, tag=tag,
+            release=release, skip_tests=skip_tests, canary=canary,
+        )  # fmt: skip
+        stages = {stage.name: stage for stage in found.spec.stages}
+        rungs = []
+        for name in found.order:
+            deploy = stages[f"{name}:deploy"]
+            gates = stages.get(f"{name}:tests")
+            now = {}
+            for svc in found.versions:
+                made = service.store.revisions(name, svc)
+                now[svc] = str(made[-1]["version"]) if made else None
+            rungs.append({
+                "environment": name,
+                "approvals": deploy.approval.model_dump(mode="json", by_alias=True)
+                if deploy.approval else None,
+                "businessHours": deploy.window.model_dump(mode="json", by_alias=True)
+                if deploy.window else None,
+                "strategy": _strategy_of(deploy),
+                "tests": [step.name for step in gates.steps] if gates else [],
+                "versions": {svc: {"now": now[svc], "after": version}
+                             for svc, version in found.versions.items()},
+            })  # fmt: skip
+    finally:
+        service.store.close()
+    return {"from": found.source, "release": found.release, "environments": rungs}
+
+
+def _strategy_of(deploy: StageSpec) -> dict[str, Any]:
+    """The strategy a deploy stage's steps roll out with (a canary where one was asked)."""
+    for step in deploy.steps:
+        if isinstance(step.params.get("strategy"), dict):
+            return dict(step.params["strategy"])
+    return {"type": "rolling"}
+
+
+def plan_promotion(
+    ws: Workspace,
+    service: RunService,
+    *,
+    source: str,
+    targets: str,
+    services: str | None,
+    tag: str | None,
+    release: str | None,
+    skip_tests: bool = False,
+    canary: bool = False,
+    allowed: Callable[[str], None] | None = None,
+) -> Promotion:
+    """The promotion `submit_promotion` queues, once every rule let it through: refused (a
+    UserError, exit 2) for a rung skipped, a version that did not succeed below, a release not
+    pushed for a target that pulls images, a target that could not be built."""
     from shipline.engine.submit import check_tag
 
     if (tag is None) == (release is None):
@@ -150,7 +251,6 @@ def submit_promotion(
         versions = dict.fromkeys(names, tag)
     for env in envs:  # a rung no run could deploy to is refused before the first one starts
         ws.check_target(env.name)
-    service = service or run_service(ws)
     held = held_in(service.store, src.name, versions)
     below = [s for s in versions if s not in held]
     if below:
@@ -164,14 +264,7 @@ def submit_promotion(
         ws.config, src, envs, versions, str(ws.state_dir), root=str(ws.root),
         tests=not skip_tests, canary=canary, digests=digests,
     )  # fmt: skip
-    return service.start(
-        spec,
-        actor=actor,
-        environment=order[-1],
-        services=versions,
-        approvers=approvers(ws.config),
-        params={"environments": order, "from": src.name, "release": release},
-    )
+    return Promotion(spec, order, versions, src.name, release)
 
 
 def trigger_plan(ws: Workspace, ref: str) -> list[dict[str, Any]]:

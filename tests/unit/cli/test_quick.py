@@ -54,6 +54,7 @@ DECLINED = [
     ["status", "--env", "qa", "--detach"],
     ["runs", "list"],
     ["promote", "--from", "dev", "--detach"],  # --to missing
+    ["promote", "--from", "dev", "--to", "qa", "--tag", "1.0.0", "--json", "--dry-run"],  # queues nothing
     ["--version"],
     [],
     ["approve", "12"],  # who votes: single-user mode needs --as (the full way says so)
