@@ -295,9 +295,10 @@ def run_triggers(
     release: str | None,
     actor: str,
     dry_run: bool = False,
+    service: RunService | None = None,
 ) -> list[dict[str, Any]]:
     """Queue the deploys the trigger rules name for `ref` (each entry gains its `run`); with
-    `dry_run`, only say what they would be."""
+    `dry_run`, only say what they would be. `service`: as for `submit_deploy`."""
     from shipline.engine.submit import submit_deploy
 
     plan = trigger_plan(ws, ref)
@@ -308,7 +309,8 @@ def run_triggers(
         raise UserError("a deploy needs the version: --tag TAG or --release NAME")
     for entry in deploys:
         record = submit_deploy(
-            ws, env=entry["environment"], services="all", tag=tag, release=release, actor=actor
-        )
+            ws, env=entry["environment"], services="all", tag=tag, release=release, actor=actor,
+            service=service,
+        )  # fmt: skip
         entry["run"] = record.id
     return plan

@@ -189,9 +189,11 @@ def submit_action(
     action: str,
     actor: str,
     override: str | None = None,
+    service: RunService | None = None,
     **extra: Any,
 ) -> RunRecord:
-    """Queue a rollback, restart, scale, preview or down run after its rules held."""
+    """Queue a rollback, restart, scale, preview or down run after its rules held. `service`:
+    as for `submit_deploy`."""
     environment = find_environment(ws.config, env)
     require_target(ws.config, environment.name)
     ws.check_target(environment.name)
@@ -237,7 +239,7 @@ def submit_action(
         spec = action_pipeline(
             ws.config, environment, names, action, str(ws.state_dir), root=str(ws.root), **extra
         )
-    service = run_service(ws)
+    service = service or run_service(ws)
     record = service.start(
         spec,
         actor=actor,

@@ -161,7 +161,7 @@ def start_run(srv: Srv, who: Who, body: StartRun) -> Response:
         record = submit_deploy(
             srv.ws, env=environment, services=body.services, tag=body.tag, actor=who.name,
             parameters=body.set, release=body.release, skip_tests=body.skip_tests,
-            force=body.force, emergency=body.emergency, reason=body.reason,
+            force=body.force, emergency=body.emergency, reason=body.reason, service=srv.runs,
         )  # fmt: skip
     else:
         extra: dict[str, Any] = {}
@@ -173,7 +173,7 @@ def start_run(srv: Srv, who: Who, body: StartRun) -> Response:
             extra["revision"] = body.revision or 0
         record = submit_action(
             srv.ws, env=environment, services=body.services, action=body.pipeline,
-            actor=who.name, **extra,
+            actor=who.name, service=srv.runs, **extra,
         )  # fmt: skip
     return srv.reply(run_summary(record), 202)
 
@@ -199,8 +199,8 @@ def start_promotion(srv: Srv, who: Who, body: Promotion) -> Response:
     record = submit_promotion(
         srv.ws, source=body.source, targets=body.targets, services=body.services,
         tag=body.tag, release=body.release, actor=who.name, skip_tests=body.skip_tests,
-        canary=body.canary,
-        allowed=lambda env: require(srv.config, who, "deploy", env),
+        canary=body.canary, allowed=lambda env: require(srv.config, who, "deploy", env),
+        service=srv.runs,  # the server's own: one store, not one opened (and left) per request
     )  # fmt: skip
     return srv.reply(run_summary(record), 202)
 

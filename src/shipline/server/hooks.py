@@ -74,7 +74,9 @@ def _apply_push(srv: Server, kind: str, ref: str, sha: str | None) -> dict[str, 
     if not any(entry["action"] == "deploy" for entry in plan):
         return {"ref": ref, "runs": plan}
     tag = tag_of(ref, "auto", sha=sha, custom=None, repo=srv.ws.root).tag
-    started = run_triggers(srv.ws, ref, tag=tag, release=None, actor=f"webhook:{kind}")
+    started = run_triggers(
+        srv.ws, ref, tag=tag, release=None, actor=f"webhook:{kind}", service=srv.runs
+    )
     return {"ref": ref, "tag": tag, "runs": started}
 
 

@@ -240,7 +240,7 @@ def deploy(
     try:
         record = submit_deploy(
             srv.ws, env=environment, services=services.strip() or None, tag=tag.strip(),
-            actor=who.name,
+            actor=who.name, service=srv.runs,
         )  # fmt: skip
     except ShiplineError as exc:
         return _back("/", exc.message, "error")
