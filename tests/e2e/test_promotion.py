@@ -120,9 +120,10 @@ def test_a_release_climbs_the_ladder_and_a_failing_gate_rolls_its_rung_back(
     assert code == 0, plan
     assert (plan["from"], plan["release"]) == ("dev", "r1")
     qa, staging = plan["environments"]
-    assert (qa["environment"], qa["approvals"]["groups"], qa["strategy"]["type"], qa["tests"]) == (
+    groups = [(g["name"], g["displayName"]) for g in qa["approvals"]["groups"]]
+    assert (qa["environment"], groups, qa["strategy"]["type"], qa["tests"]) == (
         "qa",
-        ["qa-lead"],
+        [("qa-lead", "qa-lead")],
         "rolling",
         ["smoke", "load"],
     )

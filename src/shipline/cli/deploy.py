@@ -145,14 +145,18 @@ def promote(
     body = {"source": source, "targets": targets, "services": services, "tag": tag,
             "release": release, "skip_tests": skip_tests, "canary": canary}  # fmt: skip
     if dry_run:
-        if remote is not None:
-            raise UserError(
-                "promote --dry-run reads this machine's state store, not the server's",
-                hint="run it where the server runs, or sign out (shipline logout)",
-            )
         if detach:
             raise UserError("--dry-run queues nothing: leave out --detach")
-        _show_promotion(state, body, as_json=as_json)
+        if remote is not None:  # the server's store, and the signed-in person's roles
+            shown = remote.post("/api/v1/promotions/preview", body)
+        else:
+            from shipline.engine.promotion import preview_promotion
+
+            shown = preview_promotion(
+                state.workspace(), source=source, targets=targets, services=services, tag=tag,
+                release=release, skip_tests=skip_tests, canary=canary,
+            )  # fmt: skip
+        _show_promotion(state, shown, as_json=as_json)
         return
     if remote is not None:
         start_on_server(state, remote, "/api/v1/promotions", body, detach=detach,
@@ -179,18 +183,14 @@ def promote(
     watch_started(state, ws, record.id, detach=detach, as_json=as_json)
 
 
-def _show_promotion(state: State, body: dict[str, Any], *, as_json: bool) -> None:
-    """`promote --dry-run`: the promotion's rungs and versions, refused as the real one is."""
+def _show_promotion(state: State, shown: dict[str, Any], *, as_json: bool) -> None:
+    """`promote --dry-run`: the promotion's rungs and versions (`preview_promotion`)."""
     from shipline.cli import views
-    from shipline.engine.promotion import preview_promotion
 
-    ws = state.workspace()
-    shown = preview_promotion(ws, **body)
     if as_json:
         state.output.json(shown)
         return
     rungs = shown["environments"]
-    described = {row["name"]: row for row in views.environments(ws.config)}
     release = f" (release {shown['release']})" if shown["release"] else ""
     state.output.line(
         f"promote {shown['from']} -> {', '.join(r['environment'] for r in rungs)}{release}:"
@@ -202,8 +202,8 @@ def _show_promotion(state: State, body: dict[str, Any], *, as_json: bool) -> Non
         [
             [
                 r["environment"],
-                views.approvals_text(described[r["environment"]]["approvals"]),
-                views.checks_text(described[r["environment"]]["checks"]),
+                views.approvals_text(r["approvals"]),
+                views.checks_text(r["checks"]),
                 r["strategy"]["type"],
                 ", ".join(r["tests"]) or "none",
                 _changes(r["versions"]),

@@ -152,41 +152,56 @@ def preview_promotion(
     release: str | None,
     skip_tests: bool = False,
     canary: bool = False,
+    allowed: Callable[[str], None] | None = None,
+    service: RunService | None = None,
 ) -> dict[str, Any]:
     """What `submit_promotion` would queue, queuing nothing (`promote --dry-run`): refused for
-    the same reasons, else each target environment in order with its approvals, business
-    hours, strategy and test gates, and each service's version there now and after."""
+    the same reasons, else each target environment in order with its approvals (their groups'
+    display names), checks, strategy and test gates, and each service's version there now and
+    after. `allowed` and `service` as for `submit_promotion`."""
     from shipline.engine.assembly import run_service
 
-    service = run_service(ws)
+    runs = service or run_service(ws)
     try:
         found = plan_promotion(
-            ws, service, source=source, targets=targets, services=services, tag=tag,
-            release=release, skip_tests=skip_tests, canary=canary,
+            ws, runs, source=source, targets=targets, services=services, tag=tag,
+            release=release, skip_tests=skip_tests, canary=canary, allowed=allowed,
         )  # fmt: skip
         stages = {stage.name: stage for stage in found.spec.stages}
         rungs = []
         for name in found.order:
-            deploy = stages[f"{name}:deploy"]
-            gates = stages.get(f"{name}:tests")
+            deploy, gates = stages[f"{name}:deploy"], stages.get(f"{name}:tests")
             now = {}
             for svc in found.versions:
-                made = service.store.revisions(name, svc)
+                made = runs.store.revisions(name, svc)
                 now[svc] = str(made[-1]["version"]) if made else None
+            checks = ws.config.environment(name).checks
             rungs.append({
                 "environment": name,
-                "approvals": deploy.approval.model_dump(mode="json", by_alias=True)
-                if deploy.approval else None,
-                "businessHours": deploy.window.model_dump(mode="json", by_alias=True)
-                if deploy.window else None,
+                "approvals": _approvals(ws, deploy),
+                "checks": checks.model_dump(by_alias=True, mode="json", exclude_none=True),
                 "strategy": _strategy_of(deploy),
                 "tests": [step.name for step in gates.steps] if gates else [],
                 "versions": {svc: {"now": now[svc], "after": version}
                              for svc, version in found.versions.items()},
             })  # fmt: skip
     finally:
-        service.store.close()
+        if service is None:
+            runs.store.close()
     return {"from": found.source, "release": found.release, "environments": rungs}
+
+
+def _approvals(ws: Workspace, deploy: StageSpec) -> dict[str, Any] | None:
+    """A deploy stage's approval policy, its groups named as people read them."""
+    if deploy.approval is None:
+        return None
+    policy = deploy.approval.model_dump(mode="json", by_alias=True)
+    groups = ws.config.approver_groups
+    policy["groups"] = [
+        {"name": g, "displayName": (groups[g].display_name if g in groups else None) or g}
+        for g in deploy.approval.groups
+    ]
+    return policy
 
 
 def _strategy_of(deploy: StageSpec) -> dict[str, Any]:

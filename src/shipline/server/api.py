@@ -205,6 +205,20 @@ def start_promotion(srv: Srv, who: Who, body: Promotion) -> Response:
     return srv.reply(run_summary(record), 202)
 
 
+@router.post("/promotions/preview")
+def promotion_preview(srv: Srv, who: Who, body: Promotion) -> Response:
+    """What the promotion would do, queuing nothing: refused as it would be (the caller's
+    roles included), else each environment's gates and each service's version now and after."""
+    from shipline.engine.promotion import preview_promotion
+
+    shown = preview_promotion(
+        srv.ws, source=body.source, targets=body.targets, services=body.services,
+        tag=body.tag, release=body.release, skip_tests=body.skip_tests, canary=body.canary,
+        allowed=lambda env: require(srv.config, who, "deploy", env), service=srv.runs,
+    )  # fmt: skip
+    return srv.reply(shown)
+
+
 @router.get("/runs/{run_id}")
 def show_run(srv: Srv, who: Who, run_id: int) -> Response:
     """A run with its stages, steps, votes and report."""

@@ -51,6 +51,10 @@ MATRIX: dict[tuple[str, str], tuple[set[str], Call]] = {
         {"ada", "dev1", "quinn"},
         _post("/api/v1/promotions", {"source": "dev", "targets": "qa", "tag": "1.0.0"}),
     ),
+    ("POST", "/api/v1/promotions/preview"): (  # the rules of the promotion itself
+        {"ada", "dev1", "quinn"},
+        _post("/api/v1/promotions/preview", {"source": "dev", "targets": "qa", "tag": "1.0.0"}),
+    ),
     ("GET", "/api/v1/runs/{run_id}"): (VIEWERS, _get("/api/v1/runs/{dev}")),
     ("GET", "/api/v1/runs/{run_id}/logs"): (VIEWERS, _get("/api/v1/runs/{dev}/logs")),
     ("GET", "/api/v1/runs/{run_id}/logs/stream"): (
@@ -180,3 +184,19 @@ def test_the_audit_filters_read_times_and_refuse_what_is_not_one(
     newest = everything[0]
     assert f"run: {newest['details']['run']}" in page.text, newest
     assert "&#39;run&#39;" not in page.text and "None" not in page.text
+
+
+def test_a_promotions_preview_is_refused_as_the_promotion_and_queues_nothing(
+    site: Site, runs: dict[str, Any]
+) -> None:
+    before = site.client.get("/api/v1/runs", headers=site.auth("ada")).json()
+    body = {"source": "dev", "targets": "qa", "tag": "1.0.0"}
+    for path in ("/api/v1/promotions/preview", "/api/v1/promotions"):
+        refused = site.client.post(path, headers=site.auth("ada"), json=body)
+        # the dev run was queued, never run: 1.0.0 did not succeed there
+        assert refused.status_code == 400, refused.text
+        assert "did not succeed in dev" in refused.json()["error"]
+    skipped = site.client.post("/api/v1/promotions/preview", headers=site.auth("ada"),
+                               json={**body, "targets": "live"})  # fmt: skip
+    assert skipped.status_code == 400 and "would skip qa" in skipped.json()["error"]
+    assert site.client.get("/api/v1/runs", headers=site.auth("ada")).json() == before
