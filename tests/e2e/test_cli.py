@@ -181,3 +181,43 @@ def test_ci_tag_invalid_is_exit_2(cli: CLI, args: list[str]) -> None:
     assert result.code == 2
     assert result.out == ""
     assert "Traceback" not in result.err and result.err.strip()
+
+
+UNREACHABLE = """\
+project: far
+stacks: {{go: {{port: 8080, healthPath: /health}}}}
+services: [{{name: api, stack: go}}]
+tiers: {{nonprod: {{}}}}
+targets: {{here: {{type: local}}}}
+environments:
+  - {{name: dev, cluster: local, namespace: far-dev, tier: nonprod, target: here,
+     variableGroups: [common, from-vault]}}
+ladder: [dev]
+secretStores:
+  file: {{type: file}}
+  hv: {{type: vault, url: "http://127.0.0.1:{port}", tokenEnv: FAR_TOKEN}}
+defaultSecretStore: file
+variableGroups:
+  common: {{variables: {{region: eu-west}}}}
+  from-vault: {{secretStore: hv, secretPrefix: DEV, variables: {{signingKey: {{secret: true}}}}}}
+"""
+
+
+def test_a_secret_store_out_of_reach_names_the_way_to_the_rest(
+    cli: CLI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from shipline.targets.local.supervisor import free_port  # nothing listens there
+
+    config = tmp_path / "shipline.yaml"
+    config.write_text(UNREACHABLE.format(port=free_port()))
+    monkeypatch.setenv("FAR_TOKEN", "t")
+    failed = cli("--config", str(config), "vars", "show", "--env", "dev", "--service", "api")
+    assert failed.code == 1, failed.err
+    assert failed.err.splitlines()[-1].endswith(
+        "; or show the rest without the stores:"
+        " shipline vars show --env dev --service api --skip-secrets"
+    ), failed.err
+    assert "Traceback" not in failed.err
+    rest = cli("--config", str(config), "vars", "show", "--env", "dev", "--skip-secrets", "--json")
+    assert rest.code == 0, rest.err
+    assert {r["name"]: r["value"] for r in json.loads(rest.out)}["region"] == "eu-west"

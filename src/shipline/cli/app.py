@@ -21,7 +21,7 @@ from shipline.cli.release import release_app
 from shipline.cli.runs import approve, canary_app, reject, runs_app, worker
 from shipline.cli.server import login, logout, server, tokens_app, users_app, whoami
 from shipline.domain.masking import Masker
-from shipline.errors import UserError
+from shipline.errors import StoreError, UserError
 
 app = typer.Typer(
     name="shipline",
@@ -303,9 +303,14 @@ def vars_show(
     state = state_of(ctx)
     ws = state.workspace()
     scope = find_scope(ws.config, env, service, pipeline)
-    variables = resolve(
-        ws.config, scope, ws.store, fetch_secrets=not skip_secrets, outputs=infra_outputs(ws)
-    )
+    try:
+        variables = resolve(
+            ws.config, scope, ws.store, fetch_secrets=not skip_secrets, outputs=infra_outputs(ws)
+        )
+    except StoreError as exc:  # a vault out of reach: the rest can still be shown
+        where = f"--env {scope.environment.name}" + (f" --service {service}" if service else "")
+        also = f"or show the rest without the stores: shipline vars show {where} --skip-secrets"
+        raise StoreError(exc.message, hint=f"{exc.hint}; {also}" if exc.hint else also) from None
     rows = views.variables(variables, reveal=reveal)
     if reveal:
         from shipline.engine.secret_chores import audit_reveal
