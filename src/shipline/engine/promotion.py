@@ -104,6 +104,7 @@ class Promotion:
     versions: dict[str, str]
     source: str
     release: str | None
+    runs: RunService  # what it was checked against (and is queued through)
 
 
 def submit_promotion(
@@ -125,14 +126,11 @@ def submit_promotion(
     raises for an environment the requester may not deploy to (the server's roles). `service`:
     the runs of `ws`'s project, as the caller keeps them (a worker's front desk), else opened
     here."""
-    from shipline.engine.assembly import run_service
-
-    service = service or run_service(ws)
     found = plan_promotion(
         ws, service, source=source, targets=targets, services=services, tag=tag,
         release=release, skip_tests=skip_tests, canary=canary, allowed=allowed,
     )  # fmt: skip
-    return service.start(
+    return found.runs.start(
         found.spec,
         actor=actor,
         environment=found.order[-1],
@@ -159,14 +157,12 @@ def preview_promotion(
     the same reasons, else each target environment in order with its approvals (their groups'
     display names), checks, strategy and test gates, and each service's version there now and
     after. `allowed` and `service` as for `submit_promotion`."""
-    from shipline.engine.assembly import run_service
-
-    runs = service or run_service(ws)
+    found = plan_promotion(
+        ws, service, source=source, targets=targets, services=services, tag=tag,
+        release=release, skip_tests=skip_tests, canary=canary, allowed=allowed,
+    )  # fmt: skip
+    runs = found.runs
     try:
-        found = plan_promotion(
-            ws, runs, source=source, targets=targets, services=services, tag=tag,
-            release=release, skip_tests=skip_tests, canary=canary, allowed=allowed,
-        )  # fmt: skip
         stages = {stage.name: stage for stage in found.spec.stages}
         rungs = []
         for name in found.order:
@@ -214,7 +210,7 @@ def _strategy_of(deploy: StageSpec) -> dict[str, Any]:
 
 def plan_promotion(
     ws: Workspace,
-    service: RunService,
+    service: RunService | None,
     *,
     source: str,
     targets: str,
@@ -227,7 +223,9 @@ def plan_promotion(
 ) -> Promotion:
     """The promotion `submit_promotion` queues, once every rule let it through: refused (a
     UserError, exit 2) for a rung skipped, a version that did not succeed below, a release not
-    pushed for a target that pulls images, a target that could not be built."""
+    pushed for a target that pulls images, a target that could not be built. `service`: the
+    runs to check against, else opened here once the rules that need no store held."""
+    from shipline.engine.assembly import run_service
     from shipline.engine.submit import check_tag
 
     if (tag is None) == (release is None):
@@ -266,9 +264,17 @@ def plan_promotion(
         versions = dict.fromkeys(names, tag)
     for env in envs:  # a rung no run could deploy to is refused before the first one starts
         ws.check_target(env.name)
-    held = held_in(service.store, src.name, versions)
+    runs = service or run_service(ws)
+    try:
+        held = held_in(runs.store, src.name, versions)
+    except BaseException:
+        if service is None:
+            runs.store.close()
+        raise
     below = [s for s in versions if s not in held]
     if below:
+        if service is None:
+            runs.store.close()
         shown = ", ".join(f"{s} {versions[s]}" for s in below[:6])
         raise UserError(
             f"not promoted: {shown}{' ...' if len(below) > 6 else ''} did not succeed in"
@@ -279,7 +285,7 @@ def plan_promotion(
         ws.config, src, envs, versions, str(ws.state_dir), root=str(ws.root),
         tests=not skip_tests, canary=canary, digests=digests,
     )  # fmt: skip
-    return Promotion(spec, order, versions, src.name, release)
+    return Promotion(spec, order, versions, src.name, release, runs)
 
 
 def trigger_plan(ws: Workspace, ref: str) -> list[dict[str, Any]]:
