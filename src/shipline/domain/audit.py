@@ -241,7 +241,7 @@ def details_text(details: Any, *, shown: int = 3) -> str:
         if value is None or value in ("", [], {}):
             continue
         if isinstance(value, dict):
-            pairs = [f"{k} {v}" for k, v in value.items()]
+            pairs = [f"{k} {v}" if v not in (None, "") else str(k) for k, v in value.items()]
             more = len(pairs) - shown
             text = ", ".join(pairs[:shown]) + (f" and {more} more" if more > 0 else "")
         elif isinstance(value, list):

@@ -20,6 +20,7 @@ FIVE = {f"s{i}": f"1.{i}.0" for i in range(1, 6)}
         # a run's services: the first few and how many more
         ({"services": FIVE}, "services: s1 1.1.0, s2 1.2.0, s3 1.3.0 and 2 more"),
         ({"services": {"api": "1.0.0"}}, "services: api 1.0.0"),
+        ({"services": {"api": "", "web": ""}}, "services: api, web"),  # a rollback's: no version
         ({"names": ["A", "B"]}, "names: A, B"),
         (None, ""),
         ("plain", "plain"),
