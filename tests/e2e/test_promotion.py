@@ -86,8 +86,10 @@ def env(tmp_path: Path) -> Iterator[dict[str, str]]:
 def test_a_release_climbs_the_ladder_and_a_failing_gate_rolls_its_rung_back(
     env: dict[str, str], tmp_path: Path
 ) -> None:
-    # What staging ran before: the promoted release goes there as a canary against it.
-    code, data = _run(env, "deploy", "--env", "staging", "--tag", "0.9.0", "--skip-tests")
+    # What staging ran before: the promoted release's api goes there as a canary against it;
+    # web, never deployed there, as a rolling update (a canary needs a stable to compare).
+    code, data = _run(env, "deploy", "--env", "staging", "--tag", "0.9.0", "--services", "api",
+                      "--skip-tests")  # fmt: skip
     assert code == 0, data["reason"]
     assert "tests" not in {s["name"] for s in data["stages"]}  # --skip-tests
     _release(env, tmp_path, "r1", "1.0.0")
@@ -132,13 +134,17 @@ def test_a_release_climbs_the_ladder_and_a_failing_gate_rolls_its_rung_back(
         None,
         "canary",
     )
-    assert qa["versions"]["api"] == {"now": None, "after": "1.0.0"}
-    assert staging["versions"]["api"] == {"now": "0.9.0", "after": "1.0.0"}
+    assert qa["versions"]["api"] == {"now": None, "after": "1.0.0", "rollout": "rolling"}
+    assert staging["versions"] == {
+        "api": {"now": "0.9.0", "after": "1.0.0", "rollout": "canary"},
+        "web": {"now": None, "after": "1.0.0", "rollout": "rolling", "why": "first deploy"},
+    }
     table = sh(env, "promote", "--from", "dev", "--to", "qa,staging", "--release", "r1",
                "--dry-run", "--skip-tests")  # fmt: skip
     assert table.returncode == 0, table.stderr
     assert "promote dev -> qa, staging (release r1): dry run, nothing queued" in table.stdout
     assert "0.9.0 -> 1.0.0" in table.stdout and "smoke" not in table.stdout  # --skip-tests
+    assert "canary (1), rolling (1: first deploy)" in table.stdout
     refused = sh(env, "promote", "--from", "dev", "--to", "staging", "--release", "r1",
                  "--dry-run")  # fmt: skip
     assert refused.returncode == 2 and "would skip qa" in refused.stderr
@@ -158,6 +164,9 @@ def test_a_release_climbs_the_ladder_and_a_failing_gate_rolls_its_rung_back(
                  for st in s["steps"] if st["name"] == "api"]  # fmt: skip
     assert canary["note"].startswith("canary 1.0.0 promoted after "), canary
     assert "succeeded)" in canary["note"]  # its analyses' verdicts, counted
+    (web,) = [st for s in first["stages"] if s["name"] == "staging:deploy"
+              for st in s["steps"] if st["name"] == "web"]  # fmt: skip
+    assert web["note"] == "rolling update (first deploy: no canary)", web  # as the dry run said
     assert any(line.startswith("load: p50") for line in lines)  # k6's percentiles
     tests = next(s for s in first["stages"] if s["name"] == "qa:tests")["outputs"]
     assert tests["load.junit"]["tests"] == 2 and tests["load.junit"]["failures"] == 0

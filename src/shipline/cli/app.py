@@ -495,23 +495,18 @@ def audit_list(
     """Show the audit records, newest first: who started, approved, deployed and what each run
     ended as. Example: shipline audit list --env qa --service auth-service --since 2026-11-01"""
     from shipline.domain.audit import details_text, select_records
+    from shipline.engine.reads import by_environment
 
     state = state_of(ctx)
     ws = state.workspace()
-    known = True
-    if env:  # records keep an environment's name, not the alias given
-        try:
-            env = ws.config.environment(env).name
-        except KeyError:  # one no longer configured keeps its records; or a typo
-            known = False
-    matching = select_records(
-        ws.audit.records(), environment=env, service=service, actor=actor,
-        since=since, until=until,
-    )  # fmt: skip
-    if env and not known and not matching:
-        from shipline.engine.pipelines import find_environment
+    kept = ws.audit.records()
 
-        find_environment(ws.config, env)  # says it is unknown, and which are known (exit 2)
+    def listed(name: str | None) -> list[dict[str, Any]]:
+        return select_records(
+            kept, environment=name, service=service, actor=actor, since=since, until=until
+        )
+
+    matching = by_environment(env, listed, lambda: ws.config)[1] if env else listed(None)
     records = matching[:limit]
     if as_json:
         state.output.json(records)

@@ -204,7 +204,7 @@ def _show_promotion(state: State, shown: dict[str, Any], *, as_json: bool) -> No
                 r["environment"],
                 views.approvals_text(r["approvals"]),
                 views.checks_text(r["checks"]),
-                r["strategy"]["type"],
+                _strategy_text(r),
                 ", ".join(r["tests"]) or "none",
                 _changes(r["versions"]),
             ]
@@ -217,6 +217,21 @@ def _show_promotion(state: State, shown: dict[str, Any], *, as_json: bool) -> No
         ["service", *(r["environment"] for r in rungs)],
         [[name, *(_change(r["versions"][name]) for r in rungs)] for name in services],
     )
+
+
+def _strategy_text(rung: dict[str, Any]) -> str:
+    """A rung's strategy; for a canary, how many go out as one and why the others roll."""
+    kind = str(rung["strategy"]["type"])
+    versions = rung["versions"].values()
+    instead: dict[str, int] = {}
+    for version in versions:
+        if version.get("why"):
+            instead[version["why"]] = instead.get(version["why"], 0) + 1
+    if kind != "canary" or not instead:
+        return kind
+    canaries = sum(1 for version in versions if version["rollout"] == "canary")
+    why = "; ".join(f"{count}: {reason}" for reason, count in instead.items())
+    return f"canary ({canaries}), rolling ({why})"
 
 
 def _change(version: dict[str, str | None]) -> str:

@@ -8,13 +8,17 @@ import threading
 import time
 import urllib.parse
 from collections.abc import Callable
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from shipline.cli.context import JsonFlag, state_of
 from shipline.engine.reads import where
 from shipline.errors import UserError
+
+if TYPE_CHECKING:
+    from shipline.domain.models import Config
+    from shipline.engine.wiring import RunRecord
 
 runs_app = typer.Typer(help="Runs: list, show, logs, cancel.", no_args_is_help=True)
 
@@ -207,19 +211,21 @@ def runs_list(
         rows = remote.get(f"/api/v1/runs?{query}")
     else:
         from shipline.engine.locations import database_url_of
-        from shipline.engine.reads import recent_runs, run_summary
+        from shipline.engine.reads import by_environment, recent_runs, run_summary
 
         path = state_of(ctx).config_path()
         database = database_url_of(path, os.environ)
-        rows = [run_summary(r) for r in recent_runs(database, limit=limit, environment=env)]
-        if env and not rows:  # an alias (runs keep the name), or a typo: the configuration says
-            from shipline.config.loader import load_config
-            from shipline.engine.pipelines import find_environment
 
-            named = find_environment(load_config(path), env).name  # exit 2 when unknown
-            if named != env:
-                found = recent_runs(database, limit=limit, environment=named)
-                rows = [run_summary(r) for r in found]
+        def listed(name: str | None) -> "list[RunRecord]":
+            return recent_runs(database, limit=limit, environment=name)
+
+        def config() -> "Config":
+            from shipline.config.loader import load_config
+
+            return load_config(path)
+
+        found = by_environment(env, listed, config)[1] if env else listed(None)
+        rows = [run_summary(r) for r in found]
     output = state_of(ctx).output
     if as_json:
         output.json(rows)

@@ -59,6 +59,21 @@ class Sample:
         return self.errors / self.requests if self.requests else 0.0
 
 
+def rolling_instead(
+    stable: str | None, version: str, *, routes: bool = True, target: str = "the target"
+) -> str | None:
+    """Why `version` goes out as a plain rolling update where a canary was asked, or None
+    when it goes out as a canary. A canary is judged against a stable version other than its
+    own, running behind a target that routes traffic by weight (`routes`; `target` names it)."""
+    if stable is None:
+        return "first deploy"
+    if stable == version:
+        return "same version as stable"
+    if not routes:
+        return f"{target} routes no traffic by weight"
+    return None
+
+
 def percentile(values: Sequence[float], q: float) -> float | None:
     """The q-th percentile (0-100, nearest rank); None without values."""
     if not values:

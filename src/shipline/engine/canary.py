@@ -28,6 +28,7 @@ from shipline.domain.canary import (
     assess_analysis_step,
     assess_interval,
     canary_plan,
+    rolling_instead,
 )
 from shipline.domain.models import CanaryStrategy
 from shipline.domain.pipeline import Phase, StepSpec
@@ -95,12 +96,12 @@ def _start(params: dict[str, Any], log: Callable[[str], None], change: str) -> d
     before = live.revision if live else 0
     outputs = {service: version, f"{service}.previousRevision": before}
     spec = spec_of(params)
-    if live is None or live.version == version or _router(params) is None:
-        why = (
-            "first deploy" if live is None
-            else "same version as stable" if live.version == version
-            else f"target type '{params['target']}' routes no traffic by weight"
-        )  # fmt: skip
+    stable = live.version if live is not None else None
+    why = rolling_instead(
+        stable, version, routes=_router(params) is not None,
+        target=f"target type '{params['target']}'",
+    )  # fmt: skip
+    if why is not None or stable is None:
         plan = target.plan(spec)
         replaced = own_change(target, params, change, log) if plan.in_sync else None
         if replaced is not None:  # this step's own rollout, made before its worker stopped
@@ -113,8 +114,8 @@ def _start(params: dict[str, Any], log: Callable[[str], None], change: str) -> d
         target.apply(spec, cause="deploy", log=log, change=change)
         failpoint("deploy-applied", change)
         return {"mode": "done", "outputs": {**outputs, NOTE: f"rolling update ({why}: no canary)"}}
-    log(f"{service}: canary {version} against stable {live.version}")
-    return {"mode": "canary", "outputs": outputs, "stable": live.version}
+    log(f"{service}: canary {version} against stable {stable}")
+    return {"mode": "canary", "outputs": outputs, "stable": stable}
 
 
 @DBOS.step(name="shipline.canary.progress")

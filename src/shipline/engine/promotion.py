@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from shipline.domain.canary import rolling_instead
 from shipline.domain.pipeline import PipelineSpec, StageSpec
 from shipline.domain.promotion import (
     SPEC_TRIGGERS,
@@ -172,13 +173,15 @@ def preview_promotion(
                 made = runs.store.revisions(name, svc)
                 now[svc] = str(made[-1]["version"]) if made else None
             checks = ws.config.environment(name).checks
+            strategy = _strategy_of(deploy)
             rungs.append({
                 "environment": name,
                 "approvals": _approvals(ws, deploy),
                 "checks": checks.model_dump(by_alias=True, mode="json", exclude_none=True),
-                "strategy": _strategy_of(deploy),
+                "strategy": strategy,
                 "tests": [step.name for step in gates.steps] if gates else [],
-                "versions": {svc: {"now": now[svc], "after": version}
+                "versions": {svc: {"now": now[svc], "after": version,
+                                   **_rollout(str(strategy["type"]), now[svc], version)}
                              for svc, version in found.versions.items()},
             })  # fmt: skip
     finally:
@@ -198,6 +201,13 @@ def _approvals(ws: Workspace, deploy: StageSpec) -> dict[str, Any] | None:
         for g in deploy.approval.groups
     ]
     return policy
+
+
+def _rollout(strategy: str, now: str | None, after: str) -> dict[str, str]:
+    """How a service goes out on a rung whose strategy is `strategy`: a canary rolls instead
+    where the deploy step would (`rolling_instead`), and says why."""
+    why = rolling_instead(now, after) if strategy == "canary" else None
+    return {"rollout": "rolling", "why": why} if why else {"rollout": strategy}
 
 
 def _strategy_of(deploy: StageSpec) -> dict[str, Any]:

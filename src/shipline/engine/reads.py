@@ -5,11 +5,15 @@ a run's records are shown: its summary, a stage's or step's times, a duration in
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 if TYPE_CHECKING:
+    from shipline.domain.models import Config
     from shipline.engine.wiring import RunRecord
+
+Row = TypeVar("Row")
 
 
 class RunReader(Protocol):
@@ -46,6 +50,23 @@ def recent_runs(
         return reader.list_runs(limit=limit, environment=environment)
     finally:
         reader.close()
+
+
+def by_environment(
+    name: str, listed: Callable[[str], Sequence[Row]], config: Callable[[], Config]
+) -> tuple[str, Sequence[Row]]:
+    """What `listed` gives for environment `name`, and the name it was listed under. Runs and
+    audit records keep an environment's name, so an alias is read as the name it stands for; a
+    name the configuration does not know lists what was recorded under it (a removed
+    environment's history), and is refused (NotFoundError, with the known names) when nothing
+    was: a typo. The configuration (`config`) is read only when the first answer is empty."""
+    from shipline.engine.pipelines import find_environment
+
+    found = listed(name)
+    if found:
+        return name, found
+    named = find_environment(config(), name).name
+    return (named, listed(named)) if named != name else (name, found)
 
 
 def run_summary(record: RunRecord) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from pydantic import BaseModel, Field
 
 from shipline.domain.access import Principal
 from shipline.engine.access import may, permissions, require
+from shipline.engine.wiring import RunRecord
 from shipline.errors import UserError
 from shipline.server.app import Server
 
@@ -139,11 +140,17 @@ def list_runs(
     env: str | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> Response:
-    """Runs, newest first, that the caller may see."""
-    from shipline.engine.reads import run_summary
+    """Runs, newest first, that the caller may see (`env`: a name or an alias)."""
+    from shipline.engine.reads import by_environment, run_summary
 
+    def listed(name: str | None) -> list[RunRecord]:
+        return srv.runs.store.list_runs(limit=limit, environment=name)
+
+    if env:
+        env, found = by_environment(env, listed, lambda: srv.config)
+    else:
+        found = listed(None)
     require(srv.config, who, "view", env)
-    found = srv.runs.store.list_runs(limit=limit, environment=env)
     rows = [run_summary(r) for r in found if may(srv.config, who, "view", r.environment)]
     return srv.reply(rows)
 
@@ -358,15 +365,23 @@ def audit(
     until: str | None = None,
     limit: Annotated[int, Query(ge=1, le=5000)] = 200,
 ) -> Response:
-    """Audit records, newest first, filtered."""
+    """Audit records, newest first, filtered (`env`: a name or an alias)."""
     from shipline.domain.audit import select_records
+    from shipline.engine.reads import by_environment
 
+    kept = srv.ws.audit.records()
+
+    def listed(name: str | None) -> list[dict[str, Any]]:
+        return select_records(
+            kept, environment=name, service=service, actor=actor, since=since, until=until
+        )
+
+    if env:
+        env, records = by_environment(env, listed, lambda: srv.config)
+    else:
+        records = listed(None)
     require(srv.config, who, "view", env)
-    records = select_records(
-        srv.ws.audit.records(), environment=env, service=service, actor=actor, since=since,
-        until=until,
-    )  # fmt: skip
-    return srv.reply(records[:limit])
+    return srv.reply(list(records[:limit]))
 
 
 @router.get("/events")

@@ -15,7 +15,8 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from shipline.domain.access import Principal
 from shipline.engine.access import may, permissions, require
-from shipline.engine.reads import took
+from shipline.engine.reads import by_environment, took
+from shipline.engine.wiring import RunRecord
 from shipline.errors import NotAuthenticated, PermissionDenied, ShiplineError
 from shipline.server.api import server_of
 from shipline.server.app import COOKIE, HERE, Server
@@ -153,8 +154,14 @@ def dashboard(request: Request, srv: Srv, who: Who) -> Response:
 def runs_page(request: Request, srv: Srv, who: Who, env: str | None = None) -> Response:
     from shipline.engine.reads import run_summary
 
+    def listed(name: str | None) -> list[RunRecord]:
+        return srv.runs.store.list_runs(limit=100, environment=name)
+
+    if env:  # a name or an alias
+        env, found = by_environment(env, listed, lambda: srv.config)
+    else:
+        found = listed(None)
     require(srv.config, who, "view", env)
-    found = srv.runs.store.list_runs(limit=100, environment=env or None)
     rows = [run_summary(r) for r in found if may(srv.config, who, "view", r.environment)]
     return _page(srv, request, "runs.html", who=who, runs=rows, env=env)
 
@@ -202,10 +209,18 @@ def audit_page(
     from shipline.domain.audit import details_text, select_records
 
     require(srv.config, who, "view")
-    records = select_records(
-        srv.ws.audit.records(), environment=env or None, service=service or None,
-        actor=actor or None, since=since or None, until=until or None,
-    )  # fmt: skip
+    kept = srv.ws.audit.records()
+
+    def listed(name: str | None) -> list[dict[str, Any]]:
+        return select_records(
+            kept, environment=name, service=service or None, actor=actor or None,
+            since=since or None, until=until or None,
+        )  # fmt: skip
+
+    if env:  # a name or an alias
+        env, records = by_environment(env, listed, lambda: srv.config)
+    else:
+        records = listed(None)
     filters = {"env": env or "", "service": service or "", "actor": actor or "",
                "since": since or "", "until": until or ""}  # fmt: skip
     shown = [{**r, "detailsText": details_text(r["details"])} for r in records[:500]]

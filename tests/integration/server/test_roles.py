@@ -200,3 +200,26 @@ def test_a_promotions_preview_is_refused_as_the_promotion_and_queues_nothing(
                                json={**body, "targets": "live"})  # fmt: skip
     assert skipped.status_code == 400 and "would skip qa" in skipped.json()["error"]
     assert site.client.get("/api/v1/runs", headers=site.auth("ada")).json() == before
+
+
+def test_lists_by_environment_read_an_alias_and_refuse_a_typo(
+    site: Site, runs: dict[str, Any]
+) -> None:
+    ada = site.auth("ada")
+    for path in ("/api/v1/runs", "/api/v1/audit"):
+        by_name = site.client.get(f"{path}?env=qa", headers=ada).json()
+        assert by_name, path  # the qa run, and the record of its start
+        # runs and records keep the name: `test`, qa's alias, lists what `qa` does
+        assert site.client.get(f"{path}?env=test", headers=ada).json() == by_name, path
+        typo = site.client.get(f"{path}?env=qaa", headers=ada)
+        assert typo.status_code == 404, (path, typo.text)
+        assert "unknown environment 'qaa'" in typo.json()["error"]
+    page = site.client.get("/runs?env=test", headers=ada)
+    assert page.status_code == 200 and f'href="/runs/{runs["qa"]}"' in page.text
+    assert f'href="/runs/{runs["dev"]}"' not in page.text
+    page = site.client.get("/audit?env=test", headers=ada)
+    assert page.status_code == 200 and f"run: {runs['qa']}" in page.text
+    for path in ("/runs?env=qaa", "/audit?env=qaa"):
+        typo = site.client.get(path, headers=ada)
+        assert typo.status_code == 404 and "unknown environment" in typo.text, path
+        assert "Traceback" not in typo.text

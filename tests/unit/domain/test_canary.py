@@ -11,6 +11,7 @@ from shipline.domain.canary import (
     assess_canary,
     assess_interval,
     percentile,
+    rolling_instead,
 )
 from shipline.domain.models import AnalysisThresholds
 
@@ -92,3 +93,18 @@ def test_percentile() -> None:
     assert percentile([1.0, 2.0, 3.0, 4.0], 50) == 2.0
     assert percentile(list(map(float, range(1, 101))), 95) == 95.0
     assert percentile([7.0], 99) == 7.0
+
+
+@pytest.mark.parametrize(
+    ("stable", "routes", "why"),
+    [
+        (None, True, "first deploy"),
+        ("2.0.0", True, "same version as stable"),
+        ("1.0.0", False, "target type 'x' routes no traffic by weight"),
+        ("1.0.0", True, None),
+    ],
+)
+def test_a_canary_rolls_instead_without_a_stable_to_compare_against(
+    stable: str | None, routes: bool, why: str | None
+) -> None:
+    assert rolling_instead(stable, "2.0.0", routes=routes, target="target type 'x'") == why
