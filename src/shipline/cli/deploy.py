@@ -230,6 +230,8 @@ def _strategy_text(rung: dict[str, Any]) -> str:
     if kind != "canary" or not instead:
         return kind
     canaries = sum(1 for version in versions if version["rollout"] == "canary")
+    if not canaries:
+        return f"rolling ({'; '.join(instead)}), canary configured"
     why = "; ".join(f"{count}: {reason}" for reason, count in instead.items())
     return f"canary ({canaries}), rolling ({why})"
 
