@@ -144,7 +144,10 @@ def test_a_release_climbs_the_ladder_and_a_failing_gate_rolls_its_rung_back(
     assert table.returncode == 0, table.stderr
     assert "promote dev -> qa, staging (release r1): dry run, nothing queued" in table.stdout
     assert "0.9.0 -> 1.0.0" in table.stdout and "smoke" not in table.stdout  # --skip-tests
-    assert "canary (1), rolling (1: first deploy)" in table.stdout
+    # one canary, of 2 s of analysis (bakeSeconds), and the service that rolls, with why
+    assert staging["canaries"] == {"count": 1, "seconds": 2.0, "inAll": 2.0}
+    assert qa["canaries"] is None
+    assert "canary (1: 2.0 s), rolling (1: first deploy)" in table.stdout
     refused = sh(env, "promote", "--from", "dev", "--to", "staging", "--release", "r1",
                  "--dry-run")  # fmt: skip
     assert refused.returncode == 2 and "would skip qa" in refused.stderr

@@ -220,20 +220,30 @@ def _show_promotion(state: State, shown: dict[str, Any], *, as_json: bool) -> No
 
 
 def _strategy_text(rung: dict[str, Any]) -> str:
-    """A rung's strategy; for a canary, how many go out as one and why the others roll."""
+    """A rung's strategy; for a canary, how many go out as one, how long they take (one after
+    another) and why the others roll."""
+    from shipline.engine.reads import took
+
     kind = str(rung["strategy"]["type"])
-    versions = rung["versions"].values()
+    if kind != "canary":
+        return kind
     instead: dict[str, int] = {}
-    for version in versions:
+    for version in rung["versions"].values():
         if version.get("why"):
             instead[version["why"]] = instead.get(version["why"], 0) + 1
-    if kind != "canary" or not instead:
-        return kind
-    canaries = sum(1 for version in versions if version["rollout"] == "canary")
-    if not canaries:
+    canaries = rung.get("canaries") or {"count": 0}
+    count, each = canaries["count"], canaries.get("seconds")
+    if not count:
         return f"rolling ({'; '.join(instead)}), canary configured"
-    why = "; ".join(f"{count}: {reason}" for reason, count in instead.items())
-    return f"canary ({canaries}), rolling ({why})"
+    if each is None:
+        timing = "each waits for a promote"
+    elif count == 1:
+        timing = took(each)
+    else:
+        timing = f"{took(each)} each, {took(canaries['inAll'])} in all"
+    text = f"canary ({count}: {timing})"
+    why = "; ".join(f"{n}: {reason}" for reason, n in instead.items())
+    return f"{text}, rolling ({why})" if instead else text
 
 
 def _change(version: dict[str, str | None]) -> str:

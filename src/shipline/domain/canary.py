@@ -239,6 +239,20 @@ def canary_plan(strategy: CanaryStrategy) -> tuple[CanaryStep, ...]:
     return tuple(plan)
 
 
+def canary_seconds(strategy: CanaryStrategy) -> float | None:
+    """How long one canary runs when it is promoted: its analyses' intervals and its timed
+    pauses (a failing analysis ends it sooner). None when a pause waits for a person."""
+    total = 0.0
+    for step in canary_plan(strategy):
+        if step.kind == StepKind.ANALYSIS:
+            total += step.intervals * strategy.analysis.interval_seconds
+        elif step.kind == StepKind.PAUSE:
+            if step.seconds is None:
+                return None
+            total += step.seconds
+    return total
+
+
 def assess_analysis_step(
     history: Sequence[IntervalAssessment],
     in_step: int,

@@ -8,7 +8,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from shipline.domain.canary import rolling_instead
+from shipline.domain.canary import canary_seconds, rolling_instead
+from shipline.domain.models import CanaryStrategy
 from shipline.domain.pipeline import PipelineSpec, StageSpec
 from shipline.domain.promotion import (
     SPEC_TRIGGERS,
@@ -174,15 +175,17 @@ def preview_promotion(
                 now[svc] = str(made[-1]["version"]) if made else None
             checks = ws.config.environment(name).checks
             strategy = _strategy_of(deploy)
+            versions = {svc: {"now": now[svc], "after": version,
+                              **_rollout(str(strategy["type"]), now[svc], version)}
+                        for svc, version in found.versions.items()}  # fmt: skip
             rungs.append({
                 "environment": name,
                 "approvals": _approvals(ws, deploy),
                 "checks": checks.model_dump(by_alias=True, mode="json", exclude_none=True),
                 "strategy": strategy,
                 "tests": [step.name for step in gates.steps] if gates else [],
-                "versions": {svc: {"now": now[svc], "after": version,
-                                   **_rollout(str(strategy["type"]), now[svc], version)}
-                             for svc, version in found.versions.items()},
+                "versions": versions,
+                "canaries": _canaries(strategy, versions),
             })  # fmt: skip
     finally:
         if service is None:
@@ -208,6 +211,18 @@ def _rollout(strategy: str, now: str | None, after: str) -> dict[str, str]:
     where the deploy step would (`rolling_instead`), and says why."""
     why = rolling_instead(now, after) if strategy == "canary" else None
     return {"rollout": "rolling", "why": why} if why else {"rollout": strategy}
+
+
+def _canaries(
+    strategy: dict[str, Any], versions: dict[str, dict[str, Any]]
+) -> dict[str, Any] | None:
+    """A canary rung's canaries: how many, how long each runs when promoted, and in all (they
+    run one after another; `seconds` None: a pause waits for a person)."""
+    if strategy["type"] != "canary":
+        return None
+    count = sum(1 for version in versions.values() if version["rollout"] == "canary")
+    each = canary_seconds(CanaryStrategy.model_validate(strategy))
+    return {"count": count, "seconds": each, "inAll": None if each is None else each * count}
 
 
 def _strategy_of(deploy: StageSpec) -> dict[str, Any]:

@@ -10,10 +10,11 @@ from shipline.domain.canary import (
     Sample,
     assess_canary,
     assess_interval,
+    canary_seconds,
     percentile,
     rolling_instead,
 )
-from shipline.domain.models import AnalysisThresholds
+from shipline.domain.models import AnalysisThresholds, CanaryStrategy
 
 T = AnalysisThresholds(
     max_error_rate=0.05, max_p95_latency_ms=500, failure_limit=2, interval_seconds=1
@@ -108,3 +109,19 @@ def test_a_canary_rolls_instead_without_a_stable_to_compare_against(
     stable: str | None, routes: bool, why: str | None
 ) -> None:
     assert rolling_instead(stable, "2.0.0", routes=routes, target="target type 'x'") == why
+
+
+@pytest.mark.parametrize(
+    ("strategy", "seconds"),
+    [
+        ({}, 600.0),  # [10, 50, 100]: two weights, each baked 300 s
+        ({"steps": [50, 100], "bakeSeconds": 90, "analysis": {"intervalSeconds": 60}}, 120.0),
+        ({"steps": [{"setWeight": 20}, {"pause": {"duration": 30}},
+                    {"analysis": {"intervals": 3}}, {"setWeight": 100}]}, 210.0),
+        ({"steps": [{"setWeight": 20}, {"pause": {}}, {"setWeight": 100}]}, None),
+    ],
+)  # fmt: skip
+def test_a_canary_lasts_its_analyses_and_timed_pauses(
+    strategy: dict[str, object], seconds: float | None
+) -> None:
+    assert canary_seconds(CanaryStrategy.model_validate(strategy)) == seconds
