@@ -482,8 +482,19 @@ def reject(
 canary_app = typer.Typer(help="A running canary: promote or abort it.", no_args_is_help=True)
 
 
+CanaryServiceOpt = Annotated[
+    str | None,
+    typer.Option("--service", "-s", help="Only this service's canary (default: each one running)."),
+]
+
+
 def _canary(
-    ctx: typer.Context, run: int, user: str | None, comment: str | None, promote: bool
+    ctx: typer.Context,
+    run: int,
+    user: str | None,
+    comment: str | None,
+    promote: bool,
+    service: str | None,
 ) -> None:
     from shipline.cli.remote import current, refuse_as
 
@@ -491,32 +502,42 @@ def _canary(
     remote = current()
     if remote is not None:
         refuse_as(user, remote)
-        action = "promote" if promote else "abort"
-        step = remote.post(f"/api/v1/runs/{run}/canary", {"action": action, "comment": comment})[
-            "step"
-        ]
+        body = {"action": "promote" if promote else "abort", "comment": comment}
+        if service:
+            body["service"] = service
+        step = remote.post(f"/api/v1/runs/{run}/canary", body)["step"]
     else:
-        step = _service(ctx).canary(run, _actor(user), promote=promote, comment=comment)
+        step = _service(ctx).canary(
+            run, _actor(user), promote=promote, comment=comment, service=service
+        )
     what = "promoted past its current step" if promote else "aborted; stable is being restored"
     state.output.line(f"run {run}: canary of {step} {what}")
 
 
 @canary_app.command("promote")
 def canary_promote(
-    ctx: typer.Context, run: int, user: AsOpt = None, comment: CommentOpt = None
+    ctx: typer.Context,
+    run: int,
+    user: AsOpt = None,
+    comment: CommentOpt = None,
+    service: CanaryServiceOpt = None,
 ) -> None:
     """Let a canary go past its pause or analysis (the deploy stage's approvers; audited).
-    Example: shipline canary promote 12"""
-    _canary(ctx, run, user, comment, True)
+    Example: shipline canary promote 12 --service auth-service"""
+    _canary(ctx, run, user, comment, True, service)
 
 
 @canary_app.command("abort")
 def canary_abort(
-    ctx: typer.Context, run: int, user: AsOpt = None, comment: CommentOpt = None
+    ctx: typer.Context,
+    run: int,
+    user: AsOpt = None,
+    comment: CommentOpt = None,
+    service: CanaryServiceOpt = None,
 ) -> None:
     """Roll a canary back now: all traffic returns to stable (audited).
-    Example: shipline canary abort 12"""
-    _canary(ctx, run, user, comment, False)
+    Example: shipline canary abort 12 --service auth-service"""
+    _canary(ctx, run, user, comment, False, service)
 
 
 def watch_started(

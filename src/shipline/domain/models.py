@@ -426,6 +426,8 @@ class CanaryStrategy(Model):
 
     type: Literal["canary"] = "canary"
     steps: list[CanaryStepSpec] = [10, 50, 100]
+    # services whose canaries run at once, each on its own (one failing stops no other)
+    max_parallel: int = Field(strict=True, default=1, ge=1, le=64)
     traffic_routing: TrafficRouting | None = None
     bake_seconds: float = Field(strict=True, default=300, ge=0, le=604_800)
     analysis: AnalysisThresholds = AnalysisThresholds()

@@ -241,17 +241,19 @@ class _Control:
     ABORT = "abort"
 
 
-def _wait(receive: Receive, until: datetime | None) -> str | None:
-    """Wait until `until` (None: until a person says); 'promote' or 'abort' when one did."""
+def _wait(receive: Receive, until: datetime | None, name: str) -> str | None:
+    """Wait until `until` (None: until a person says); 'promote' or 'abort' when one did, for
+    this canary (`name`, its step) or for every running one (a message naming none)."""
     while True:
         message = receive(until)
         if message is None:
             if until is None:
                 continue  # a quiet chunk of an endless wait
             return None
-        if message.get("type") == "canary" and message.get("action") in (
-            _Control.PROMOTE,
-            _Control.ABORT,
+        if (
+            message.get("type") == "canary"
+            and message.get("action") in (_Control.PROMOTE, _Control.ABORT)
+            and message.get("step") in (None, name)
         ):
             return str(message["action"])
 
@@ -311,7 +313,7 @@ def drive_canary(
                     return finish(False, Phase.FAILED, f"canary not started: {problem}")
                 continue
             if planned.kind == StepKind.PAUSE:
-                word = _pause(planned, receive, now)
+                word = _pause(planned, receive, now, name)
                 if word == _Control.ABORT:
                     return finish(False, Phase.FAILED, "canary aborted by a person")
                 continue
@@ -328,9 +330,9 @@ def drive_canary(
     return finish(True, Phase.SUCCEEDED, "canary promoted")
 
 
-def _pause(planned: CanaryStep, receive: Receive, now: Now) -> str | None:
+def _pause(planned: CanaryStep, receive: Receive, now: Now, name: str) -> str | None:
     until = None if planned.seconds is None else now() + timedelta(seconds=planned.seconds)
-    return _wait(receive, until)
+    return _wait(receive, until, name)
 
 
 def _analysis(
@@ -342,7 +344,7 @@ def _analysis(
     in_step = 0
     interval = timedelta(seconds=strategy.analysis.interval_seconds)
     while True:
-        word = _wait(receive, now() + interval)
+        word = _wait(receive, now() + interval, name)
         if word == _Control.ABORT:
             return "canary aborted by a person"
         if word == _Control.PROMOTE:
@@ -365,7 +367,7 @@ def _analysis(
         if decision.outcome == CanaryOutcome.PAUSE:
             progress(f"{decision.reason}: waiting for `shipline canary promote|abort {run_id}`",
                      found.verdict.value)  # fmt: skip
-            word = _wait(receive, None)
+            word = _wait(receive, None, name)
             return "canary aborted by a person" if word == _Control.ABORT else None
 
 

@@ -447,9 +447,15 @@ def _carry_out(runtime: Runtime) -> None:
                     log.warning("worker %s: its %s unfinished runs handed back to the queue",
                                 dead, taken)  # fmt: skip
             else:
+                # Sent once, even by two workers or again after a crash before `done`. The id
+                # alone is no key: SQLite gives a new request the id of one carried out
+                # before (an emptied table starts again at 1), and DBOS would take a second
+                # message to the same run (a cancellation after a canary's promote) for the
+                # first and drop it. The request's time makes the key its own.
+                posted = request["posted_at"].strftime("%Y%m%dT%H%M%S%f")
                 DBOS.send(
                     str(request["workflow_id"]), request["message"], request["topic"],
-                    idempotency_key=f"shipline-outbox-{request['id']}",
+                    idempotency_key=f"shipline-outbox-{request['id']}-{posted}",
                 )  # fmt: skip
         except DBOSNonExistentWorkflowError:
             log.info("outbox %s: no workflow %s (dropped)", request["id"], request["workflow_id"])

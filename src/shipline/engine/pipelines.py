@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from shipline.domain.identity import canonical_identity
-from shipline.domain.models import CanaryStrategy, Config, Environment, RollingStrategy
+from shipline.domain.models import CanaryStrategy, Config, Environment
 from shipline.domain.pipeline import PipelineSpec
 from shipline.errors import NotFoundError, UserError
 
@@ -215,8 +215,8 @@ def _environment_stages(
 ) -> list[dict[str, Any]]:
     strategy = env.strategy.model_dump(mode="json", by_alias=True)
     kind = "canary" if strategy.get("type") == "canary" else "action"
-    # A rolling strategy may roll several services at once; canaries run one after another.
-    wide = env.strategy.max_parallel if isinstance(env.strategy, RollingStrategy) else 1
+    # several services at once: rolled, or each in a canary of its own
+    wide = env.strategy.max_parallel
     spread = min(wide, max(len(services), 1))
 
     def steps(action: str, **extra: Any) -> list[dict[str, Any]]:

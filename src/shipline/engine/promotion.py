@@ -217,12 +217,14 @@ def _canaries(
     strategy: dict[str, Any], versions: dict[str, dict[str, Any]]
 ) -> dict[str, Any] | None:
     """A canary rung's canaries: how many, how long each runs when promoted, and in all (they
-    run one after another; `seconds` None: a pause waits for a person)."""
+    run `maxParallel` at a time; `seconds` None: a pause waits for a person)."""
     if strategy["type"] != "canary":
         return None
     count = sum(1 for version in versions.values() if version["rollout"] == "canary")
-    each = canary_seconds(CanaryStrategy.model_validate(strategy))
-    return {"count": count, "seconds": each, "inAll": None if each is None else each * count}
+    model = CanaryStrategy.model_validate(strategy)
+    each = canary_seconds(model)
+    rounds = -(-count // model.max_parallel)
+    return {"count": count, "seconds": each, "inAll": None if each is None else each * rounds}
 
 
 def _strategy_of(deploy: StageSpec) -> dict[str, Any]:

@@ -216,11 +216,20 @@ class RunService:
         wake_run(self.store, self.client, run_id, {"type": "vote"})
         return replace(effect, stage=target.name)
 
-    def canary(self, run_id: int, user: str, *, promote: bool, comment: str | None = None) -> str:
-        """Promote a canary past its current pause or analysis, or abort it (stable restored).
+    def canary(
+        self,
+        run_id: int,
+        user: str,
+        *,
+        promote: bool,
+        comment: str | None = None,
+        service: str | None = None,
+    ) -> str:
+        """Promote a canary past its current pause or analysis, or abort it (stable restored):
+        that of `service`, or each one running (a stage may run several at once).
 
         The deploy stage's approver rules apply: only its approvers may decide, and the
-        requester may not promote their own run. Returns the canary's step name.
+        requester may not promote their own run. Returns the canaries' step names.
         """
         record = self.get(run_id)
         if record.phase not in ("waiting", "running"):
@@ -232,6 +241,15 @@ class RunService:
         ]
         if not steps:
             raise UserError(f"run {run_id} has no canary running now")
+        if service is not None:
+            named = [s for s in steps if s["name"] == service]
+            if not named:
+                running = ", ".join(sorted(s["name"] for s in steps))
+                raise UserError(
+                    f"run {run_id} has no canary of '{service}' running now",
+                    hint=f"running now: {running}",
+                )
+            steps = named
         spec = PipelineSpec.model_validate(record.spec)
         stage = next(st for st in spec.stages if st.name == steps[0]["stage"])
         members: dict[str, list[str]] = record.params.get("approvers", {})
@@ -243,12 +261,13 @@ class RunService:
             why = next(r for r in reasons if r)
             self.audit.append(user, "canary.refused", **where, reason=why)
             raise PermissionDenied(why)
-        self.audit.append(user, action, **where, step=steps[0]["name"], comment=comment)
+        names = ", ".join(str(s["name"]) for s in steps)
+        self.audit.append(user, action, **where, step=names, comment=comment)
+        message = {"type": "canary", "action": "promote" if promote else "abort"}
         wake_run(
-            self.store, self.client, run_id,
-            {"type": "canary", "action": "promote" if promote else "abort"},
-        )  # fmt: skip
-        return str(steps[0]["name"])
+            self.store, self.client, run_id, {**message, "step": service} if service else message
+        )
+        return names
 
     def cancel(self, run_id: int, actor: str, reason: str | None = None) -> None:
         """Ask a run to stop; running steps stop at their next check, waits end at once."""

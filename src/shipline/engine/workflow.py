@@ -1381,13 +1381,23 @@ def _run_stage(
         recorded = True
         if done.get("ended"):
             return phase, stage_outputs, reason, recorded, done["ended"]
-    elif stage.parallel > 1:
-        phase, reason = _run_parallel(run_id, stage, outputs, stage_outputs)
     else:
-        phase, reason = _run_sequential(run_id, stage, outputs, stage_outputs)
+        phase, reason = _run_apart(run_id, stage, outputs, stage_outputs)
     if stage.locks and not stage.hold_locks_until:
         _unlock(run_id)
     return phase, stage_outputs, reason, recorded, None
+
+
+def _run_apart(
+    run_id: int, stage: StageSpec, outputs: dict[str, dict[str, Any]], stage_outputs: dict[str, Any]
+) -> tuple[Phase, str]:
+    """A stage whose steps are not one durable step: its canaries side by side, its steps
+    side by side, or one after another."""
+    if stage.parallel > 1 and any(step.kind == "canary" for step in stage.steps):
+        return _run_canaries(run_id, stage, stage_outputs)
+    if stage.parallel > 1:
+        return _run_parallel(run_id, stage, outputs, stage_outputs)
+    return _run_sequential(run_id, stage, outputs, stage_outputs)
 
 
 def _streamed_out(
@@ -1477,6 +1487,75 @@ def _run_parallel(
         window.append((step, handle))
     for step, handle in window:
         results.append((step, handle.get_result()))
+    worst, reason, found = _verdict(results, every=True)
+    stage_outputs.update(found)
+    return worst, reason
+
+
+@DBOS.workflow(name="shipline.canary")
+def _canary_workflow(
+    run_id: int, stage: str, index: int, step: dict[str, Any], parent: str
+) -> dict[str, Any]:
+    """One service's canary of a stage that runs several at once, durable on its own (a child
+    of the run's workflow, which hands it the messages meant for it); it tells the run's
+    workflow when it ended."""
+    try:
+        result = drive_canary(
+            run_id, stage, index, StepSpec.model_validate(step), _receive, lambda: _parse(_now())
+        )
+    except _Cancelled:  # recorded as cancelled, stable restored (`drive_canary`)
+        result = {"phase": Phase.CANCELLED.value, "outputs": {},
+                  "error": "run cancelled during the canary"}  # fmt: skip
+    DBOS.send(parent, {"type": CANARY_ENDED, "step": step["name"]}, INBOX)
+    return result
+
+
+CANARY_ENDED = "canary.ended"  # a child's word to the run's workflow (`_run_canaries`)
+
+
+def _run_canaries(
+    run_id: int, stage: StageSpec, stage_outputs: dict[str, Any]
+) -> tuple[Phase, str]:
+    """Each service's canary in a child workflow of its own, `stage.parallel` at a time, as
+    Argo Rollouts runs each service's rollout on its own: one that fails stops no other, but
+    none starts after it (the stage has failed). The run's inbox is theirs too: a person's
+    promote or abort goes to the canary it names (each running one when it names none); a
+    cancellation to all, which restore their stable versions before the stage ends."""
+    parent = str(DBOS.workflow_id)
+    waiting = list(enumerate(stage.steps))
+    running: dict[str, tuple[StepSpec, Any]] = {}
+    results: list[tuple[StepSpec, dict[str, Any]]] = []
+
+    def start() -> None:
+        failed = any(result["phase"] != Phase.SUCCEEDED.value for _, result in results)
+        while waiting and len(running) < stage.parallel and not failed:
+            index, step = waiting.pop(0)
+            handle = DBOS.start_workflow(
+                _canary_workflow, run_id, stage.name, index, step.model_dump(mode="json"), parent
+            )
+            running[step.name] = (step, handle)
+
+    start()
+    try:
+        while running:
+            message = _receive(None)  # a quiet chunk gives None; a cancellation raises
+            if message is None:
+                continue
+            if message.get("type") == CANARY_ENDED and message.get("step") in running:
+                step, handle = running.pop(str(message["step"]))
+                results.append((step, handle.get_result()))
+                start()
+            elif message.get("type") == "canary":
+                named = message.get("step")
+                for name in [named] if named else list(running):
+                    if name in running:
+                        DBOS.send(running[name][1].get_workflow_id(), message, INBOX)
+    except _Cancelled:
+        for _, handle in running.values():
+            DBOS.send(handle.get_workflow_id(), {"type": "cancel"}, INBOX)
+        for _, handle in running.values():
+            handle.get_result()
+        raise
     worst, reason, found = _verdict(results, every=True)
     stage_outputs.update(found)
     return worst, reason

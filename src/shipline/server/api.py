@@ -314,13 +314,17 @@ class CanaryDecision(BaseModel):
 
     action: Literal["promote", "abort"]
     comment: str | None = Field(default=None, max_length=2000)
+    service: str | None = Field(default=None, min_length=1, max_length=63)  # default: each
 
 
 @router.post("/runs/{run_id}/canary")
 def canary(srv: Srv, who: Who, run_id: int, body: CanaryDecision) -> Response:
     """Decide a running canary as the caller (the deploy stage's approver rules apply)."""
     require(srv.config, who, "approve", _run_environment(srv, run_id))
-    step = srv.runs.canary(run_id, who.name, promote=body.action == "promote", comment=body.comment)
+    step = srv.runs.canary(
+        run_id, who.name, promote=body.action == "promote", comment=body.comment,
+        service=body.service,
+    )  # fmt: skip
     return srv.reply({"run": run_id, "step": step, "action": body.action, "by": who.name})
 
 
