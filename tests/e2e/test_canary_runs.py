@@ -95,6 +95,33 @@ def _until_running(worker: subprocess.Popen[bytes], log: Path, starts: int) -> N
     raise AssertionError(log.read_text())
 
 
+def kill_while_running(
+    env: dict[str, str],
+    log: Path,
+    started: tuple[subprocess.Popen[bytes], int],
+    run: int,
+    rng: random.Random,
+    kills: tuple[int, float, float],
+) -> tuple[subprocess.Popen[bytes], dict[str, Any]]:
+    """kill -9 the worker (`started`: it, and how many workers the log has seen start) at
+    random moments of `run`, up to `kills[0]` times, `kills[1]` to `kills[2]` seconds apart,
+    a new worker started after each; the last worker, and the run once it ended."""
+    worker, starts = started
+    times, shortest, longest = kills
+    for _ in range(times):
+        time.sleep(rng.uniform(shortest, longest))
+        worker.send_signal(signal.SIGKILL)
+        worker.wait()
+        if _show(env, run)["phase"] not in ("running", "waiting", "pending"):
+            break
+        worker = _worker(env, log)
+        starts += 1
+        _until_running(worker, log, starts)
+    if worker.poll() is not None:
+        worker = _worker(env, log)
+    return worker, _wait(env, run)
+
+
 @pytest.mark.parametrize(
     ("version", "error_rate", "phase", "stays"),
     [("2.0.0", "0", "succeeded", "2.0.0"), ("3.0.0", "0.5", "failed", "1.0.0")],
@@ -121,18 +148,7 @@ def test_kill_9_during_a_canary_resumes_at_its_step(
             env, "--env", "dev", "--services", "api", "--tag", version,
             "--set", f"FAKE_ERROR_RATE={error_rate}",
         )  # fmt: skip
-        for _ in range(KILLS):
-            time.sleep(rng.uniform(0.1, 0.6))
-            worker.send_signal(signal.SIGKILL)
-            worker.wait()
-            if _show(env, run)["phase"] not in ("running", "waiting", "pending"):
-                break
-            worker = _worker(env, log)
-            starts += 1
-            _until_running(worker, log, starts)
-        if worker.poll() is not None:
-            worker = _worker(env, log)
-        data = _wait(env, run)
+        worker, data = kill_while_running(env, log, (worker, starts), run, rng, (KILLS, 0.1, 0.6))
     finally:
         worker.send_signal(signal.SIGTERM)
         worker.wait(timeout=60)

@@ -15,7 +15,15 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from tests.e2e.test_canary_runs import _memory, _show, _start, _until_running, _wait, _worker
+from tests.e2e.test_canary_runs import (
+    _memory,
+    _show,
+    _start,
+    _until_running,
+    _wait,
+    _worker,
+    kill_while_running,
+)
 from tests.e2e.worker import running_worker, sh
 
 PROJECT = Path(__file__).parent / "projects" / "canary-wide" / "shipline.yaml"
@@ -51,6 +59,14 @@ def _until_paused(home: Path, env: str, version: str, services: tuple[str, ...])
     raise AssertionError(f"the canaries of {services} never started")
 
 
+def _paused_in_qa(env: dict[str, str], home: Path) -> int:
+    """qa at 1.0.0, then a run of 1.1.0 whose two canaries wait for a person, at 10 %."""
+    assert _wait(env, _start(env, "--env", "qa", "--tag", "1.0.0"))["phase"] == "succeeded"
+    run = _start(env, "--env", "qa", "--tag", "1.1.0")
+    _until_paused(home, "qa", "1.1.0", ("api", "web"))
+    return run
+
+
 def test_the_canaries_of_a_stage_run_side_by_side_and_survive_kill_9(tmp_path: Path) -> None:
     home = tmp_path / "state"
     env = _environ(home)
@@ -63,18 +79,7 @@ def test_the_canaries_of_a_stage_run_side_by_side_and_survive_kill_9(tmp_path: P
         _until_running(worker, log, starts)
         assert _wait(env, _start(env, "--env", "dev", "--tag", "1.0.0"))["phase"] == "succeeded"
         run = _start(env, "--env", "dev", "--tag", "2.0.0")
-        for _ in range(3):
-            time.sleep(rng.uniform(0.3, 0.9))
-            worker.send_signal(signal.SIGKILL)
-            worker.wait()
-            if _show(env, run)["phase"] not in ("running", "waiting", "pending"):
-                break
-            worker = _worker(env, log)
-            starts += 1
-            _until_running(worker, log, starts)
-        if worker.poll() is not None:
-            worker = _worker(env, log)
-        data = _wait(env, run)
+        worker, data = kill_while_running(env, log, (worker, starts), run, rng, (3, 0.3, 0.9))
     finally:
         worker.send_signal(signal.SIGTERM)
         worker.wait(timeout=60)
@@ -98,9 +103,7 @@ def test_the_canaries_of_a_stage_run_side_by_side_and_survive_kill_9(tmp_path: P
 def test_a_person_decides_one_canary_of_several_or_each_one(tmp_path: Path) -> None:
     home = tmp_path / "state"
     with running_worker(PROJECT, home, "ann", tmp_path / "worker.log") as env:
-        assert _wait(env, _start(env, "--env", "qa", "--tag", "1.0.0"))["phase"] == "succeeded"
-        run = _start(env, "--env", "qa", "--tag", "1.1.0")
-        _until_paused(home, "qa", "1.1.0", ("api", "web"))
+        run = _paused_in_qa(env, home)
         unknown = sh(env, "canary", "promote", str(run), "--service", "db")
         assert unknown.returncode == 2 and "no canary of 'db' running now" in unknown.stderr
         assert "running now: api, web" in unknown.stderr
@@ -130,9 +133,7 @@ def test_a_person_decides_one_canary_of_several_or_each_one(tmp_path: Path) -> N
 def test_cancel_during_side_by_side_canaries_restores_each_stable(tmp_path: Path) -> None:
     home = tmp_path / "state"
     with running_worker(PROJECT, home, "ann", tmp_path / "worker.log") as env:
-        assert _wait(env, _start(env, "--env", "qa", "--tag", "1.0.0"))["phase"] == "succeeded"
-        run = _start(env, "--env", "qa", "--tag", "1.1.0")
-        _until_paused(home, "qa", "1.1.0", ("api", "web"))
+        run = _paused_in_qa(env, home)
         assert sh(env, "runs", "cancel", str(run), "--reason", "enough").returncode == 0
         data = _wait(env, run)
     assert data["phase"] == "cancelled", data["reason"]

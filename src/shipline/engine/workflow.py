@@ -1500,14 +1500,14 @@ def _canary_workflow(
     of the run's workflow, which hands it the messages meant for it); it tells the run's
     workflow when it ended."""
     try:
-        result = drive_canary(
+        return drive_canary(
             run_id, stage, index, StepSpec.model_validate(step), _receive, lambda: _parse(_now())
         )
     except _Cancelled:  # recorded as cancelled, stable restored (`drive_canary`)
-        result = {"phase": Phase.CANCELLED.value, "outputs": {},
-                  "error": "run cancelled during the canary"}  # fmt: skip
-    DBOS.send(parent, {"type": CANARY_ENDED, "step": step["name"]}, INBOX)
-    return result
+        return {"phase": Phase.CANCELLED.value, "outputs": {},
+                "error": "run cancelled during the canary"}  # fmt: skip
+    finally:  # whatever it ended with (an error too: the run's workflow then meets it)
+        DBOS.send(parent, {"type": CANARY_ENDED, "step": step["name"]}, INBOX)
 
 
 CANARY_ENDED = "canary.ended"  # a child's word to the run's workflow (`_run_canaries`)

@@ -92,7 +92,14 @@ WINDOW = {
     "windows": ["Mon-Thu 09:00-16:00"],
     "emergency": {"groups": ["cto"]},
 }
-SATURDAY = datetime(2026, 11, 28, 15, 0, tzinfo=UTC)
+# The fake clock is the coming Saturday, 15:00 UTC (10:00 or 11:00 in New York), never a past
+# one: a vote is stamped with the real time, and one more than a day after a fake past
+# Saturday would be late for the emergency approval (`timeoutMinutes` 1440) and never count.
+_DAYS_TO_SATURDAY = (5 - datetime.now(UTC).weekday()) % 7 or 7
+SATURDAY = (datetime.now(UTC) + timedelta(days=_DAYS_TO_SATURDAY)).replace(
+    hour=15, minute=0, second=0, microsecond=0
+)
+MONDAY = SATURDAY + timedelta(days=2)
 
 
 def test_window_waits_until_it_opens(engine: Engine) -> None:
@@ -102,7 +109,7 @@ def test_window_waits_until_it_opens(engine: Engine) -> None:
         run = engine.start([{"name": "deploy", "window": WINDOW, "steps": [{"name": "apply"}]}])
         engine.wait_stage(run.id, "deploy", "waiting")
         assert any(
-            "next window opens Mon 2026-11-30 09:00" in e["message"]
+            f"next window opens Mon {MONDAY:%Y-%m-%d} 09:00" in e["message"]
             for e in engine.store.events(run.id)
         )
         clock.advance(timedelta(days=2))  # Monday 10:00 EST
@@ -195,7 +202,7 @@ def test_latest_only_supersedes_waiting_runs_also_during_approval(engine: Engine
 def test_inside_business_hours_only_the_stage_approvers_count(engine: Engine) -> None:
     """An emergency run inside its window waits for the stage's approvers only: a member of the
     emergency group alone is refused (the vote would not count), as the run decides."""
-    clock = _Clock(datetime(2026, 11, 30, 15, 0, tzinfo=UTC))  # Monday 10:00 in New York
+    clock = _Clock(MONDAY)  # 10:00 (or 11:00) in New York
     engine.runtime.clock = clock
     try:
         run = engine.start(
