@@ -104,6 +104,13 @@ def test_a_person_decides_one_canary_of_several_or_each_one(tmp_path: Path) -> N
     home = tmp_path / "state"
     with running_worker(PROJECT, home, "ann", tmp_path / "worker.log") as env:
         run = _paused_in_qa(env, home)
+        lines = [e["line"] for e in json.loads(sh(env, "runs", "logs", str(run), "--json").stdout)
+                 ["logs"] if e["step"] == "web"]  # fmt: skip
+        # each paused canary says how to decide it, and only it
+        assert (
+            f"step 2/2: pause until promoted (shipline canary promote|abort {run} --service web)"
+            in lines
+        )
         unknown = sh(env, "canary", "promote", str(run), "--service", "db")
         assert unknown.returncode == 2 and "no canary of 'db' running now" in unknown.stderr
         assert "running now: api, web" in unknown.stderr

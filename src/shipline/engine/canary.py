@@ -305,7 +305,10 @@ def drive_canary(
 
     try:
         for index, planned in enumerate(plan):
-            progress(index, f"step {index + 1}/{len(plan)}: {planned.describe()}")
+            said = f"step {index + 1}/{len(plan)}: {planned.describe()}"
+            if planned.kind == StepKind.PAUSE and planned.seconds is None:
+                said += f" (shipline canary promote|abort {run_id} --service {name})"
+            progress(index, said)
             if planned.kind == StepKind.WEIGHT:
                 weight = planned.weight
                 problem = _weight(run_id, stage, name, params, weight)
@@ -365,8 +368,8 @@ def _analysis(
         if decision.outcome == CanaryOutcome.PROMOTE:
             return None
         if decision.outcome == CanaryOutcome.PAUSE:
-            progress(f"{decision.reason}: waiting for `shipline canary promote|abort {run_id}`",
-                     found.verdict.value)  # fmt: skip
+            progress(f"{decision.reason}: waiting for `shipline canary promote|abort {run_id}"
+                     f" --service {name}`", found.verdict.value)  # fmt: skip
             word = _wait(receive, None, name)
             return "canary aborted by a person" if word == _Control.ABORT else None
 
