@@ -95,6 +95,12 @@ def _until_running(worker: subprocess.Popen[bytes], log: Path, starts: int) -> N
     raise AssertionError(log.read_text())
 
 
+def crash_seed() -> tuple[int, random.Random]:
+    """The seed of a test's random kill moments (CRASH_SEED repeats a run), and its generator."""
+    seed = int(os.environ.get("CRASH_SEED", random.randrange(1_000_000)))
+    return seed, random.Random(seed)
+
+
 def kill_while_running(
     env: dict[str, str],
     log: Path,
@@ -132,12 +138,10 @@ def test_kill_9_during_a_canary_resumes_at_its_step(
 ) -> None:
     env = _environ(home)
     log = tmp_path / "worker.log"
-    seed = int(os.environ.get("CRASH_SEED", random.randrange(1_000_000)))
-    rng = random.Random(seed)
+    seed, rng = crash_seed()
     worker = _worker(env, log)
-    starts = 1
     try:
-        _until_running(worker, log, starts)
+        _until_running(worker, log, 1)
         first = _start(env, "--env", "dev", "--services", "api", "--tag", "1.0.0")
         shown = _wait(env, first)
         assert shown["phase"] == "succeeded"  # a first deploy: no canary, and its step says so
@@ -148,7 +152,7 @@ def test_kill_9_during_a_canary_resumes_at_its_step(
             env, "--env", "dev", "--services", "api", "--tag", version,
             "--set", f"FAKE_ERROR_RATE={error_rate}",
         )  # fmt: skip
-        worker, data = kill_while_running(env, log, (worker, starts), run, rng, (KILLS, 0.1, 0.6))
+        worker, data = kill_while_running(env, log, (worker, 1), run, rng, (KILLS, 0.1, 0.6))
     finally:
         worker.send_signal(signal.SIGTERM)
         worker.wait(timeout=60)

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import re
 import signal
 import time
@@ -22,6 +21,7 @@ from tests.e2e.test_canary_runs import (
     _until_running,
     _wait,
     _worker,
+    crash_seed,
     kill_while_running,
 )
 from tests.e2e.worker import running_worker, sh
@@ -71,15 +71,13 @@ def test_the_canaries_of_a_stage_run_side_by_side_and_survive_kill_9(tmp_path: P
     home = tmp_path / "state"
     env = _environ(home)
     log = tmp_path / "worker.log"
-    seed = int(os.environ.get("CRASH_SEED", random.randrange(1_000_000)))
-    rng = random.Random(seed)
+    seed, rng = crash_seed()
     worker = _worker(env, log)
-    starts = 1
     try:
-        _until_running(worker, log, starts)
+        _until_running(worker, log, 1)
         assert _wait(env, _start(env, "--env", "dev", "--tag", "1.0.0"))["phase"] == "succeeded"
         run = _start(env, "--env", "dev", "--tag", "2.0.0")
-        worker, data = kill_while_running(env, log, (worker, starts), run, rng, (3, 0.3, 0.9))
+        worker, data = kill_while_running(env, log, (worker, 1), run, rng, (3, 0.3, 0.9))
     finally:
         worker.send_signal(signal.SIGTERM)
         worker.wait(timeout=60)

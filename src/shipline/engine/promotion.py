@@ -4,6 +4,7 @@ which turn a branch or tag moving into the deploy its rules name."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -223,7 +224,7 @@ def _canaries(
     count = sum(1 for version in versions.values() if version["rollout"] == "canary")
     model = CanaryStrategy.model_validate(strategy)
     each = canary_seconds(model)
-    rounds = -(-count // model.max_parallel)
+    rounds = math.ceil(count / model.max_parallel)
     return {"count": count, "seconds": each, "inAll": None if each is None else each * rounds}
 
 

@@ -1492,6 +1492,9 @@ def _run_parallel(
     return worst, reason
 
 
+CANARY_ENDED = "canary.ended"  # a child's word to the run's workflow (`_run_canaries`)
+
+
 @DBOS.workflow(name="shipline.canary")
 def _canary_workflow(
     run_id: int, stage: str, index: int, step: dict[str, Any], parent: str
@@ -1508,9 +1511,6 @@ def _canary_workflow(
                 "error": "run cancelled during the canary"}  # fmt: skip
     finally:  # whatever it ended with (an error too: the run's workflow then meets it)
         DBOS.send(parent, {"type": CANARY_ENDED, "step": step["name"]}, INBOX)
-
-
-CANARY_ENDED = "canary.ended"  # a child's word to the run's workflow (`_run_canaries`)
 
 
 def _run_canaries(
