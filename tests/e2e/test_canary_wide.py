@@ -5,6 +5,7 @@ kill -9 of the worker while they run loses neither; a person promotes or aborts 
 
 from __future__ import annotations
 
+import html
 import json
 import os
 import re
@@ -146,3 +147,88 @@ def test_cancel_during_side_by_side_canaries_restores_each_stable(tmp_path: Path
         service = _memory(home)["services"][f"qa/{name}"]
         assert (service["spec"]["version"], service["canary"]) == ("1.0.0", None), name
         assert _steps(data)[name]["phase"] == "cancelled", _steps(data)[name]
+
+
+def _csrf(page: str) -> str:
+    found = re.search(r'name="csrf" value="([^"]+)"', page)
+    assert found, page[-2000:]
+    return found.group(1)
+
+
+def _signed_in(client: Any, person: str) -> str:
+    """Sign `person` in on the web pages; the session's CSRF token."""
+    done = client.post("/login", data={"name": person, "password": PASSWORD, "next": "/",
+                                       "csrf": _csrf(client.get("/login").text)})  # fmt: skip
+    assert done.status_code == 200, done.text[-2000:]
+    return _csrf(client.get("/").text)
+
+
+def _flash(page: str) -> str:
+    found = re.search(r'class="flash (?:ok|error)"[^>]*>([^<]+)<', page)
+    assert found, page[-3000:]
+    return html.unescape(found.group(1))
+
+
+PASSWORD = "correct horse battery staple"
+
+
+def test_the_run_page_decides_each_running_canary(tmp_path: Path) -> None:
+    from fastapi.testclient import TestClient
+
+    from shipline.engine.assembly import accounts
+    from shipline.engine.workspace import Workspace
+    from shipline.server.app import create_app
+
+    home = tmp_path / "state"
+    with running_worker(PROJECT, home, "ann", tmp_path / "worker.log") as env:
+        run = _paused_in_qa(env, home)
+        ws = Workspace.open(PROJECT, environ=env)
+        people = accounts(ws)
+        people.add_user("ada", PASSWORD, admin=True, actor="test")  # may approve
+        people.add_user("vic", PASSWORD, admin=False, actor="test")  # may view, not approve
+        with TestClient(create_app(ws), base_url="https://testserver") as client:
+            _signed_in(client, "vic")
+            seen = client.get(f"/runs/{run}").text
+            assert 'aria-label="canaries running"' in seen  # what runs, without buttons
+            assert 'value="promote"' not in seen and 'value="abort"' not in seen
+            refused = client.post(f"/runs/{run}/canary", data={
+                "csrf": _csrf(client.get("/").text), "action": "promote", "service": "api"})  # fmt: skip
+            assert _flash(refused.text) == "vic may not approve on qa"
+            no_token = client.post(f"/runs/{run}/canary", data={
+                "csrf": "forged", "action": "abort", "service": "api"})  # fmt: skip
+            assert no_token.status_code == 403
+            client.cookies.clear()
+
+            csrf = _signed_in(client, "ada")
+            page = client.get(f"/runs/{run}").text
+            for name in ("api", "web"):  # one form per running canary, with both buttons
+                form = re.search(rf'aria-label="decide the canary of {name}">(.*?)</form>', page,
+                                 re.S)  # fmt: skip
+                assert form and 'value="promote"' in form[1] and 'value="abort"' in form[1]
+                assert f'name="service" value="{name}"' in form[1]
+            done = client.post(f"/runs/{run}/canary",
+                               data={"csrf": csrf, "action": "promote", "service": "api"})  # fmt: skip
+            assert _flash(done.text) == "canary of api promoted by ada"
+            end = time.monotonic() + 60
+            while _steps(_show(env, run))["api"]["phase"] != "succeeded":
+                assert time.monotonic() < end, _show(env, run)
+                time.sleep(0.1)
+            page = client.get(f"/runs/{run}").text
+            assert 'aria-label="decide the canary of api"' not in page  # it ended
+            assert 'aria-label="decide the canary of web"' in page  # still paused
+            unknown = client.post(f"/runs/{run}/canary",
+                                  data={"csrf": csrf, "action": "abort", "service": "api"})  # fmt: skip
+            assert _flash(unknown.text) == f"run {run} has no canary of 'api' running now"
+            aborted = client.post(f"/runs/{run}/canary",
+                                  data={"csrf": csrf, "action": "abort", "service": "web"})  # fmt: skip
+            assert _flash(aborted.text) == "canary of web aborted by ada"
+            data = _wait(env, run)
+            assert 'aria-label="canaries running"' not in client.get(f"/runs/{run}").text
+        records = json.loads(sh(env, "audit", "list", "--json").stdout)
+    assert data["phase"] == "failed" and "aborted by a person" in _steps(data)["web"]["error"]
+    assert _steps(data)["api"]["phase"] == "succeeded"
+    web = _memory(home)["services"]["qa/web"]
+    assert (web["spec"]["version"], web["canary"]) == ("1.0.0", None)
+    decided = [(r["action"], r["actor"], r["details"]["step"]) for r in records
+               if r["action"] in ("canary.promote", "canary.abort")]  # fmt: skip
+    assert decided == [("canary.abort", "ada", "web"), ("canary.promote", "ada", "api")]

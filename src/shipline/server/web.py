@@ -6,7 +6,7 @@ again when they are pressed."""
 from __future__ import annotations
 
 import secrets
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from urllib.parse import quote, urlparse
 
 from fastapi import APIRouter, Depends, Form, Request
@@ -177,9 +177,15 @@ def run_page(request: Request, srv: Srv, who: Who, run_id: int) -> Response:
     report = gather(srv.runs.store, run_id, srv.ws.state_dir) or {}
     canaries = [{**c, "chart": chart(c["samples"])} for c in report.get("canaries", [])]
     waiting = [s for s in data["stages"] if s["phase"] == "waiting"]
+    deciding = [  # canaries a person may promote or abort now
+        {"stage": stage["name"], **step}
+        for stage in data["stages"] for step in stage["steps"]
+        if step["phase"] == "running" and step.get("canary")
+    ] if data["phase"] in ("running", "waiting") else []  # fmt: skip
     logs = srv.runs.store.logs(run_id, 0)[-300:]
     return _page(
-        srv, request, "run.html", who=who, run=data, waiting=waiting, logs=logs,
+        srv, request, "run.html", who=who, run=data, waiting=waiting, deciding=deciding,
+        logs=logs,
         tests=report.get("tests", []), canaries=canaries,
         may_approve=may(srv.config, who, "approve", env),
         may_cancel=may(srv.config, who, "deploy", env),
@@ -303,6 +309,32 @@ def reject(
     csrf: Annotated[str, Form()] = "",
 ) -> Response:
     return _vote(request, srv, who, run_id, stage, comment, csrf, False)
+
+
+@router.post("/runs/{run_id}/canary")
+def canary(
+    request: Request,
+    srv: Srv,
+    who: Who,
+    run_id: int,
+    action: Annotated[Literal["promote", "abort"], Form()],
+    service: Annotated[str, Form(max_length=63)] = "",
+    comment: Annotated[str, Form(max_length=2000)] = "",
+    csrf: Annotated[str, Form()] = "",
+) -> Response:
+    """Promote a running canary past its pause or analysis, or abort it: that of `service`, or
+    each one running (the deploy stage's approver rules apply, as to a vote)."""
+    _check_csrf(request, csrf)
+    try:
+        require(srv.config, who, "approve", srv.runs.get(run_id).environment)
+        step = srv.runs.canary(
+            run_id, who.name, promote=action == "promote", comment=comment or None,
+            service=service or None,
+        )  # fmt: skip
+    except ShiplineError as exc:
+        return _back(f"/runs/{run_id}", exc.message, "error")
+    word = "promoted" if action == "promote" else "aborted"
+    return _back(f"/runs/{run_id}", f"canary of {step} {word} by {who.name}")
 
 
 @router.post("/runs/{run_id}/cancel")
