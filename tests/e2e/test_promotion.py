@@ -151,6 +151,14 @@ def test_a_release_climbs_the_ladder_and_a_failing_gate_rolls_its_rung_back(
     refused = sh(env, "promote", "--from", "dev", "--to", "staging", "--release", "r1",
                  "--dry-run")  # fmt: skip
     assert refused.returncode == 2 and "would skip qa" in refused.stderr
+    # an emergency says why, and needs a rung with business hours to override
+    bare = sh(env, "promote", "--from", "dev", "--to", "qa,staging", "--release", "r1",
+              "--emergency", "--dry-run")  # fmt: skip
+    assert bare.returncode == 2 and "--emergency needs --reason" in bare.stderr, bare.stderr
+    pointless = sh(env, "promote", "--from", "dev", "--to", "qa,staging", "--release", "r1",
+                   "--emergency", "--reason", "INC-1", "--detach")  # fmt: skip
+    assert pointless.returncode == 2, pointless.stderr
+    assert "--emergency: qa, staging have no business hours to override" in pointless.stderr
     assert sh(env, "runs", "list", "--json").stdout == runs_before
 
     first = _promote_with_approval(env, "r1")

@@ -122,6 +122,13 @@ def promote(
     canary: Annotated[
         bool, typer.Option("--canary", help="A canary in every environment (default steps).")
     ] = False,
+    emergency: Annotated[
+        bool,
+        typer.Option("--emergency", help="Outside business hours, with the emergency approvals."),
+    ] = False,
+    reason: Annotated[
+        str | None, typer.Option("--reason", help="Why (required with --emergency; audited).")
+    ] = None,
     detach: Annotated[
         bool, typer.Option("--detach", help="Return at once (exit 3) and let the run go on.")
     ] = False,
@@ -143,7 +150,8 @@ def promote(
     state = state_of(ctx)
     remote = current()
     body = {"source": source, "targets": targets, "services": services, "tag": tag,
-            "release": release, "skip_tests": skip_tests, "canary": canary}  # fmt: skip
+            "release": release, "skip_tests": skip_tests, "canary": canary,
+            "emergency": emergency, "reason": reason}  # fmt: skip
     if dry_run:
         if detach:
             raise UserError("--dry-run queues nothing: leave out --detach")
@@ -154,7 +162,8 @@ def promote(
 
             shown = preview_promotion(
                 state.workspace(), source=source, targets=targets, services=services, tag=tag,
-                release=release, skip_tests=skip_tests, canary=canary,
+                release=release, skip_tests=skip_tests, canary=canary, emergency=emergency,
+                reason=reason,
             )  # fmt: skip
         _show_promotion(state, shown, as_json=as_json)
         return
@@ -178,7 +187,8 @@ def promote(
     ws = state.workspace()
     record = submit_promotion(
         ws, source=source, targets=targets, services=services, tag=tag, release=release,
-        actor=acting_user(), skip_tests=skip_tests, canary=canary,
+        actor=acting_user(), skip_tests=skip_tests, canary=canary, emergency=emergency,
+        reason=reason,
     )  # fmt: skip
     watch_started(state, ws, record.id, detach=detach, as_json=as_json)
 
@@ -196,6 +206,11 @@ def _show_promotion(state: State, shown: dict[str, Any], *, as_json: bool) -> No
         f"promote {shown['from']} -> {', '.join(r['environment'] for r in rungs)}{release}:"
         " dry run, nothing queued"
     )
+    if shown.get("emergency"):
+        state.output.line(
+            f"emergency ({shown['emergency']}): outside business hours, with the emergency"
+            " approvals too"
+        )
     state.output.table(
         None,
         ["environment", "approvals", "checks", "strategy", "test gates", "changes"],

@@ -62,8 +62,13 @@ COMMANDS = {
     ),
     ("promote",): _Command(
         "promote",
-        {"--from": "source", "--to": "targets", **_SELECTION},
-        {"--skip-tests": "skip_tests", "--canary": "canary", **_SUBMITTING},
+        {"--from": "source", "--to": "targets", "--reason": "reason", **_SELECTION},
+        {
+            "--skip-tests": "skip_tests",
+            "--canary": "canary",
+            "--emergency": "emergency",
+            **_SUBMITTING,
+        },
         {"source", "targets"},
     ),
     # single-user votes name the voter (`--as`); signed in to a server, the full way votes

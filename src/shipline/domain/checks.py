@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, tzinfo
 from enum import StrEnum
 
-from shipline.domain.models import BusinessHours, LockPolicy
+from shipline.domain.models import BusinessHours, Environment, LockPolicy
 from shipline.domain.windows import in_window
 
 
@@ -48,6 +48,23 @@ def next_opening(hours: BusinessHours, now: datetime, tz: tzinfo) -> datetime | 
         if best is not None:
             return best
     return best
+
+
+def emergency_problem(environments: Sequence[Environment]) -> str | None:
+    """Why an emergency (outside business hours, with the emergency approvals) cannot apply to
+    a run through `environments`, or None: one of them must have business hours that allow one.
+    Elsewhere the flag would be accepted and change nothing."""
+    hours = {e.name: e.checks.business_hours for e in environments if e.checks.business_hours}
+    if any(h.emergency is not None for h in hours.values()):
+        return None
+    if not hours:
+        names = ", ".join(e.name for e in environments)
+        verb = "has" if len(environments) == 1 else "have"
+        return f"{names} {verb} no business hours to override"
+    return (
+        f"the business hours of {', '.join(hours)} allow no emergency"
+        " (no checks.businessHours.emergency approvals)"
+    )
 
 
 def check_window(

@@ -108,6 +108,7 @@ class Promotion:
     source: str
     release: str | None
     runs: RunService  # what it was checked against (and is queued through)
+    emergency_reason: str | None = None  # outside business hours, with the emergency approvals
 
 
 def submit_promotion(
@@ -121,6 +122,8 @@ def submit_promotion(
     actor: str,
     skip_tests: bool = False,
     canary: bool = False,
+    emergency: bool = False,
+    reason: str | None = None,
     allowed: Callable[[str], None] | None = None,
     service: RunService | None = None,
 ) -> RunRecord:
@@ -131,7 +134,8 @@ def submit_promotion(
     here."""
     found = plan_promotion(
         ws, service, source=source, targets=targets, services=services, tag=tag,
-        release=release, skip_tests=skip_tests, canary=canary, allowed=allowed,
+        release=release, skip_tests=skip_tests, canary=canary, emergency=emergency,
+        reason=reason, allowed=allowed,
     )  # fmt: skip
     return found.runs.start(
         found.spec,
@@ -140,6 +144,7 @@ def submit_promotion(
         services=found.versions,
         approvers=approvers(ws.config),
         params={"environments": found.order, "from": found.source, "release": release},
+        emergency_reason=found.emergency_reason,
     )
 
 
@@ -153,6 +158,8 @@ def preview_promotion(
     release: str | None,
     skip_tests: bool = False,
     canary: bool = False,
+    emergency: bool = False,
+    reason: str | None = None,
     allowed: Callable[[str], None] | None = None,
     service: RunService | None = None,
 ) -> dict[str, Any]:
@@ -162,7 +169,8 @@ def preview_promotion(
     after. `allowed` and `service` as for `submit_promotion`."""
     found = plan_promotion(
         ws, service, source=source, targets=targets, services=services, tag=tag,
-        release=release, skip_tests=skip_tests, canary=canary, allowed=allowed,
+        release=release, skip_tests=skip_tests, canary=canary, emergency=emergency,
+        reason=reason, allowed=allowed,
     )  # fmt: skip
     runs = found.runs
     try:
@@ -191,7 +199,8 @@ def preview_promotion(
     finally:
         if service is None:
             runs.store.close()
-    return {"from": found.source, "release": found.release, "environments": rungs}
+    return {"from": found.source, "release": found.release,
+            "emergency": found.emergency_reason, "environments": rungs}  # fmt: skip
 
 
 def _approvals(ws: Workspace, deploy: StageSpec) -> dict[str, Any] | None:
@@ -247,6 +256,8 @@ def plan_promotion(
     release: str | None,
     skip_tests: bool = False,
     canary: bool = False,
+    emergency: bool = False,
+    reason: str | None = None,
     allowed: Callable[[str], None] | None = None,
 ) -> Promotion:
     """The promotion `submit_promotion` queues, once every rule let it through: refused (a
@@ -254,7 +265,7 @@ def plan_promotion(
     pushed for a target that pulls images, a target that could not be built. `service`: the
     runs to check against, else opened here once the rules that need no store held."""
     from shipline.engine.assembly import run_service
-    from shipline.engine.submit import check_tag
+    from shipline.engine.submit import check_tag, emergency_reason
 
     if (tag is None) == (release is None):
         raise UserError("give --tag TAG or --release NAME (one of them)")
@@ -269,6 +280,7 @@ def plan_promotion(
     except PromotionRefused as exc:
         raise UserError(str(exc)) from None
     envs = [ws.config.environment(name) for name in order]
+    why = emergency_reason(envs, emergency, reason)
     if allowed is not None:
         for name in order:
             allowed(name)
@@ -313,7 +325,7 @@ def plan_promotion(
         ws.config, src, envs, versions, str(ws.state_dir), root=str(ws.root),
         tests=not skip_tests, canary=canary, digests=digests,
     )  # fmt: skip
-    return Promotion(spec, order, versions, src.name, release, runs)
+    return Promotion(spec, order, versions, src.name, release, runs, why)
 
 
 def trigger_plan(ws: Workspace, ref: str) -> list[dict[str, Any]]:

@@ -13,6 +13,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from shipline.domain.checks import emergency_problem
 from shipline.domain.models import Config, Environment
 from shipline.domain.pipeline import Phase
 from shipline.domain.tags import OCI_TAG
@@ -43,6 +44,24 @@ def check_tag(tag: str) -> str:
             hint="letters, digits, '_', '.', '-'; at most 128; not starting with '.' or '-'",
         )
     return tag
+
+
+def emergency_reason(
+    environments: list[Environment], emergency: bool, reason: str | None
+) -> str | None:
+    """The run's emergency reason (None: no emergency), after the rules held: a reason is
+    given, and one of the run's environments has business hours an emergency may override."""
+    if not emergency:
+        return None
+    if not (reason and reason.strip()):
+        raise UserError(
+            "--emergency needs --reason TEXT",
+            hint="say why, e.g. --reason 'INC-123 payment outage'",
+        )
+    problem = emergency_problem(environments)
+    if problem is not None:
+        raise UserError(f"--emergency: {problem}", hint="leave out --emergency")
+    return reason
 
 
 def parse_parameters(items: list[str]) -> dict[str, str]:
@@ -132,14 +151,10 @@ def submit_deploy(
     """Queue a deploy run after every submission rule held: one tag for every service, or each
     service's version from an immutable release. `service`: the runs of `ws`'s project, as the
     caller keeps them (a worker's front desk), else opened here."""
-    if emergency and not (reason and reason.strip()):
-        raise UserError(
-            "--emergency needs --reason TEXT",
-            hint="say why, e.g. --reason 'INC-123 payment outage'",
-        )
     if (tag is None) == (release is None):
         raise UserError("give --tag TAG or --release NAME (one of them)")
     environment = find_environment(ws.config, env)
+    why = emergency_reason([environment], emergency, reason)
     kind = require_target(ws.config, environment.name)
     names = pick_services(ws.config, chosen_services(environment, services))
     versions: str | dict[str, str]
@@ -172,7 +187,7 @@ def submit_deploy(
         services=versions if isinstance(versions, dict) else dict.fromkeys(names, versions),
         params={"release": release} if release else None,
         approvers=approvers(ws.config),
-        emergency_reason=reason if emergency else None,
+        emergency_reason=why,
     )
 
 
@@ -372,6 +387,8 @@ def _submit(
             actor=actor,
             skip_tests=bool(args.get("skip_tests")),
             canary=bool(args.get("canary")),
+            emergency=bool(args.get("emergency")),
+            reason=_text(args.get("reason")),
             service=service,
         )
     return submit_deploy(

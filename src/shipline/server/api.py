@@ -195,6 +195,8 @@ class Promotion(BaseModel):
     release: str | None = Field(default=None, max_length=128)
     skip_tests: bool = False
     canary: bool = False
+    emergency: bool = False
+    reason: str | None = Field(default=None, max_length=2000)
 
 
 @router.post("/promotions", status_code=202)
@@ -206,7 +208,8 @@ def start_promotion(srv: Srv, who: Who, body: Promotion) -> Response:
     record = submit_promotion(
         srv.ws, source=body.source, targets=body.targets, services=body.services,
         tag=body.tag, release=body.release, actor=who.name, skip_tests=body.skip_tests,
-        canary=body.canary, allowed=lambda env: require(srv.config, who, "deploy", env),
+        canary=body.canary, emergency=body.emergency, reason=body.reason,
+        allowed=lambda env: require(srv.config, who, "deploy", env),
         service=srv.runs,  # the server's own: one store, not one opened (and left) per request
     )  # fmt: skip
     return srv.reply(run_summary(record), 202)
@@ -221,6 +224,7 @@ def promotion_preview(srv: Srv, who: Who, body: Promotion) -> Response:
     shown = preview_promotion(
         srv.ws, source=body.source, targets=body.targets, services=body.services,
         tag=body.tag, release=body.release, skip_tests=body.skip_tests, canary=body.canary,
+        emergency=body.emergency, reason=body.reason,
         allowed=lambda env: require(srv.config, who, "deploy", env), service=srv.runs,
     )  # fmt: skip
     return srv.reply(shown)

@@ -27,6 +27,8 @@ TAKEN = [
     ["deploy", "--env", "qa", "--tag", "1.0.0", "--json"],  # waited for: the result printed
     ["-q", "deploy", "--env", "qa", "--tag", "1.0.1"],
     ["promote", "--from", "dev", "--to", "qa", "--tag", "1.0.0", "--quiet"],
+    ["promote", "--from", "staging", "--to", "live", "-s", "api", "-t", "1.0.0", "--emergency",
+     "--reason", "INC-9", "--detach"],
     ["promote", "--from", "dev", "--to", "qa", "--tag", "1.0.0", "--json"],
     ["approve", "12", "--as", "Quinn"],
     ["-q", "approve", "--as=quinn", "--stage", "deploy", "--comment", "CAB-7", "12"],

@@ -7,8 +7,14 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from shipline.domain.checks import QueuedRun, Verdict, assess_lock, check_window
-from shipline.domain.models import BusinessHours, LockPolicy
+from shipline.domain.checks import (
+    QueuedRun,
+    Verdict,
+    assess_lock,
+    check_window,
+    emergency_problem,
+)
+from shipline.domain.models import BusinessHours, Checks, Environment, LockPolicy
 
 NY = ZoneInfo("America/New_York")
 HOURS = BusinessHours.model_validate(
@@ -68,6 +74,24 @@ def test_outside_with_fail_and_emergency() -> None:
     assert "cto" in emergency.reason
     no_override = HOURS.model_copy(update={"emergency": None})
     assert check_window(no_override, saturday, NY, emergency=True).verdict == Verdict.FAIL
+
+
+def _env(name: str, hours: BusinessHours | None = None) -> Environment:
+    return Environment(name=name, cluster="c", namespace=name, tier="t", target="x",
+                       checks=Checks(business_hours=hours))  # fmt: skip
+
+
+def test_an_emergency_needs_a_window_that_allows_one_among_the_runs_environments() -> None:
+    plain = HOURS.model_copy(update={"emergency": None})
+    assert emergency_problem([_env("qa"), _env("live", HOURS)]) is None
+    assert emergency_problem([_env("qa")]) == "qa has no business hours to override"
+    assert emergency_problem([_env("qa"), _env("uat1")]) == (
+        "qa, uat1 have no business hours to override"
+    )
+    assert emergency_problem([_env("qa"), _env("live", plain)]) == (
+        "the business hours of live allow no emergency"
+        " (no checks.businessHours.emergency approvals)"
+    )
 
 
 def _q(*spec: str) -> list[QueuedRun]:
