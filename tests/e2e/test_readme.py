@@ -1,5 +1,5 @@
 """The README's "first five minutes", run as written with stdout not a terminal (as in a CI
-job): the demo, then the tour's ladder (deploy, a new version, a bad canary rolled back, an
+job): the demo (QuikApp's ladder, local to live), then the tour's ladder (deploy, a new version, a bad canary rolled back, an
 approval). Every waiting phase printed its line within 2 s of the run starting to wait."""
 
 from __future__ import annotations
@@ -46,7 +46,10 @@ def test_the_first_five_minutes_as_written(tmp_path: Path) -> None:
     try:
         done = _bash("./scripts/demo", {k: v for k, v in demo.items() if k != "SHIPLINE_CONFIG"})
         assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
-        assert "backend-gateway" in done.stdout and '"status"' in done.stdout.replace("'", '"')
+        # the whole ladder: 1.0.0 up every rung, then the hotfix, each run to its end
+        assert done.stdout.count("succeeded (all stages succeeded)") == 4, done.stdout[-3000:]
+        assert "qa:deploy: approved by quinn (QA Lead)" in done.stdout
+        assert "versions up the ladder" in done.stdout and "backend-gateway" in done.stdout
         for gate in ("smoke", "load", "security"):  # QuikApp's reference gates ran and held
             assert f"tests/{gate}: succeeded" in done.stdout, gate
         for index, line in enumerate(lines[1:], start=1):
@@ -73,7 +76,7 @@ def test_the_first_five_minutes_as_written(tmp_path: Path) -> None:
         assert len(status) == 6  # the tour's last lines took everything down
         assert all(r["version"] is None and r["health"].startswith("stopped") for r in status)
     finally:
-        _bash("shipline down --env local; shipline worker --stop", demo)
+        _bash("shipline demo --stop", demo)
         if worker is not None and worker.poll() is None:
             _bash("shipline worker --stop", env)
             worker.wait(timeout=60)

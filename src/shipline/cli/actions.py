@@ -4,7 +4,7 @@ from typing import Annotated, Any
 
 import typer
 
-from shipline.cli.context import JsonFlag, state_of
+from shipline.cli.context import JsonFlag, State, state_of
 from shipline.errors import UserError
 
 EnvOpt = Annotated[str, typer.Option("--env", "-e", help="Environment name or alias.")]
@@ -175,6 +175,25 @@ def history(
     )  # fmt: skip
 
 
+def ladder_table(state: State, rows: list[dict[str, Any]]) -> None:
+    """`service_status` rows as a table with the ladder as columns: each service's version,
+    health and release in every environment."""
+    ladder = list(dict.fromkeys(r["environment"] for r in rows))
+    cells: dict[str, dict[str, str]] = {}
+    for r in rows:
+        cell = "-"
+        if r["version"]:
+            cell = f"{r['version']} {r['health']}" + (
+                f" [{r['release']}]" if r.get("release") else ""
+            )
+        cells.setdefault(r["service"], {})[r["environment"]] = cell
+    state.output.table(
+        "versions up the ladder",
+        ["service", *ladder],
+        [[svc, *(found.get(e, "-") for e in ladder)] for svc, found in cells.items()],
+    )
+
+
 def status(
     ctx: typer.Context,
     env: Annotated[str | None, typer.Option("--env", "-e", help="Only this one.")] = None,
@@ -196,20 +215,7 @@ def status(
         state.output.line("nothing deployed yet" + (f" to {only}" if only else ""))
         return
     if not only:  # the ladder as columns: what runs where, and from which release
-        ladder = list(dict.fromkeys(r["environment"] for r in rows))
-        cells: dict[str, dict[str, str]] = {}
-        for r in rows:
-            cell = "-"
-            if r["version"]:
-                cell = f"{r['version']} {r['health']}" + (
-                    f" [{r['release']}]" if r.get("release") else ""
-                )
-            cells.setdefault(r["service"], {})[r["environment"]] = cell
-        state.output.table(
-            "versions up the ladder",
-            ["service", *ladder],
-            [[svc, *(found.get(e, "-") for e in ladder)] for svc, found in cells.items()],
-        )
+        ladder_table(state, rows)
         return
     state.output.table(
         f"status{' of ' + only if only else ''}",

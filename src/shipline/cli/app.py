@@ -12,6 +12,7 @@ from typer._click import exceptions as click  # typer vendors click; its errors 
 from shipline.cli import actions
 from shipline.cli.ci import ci_app
 from shipline.cli.context import JsonFlag, State, state_of
+from shipline.cli.demo import demo
 from shipline.cli.deploy import deploy, promote, trigger
 from shipline.cli.infra import infra_app
 from shipline.cli.output import Output
@@ -58,6 +59,7 @@ app.command()(worker)
 app.command()(deploy)
 app.command()(promote)
 app.command()(trigger)
+app.command()(demo)
 for _command in (
     actions.preview,
     actions.rollback,

@@ -152,6 +152,15 @@ class RunService:
             return [ApprovalPolicy.model_validate(p) for p in recorded]
         return policies_in_force(stage.approval, None, overridden=False)
 
+    def policies(self, run_id: int, stage: str) -> list[ApprovalPolicy]:
+        """The approval policies stage `stage` of the run waits on (its own, and the emergency
+        approvals where the run overrode business hours)."""
+        spec = PipelineSpec.model_validate(self.get(run_id).spec)
+        found = next((s for s in spec.stages if s.name == stage), None)
+        if found is None:
+            raise NotFoundError(f"run {run_id} has no stage '{stage}'")
+        return self._policies(run_id, found)
+
     def _waiting_stage(self, record: RunRecord, stage: str | None) -> StageSpec:
         spec = PipelineSpec.model_validate(record.spec)
         waiting = [s["name"] for s in self.store.stages(record.id) if s["phase"] == "waiting"]

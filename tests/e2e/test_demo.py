@@ -1,0 +1,85 @@
+"""`shipline demo` on a copy of QuikApp's example, as a new user runs it: the whole ladder on
+this machine (release 1.0.0 from local up to live, then a hotfix of three services with canaries
+at staging and live), approved as the configured groups' members, then `demo --stop`."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from tests.e2e.worker import sh
+
+ROOT = Path(__file__).resolve().parents[2]
+LADDER = ["local", "dev", "qa", "uat1", "uat2", "uat3", "staging", "live"]
+
+
+def _steps(data: dict[str, Any], stage: str) -> dict[str, dict[str, Any]]:
+    (found,) = [s for s in data["stages"] if s["name"] == stage]
+    return {step["name"]: step for step in found["steps"]}
+
+
+def _alive(marker: str) -> list[str]:
+    """The processes whose command line names `marker` (the demo's folder)."""
+    done = subprocess.run(["pgrep", "-af", marker], capture_output=True, text=True, check=False)
+    return [line for line in done.stdout.splitlines() if "pgrep" not in line]
+
+
+def test_the_demo_promotes_quikapp_up_the_whole_ladder_then_stops(tmp_path: Path) -> None:
+    project = tmp_path / "quikapp"
+    shutil.copytree(ROOT / "examples" / "quikapp", project,
+                    ignore=shutil.ignore_patterns(".shipline"))  # fmt: skip
+    env = {**os.environ, "SHIPLINE_CONFIG": str(project / "shipline.yaml"),
+           "SHIPLINE_USER": "me"}  # fmt: skip
+    env.pop("SHIPLINE_HOME", None)
+    env.pop("SHIPLINE_DATABASE_URL", None)
+    folder = project / ".shipline" / "demo"
+    try:
+        done = sh(env, "demo", "--json", timeout=600)
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+        shown = json.loads(done.stdout)
+        demo_env = {**env, "SHIPLINE_CONFIG": str(folder / "shipline.yaml")}
+        details = {r["run"]: json.loads(sh(demo_env, "runs", "show", str(r["run"]),
+                                           "--json").stdout) for r in shown["runs"]}  # fmt: skip
+    finally:
+        stopped = sh(env, "demo", "--stop", "--json")
+    assert shown["config"] == str(folder / "shipline.yaml")
+    assert any("type local" in line for line in shown["differs"])
+    runs = shown["runs"]
+    assert [(r["phase"], details[r["run"]]["pipeline"]) for r in runs] == [
+        ("succeeded", "deploy"), ("succeeded", "promote"),
+        ("succeeded", "deploy"), ("succeeded", "promote"),
+    ]  # fmt: skip
+    first, promoted, hotfix, climbed = (details[r["run"]] for r in runs)
+    assert promoted["environments"] == LADDER[1:]
+    # each rung's approvals, as the members of the groups it waits on (none are the requester)
+    votes = {(v["stage"], v["user"]) for v in runs[1]["approvals"]}
+    assert {("qa:deploy", "quinn"), ("uat1:deploy", "pat"), ("uat3:deploy", "pat"),
+            ("uat3:deploy", "sam"), ("staging:deploy", "riley"), ("live:deploy", "casey"),
+            ("live:deploy", "riley"), ("live:deploy", "taylor")} <= votes  # fmt: skip
+    assert all(v["user"] != "demo" for r in runs for v in r["approvals"])
+    assert first["requestedBy"] == promoted["requestedBy"] == "demo"
+    # QuikApp's reference gates ran on local
+    assert {s["name"]: s["phase"] for s in _steps(first, "tests").values()} == {
+        "smoke": "succeeded", "load": "succeeded", "security": "succeeded"}  # fmt: skip
+    # the hotfix: three services, canaries at staging and live against 1.0.0, promoted
+    hot = sorted(hotfix["services"])
+    assert len(hot) == 3 and set(climbed["services"]) == set(hot)
+    for rung in ("staging", "live"):
+        for name, step in _steps(climbed, f"{rung}:deploy").items():
+            assert step["note"].startswith("canary 1.1.0 promoted after "), (rung, name, step)
+    # every service on every rung, healthy: the hotfix at 1.1.0, the rest at 1.0.0
+    status = {(r["environment"], r["service"]): r for r in shown["status"]}
+    assert {e for e, _ in status} == set(LADDER) and len(status) == 8 * 22
+    for (environment, service), row in status.items():
+        want = "1.1.0" if service in hot else "1.0.0"
+        assert (row["version"], row["health"]) == (want, "healthy"), (environment, row)
+    # stopped: every rung's services and the worker; nothing of the demo runs on
+    assert stopped.returncode == 0, stopped.stderr
+    assert json.loads(stopped.stdout)["stopped"] == LADDER
+    assert _alive(str(folder)) == []
+    # the original project's own state holds none of the demo's runs
+    assert json.loads(sh(env, "runs", "list", "--json").stdout) == []
