@@ -37,15 +37,16 @@ def test_the_demo_promotes_quikapp_up_the_whole_ladder_then_stops(tmp_path: Path
     env.pop("SHIPLINE_HOME", None)
     env.pop("SHIPLINE_DATABASE_URL", None)
     folder = project / ".shipline" / "demo"
+    # the demo's own configuration in use (as its closing lines suggest) acts on the demo too
+    demo_env = {**env, "SHIPLINE_CONFIG": str(folder / "shipline.yaml")}
     try:
         done = sh(env, "demo", "--json", timeout=600)
         assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
         shown = json.loads(done.stdout)
-        demo_env = {**env, "SHIPLINE_CONFIG": str(folder / "shipline.yaml")}
         details = {r["run"]: json.loads(sh(demo_env, "runs", "show", str(r["run"]),
                                            "--json").stdout) for r in shown["runs"]}  # fmt: skip
     finally:
-        stopped = sh(env, "demo", "--stop", "--json")
+        stopped = sh(demo_env, "demo", "--stop", "--json")
     assert shown["config"] == str(folder / "shipline.yaml")
     assert any("type local" in line for line in shown["differs"])
     runs = shown["runs"]

@@ -12,6 +12,8 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+from tests.e2e.worker import EXE
+
 ROOT = Path(__file__).resolve().parents[2]
 BLOCK = re.compile(r"<!-- first-five-minutes -->\s*```bash\n(.*?)```", re.DOTALL)
 
@@ -76,7 +78,7 @@ def test_the_first_five_minutes_as_written(tmp_path: Path) -> None:
         assert len(status) == 6  # the tour's last lines took everything down
         assert all(r["version"] is None and r["health"].startswith("stopped") for r in status)
     finally:
-        _bash("shipline demo --stop", demo)
+        _bash(f"{EXE} demo --stop", demo)  # whatever PATH the test runs with
         if worker is not None and worker.poll() is None:
             _bash("shipline worker --stop", env)
             worker.wait(timeout=60)

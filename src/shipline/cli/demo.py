@@ -134,18 +134,21 @@ def _follow(
 
 
 def _next_steps(state: State, ws: Any, done: list[dict[str, Any]]) -> None:
-    env = f"SHIPLINE_CONFIG={ws.config_path}"
+    from shipline.engine.demo import try_next
+
     last = done[-1] if done else None
     lines = [""]
     if last and last.get("report"):
         lines.append(f"the last run's report: {last['report']}")
     lines += [
-        "Look around (the demo's own state, beside the project's):",
-        f"  export {env}",
+        "Look around and try it (the demo's own state, beside the project's):",
+        f"  export SHIPLINE_CONFIG={ws.config_path}",
         "  shipline status                 # every service on every rung",
         "  shipline runs list              # the demo's runs; runs show N for one",
         "  shipline audit list             # who approved what, and when",
-        "  shipline server                 # the dashboard on http://127.0.0.1:8600",
+        *(f"  {line}" for line in try_next(ws.config)),
+        "  shipline users add me --admin < password.txt && shipline server"
+        "   # the dashboard, :8600",
         "Stop it: shipline demo --stop",
     ]
     for line in lines:

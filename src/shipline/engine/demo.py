@@ -73,7 +73,7 @@ def demo_data(config: Config, source: Path) -> tuple[dict[str, Any], list[str]]:
             f"canaries of {', '.join(shortened)}: bake at most {BAKE_SECONDS:g} s a step,"
             f" an analysis every {INTERVAL_SECONDS:g} s at most"
         )
-    header = [f"Written by `shipline demo` from {source}: its ladder, approvals, business hours,",
+    header = [f"{MARK[2:]}{source}: its ladder, approvals, business hours,",
               "strategies, health checks and test gates, with every environment on this machine.",
               "What differs:", *(f"  - {line}" for line in changed),
               "Edit the original, not this file: the demo writes it again each time."]  # fmt: skip
@@ -94,10 +94,31 @@ def _quicker(strategy: dict[str, Any]) -> bool:
     return True
 
 
+MARK = "# Written by `shipline demo` from "
+
+
+def derived(path: Path) -> list[str] | None:
+    """What differs, when `path` is a configuration the demo wrote (a command run with it in use
+    acts on that demo), else None."""
+    try:
+        with path.open() as text:
+            head = [line.rstrip("\n") for line, _ in zip(text, range(64), strict=False)]
+    except OSError:
+        return None
+    if not head or not head[0].startswith(MARK):
+        return None
+    said = [line[2:] for line in head if line.startswith("#   - ")]
+    return said
+
+
 def write_demo(ws: Workspace) -> tuple[Path, list[str]]:
     """Write the demo's project under `ws`'s state folder: its configuration, and a link to each
     of the project's other files and folders (test scripts, manifests, Dockerfiles), which its
-    commands name by relative paths. Returns the configuration's path and what differs."""
+    commands name by relative paths. Returns the configuration's path and what differs. When
+    `ws` is itself the demo's project (its configuration in use), it is left as it is."""
+    said = derived(ws.config_path)
+    if said is not None:
+        return ws.config_path, said
     config, files = load_config_files(ws.config_path)
     data, header = demo_data(config, ws.config_path)
     folder = ws.state_dir / FOLDER
@@ -323,3 +344,23 @@ def _alive(pid: int) -> bool:
             return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
     except OSError:
         return True
+
+
+def try_next(config: Config) -> list[str]:
+    """Commands to try on the demo's ladder: a new version of a service to the first rung, then
+    up to the first rung that waits for approval, and the vote of its first approver."""
+    first, service = config.ladder[0], hotfix_services(config)[0]
+    lines = [f"shipline deploy --env {first} --services {service} --tag 1.2.0"]
+    for index, name in enumerate(config.ladder[1:], start=1):
+        approvals = config.environment(name).approvals
+        if approvals is None:
+            continue
+        group = config.approver_groups[approvals.groups[0]]
+        up = ",".join(config.ladder[1 : index + 1])
+        lines += [
+            f"shipline promote --from {first} --to {up} --services {service} --tag 1.2.0"
+            f"   # {name} waits for {group.display_name or approvals.groups[0]}",
+            f"shipline approve RUN --as {group.members[0]}",
+        ]
+        break
+    return lines

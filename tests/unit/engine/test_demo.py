@@ -56,6 +56,9 @@ def test_every_rung_runs_here_and_the_rest_stays_as_configured(tmp_path: Path) -
     # the project's other files, which its commands name by relative paths, are reachable
     assert (path.parent / "tests" / "smoke.py").is_file()
     assert not (path.parent / "services.yaml").exists()  # merged into the one file
+    # with the demo's own configuration in use, the demo is that one (not one derived from it)
+    again = Workspace.open(path, environ={})
+    assert write_demo(again) == (path, differs)
 
 
 def test_the_plan_is_an_emergency_only_while_lives_business_hours_are_closed(
