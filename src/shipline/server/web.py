@@ -144,9 +144,12 @@ def dashboard(request: Request, srv: Srv, who: Who) -> Response:
     for row in srv.status_rows():
         cells[(row["service"], row["environment"])] = row
     deployable = [e.name for e in envs if may(srv.config, who, "deploy", e.name)]
+    ladder = srv.config.ladder
+    # where a promotion may start: a rung below one the person may deploy to
+    sources = [name for i, name in enumerate(ladder[:-1]) if set(ladder[i + 1 :]) & set(deployable)]
     return _page(
         srv, request, "dashboard.html", who=who, environments=envs,
-        services=srv.config.services, cells=cells, deployable=deployable,
+        services=srv.config.services, cells=cells, deployable=deployable, sources=sources,
     )  # fmt: skip
 
 
@@ -266,6 +269,38 @@ def deploy(
     except ShiplineError as exc:
         return _back("/", exc.message, "error")
     return _back(f"/runs/{record.id}", f"run {record.id} queued")
+
+
+@router.post("/promote")
+def promote(
+    request: Request,
+    srv: Srv,
+    who: Who,
+    source: Annotated[str, Form(max_length=63)],
+    targets: Annotated[str, Form(max_length=1000)],
+    services: Annotated[str, Form(max_length=4000)] = "all",
+    tag: Annotated[str, Form(max_length=128)] = "",
+    release: Annotated[str, Form(max_length=128)] = "",
+    emergency: Annotated[str, Form(max_length=8)] = "",
+    reason: Annotated[str, Form(max_length=2000)] = "",
+    csrf: Annotated[str, Form()] = "",
+) -> Response:
+    """Promote what succeeded in `source` up the ladder, as `promote` does: the person may deploy
+    to every environment it reaches, and every promotion rule holds."""
+    from shipline.engine.promotion import submit_promotion
+
+    _check_csrf(request, csrf)
+    try:
+        record = submit_promotion(
+            srv.ws, source=source, targets=targets, services=services.strip() or None,
+            tag=tag.strip() or None, release=release.strip() or None, actor=who.name,
+            emergency=bool(emergency), reason=reason.strip() or None,
+            allowed=lambda env: require(srv.config, who, "deploy", env), service=srv.runs,
+        )  # fmt: skip
+    except ShiplineError as exc:
+        return _back("/", exc.message, "error")
+    where = ", ".join(record.environments)
+    return _back(f"/runs/{record.id}", f"run {record.id} queued: promote {source} -> {where}")
 
 
 def _vote(

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import html
 import json
 import re
 import socket
@@ -297,3 +298,45 @@ def test_a_signed_in_cli_starts_runs_as_its_person_within_their_roles(
     listed = json.loads(sh(cli_env, "runs", "list", "--json").stdout)
     assert run in [r["id"] for r in listed]
     assert sh(cli_env, "runs", "list", "--env", "live").returncode == 2  # not dev1's to see
+
+
+def test_the_dashboard_promotes_within_the_persons_roles(
+    site: Site, worker: dict[str, str]
+) -> None:
+    deployed = site.client.post("/api/v1/runs", headers=site.auth("dev1"),
+                                json={"environment": "dev", "services": "all", "tag": "1.2.0"})  # fmt: skip
+    assert deployed.status_code == 202, deployed.text
+    assert _finished(site, deployed.json()["id"])["phase"] == "succeeded"
+
+    _web_login(site, "vic")  # a viewer: no form to promote with
+    assert 'aria-label="promote"' not in site.client.get("/").text
+    site.client.cookies.clear()
+    csrf = _web_login(site, "dev1")  # deploys to dev and qa: promotes from dev
+    page = site.client.get("/").text
+    form = re.search(r'<form method="post" action="/promote".*?</form>', page, re.S)
+    assert form and "<option>dev</option>" in form[0] and "<option>qa</option>" not in form[0]
+
+    def flash(reply: Any) -> str:
+        found = re.search(r'class="flash (?:ok|error)"[^>]*>([^<]+)<', reply.text)
+        assert found, reply.text[-3000:]
+        return html.unescape(found[1])
+
+    beyond = site.client.post("/promote", data={"csrf": csrf, "source": "dev",
+                                                "targets": "qa,live", "tag": "1.2.0"})  # fmt: skip
+    assert flash(beyond) == "dev1 may not deploy on live"
+    untried = site.client.post("/promote", data={"csrf": csrf, "source": "dev",
+                                                 "targets": "qa", "tag": "9.9.9"})  # fmt: skip
+    assert "did not succeed in dev" in flash(untried)
+    pointless = site.client.post("/promote", data={
+        "csrf": csrf, "source": "dev", "targets": "qa", "tag": "1.2.0", "emergency": "on",
+        "reason": "INC-1"})  # fmt: skip
+    assert flash(pointless) == "--emergency: qa has no business hours to override"
+    assert site.client.post("/promote", data={"csrf": "forged", "source": "dev",
+                                              "targets": "qa", "tag": "1.2.0"}).status_code == 403  # fmt: skip
+    done = site.client.post("/promote", data={"csrf": csrf, "source": "dev", "targets": "qa",
+                                              "services": "api", "tag": "1.2.0"})  # fmt: skip
+    queued = re.search(r"run (\d+) queued: promote dev -> qa", flash(done))
+    assert queued, flash(done)
+    shown = _waiting(site, int(queued[1]))  # qa's approval, as for any promotion
+    assert (shown["pipeline"], shown["environments"], shown["services"], shown["requestedBy"]) == (
+        "promote", ["qa"], {"api": "1.2.0"}, "dev1")  # fmt: skip
