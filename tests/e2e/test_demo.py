@@ -7,11 +7,12 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 from pathlib import Path
 from typing import Any
 
-from tests.e2e.worker import sh
+from tests.e2e.worker import EXE, sh
 
 ROOT = Path(__file__).resolve().parents[2]
 LADDER = ["local", "dev", "qa", "uat1", "uat2", "uat3", "staging", "live"]
@@ -84,3 +85,39 @@ def test_the_demo_promotes_quikapp_up_the_whole_ladder_then_stops(tmp_path: Path
     assert _alive(str(folder)) == []
     # the original project's own state holds none of the demo's runs
     assert json.loads(sh(env, "runs", "list", "--json").stdout) == []
+
+
+def test_an_interrupted_demo_says_how_to_go_on_and_stop_cancels_what_it_left(
+    tmp_path: Path,
+) -> None:
+    project = tmp_path / "quikapp"
+    shutil.copytree(ROOT / "examples" / "quikapp", project,
+                    ignore=shutil.ignore_patterns(".shipline"))  # fmt: skip
+    env = {**os.environ, "SHIPLINE_CONFIG": str(project / "shipline.yaml")}
+    env.pop("SHIPLINE_HOME", None)
+    env.pop("SHIPLINE_DATABASE_URL", None)
+    folder = project / ".shipline" / "demo"
+    demo = subprocess.Popen([EXE, "demo"], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)  # fmt: skip
+    try:
+        assert demo.stdout is not None
+        for line in demo.stdout:  # the promotion has started: Ctrl-C
+            if line.startswith("== promote 1.0.0"):
+                break
+        demo.send_signal(signal.SIGINT)
+        _, err = demo.communicate(timeout=120)
+    finally:
+        if demo.poll() is None:
+            demo.kill()
+        stopped = sh(env, "demo", "--stop", "--json")
+    assert demo.returncode == 130, err
+    assert "interrupted: what the demo queued goes on in its worker" in err, err
+    assert "shipline demo --stop" in err and "Traceback" not in err
+    assert stopped.returncode == 0, stopped.stderr
+    # what the interrupted demo left unfinished was cancelled by --stop
+    demo_env = {**env, "SHIPLINE_CONFIG": str(folder / "shipline.yaml")}
+    runs = json.loads(sh(demo_env, "runs", "list", "--json").stdout)
+    phases = [(r["pipeline"], r["phase"]) for r in runs if r["pipeline"] != "down"]
+    assert ("deploy", "succeeded") in phases and all(
+        phase in ("succeeded", "cancelled") for _, phase in phases), phases  # fmt: skip
+    assert _alive(str(folder)) == []

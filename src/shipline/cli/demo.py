@@ -42,33 +42,19 @@ def demo(
         f" ({len(config.services)} services): {path}")  # fmt: skip
     for line in differs:
         say(line)
-    from shipline.engine.secret_chores import generate_audited
-
-    made = sum(len(generate_audited(demo_ws, env, actor=guide.ACTOR)) for env in config.ladder)
-    if made:
-        say(f"secrets: {made} random value(s) in the embedded encrypted store")
-    pid = guide.worker_pid(demo_ws)
-    if pid is None:
-        pid = guide.start_worker(demo_ws)
-        say(f"worker {pid} started (its log: {demo_ws.state_dir / 'worker.log'})")
-    from shipline.engine.assembly import run_service
-
-    runs = run_service(demo_ws)
     done: list[dict[str, Any]] = []
-    code = 0
-    for step in guide.demo_plan(config, datetime.now(UTC)):
-        say("")
-        say(f"== {step.title}")
-        if step.emergency:
-            say(f"   {', '.join(step.emergency)}: outside business hours now, so an emergency"
-                " (--emergency), with its emergency approvals too")  # fmt: skip
-        record = guide.start_step(demo_ws, runs, step)
-        code, data, votes = _follow(state, runs, config, record.id, say, as_json=as_json)
-        done.append({"step": step.title, "run": record.id, "phase": data["phase"],
-                     "reason": data.get("reason"), "report": data.get("report"),
-                     "approvals": votes})  # fmt: skip
-        if code:
-            break
+    try:
+        _start(demo_ws, say)
+        from shipline.engine.assembly import run_service
+
+        code = _run_plan(state, demo_ws, run_service(demo_ws), say, done, as_json=as_json)
+    except KeyboardInterrupt:  # typer would end it silently (exit 130)
+        state.output.error(
+            "interrupted: what the demo queued goes on in its worker (see it with"
+            f" SHIPLINE_CONFIG={path} shipline runs list); stop everything with:"
+            " shipline demo --stop"
+        )
+        raise typer.Exit(130) from None
     from shipline.engine.status import service_status
 
     rows = service_status(demo_ws, None)
@@ -83,6 +69,46 @@ def demo(
         _next_steps(state, demo_ws, done)
     if code:
         raise typer.Exit(code)
+
+
+def _start(demo_ws: Any, say: Say) -> None:
+    """The demo's secrets (random values where none are set yet) and its worker (started when
+    none runs)."""
+    from shipline.engine import demo as guide
+    from shipline.engine.secret_chores import generate_audited
+
+    ladder = demo_ws.config.ladder
+    made = sum(len(generate_audited(demo_ws, env, actor=guide.ACTOR)) for env in ladder)
+    if made:
+        say(f"secrets: {made} random value(s) in the embedded encrypted store")
+    if guide.worker_pid(demo_ws) is None:
+        pid = guide.start_worker(demo_ws)
+        say(f"worker {pid} started (its log: {demo_ws.state_dir / 'worker.log'})")
+
+
+def _run_plan(
+    state: State, demo_ws: Any, runs: Any, say: Say, done: list[dict[str, Any]], *,
+    as_json: bool,
+) -> int:  # fmt: skip
+    """Start and follow each run of the demo's plan until one fails (each run added to `done`
+    once it ended); the exit code."""
+    from shipline.engine import demo as guide
+
+    config = demo_ws.config
+    for step in guide.demo_plan(config, datetime.now(UTC)):
+        say("")
+        say(f"== {step.title}")
+        if step.emergency:
+            say(f"   {', '.join(step.emergency)}: outside business hours now, so an emergency"
+                " (--emergency), with its emergency approvals too")  # fmt: skip
+        record = guide.start_step(demo_ws, runs, step)
+        code, data, votes = _follow(state, runs, config, record.id, say, as_json=as_json)
+        done.append({"step": step.title, "run": record.id, "phase": data["phase"],
+                     "reason": data.get("reason"), "report": data.get("report"),
+                     "approvals": votes})  # fmt: skip
+        if code:
+            return code
+    return 0
 
 
 Say = Callable[[str], None]

@@ -15,6 +15,7 @@ approval, it votes as the members of the groups the stage waits on, as those peo
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -67,11 +68,18 @@ def demo_data(config: Config, source: Path) -> tuple[dict[str, Any], list[str]]:
         changed.append(
             f"secret stores {', '.join(vaults)}: the embedded encrypted store (random values)"
         )
-    shortened = [env["name"] for env in data["environments"] if _quicker(env["strategy"])]
+    quicker = {env["name"]: _quicker(env["strategy"]) for env in data["environments"]}
+    shortened = [name for name, (canary, _) in quicker.items() if canary]
     if shortened:
         changed.append(
             f"canaries of {', '.join(shortened)}: bake at most {BAKE_SECONDS:g} s a step,"
             f" an analysis every {INTERVAL_SECONDS:g} s at most"
+        )
+    waited = [name for name, (_, person) in quicker.items() if person]
+    if waited:
+        changed.append(
+            f"canary pauses for a person in {', '.join(waited)}: {PAUSE_SECONDS:g} s"
+            " (nobody promotes a canary in the demo)"
         )
     header = [f"{MARK[2:]}{source}: its ladder, approvals, business hours,",
               "strategies, health checks and test gates, with every environment on this machine.",
@@ -80,18 +88,22 @@ def demo_data(config: Config, source: Path) -> tuple[dict[str, Any], list[str]]:
     return data, header
 
 
-def _quicker(strategy: dict[str, Any]) -> bool:
-    """Shorten a canary strategy's waits in place; whether there was one to shorten."""
+def _quicker(strategy: dict[str, Any]) -> tuple[bool, bool]:
+    """Shorten a canary strategy's waits in place: (whether it is a canary, whether one of its
+    pauses waited for a person, and now lasts PAUSE_SECONDS: nobody promotes in a demo)."""
     if strategy.get("type") != "canary":
-        return False
+        return False, False
     strategy["bakeSeconds"] = min(float(strategy["bakeSeconds"]), BAKE_SECONDS)
     analysis = strategy["analysis"]
     analysis["intervalSeconds"] = min(float(analysis["intervalSeconds"]), INTERVAL_SECONDS)
+    waited = False
     for step in strategy["steps"]:
-        pause = step.get("pause") if isinstance(step, dict) else None
-        if pause and pause.get("duration") is not None:
-            pause["duration"] = min(float(pause["duration"]), PAUSE_SECONDS)
-    return True
+        if not isinstance(step, dict) or "pause" not in step:
+            continue
+        pause = step["pause"]
+        waited = waited or pause.get("duration") is None
+        pause["duration"] = min(float(pause.get("duration") or PAUSE_SECONDS), PAUSE_SECONDS)
+    return True, waited
 
 
 MARK = "# Written by `shipline demo` from "
@@ -294,14 +306,18 @@ def start_step(ws: Workspace, runs: RunService, step: DemoStep) -> RunRecord:
 
 
 def stop_demo(ws: Workspace, timeout: float = 120) -> list[str]:
-    """Take down the services of every rung of the demo (one `down` run each, by its worker),
-    then stop the worker. Returns the environments taken down."""
+    """Cancel the demo's unfinished runs, take down the services of every rung (one `down` run
+    each, by its worker), then stop the worker. Returns the environments taken down."""
     from shipline.domain.pipeline import Phase
     from shipline.engine.assembly import run_service
     from shipline.engine.submit import submit_action
 
     runs = run_service(ws)
     try:
+        for record in runs.store.list_runs(limit=1000):  # a run left waiting would hold its locks
+            if not Phase(record.phase).done:
+                with contextlib.suppress(UserError):  # ended meanwhile
+                    runs.cancel(record.id, ACTOR, "the demo was stopped")
         started = [(env, submit_action(ws, env=env, services=None, action="down", actor=ACTOR,
                                        service=runs).id)
                    for env in ws.config.ladder]  # fmt: skip

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from shipline.config.loader import load_config
 from shipline.domain.models import Config
-from shipline.engine.demo import demo_plan, write_demo
+from shipline.engine.demo import demo_data, demo_plan, write_demo
 from shipline.engine.workspace import Workspace
 
 QUIKAPP = Path(__file__).resolve().parents[3] / "examples" / "quikapp"
@@ -75,3 +75,16 @@ def test_the_plan_is_an_emergency_only_while_lives_business_hours_are_closed(
     assert len(closed[0].services) == 22 and closed[2].services == closed[3].services
     assert closed[2].services == ["auth-service", "backend-gateway", "workspace-service"]
     assert [s.emergency for s in demo_plan(derived, monday)] == [[], [], [], []]
+
+
+def test_a_canary_pause_for_a_person_becomes_a_short_timed_one_and_says_so() -> None:
+    source = QUIKAPP.parents[1] / "tests" / "e2e" / "projects" / "canary-wide" / "shipline.yaml"
+    data, header = demo_data(load_config(source), source)
+    derived = Config.model_validate(data)
+    steps = derived.environment("qa").strategy.steps  # type: ignore[union-attr]
+    assert [s.model_dump(exclude_none=True) for s in steps] == [
+        {"set_weight": 10}, {"pause": {"duration": 3.0}}, {"set_weight": 100}]  # fmt: skip
+    assert "  - canary pauses for a person in qa: 3 s (nobody promotes a canary in the demo)" in (
+        header
+    )
+    assert "  - targets fake: type local (processes on this machine)" in header
