@@ -1,39 +1,38 @@
-"""The local target's port book: a port handed to a replica that does not listen yet is never
-handed out again, to the next replica or to a gateway, while it may still start."""
+"""Ports for replicas and gateways come from outside the range the kernel takes outgoing
+connections' local ports from: a probe's connection cannot take one before its listener binds."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import socket
 
 import pytest
 
-from shipline.errors import TargetError
-from shipline.targets.local.supervisor import PortBook
+from shipline.targets.local import supervisor
+from shipline.targets.local.supervisor import free_port, listen_ports
 
 
-def _kernel(ports: list[int]) -> Iterator[int]:
-    """What the kernel gives, one bind after another: a port nothing holds, even one just
-    given to a process that has not bound it yet."""
-    yield from ports
+@pytest.mark.parametrize(
+    ("ephemeral", "span"),
+    [
+        ((32768, 60999), (10000, 32767)),  # Linux's default: below it
+        ((40000, 65535), (10000, 39999)),
+        ((10000, 20000), (20001, 65535)),  # above it
+        ((1024, 65535), None),  # no room: the kernel picks
+        ((10500, 65000), None),
+        (None, None),  # not Linux: the kernel picks
+    ],
+)
+def test_listeners_take_ports_outside_the_ephemeral_range(
+    ephemeral: tuple[int, int] | None, span: tuple[int, int] | None
+) -> None:
+    assert listen_ports(ephemeral) == span
 
 
-def test_a_port_given_is_not_given_again_while_it_is_held() -> None:
-    kernel = _kernel([40001, 40001, 40003, 40001, 40005])
-    book = PortBook(hold=60, find=lambda: next(kernel))
-    assert [book.take(), book.take(), book.take()] == [40001, 40003, 40005]
-
-
-def test_a_port_is_given_again_once_its_hold_is_over(monkeypatch: pytest.MonkeyPatch) -> None:
-    clock = [1000.0]
-    monkeypatch.setattr("shipline.targets.local.supervisor.time.monotonic", lambda: clock[0])
-    book = PortBook(hold=60, find=lambda: 40001)
-    assert book.take() == 40001
-    clock[0] += 61
-    assert book.take() == 40001
-
-
-def test_a_kernel_that_gives_only_held_ports_is_an_error_not_a_hang() -> None:
-    book = PortBook(hold=60, find=lambda: 40001)
-    book.take()
-    with pytest.raises(TargetError, match="no free TCP port"):
-        book.take()
+def test_a_free_port_is_in_the_span_and_nothing_listens_there() -> None:
+    span = supervisor._SPAN
+    for _ in range(20):
+        port = free_port()
+        if span is not None:
+            assert span[0] <= port <= span[1]
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", port))

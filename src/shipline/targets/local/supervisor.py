@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import http.client
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -41,8 +42,47 @@ def http_status(port: int, path: str, timeout: float) -> int:
         conn.close()
 
 
+EPHEMERAL_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+LOWEST_PORT = 10_000  # below: the well-known and registered ports services are configured on
+
+
+def listen_ports(ephemeral: tuple[int, int] | None) -> tuple[int, int] | None:
+    """Where to pick ports for listeners: the widest span above LOWEST_PORT outside the kernel's
+    range for the local ports of outgoing connections (`ephemeral`), when it holds a thousand
+    ports; else None (the kernel picks)."""
+    if ephemeral is None:
+        return None
+    low, high = ephemeral
+    spans = [(LOWEST_PORT, low - 1), (max(high + 1, LOWEST_PORT), 65_535)]
+    start, end = max(spans, key=lambda span: span[1] - span[0])
+    return (start, end) if end - start >= 1000 else None
+
+
+def _ephemeral() -> tuple[int, int] | None:
+    try:
+        low, high = (int(part) for part in EPHEMERAL_RANGE.read_text().split())
+    except (OSError, ValueError):
+        return None
+    return low, high
+
+
+_SPAN = listen_ports(_ephemeral())
+
+
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on now."""
+    """A TCP port on 127.0.0.1 that nothing listens on now. It is taken from outside the range
+    the kernel gives outgoing connections their local ports from, where there is room: a port
+    picked there could be taken by a probe's or a proxied request's connection between this
+    pick and the replica's own bind, and the replica would not start."""
+    if _SPAN is not None:
+        for _ in range(100):
+            port = random.randint(*_SPAN)
+            with socket.socket() as sock:
+                try:
+                    sock.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+                return port
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
