@@ -7,6 +7,13 @@ import typer
 from shipline.cli.context import JsonFlag, State, state_of
 from shipline.errors import UserError
 
+EmergencyOpt = Annotated[
+    bool, typer.Option("--emergency", help="Outside business hours, with the emergency approvals.")
+]
+ReasonOpt = Annotated[
+    str | None, typer.Option("--reason", help="Why (required with --emergency; audited).")
+]
+
 
 def _exit_with(code: int | None) -> None:
     """End the command with `code`, the result a worker gave; None: carry on (no worker)."""
@@ -31,13 +38,8 @@ def deploy(
     detach: Annotated[
         bool, typer.Option("--detach", help="Return at once (exit 3) and let the run go on.")
     ] = False,
-    emergency: Annotated[
-        bool,
-        typer.Option("--emergency", help="Outside business hours, with the emergency approvals."),
-    ] = False,
-    reason: Annotated[
-        str | None, typer.Option("--reason", help="Why (required with --emergency; audited).")
-    ] = None,
+    emergency: EmergencyOpt = False,
+    reason: ReasonOpt = None,
     parameters: Annotated[
         list[str] | None,
         typer.Option("--set", help="Run parameter NAME=VALUE (the last variable layer)."),
@@ -122,13 +124,8 @@ def promote(
     canary: Annotated[
         bool, typer.Option("--canary", help="A canary in every environment (default steps).")
     ] = False,
-    emergency: Annotated[
-        bool,
-        typer.Option("--emergency", help="Outside business hours, with the emergency approvals."),
-    ] = False,
-    reason: Annotated[
-        str | None, typer.Option("--reason", help="Why (required with --emergency; audited).")
-    ] = None,
+    emergency: EmergencyOpt = False,
+    reason: ReasonOpt = None,
     detach: Annotated[
         bool, typer.Option("--detach", help="Return at once (exit 3) and let the run go on.")
     ] = False,
