@@ -90,10 +90,11 @@ def _sign_in(page: object, url: str, person: str) -> None:
 
 
 def _deploy(page: object, services: str, tag: str) -> str:
-    page.select_option("select[name=environment]", "local")  # type: ignore[attr-defined]
-    page.fill("input[name=services]", services)  # type: ignore[attr-defined]
-    page.fill("input[name=tag]", tag)  # type: ignore[attr-defined]
-    page.click("text=Deploy >> nth=-1")  # type: ignore[attr-defined]
+    form = "form[action='/deploy']"  # the dashboard's promote form has fields of these names too
+    page.select_option(f"{form} select[name=environment]", "local")  # type: ignore[attr-defined]
+    page.fill(f"{form} input[name=services]", services)  # type: ignore[attr-defined]
+    page.fill(f"{form} input[name=tag]", tag)  # type: ignore[attr-defined]
+    page.click(f"{form} button[type=submit]")  # type: ignore[attr-defined]
     page.wait_for_selector("p.flash.ok")  # type: ignore[attr-defined]
     return str(page.url).rsplit("/", 1)[-1].split("?", 1)[0]  # type: ignore[attr-defined]
 

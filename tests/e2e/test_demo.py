@@ -9,6 +9,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +48,7 @@ def test_the_demo_promotes_quikapp_up_the_whole_ladder_then_stops(tmp_path: Path
         shown = json.loads(done.stdout)
         details = {r["run"]: json.loads(sh(demo_env, "runs", "show", str(r["run"]),
                                            "--json").stdout) for r in shown["runs"]}  # fmt: skip
+        audit = json.loads(sh(demo_env, "audit", "list", "--limit", "5000", "--json").stdout)
     finally:
         stopped = sh(demo_env, "demo", "--stop", "--json")
     assert shown["config"] == str(folder / "shipline.yaml")
@@ -64,6 +66,10 @@ def test_the_demo_promotes_quikapp_up_the_whole_ladder_then_stops(tmp_path: Path
             ("uat3:deploy", "sam"), ("staging:deploy", "riley"), ("live:deploy", "casey"),
             ("live:deploy", "riley"), ("live:deploy", "taylor")} <= votes  # fmt: skip
     assert all(v["user"] != "demo" for r in runs for v in r["approvals"])
+    # every vote the guide cast counted: none was tried twice, none refused
+    actions = [r["action"] for r in audit]
+    assert actions.count("approval.approve") == sum(len(r["approvals"]) for r in runs)
+    assert "approval.not-counted" not in actions and "approval.refused" not in actions
     assert first["requestedBy"] == promoted["requestedBy"] == "demo"
     # QuikApp's reference gates ran on local
     assert {s["name"]: s["phase"] for s in _steps(first, "tests").values()} == {
@@ -98,8 +104,13 @@ def test_an_interrupted_demo_says_how_to_go_on_and_stop_cancels_what_it_left(
     env.pop("SHIPLINE_HOME", None)
     env.pop("SHIPLINE_DATABASE_URL", None)
     folder = project / ".shipline" / "demo"
-    demo = subprocess.Popen([EXE, "demo"], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)  # fmt: skip
+    # Ctrl-C as in a terminal: a test runner started in the background (a CI job) ignores
+    # SIGINT, and a child inherits that; the demo starts with the default disposition instead
+    interactive = ("import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL);"
+                   " os.execv(sys.argv[1], sys.argv[1:])")  # fmt: skip
+    demo = subprocess.Popen([sys.executable, "-c", interactive, EXE, "demo"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)  # fmt: skip
     try:
         assert demo.stdout is not None
         for line in demo.stdout:  # the promotion has started: Ctrl-C

@@ -137,9 +137,10 @@ def _follow(
     from shipline.engine.runs import run_details
 
     votes: list[dict[str, str]] = []
+    handled: set[str] = set()
 
     def details(service: Any, run: int) -> dict[str, Any]:
-        for vote in approve_waiting(service, config, run):
+        for vote in approve_waiting(service, config, run, handled):
             shown = config.approver_groups[vote.group].display_name or vote.group
             say(f"   {vote.stage}: approved by {vote.user} ({shown})")
             votes.append({"stage": vote.stage, "user": vote.user, "group": vote.group})

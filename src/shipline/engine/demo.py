@@ -172,17 +172,22 @@ class Approval:
     group: str
 
 
-def approve_waiting(runs: RunService, config: Config, run_id: int) -> list[Approval]:
-    """Approve every stage of the run that waits for approval, as the first member of each
-    group it still waits on (the groups' own people; the demo's requester is none of them).
-    Returns the votes cast; a stage waiting on its business hours alone gets none."""
+def approve_waiting(
+    runs: RunService, config: Config, run_id: int, handled: set[str]
+) -> list[Approval]:
+    """Approve every stage of the run that waits for approval and is not in `handled`, as the
+    first member of each group it still waits on who may vote (the groups' own people; the
+    demo's requester is none of them); each stage voted on is added to `handled` (until the
+    worker moves it on, it still reads as waiting: no vote is tried twice). Returns the votes
+    cast; a stage waiting on its business hours alone gets none."""
     cast: list[Approval] = []
     record = runs.get(run_id, spec=False)
     if record.phase != "waiting":
         return cast
     for stage in runs.store.stages(run_id):
-        if stage["phase"] != "waiting":
+        if stage["phase"] != "waiting" or stage["name"] in handled:
             continue
+        handled.add(stage["name"])
         needed = list(dict.fromkeys(g for p in runs.policies(run_id, stage["name"])
                                     for g in p.groups))  # fmt: skip
         for _ in range(len(needed) + 1):
@@ -190,15 +195,19 @@ def approve_waiting(runs: RunService, config: Config, run_id: int) -> list[Appro
                 break
             group = needed[0]
             effect = None
+            moved = False
             for user in config.approver_groups[group].members:
                 try:
                     effect = runs.vote(run_id, user, approve=True, stage=stage["name"],
                                        comment=f"demo: as {group}")  # fmt: skip
                 except (VoteNotCounted, PermissionDenied):
-                    continue
+                    continue  # this person's vote would not count: the next one
+                except UserError:  # the stage no longer waits (approved, or the run ended)
+                    moved = True
+                    break
                 cast.append(Approval(stage["name"], user, group))
                 break
-            if effect is None:  # nobody of the group could vote: a person must
+            if moved or effect is None:  # moved on, or nobody of the group could vote
                 break
             needed = list(effect.waiting_on)
     return cast
