@@ -178,14 +178,17 @@ def approve_waiting(
     """Approve every stage of the run that waits for approval and is not in `handled`, as the
     first member of each group it still waits on who may vote (the groups' own people; the
     demo's requester is none of them); each stage voted on is added to `handled` (until the
-    worker moves it on, it still reads as waiting: no vote is tried twice). Returns the votes
-    cast; a stage waiting on its business hours alone gets none."""
+    worker moves it on, it still reads as waiting: no vote is tried twice). A stage is voted on
+    once it waits for approval (its policies recorded, the emergency approvals among them where
+    the run overrode business hours), not while it waits for a lock or its hours. Returns the
+    votes cast."""
     cast: list[Approval] = []
     record = runs.get(run_id, spec=False)
     if record.phase != "waiting":
         return cast
     for stage in runs.store.stages(run_id):
-        if stage["phase"] != "waiting" or stage["name"] in handled:
+        waits_for_votes = "approvalPolicies" in (stage.get("outputs") or {})  # not for a lock
+        if stage["phase"] != "waiting" or not waits_for_votes or stage["name"] in handled:
             continue
         handled.add(stage["name"])
         needed = list(dict.fromkeys(g for p in runs.policies(run_id, stage["name"])
